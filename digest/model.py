@@ -1,0 +1,146 @@
+"""The domain objects every other module speaks: plain frozen dataclasses, no I/O, no digest imports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One paper as read from a seed file, already cleaned (no XML-illegal characters, accents resolved).
+
+    `id` is the paper's identity: the arXiv id (`2409.13346`) for arXiv links, else the normalized URL.
+    `abstract` holds paragraphs of plain text; renderers escape and linkify it.
+    `revised` is set by the store when the text changed after publication (a corrected translation).
+    """
+
+    id: str
+    title_en: str
+    title_zh: str
+    url: str
+    abstract: tuple[str, ...]
+    source: str
+    line: int
+    revised: datetime | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """A hash of what readers see; a change means a correction, not a new paper."""
+        payload = json.dumps(
+            [self.title_en, self.title_zh, self.url, list(self.abstract)], ensure_ascii=False
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    @property
+    def anchor(self) -> str:
+        """A stable HTML fragment id for this paper on its issue page."""
+        return "p-" + "".join(c if c.isalnum() else "-" for c in self.id).strip("-")
+
+
+class ProblemKind(str, Enum):
+    """Why an entry was not taken: invalid input, or a repeat of a paper already seen."""
+
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong in a seed file, reported as `path:line: message`."""
+
+    source: str
+    line: int
+    message: str
+    kind: ProblemKind = ProblemKind.INVALID
+    entry_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SeedScan:
+    """The result of reading seeds: valid entries in seed order, plus every problem found."""
+
+    entries: tuple[Entry, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A numbered issue: its entries in order and when it was published (timezone-aware)."""
+
+    number: int
+    published: datetime
+    entries: tuple[Entry, ...]
+    slot: str | None = None
+
+    def entry_published(self, position: int) -> datetime:
+        """Feed time of the entry at `position`: distinct per entry (validators warn on equal times)."""
+        return self.published - timedelta(seconds=position)
+
+    def entry_updated(self, position: int) -> datetime:
+        """Feed `updated` time: the later of publication and the last correction."""
+        entry = self.entries[position]
+        published = self.entry_published(position)
+        return max(published, entry.revised) if entry.revised else published
+
+    @property
+    def updated(self) -> datetime:
+        """When anything in this issue last changed."""
+        return max([self.published, *(e.revised for e in self.entries if e.revised)])
+
+
+@dataclass(frozen=True)
+class Site:
+    """What renderers need to know about the publication (built from settings by the publisher)."""
+
+    title: str
+    url: str  # absolute, ends with "/"
+    author: str
+    description: str = ""
+    language: str = "zh-CN"
+    feed_id: str = "urn:uuid:00000000-0000-0000-0000-000000000000"  # permanent, from the state
+    timezone: str = "UTC"
+    feed_max_items: int = 50
+    generator: str = "digest"
+
+    def link(self, path: str = "") -> str:
+        """Absolute URL of a path inside the site."""
+        return self.url + path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A mail recipient; `active` is False once unsubscribed (the row is kept)."""
+
+    email: str
+    name: str = ""
+    active: bool = True
+    id: int = 0
+
+
+class DeliveryStatus(str, Enum):
+    """Ledger states of one (issue, subscriber) delivery."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the delivery ledger."""
+
+    issue: int
+    subscriber: Subscriber
+    status: DeliveryStatus
+    attempts: int = 0
+    detail: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
