@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,7 @@ class Entry:
     @property
     def content_hash(self) -> str:
         """A hash of what readers see; a change means a correction, not a new paper."""
-        payload = json.dumps(
-            [self.title_en, self.title_zh, self.url, list(self.abstract)], ensure_ascii=False
-        )
+        payload = json.dumps([self.title_en, self.title_zh, self.url, list(self.abstract)], ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     @property
@@ -41,7 +39,15 @@ class Entry:
         return "p-" + "".join(c if c.isalnum() else "-" for c in self.id).strip("-")
 
 
-class ProblemKind(str, Enum):
+@dataclass(frozen=True)
+class KnownEntry:
+    """What the state remembers of an entry: its content hash and the issue it went into (if any)."""
+
+    content_hash: str
+    issue: int | None
+
+
+class ProblemKind(StrEnum):
     """Why an entry was not taken: invalid input, or a repeat of a paper already seen."""
 
     INVALID = "invalid"
@@ -124,7 +130,7 @@ class Subscriber:
     id: int = 0
 
 
-class DeliveryStatus(str, Enum):
+class DeliveryStatus(StrEnum):
     """Ledger states of one (issue, subscriber) delivery."""
 
     PENDING = "pending"

@@ -1,0 +1,89 @@
+"""Decides what goes into the next issue, from the scanned entries and what the state remembers. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from digest.model import Entry, KnownEntry, Problem, ProblemKind
+
+
+@dataclass(frozen=True)
+class IssuePlan:
+    """The next issue's entries, the ones left for later, and published entries whose text changed."""
+
+    new: tuple[Entry, ...]
+    waiting: tuple[Entry, ...]
+    revised: tuple[Entry, ...]
+
+    @property
+    def has_issue(self) -> bool:
+        """True when there is anything to publish."""
+        return bool(self.new)
+
+
+def plan_next_issue(entries: Sequence[Entry], known: Mapping[str, KnownEntry], max_entries: int) -> IssuePlan:
+    """Take unpublished entries in seed order, at most `max_entries`; spot corrections of published ones."""
+    unpublished: list[Entry] = []
+    revised: list[Entry] = []
+    for entry in entries:
+        record = known.get(entry.id)
+        if record is None or record.issue is None:
+            unpublished.append(entry)
+        elif record.content_hash != entry.content_hash:
+            revised.append(entry)
+    return IssuePlan(
+        new=tuple(unpublished[:max_entries]),
+        waiting=tuple(unpublished[max_entries:]),
+        revised=tuple(revised),
+    )
+
+
+class EntryStatus(StrEnum):
+    """How a dry run describes each entry it saw."""
+
+    NEW = "new"
+    WAITING = "waiting"
+    PUBLISHED = "published"
+    REVISED = "revised"
+    DUPLICATE = "duplicate"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class EntryReport:
+    """One line of a dry-run listing."""
+
+    status: EntryStatus
+    where: str
+    title: str
+    detail: str = ""
+
+
+def describe(
+    entries: Sequence[Entry],
+    problems: Sequence[Problem],
+    known: Mapping[str, KnownEntry],
+    plan: IssuePlan,
+    next_number: int,
+) -> list[EntryReport]:
+    """Explain every entry: new (in issue N), waiting, already published (in issue N), duplicate, invalid."""
+    new_ids = {e.id for e in plan.new}
+    revised_ids = {e.id for e in plan.revised}
+    reports: list[EntryReport] = []
+    for entry in entries:
+        where = f"{entry.source}:{entry.line}"
+        record = known.get(entry.id)
+        if entry.id in new_ids:
+            reports.append(EntryReport(EntryStatus.NEW, where, entry.title_en, f"in issue {next_number}"))
+        elif record is not None and record.issue is not None:
+            status = EntryStatus.REVISED if entry.id in revised_ids else EntryStatus.PUBLISHED
+            detail = f"in issue {record.issue}" + (", text corrected" if entry.id in revised_ids else "")
+            reports.append(EntryReport(status, where, entry.title_en, detail))
+        else:
+            reports.append(EntryReport(EntryStatus.WAITING, where, entry.title_en, "over max_entries_per_issue"))
+    for problem in problems:
+        status = EntryStatus.DUPLICATE if problem.kind is ProblemKind.DUPLICATE else EntryStatus.INVALID
+        reports.append(EntryReport(status, f"{problem.source}:{problem.line}", "", problem.message))
+    return reports

@@ -1,0 +1,58 @@
+"""Writes rendered files atomically: temp file in the same folder, fsync, rename, fsync the folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from digest.errors import DigestError
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Replace `path` with `data` so readers see the old or the new file, never a torn one.
+
+    Returns False (and leaves the file and its mtime alone) when the content is already identical, so
+    HTTP caches and rsync see no change.
+    """
+    try:
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return True
+    except OSError as exc:
+        raise DigestError(f"{path}: cannot write: {exc}") from exc
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bundle(root: Path, files: Mapping[str, bytes], progress: Callable[[int], None] | None = None) -> int:
+    """Write every file of a rendered bundle under `root`; returns how many files changed."""
+    changed = 0
+    for relative, data in sorted(files.items()):
+        target = (root / relative).resolve()
+        if root.resolve() not in target.parents:
+            raise DigestError(f"refusing to write outside the output folder: {relative}")
+        changed += write_atomic(target, data)
+        if progress:
+            progress(1)
+    return changed

@@ -1,0 +1,338 @@
+"""The SQLite state: schema, migrations, transactions, and typed reads/writes. No business rules.
+
+One file (WAL mode) holds every entry seen, every issue and its entries, the seed-file parse cache, and (from
+migration 2) subscribers and the delivery ledger. `issue_entries.entry_id` is UNIQUE, so the database itself
+refuses to publish a paper twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from digest.errors import StoreError
+from digest.model import Entry, Issue, KnownEntry
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: entries, issues, seed cache
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE entries (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        data TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        revised TEXT
+    );
+    CREATE TABLE issues (
+        number INTEGER PRIMARY KEY,
+        published TEXT NOT NULL,
+        slot TEXT UNIQUE,
+        created TEXT NOT NULL
+    );
+    CREATE TABLE issue_entries (
+        issue INTEGER NOT NULL REFERENCES issues(number),
+        position INTEGER NOT NULL,
+        entry_id TEXT NOT NULL UNIQUE REFERENCES entries(id),
+        PRIMARY KEY (issue, position)
+    );
+    CREATE TABLE seed_files (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        scan BLOB NOT NULL
+    );
+    """,
+)
+
+
+@dataclass(frozen=True)
+class IssueSummary:
+    """An issue's number, time and size, without loading its entries."""
+
+    number: int
+    published: datetime
+    entry_count: int
+    slot: str | None
+
+
+def _entry_data(entry: Entry) -> str:
+    return json.dumps(
+        {
+            "title_en": entry.title_en,
+            "title_zh": entry.title_zh,
+            "url": entry.url,
+            "abstract": list(entry.abstract),
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+    )
+
+
+class Store:
+    """A connection to the state file. Use `transaction()` for every write."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, busy_timeout: float = 60.0) -> Store:
+        """Open (creating and migrating if needed) the state file at `path`."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(conn, path)
+            store._migrate()
+            return store
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the state database: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the state folder: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise StoreError(f"{self.path}: state was written by a newer digest (schema {version}); upgrade digest")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute(f"PRAGMA user_version = {number}")
+            if version == 0:
+                self._conn.execute("INSERT INTO meta (key, value) VALUES ('site_uuid', ?)", (str(uuid.uuid4()),))
+
+    @contextmanager
+    def transaction(self, commit: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (and by SQLite itself on a crash).
+
+        With `commit=False` the work is always rolled back: a dry run sees its own writes, then forgets them.
+        """
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.path}: state is locked by another process: {exc}") from exc
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            if not commit:
+                self._conn.execute("ROLLBACK")
+                return
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The raw connection, for adapters that own their own tables (mailer ledger)."""
+        return self._conn
+
+    # --- meta ---------------------------------------------------------------------------------
+
+    def site_uuid(self) -> str:
+        """A random id made when the state was created: the permanent base of feed ids."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'site_uuid'").fetchone()
+        return str(row[0])
+
+    # --- entries ------------------------------------------------------------------------------
+
+    def known_entries(self) -> dict[str, KnownEntry]:
+        """Every entry ever seen, with its content hash and issue number (None if unpublished)."""
+        rows = self._conn.execute(
+            "SELECT e.id, e.content_hash, ie.issue FROM entries e LEFT JOIN issue_entries ie ON ie.entry_id = e.id"
+        )
+        return {row[0]: KnownEntry(row[1], row[2]) for row in rows}
+
+    def record_seen(self, entries: Iterable[Entry], now: datetime) -> None:
+        """Insert entries not seen before and refresh the text of unpublished ones."""
+        self._conn.executemany(
+            "INSERT INTO entries (id, source, line, content_hash, data, first_seen) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET source = excluded.source, line = excluded.line,"
+            " content_hash = excluded.content_hash, data = excluded.data"
+            " WHERE entries.content_hash != excluded.content_hash OR entries.source != excluded.source"
+            " OR entries.line != excluded.line",
+            ((e.id, e.source, e.line, e.content_hash, _entry_data(e), now.isoformat()) for e in entries),
+        )
+
+    def record_revisions(self, entries: Iterable[Entry], now: datetime) -> None:
+        """Store corrected text of published entries and mark when it changed."""
+        self._conn.executemany(
+            "UPDATE entries SET content_hash = ?, data = ?, source = ?, line = ?, revised = ? WHERE id = ?",
+            ((e.content_hash, _entry_data(e), e.source, e.line, now.isoformat(), e.id) for e in entries),
+        )
+
+    # --- issues -------------------------------------------------------------------------------
+
+    def next_issue_number(self) -> int:
+        """One more than the highest number ever used: numbers are never reused."""
+        row = self._conn.execute("SELECT COALESCE(MAX(number), 0) FROM issues").fetchone()
+        return int(row[0]) + 1
+
+    def record_issue(self, issue: Issue, now: datetime) -> None:
+        """Record an issue and which entry went into it, at which position."""
+        try:
+            self._conn.execute(
+                "INSERT INTO issues (number, published, slot, created) VALUES (?, ?, ?, ?)",
+                (issue.number, issue.published.isoformat(), issue.slot, now.isoformat()),
+            )
+            self._conn.executemany(
+                "INSERT INTO issue_entries (issue, position, entry_id) VALUES (?, ?, ?)",
+                ((issue.number, pos, e.id) for pos, e in enumerate(issue.entries)),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"issue {issue.number} conflicts with the recorded state: {exc}") from exc
+
+    def issue_for_slot(self, slot: str) -> int | None:
+        """The issue already published for a schedule slot, if any."""
+        row = self._conn.execute("SELECT number FROM issues WHERE slot = ?", (slot,)).fetchone()
+        return int(row[0]) if row else None
+
+    def issue_count(self) -> int:
+        """How many issues exist."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM issues").fetchone()[0])
+
+    def issue_summaries(self, numbers: Sequence[int] | None = None) -> list[IssueSummary]:
+        """Summaries of the given issues (all if None), newest first."""
+        sql = (
+            "SELECT i.number, i.published, i.slot, COUNT(ie.entry_id) FROM issues i"
+            " LEFT JOIN issue_entries ie ON ie.issue = i.number"
+        )
+        params: list[int] = []
+        if numbers is not None:
+            sql += f" WHERE i.number IN ({','.join('?' * len(numbers))})"
+            params = list(numbers)
+        sql += " GROUP BY i.number ORDER BY i.number DESC"
+        return [
+            IssueSummary(row[0], datetime.fromisoformat(row[1]), row[3], row[2])
+            for row in self._conn.execute(sql, params)
+        ]
+
+    def latest_issue_number(self) -> int | None:
+        """The newest issue's number, or None before the first issue."""
+        row = self._conn.execute("SELECT MAX(number) FROM issues").fetchone()
+        return int(row[0]) if row[0] is not None else None
+
+    def issue_numbers(self) -> list[int]:
+        """Every issue number, oldest first."""
+        return [int(r[0]) for r in self._conn.execute("SELECT number FROM issues ORDER BY number")]
+
+    def newest_issue_numbers_for_items(self, max_items: int) -> list[int]:
+        """The newest issues that together hold at least `max_items` entries (what the feeds need)."""
+        numbers: list[int] = []
+        total = 0
+        rows = self._conn.execute("SELECT issue, COUNT(*) FROM issue_entries GROUP BY issue ORDER BY issue DESC")
+        for number, count in rows:
+            if total >= max_items:
+                break
+            numbers.append(int(number))
+            total += int(count)
+        return numbers
+
+    def load_issues(self, numbers: Sequence[int]) -> list[Issue]:
+        """Full issues (entries in order, with their current text), in the order of `numbers`."""
+        if not numbers:
+            return []
+        marks = ",".join("?" * len(numbers))
+        heads = {
+            int(r[0]): r
+            for r in self._conn.execute(
+                f"SELECT number, published, slot FROM issues WHERE number IN ({marks})", list(numbers)
+            )
+        }
+        entries: dict[int, list[Entry]] = {n: [] for n in heads}
+        rows = self._conn.execute(
+            "SELECT ie.issue, e.id, e.source, e.line, e.data, e.revised FROM issue_entries ie"
+            f" JOIN entries e ON e.id = ie.entry_id WHERE ie.issue IN ({marks})"
+            " ORDER BY ie.issue, ie.position",
+            list(numbers),
+        )
+        for issue, entry_id, source, line, data, revised in rows:
+            fields = json.loads(data)
+            entries[int(issue)].append(
+                Entry(
+                    id=entry_id,
+                    title_en=fields["title_en"],
+                    title_zh=fields["title_zh"],
+                    url=fields["url"],
+                    abstract=tuple(fields["abstract"]),
+                    source=source,
+                    line=line,
+                    revised=datetime.fromisoformat(revised) if revised else None,
+                )
+            )
+        missing = [n for n in numbers if n not in heads]
+        if missing:
+            raise StoreError(f"no such issue: {', '.join(map(str, missing))}")
+        return [
+            Issue(
+                number=n,
+                published=datetime.fromisoformat(heads[n][1]),
+                entries=tuple(entries[n]),
+                slot=heads[n][2],
+            )
+            for n in numbers
+        ]
+
+    def issues_of_entries(self, entry_ids: Iterable[str]) -> set[int]:
+        """The issues that contain any of these entries."""
+        ids = list(entry_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self._conn.execute(f"SELECT DISTINCT issue FROM issue_entries WHERE entry_id IN ({marks})", ids)
+        return {int(r[0]) for r in rows}
+
+    def unpublished_count(self) -> int:
+        """Entries seen but not yet in any issue."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM entries e WHERE NOT EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = e.id)"
+        ).fetchone()
+        return int(row[0])
+
+    # --- seed parse cache -----------------------------------------------------------------------
+
+    def cached_scans(self) -> dict[str, tuple[int, int, str, bytes]]:
+        """path -> (size, mtime_ns, sha256, serialized scan) for every cached seed file."""
+        return {
+            r[0]: (int(r[1]), int(r[2]), str(r[3]), bytes(r[4]))
+            for r in self._conn.execute("SELECT path, size, mtime_ns, sha256, scan FROM seed_files")
+        }
+
+    def cache_scans(self, rows: Iterable[tuple[str, int, int, str, bytes]]) -> None:
+        """Remember parsed seed files so unchanged files are not parsed again."""
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO seed_files (path, size, mtime_ns, sha256, scan) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def forget_scans(self, paths: Iterable[str]) -> None:
+        """Drop cache rows of seed files that no longer exist."""
+        self._conn.executemany("DELETE FROM seed_files WHERE path = ?", ((p,) for p in paths))
