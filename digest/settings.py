@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     subject: str = "{title} · 第 {number} 期 ({date})"
     secret_key: SecretStr = SecretStr("")
     list_id: str = ""
+    unsubscribe_url: str = ""  # default: <site_url>unsubscribe, served by `digest serve`
     unsubscribe_mailto: str = ""
     smtp: SmtpSettings = SmtpSettings()
     smtp_connections: int = Field(default=2, ge=1, le=64)
@@ -113,6 +114,21 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from exc
         return value
+
+    @property
+    def unsubscribe_endpoint(self) -> str:
+        """Where one-click unsubscribe requests go (`digest serve` answers there)."""
+        return self.unsubscribe_url or self.site_url + "unsubscribe"
+
+    def require_secret_key(self) -> str:
+        """The token secret; sending or serving without one would make forgeable unsubscribe links."""
+        key = self.secret_key.get_secret_value()
+        if len(key) < 16:
+            raise SettingsError(
+                "secret_key is not set (or shorter than 16 characters): set DIGEST_SECRET_KEY, "
+                'e.g. to the output of: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+            )
+        return key
 
     @property
     def tz(self) -> ZoneInfo:

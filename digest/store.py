@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.errors import StoreError
-from digest.model import Entry, Issue, KnownEntry
+from digest.model import Entry, Issue, KnownEntry, Subscriber
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: entries, issues, seed cache
@@ -52,6 +52,29 @@ MIGRATIONS: tuple[str, ...] = (
         scan BLOB NOT NULL
     );
     """,
+    # 2: subscribers and the delivery ledger
+    """
+    CREATE TABLE subscribers (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL,
+        email_key TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL DEFAULT 1,
+        created TEXT NOT NULL,
+        unsubscribed TEXT
+    );
+    CREATE TABLE deliveries (
+        issue INTEGER NOT NULL REFERENCES issues(number),
+        subscriber INTEGER NOT NULL REFERENCES subscribers(id),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'deferred', 'unknown')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL DEFAULT '',
+        message_id TEXT,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (issue, subscriber)
+    );
+    CREATE INDEX deliveries_status ON deliveries (issue, status);
+    """,
 )
 
 
@@ -76,6 +99,11 @@ def _entry_data(entry: Entry) -> str:
         ensure_ascii=False,
         sort_keys=True,
     )
+
+
+def email_key(email: str) -> str:
+    """The identity of an address: addresses that differ only in case are one subscriber."""
+    return email.strip().lower()
 
 
 class Store:
@@ -316,6 +344,23 @@ class Store:
             "SELECT COUNT(*) FROM entries e WHERE NOT EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = e.id)"
         ).fetchone()
         return int(row[0])
+
+    # --- subscribers ----------------------------------------------------------------------------
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        """The subscriber with this address (case-insensitive), active or not."""
+        row = self._conn.execute(
+            "SELECT id, email, name, active FROM subscribers WHERE email_key = ?", (email_key(email),)
+        ).fetchone()
+        return Subscriber(id=row[0], email=row[1], name=row[2], active=bool(row[3])) if row else None
+
+    def unsubscribe(self, email: str, now: datetime) -> bool:
+        """Mark a subscriber inactive (the row stays, so imports do not re-add it); True if it was active."""
+        cursor = self._conn.execute(
+            "UPDATE subscribers SET active = 0, unsubscribed = ? WHERE email_key = ? AND active = 1",
+            (now.isoformat(), email_key(email)),
+        )
+        return cursor.rowcount > 0
 
     # --- seed parse cache -----------------------------------------------------------------------
 

@@ -1,0 +1,33 @@
+"""Signed, URL-safe unsubscribe tokens (HMAC via itsdangerous; compared in constant time)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+_SALT = "digest-unsubscribe-v1"
+
+
+def _serializer(secret: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=_SALT)
+
+
+def make_token(secret: str, email: str) -> str:
+    """A token that names exactly one address and cannot be made without the secret."""
+    return str(_serializer(secret).dumps(email.strip().lower()))
+
+
+def read_token(secret: str, token: str) -> str | None:
+    """The address a token was made for, or None when it is forged, altered or malformed."""
+    try:
+        value = _serializer(secret).loads(token)
+    except BadSignature:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def unsubscribe_link(endpoint: str, secret: str, email: str) -> str:
+    """The personal one-click unsubscribe URL for `email`."""
+    separator = "&" if "?" in endpoint else "?"
+    return endpoint + separator + urlencode({"token": make_token(secret, email)})
