@@ -149,7 +149,7 @@ def _summary(result: PublishResult) -> str:
     if result.revised:
         parts.append(f"{result.revised} corrected")
     parts.append(f"{invalid} invalid, {duplicates} duplicate")
-    where = result.output_dir / (f"issues/{result.issue.number}/" if result.issue else "")
+    where = f"{result.output_dir}/" + (f"issues/{result.issue.number}/" if result.issue else "")
     parts.append(f"{result.files_changed} files written in {where}")
     text = "; ".join(parts)
     if invalid:
@@ -214,6 +214,21 @@ def status(ctx: Context) -> None:
     click.echo(f"state: {report.state_path}")
     for key, value in report.extra.items():
         click.echo(f"{key}: {value}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@pass_ctx
+@reports_errors
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the archive, the feeds and one-click unsubscribe over HTTP until Ctrl-C.
+
+    Example: digest serve --host 0.0.0.0 --port 8080
+    """
+    from digest.web import serve as run_server
+
+    run_server(ctx.settings, host, port)
 
 
 if __name__ == "__main__":

@@ -45,13 +45,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def remove_stale_temp_files(folder: Path) -> None:
+    """Delete `.<name>.<random>.tmp` files a killed writer left in `folder`."""
+    if folder.is_dir():
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
 def write_bundle(root: Path, files: Mapping[str, bytes], progress: Callable[[int], None] | None = None) -> int:
-    """Write every file of a rendered bundle under `root`; returns how many files changed."""
+    """Write every file of a rendered bundle under `root`; returns how many files changed.
+
+    The caller holds the writer lock, so temp files found in the folders written to are leftovers of a killed
+    run: they are removed first.
+    """
     changed = 0
+    base = root.resolve()
+    cleaned: set[Path] = set()
     for relative, data in sorted(files.items()):
-        target = (root / relative).resolve()
-        if root.resolve() not in target.parents:
+        target = (base / relative).resolve()
+        if base not in target.parents:
             raise DigestError(f"refusing to write outside the output folder: {relative}")
+        if target.parent not in cleaned:
+            cleaned.add(target.parent)
+            remove_stale_temp_files(target.parent)
         changed += write_atomic(target, data)
         if progress:
             progress(1)

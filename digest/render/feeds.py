@@ -1,0 +1,326 @@
+"""Feeds: RSS 2.0, Atom 1.0, JSON Feed 1.1 (one item per paper) and `issues.xml` (one Atom entry per issue).
+
+The only module that uses feedgen; its mutable builder never leaves this file. Everything is pure and
+deterministic: every time comes from the issues (`Issue.published`, `Entry.revised`), never from the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+import nh3
+from feedgen.feed import FeedGenerator
+from markupsafe import Markup, escape
+
+from digest.model import Entry, Issue, Site
+from digest.render import Bundle
+from digest.text import linkify, truncate
+
+#: Feed files: (file name, media type, link title); also used for `<link rel="alternate">` autodiscovery.
+FEED_FILES: tuple[tuple[str, str, str], ...] = (
+    ("rss.xml", "application/rss+xml", "RSS"),
+    ("atom.xml", "application/atom+xml", "Atom"),
+    ("feed.json", "application/feed+json", "JSON Feed"),
+    ("issues.xml", "application/atom+xml", "每期合集 (Atom)"),
+)
+
+#: A feed with no items still needs a fixed `updated`; the epoch keeps the output deterministic.
+_EMPTY_FEED_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_SUMMARY_CHARS = 160
+_SAFE_SCHEMES = frozenset({"http", "https"})
+
+
+# -------------------------------------------------------------------------------- identity
+
+
+def is_arxiv_id(entry_id: str) -> bool:
+    """True for an arXiv id (`2409.13346`, `cs/0501001`); other entry ids are normalized URLs."""
+    return not entry_id.startswith(("http://", "https://"))
+
+
+def paper_id(entry: Entry) -> str:
+    """The permanent feed id of a paper: the canonical arXiv abs URL, else the entry's normalized URL."""
+    return f"https://arxiv.org/abs/{entry.id}" if is_arxiv_id(entry.id) else entry.id
+
+
+def safe_url(url: str) -> str | None:
+    """`url` if it is an absolute http(s) URL with a host, else None (never emit `javascript:` links)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in _SAFE_SCHEMES or not parts.netloc:
+        return None
+    return url.strip()
+
+
+def paper_url(entry: Entry) -> str | None:
+    """Where readers go to read the paper: the canonical arXiv abs URL, else the seed's URL (if safe)."""
+    return paper_id(entry) if is_arxiv_id(entry.id) else safe_url(entry.url)
+
+
+def _namespace(site: Site) -> uuid.UUID:
+    # site.feed_id is a permanent `urn:uuid:` kept in the state; anything else still gives a stable namespace.
+    try:
+        return uuid.UUID(site.feed_id)
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, site.feed_id)
+
+
+def issues_feed_id(site: Site) -> str:
+    """The Atom id of `issues.xml`, derived from the permanent feed id (never from the movable site URL)."""
+    return uuid.uuid5(_namespace(site), "issues.xml").urn
+
+
+def issue_entry_id(site: Site, number: int) -> str:
+    """The Atom id of issue `number` in `issues.xml`; permanent for the life of the publication."""
+    return uuid.uuid5(_namespace(site), f"issue/{number}").urn
+
+
+def issue_title(site: Site, issue: Issue) -> str:
+    """Plain-text title of an issue (feeds and pages)."""
+    return f"{site.title} 第 {issue.number} 期"
+
+
+# ----------------------------------------------------------------------------------- items
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    """One paper as a feed item, with its times and identity resolved."""
+
+    issue: Issue
+    position: int
+    entry: Entry
+    published: datetime
+    updated: datetime
+
+    @property
+    def id(self) -> str:
+        return paper_id(self.entry)
+
+    @property
+    def link(self) -> str | None:
+        return paper_url(self.entry)
+
+
+def feed_items(site: Site, issues: Sequence[Issue]) -> list[FeedItem]:
+    """The newest `site.feed_max_items` papers: issues newest first, papers in issue order."""
+    items: list[FeedItem] = []
+    for issue in sorted(issues, key=lambda i: i.number, reverse=True):
+        for position, entry in enumerate(issue.entries):
+            if len(items) >= site.feed_max_items:
+                return items
+            items.append(
+                FeedItem(
+                    issue=issue,
+                    position=position,
+                    entry=entry,
+                    published=issue.entry_published(position),
+                    updated=issue.entry_updated(position),
+                )
+            )
+    return items
+
+
+def paper_content_html(entry: Entry) -> str:
+    """The HTML body of one paper's feed item, built from escaped text and sanitized once more."""
+    parts: list[Markup] = [Markup('<p lang="en"><strong>{}</strong></p>').format(entry.title_en)]
+    if entry.title_zh:
+        parts.append(Markup("<p><strong>{}</strong></p>").format(entry.title_zh))
+    parts.extend(Markup("<p>{}</p>").format(linkify(paragraph)) for paragraph in entry.abstract)
+    url = paper_url(entry)
+    if url:
+        parts.append(Markup('<p>论文链接：<a href="{0}">{0}</a></p>').format(url))
+    return clean_html(Markup("\n").join(parts))
+
+
+def clean_html(html: str) -> str:
+    """Defense in depth for HTML placed in feeds: only http(s) links, no scripts or event handlers."""
+    return nh3.clean(
+        html,
+        url_schemes={"http", "https"},
+        generic_attribute_prefixes=set(),
+        attributes={"*": {"lang", "id"}, "a": {"href"}, "time": {"datetime"}},
+        link_rel=None,
+    )
+
+
+def paper_summary(entry: Entry) -> str:
+    """A short plain-text summary: the Chinese title and the start of the abstract."""
+    text = truncate(" ".join(entry.abstract), _SUMMARY_CHARS)
+    return f"{entry.title_zh}\n{text}".strip() if entry.title_zh else text
+
+
+def _feed_updated(times: Sequence[datetime]) -> datetime:
+    return max(times) if times else _EMPTY_FEED_TIME
+
+
+# ----------------------------------------------------------------------------------- feedgen
+
+
+def _base_feed(site: Site, *, feed_id: str, title: str, self_file: str, self_type: str) -> FeedGenerator:
+    fg = FeedGenerator()
+    fg.id(feed_id)
+    fg.title(title)
+    fg.author({"name": site.author})
+    fg.language(site.language)
+    fg.description(site.description or site.title)
+    fg.generator(site.generator)
+    fg.docs("https://www.rssboard.org/rss-specification")
+    # RSS <channel><link> is taken from the LAST link() call: self first, the site last.
+    fg.link(href=site.link(self_file), rel="self", type=self_type)
+    fg.link(href=site.url, rel="alternate", type="text/html")
+    return fg
+
+
+def _paper_feed(site: Site, issues: Sequence[Issue], *, self_file: str, self_type: str) -> FeedGenerator:
+    items = feed_items(site, issues)
+    fg = _base_feed(site, feed_id=site.feed_id, title=site.title, self_file=self_file, self_type=self_type)
+    updated = _feed_updated([item.updated for item in items])
+    fg.updated(updated)
+    fg.lastBuildDate(updated)
+    for item in items:
+        fe = fg.add_entry(order="append")
+        fe.title(item.entry.title_en)
+        link = item.link
+        fe.guid(item.id, permalink=link == item.id)
+        if link:
+            fe.link(href=link, rel="alternate", type="text/html")
+        fe.published(item.published)
+        fe.updated(item.updated)
+        # RSS readers treat <description> as HTML, so the plain-text summary goes in escaped, typed as html.
+        fe.summary(str(escape(paper_summary(item.entry))), type="html")
+        fe.content(paper_content_html(item.entry), type="html")
+    return fg
+
+
+def render_rss(site: Site, issues: Sequence[Issue]) -> bytes:
+    """`rss.xml`: RSS 2.0 (Best Practices Profile), one item per paper, newest first."""
+    fg = _paper_feed(site, issues, self_file="rss.xml", self_type="application/rss+xml")
+    return bytes(fg.rss_str(pretty=True))
+
+
+def render_atom(site: Site, issues: Sequence[Issue]) -> bytes:
+    """`atom.xml`: Atom 1.0 (RFC 4287), one entry per paper, newest first; feed id is `site.feed_id`."""
+    fg = _paper_feed(site, issues, self_file="atom.xml", self_type="application/atom+xml")
+    return bytes(fg.atom_str(pretty=True))
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def render_json_feed(site: Site, issues: Sequence[Issue]) -> bytes:
+    """`feed.json`: JSON Feed 1.1 with the same items as the RSS and Atom feeds (keys sorted, UTF-8)."""
+    items: list[dict[str, Any]] = []
+    for item in feed_items(site, issues):
+        data: dict[str, Any] = {
+            "id": item.id,
+            "title": item.entry.title_en,
+            "content_html": paper_content_html(item.entry),
+            "summary": paper_summary(item.entry),
+            "date_published": _rfc3339(item.published),
+            "date_modified": _rfc3339(item.updated),
+            "language": site.language,
+        }
+        if item.link:
+            data["url"] = item.link
+        items.append(data)
+    feed: dict[str, Any] = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": site.title,
+        "home_page_url": site.url,
+        "feed_url": site.link("feed.json"),
+        "description": site.description or site.title,
+        "language": site.language,
+        "authors": [{"name": site.author}],
+        "items": items,
+    }
+    return (json.dumps(feed, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
+
+
+def issue_content_html(site: Site, issue: Issue, env: jinja2.Environment) -> str:
+    """A whole issue as HTML for `issues.xml`: the same papers partial as the issue page, absolute links."""
+    template = env.get_template("_papers.html.j2")
+    html = template.render(papers_context(site, issue, absolute=True))
+    return clean_html(html)
+
+
+def papers_context(site: Site, issue: Issue, *, absolute: bool) -> dict[str, Any]:
+    """Template context for `_papers.html.j2` (shared by the issue page and `issues.xml`)."""
+    return {
+        "site": site,
+        "issue": issue,
+        "linkify": linkify,
+        "paper_url": paper_url,
+        "permalink_base": site.link(f"issues/{issue.number}/") if absolute else "",
+    }
+
+
+def render_issues_feed(site: Site, issues: Sequence[Issue], env: jinja2.Environment) -> bytes:
+    """`issues.xml`: an Atom feed with one entry per issue (the whole issue as HTML), newest first."""
+    # The same issues as the paper feeds carry: bounded by `feed_max_items`, however many the caller passed.
+    shown = {item.issue.number for item in feed_items(site, issues)}
+    ordered = sorted((i for i in issues if i.number in shown), key=lambda i: i.number, reverse=True)
+    fg = _base_feed(
+        site,
+        feed_id=issues_feed_id(site),
+        title=f"{site.title}（每期合集）",
+        self_file="issues.xml",
+        self_type="application/atom+xml",
+    )
+    updated = _feed_updated([issue.updated for issue in ordered])
+    fg.updated(updated)
+    fg.lastBuildDate(updated)
+    for issue in ordered:
+        fe = fg.add_entry(order="append")
+        fe.id(issue_entry_id(site, issue.number))
+        fe.title(issue_title(site, issue))
+        fe.link(href=site.link(f"issues/{issue.number}/"), rel="alternate", type="text/html")
+        fe.published(issue.published)
+        fe.updated(issue.updated)
+        fe.summary(f"{len(issue.entries)} 篇论文：" + "；".join(e.title_en for e in issue.entries))
+        fe.content(issue_content_html(site, issue, env), type="html")
+    return bytes(fg.atom_str(pretty=True))
+
+
+def render_feeds(site: Site, issues: Sequence[Issue], env: jinja2.Environment) -> Bundle:
+    """All four feeds keyed by file name (`rss.xml`, `atom.xml`, `feed.json`, `issues.xml`)."""
+    return {
+        "rss.xml": render_rss(site, issues),
+        "atom.xml": render_atom(site, issues),
+        "feed.json": render_json_feed(site, issues),
+        "issues.xml": render_issues_feed(site, issues, env),
+    }
+
+
+__all__ = [
+    "FEED_FILES",
+    "FeedItem",
+    "clean_html",
+    "feed_items",
+    "is_arxiv_id",
+    "issue_content_html",
+    "issue_entry_id",
+    "issue_title",
+    "issues_feed_id",
+    "paper_content_html",
+    "paper_id",
+    "paper_summary",
+    "paper_url",
+    "papers_context",
+    "render_atom",
+    "render_feeds",
+    "render_issues_feed",
+    "render_json_feed",
+    "render_rss",
+    "safe_url",
+]

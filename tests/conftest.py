@@ -1,0 +1,93 @@
+"""Shared fixtures: a scratch working directory with the sample seeds, and the CLI run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_SEEDS = REPO / "seeds"
+
+
+@dataclass
+class Workspace:
+    """A temporary digest installation: seeds/, site/, state/, settings through DIGEST_* variables."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> Path:
+        return self.root / "seeds"
+
+    @property
+    def site(self) -> Path:
+        return self.root / "site"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state" / "digest.db"
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `python -m digest ARGS` in the workspace, like a user in a shell."""
+        result = subprocess.run(
+            [sys.executable, "-m", "digest", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"digest {' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start `python -m digest ARGS` without waiting (for kill and concurrency tests)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "digest", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def add_seed(self, name: str, text: str | bytes) -> Path:
+        """Write a seed file (as a maintainer would drop one into seeds/)."""
+        path = self.seeds / name
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """A fresh working directory holding a copy of the sample seeds and no config file."""
+    root = tmp_path / "work"
+    root.mkdir()
+    shutil.copytree(SAMPLE_SEEDS, root / "seeds")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update(
+        {
+            "DIGEST_SITE_URL": "https://digest.example.org/",
+            "DIGEST_TITLE": "AI 论文周报",
+            "DIGEST_TIMEZONE": "Asia/Shanghai",
+            "DIGEST_SECRET_KEY": "test-secret-key-0123456789abcdef",
+            "DIGEST_LOCK_TIMEOUT": "30",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    yield Workspace(root=root, env=env)

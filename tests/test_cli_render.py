@@ -1,0 +1,278 @@
+"""End to end through the CLI: `digest render` publishes each paper exactly once, whatever happens."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import time
+
+import feedparser
+import lxml.html
+import pytest
+from lxml import etree
+
+from tests.conftest import Workspace
+
+NOW = "2026-11-23T08:00:00+08:00"
+NEXT_WEEK = "2026-11-30T08:00:00+08:00"
+
+
+def paper(title: str, zh: str, url: str, abstract: str = "这是一段摘要。We study things.") -> str:
+    return f"## {title}\n[{zh}]({url})\n\n{abstract}\n\n"
+
+
+def issue_entries(ws: Workspace) -> dict[int, list[str]]:
+    """Issue number -> entry ids in order, straight from the state file."""
+    with sqlite3.connect(ws.state) as db:
+        rows = db.execute("SELECT issue, entry_id FROM issue_entries ORDER BY issue, position").fetchall()
+    result: dict[int, list[str]] = {}
+    for issue, entry in rows:
+        result.setdefault(issue, []).append(entry)
+    return result
+
+
+def feed_ids(ws: Workspace) -> list[str]:
+    parsed = feedparser.parse(str(ws.site / "atom.xml"))
+    assert not parsed.bozo, parsed.bozo_exception
+    return [e.id for e in parsed.entries]
+
+
+def test_first_render_publishes_issue_1_with_every_sample_paper(workspace: Workspace) -> None:
+    result = workspace.run("render", "--now", NOW)
+    assert "published issue 1 with 23 papers" in result.stdout
+    assert issue_entries(workspace)[1][0] == "2409.13346"
+    for name in ("email.html", "email.txt", "index.html"):
+        assert (workspace.site / "issues" / "1" / name).is_file()
+    for name in ("index.html", "rss.xml", "atom.xml", "feed.json", "issues.xml"):
+        assert (workspace.site / name).is_file()
+    assert len(feed_ids(workspace)) == 23
+
+
+def test_second_render_publishes_nothing_and_changes_no_file(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    before = {p: p.read_bytes() for p in workspace.site.rglob("*") if p.is_file()}
+    result = workspace.run("render", "--now", NEXT_WEEK)
+    assert "nothing new" in result.stdout
+    assert list(issue_entries(workspace)) == [1]
+    after = {p: p.read_bytes() for p in workspace.site.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_new_file_with_a_v2_link_of_a_published_paper_publishes_only_new_papers(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    workspace.add_seed(
+        "002_new.md",
+        paper("A New Paper", "新论文", "https://arxiv.org/abs/2501.00001")
+        + paper("Imagine yourself again", "再次想象", "http://www.arxiv.org/pdf/2409.13346v2.pdf")
+        + paper("Another New Paper", "另一篇", "https://example.org/papers/42/"),
+    )
+    result = workspace.run("render", "--now", NEXT_WEEK)
+    assert "published issue 2 with 2 papers" in result.stdout
+    assert issue_entries(workspace)[2] == ["2501.00001", "https://example.org/papers/42"]
+    page = (workspace.site / "issues" / "2" / "index.html").read_text(encoding="utf-8")
+    assert "A New Paper" in page and "Imagine yourself again" not in page
+    assert len(feed_ids(workspace)) == 25
+    assert len(set(feed_ids(workspace))) == 25
+
+
+def test_issue_page_of_issue_1_links_to_issue_2_once_it_exists(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    workspace.add_seed("002_new.md", paper("A New Paper", "新论文", "https://arxiv.org/abs/2501.00001"))
+    workspace.run("render", "--now", NEXT_WEEK)
+    doc = lxml.html.fromstring((workspace.site / "issues" / "1" / "index.html").read_bytes())
+    assert any("2/" in href for href in doc.xpath("//a/@href"))
+
+
+def test_bad_entry_is_reported_with_file_and_line_and_picked_up_once_fixed(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    bad = paper("Good One", "好", "https://arxiv.org/abs/2501.00002") + "## Broken One\nno link here\n\n摘要\n"
+    path = workspace.add_seed("002_bad.md", bad)
+    result = workspace.run("render", "--now", NEXT_WEEK, check=False)
+    assert result.returncode == 1
+    assert "seeds/002_bad.md:7:" in result.stderr
+    assert "published issue 2 with 1 papers" in result.stdout
+    assert issue_entries(workspace)[2] == ["2501.00002"]
+
+    path.write_text(
+        paper("Good One", "好", "https://arxiv.org/abs/2501.00002")
+        + paper("Broken One", "修好了", "https://arxiv.org/abs/2501.00003"),
+        encoding="utf-8",
+    )
+    result = workspace.run("render", "--now", "2026-12-07T08:00:00+08:00")
+    assert issue_entries(workspace)[3] == ["2501.00003"]
+
+
+def test_check_reports_every_problem_and_exits_1(workspace: Workspace) -> None:
+    workspace.add_seed("002_bad.md", "## \n[x](https://a.org)\n\nabc\n\n## Two\n[x](javascript:alert(1))\n\nabc\n")
+    workspace.add_seed("003_latin1.txt", "## Caf\xe9\n".encode("latin-1"))
+    result = workspace.run("check", check=False)
+    assert result.returncode == 1
+    assert "seeds/002_bad.md:1:" in result.stderr
+    assert "seeds/002_bad.md:7:" in result.stderr
+    assert "seeds/003_latin1.txt:1:" in result.stderr
+    assert "23 valid entries" in result.stdout
+
+
+def test_corrected_translation_is_not_republished_but_updates_the_feed_item(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    first = workspace.seeds / "000_2075edd4e1164766.txt"
+    first.write_text(
+        first.read_text(encoding="utf-8").replace("想象你自己：无调优个性化图像生成", "想象你自己：免调优的个性化图像生成"),
+        encoding="utf-8",
+    )
+    result = workspace.run("render", "--now", NEXT_WEEK)
+    assert "nothing new" in result.stdout and "1 corrected" in result.stdout
+    assert list(issue_entries(workspace)) == [1]
+    parsed = feedparser.parse(str(workspace.site / "atom.xml"))
+    item = next(e for e in parsed.entries if e.id == "https://arxiv.org/abs/2409.13346")
+    assert "免调优" in item.content[0].value
+    assert item.updated_parsed > item.published_parsed
+    page = (workspace.site / "issues" / "1" / "index.html").read_text(encoding="utf-8")
+    assert "免调优" in page
+
+
+def test_dry_run_lists_entries_writes_preview_and_records_nothing(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    workspace.add_seed(
+        "002_new.md",
+        paper("Fresh", "新", "https://arxiv.org/abs/2501.00004")
+        + paper("Dup", "重复", "https://arxiv.org/abs/2501.00004")
+        + "## Bad\n[坏](ftp://x.org/a)\n\nabc\n",
+    )
+    result = workspace.run("render", "--dry-run", "--now", NEXT_WEEK, check=False)
+    assert "[dry run] would publish issue 2 with 1 papers" in result.stdout
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("new") and "Fresh" in line and "issue 2" in line for line in lines)
+    assert any(line.startswith("published") and "in issue 1" in line for line in lines)
+    assert any(line.startswith("duplicate") and "002_new.md:6" in line for line in lines)
+    assert any(line.startswith("invalid") and "002_new.md:12" in line for line in lines)
+    assert (workspace.root / "preview" / "issues" / "2" / "email.html").is_file()
+    assert list(issue_entries(workspace)) == [1]
+    assert not (workspace.site / "issues" / "2").exists()
+
+
+HOSTILE = (
+    '## <script>alert("t")</script><img src=x onerror=alert(1)> javascript:alert(1)\n'
+    '[<a href="javascript:alert(2)">点我</a><svg onload=alert(3)>](https://arxiv.org/abs/2501.06666)\n\n'
+    '<script>alert(4)</script> [x](javascript:alert(5)) <iframe src="javascript:alert(6)"></iframe>\n'
+    '"><img src=x onerror=alert(7)> {{ 7*7 }} javascript:alert(8) data:text/html,<b>x</b>\n\n'
+    "## Sneaky link\n[中文](javascript:alert(9))\n\nabc\n\n"
+    "## Sneaky data\n[中文](data:text/html;base64,PHNjcmlwdD4=)\n\nabc\n"
+)
+
+
+def _assert_nothing_executable(html: bytes | str, where: str) -> None:
+    doc = lxml.html.fromstring(html)
+    assert not doc.xpath("//script"), where
+    assert not doc.xpath("//iframe | //svg | //object | //embed"), where
+    for element in doc.iter():
+        if not isinstance(element.tag, str):
+            continue
+        for name, value in element.attrib.items():
+            assert not name.lower().startswith("on"), (where, name)
+            if name.lower() in ("href", "src", "action", "formaction"):
+                assert not value.strip().lower().startswith(("javascript:", "data:", "vbscript:")), (where, value)
+
+
+def test_hostile_seed_text_never_becomes_markup_in_any_output(workspace: Workspace) -> None:
+    workspace.add_seed("002_hostile.md", HOSTILE)
+    workspace.run("render", "--now", NOW, check=False)
+    assert "2501.06666" in issue_entries(workspace)[1]
+    for page in workspace.site.rglob("*.html"):
+        _assert_nothing_executable(page.read_bytes(), str(page))
+    for name in ("rss.xml", "atom.xml", "issues.xml"):
+        tree = etree.parse(str(workspace.site / name))
+        texts = tree.xpath(
+            "//*[local-name()='encoded' or local-name()='content' or local-name()='description']/text()"
+        )
+        for text in texts:
+            if text.strip():
+                _assert_nothing_executable(f"<div>{text}</div>", name)
+    feed = json.loads((workspace.site / "feed.json").read_text(encoding="utf-8"))
+    for item in feed["items"]:
+        _assert_nothing_executable(f"<div>{item['content_html']}</div>", "feed.json")
+    text = (workspace.site / "issues" / "1" / "email.txt").read_text(encoding="utf-8")
+    assert "{{ 7*7 }}" in text  # template syntax in seeds is shown, not evaluated
+
+
+def test_rebuild_is_byte_identical_and_restores_deleted_outputs(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    workspace.add_seed("002_new.md", paper("A New Paper", "新论文", "https://arxiv.org/abs/2501.00001"))
+    workspace.run("render", "--now", NEXT_WEEK)
+    before = {p.relative_to(workspace.site): p.read_bytes() for p in workspace.site.rglob("*") if p.is_file()}
+    (workspace.site / "issues" / "1" / "index.html").unlink()
+    (workspace.site / "rss.xml").unlink()
+    result = workspace.run("rebuild")
+    assert "rebuilt 2 issues" in result.stdout
+    after = {p.relative_to(workspace.site): p.read_bytes() for p in workspace.site.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_more_entries_than_max_wait_for_the_next_issue(workspace: Workspace) -> None:
+    workspace.env["DIGEST_MAX_ENTRIES_PER_ISSUE"] = "10"
+    assert "published issue 1 with 10 papers; 13 waiting" in workspace.run("render", "--now", NOW).stdout
+    assert "published issue 2 with 10 papers; 3 waiting" in workspace.run("render", "--now", NEXT_WEEK).stdout
+    workspace.run("render", "--now", "2026-12-07T08:00:00+08:00")
+    assert [len(v) for v in issue_entries(workspace).values()] == [10, 10, 3]
+
+
+def test_bad_settings_give_one_line_per_problem_and_no_traceback(workspace: Workspace) -> None:
+    workspace.env["DIGEST_MAX_ENTRIES_PER_ISSUE"] = "lots"
+    workspace.env["DIGEST_TIMEZONE"] = "Mars/Olympus"
+    result = workspace.run("render", check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "max_entries_per_issue" in result.stderr and "Mars/Olympus" in result.stderr
+
+
+def test_broken_config_file_is_named(workspace: Workspace) -> None:
+    config = workspace.root / "broken.toml"
+    config.write_text("title = \n", encoding="utf-8")
+    result = workspace.run("--config", str(config), "status", check=False)
+    assert result.returncode == 2 and "broken.toml" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["", "render", "rebuild", "check", "status"])
+def test_every_command_has_help(workspace: Workspace, command: str) -> None:
+    result = workspace.run(*(command.split() + ["--help"]))
+    assert "Usage:" in result.stdout
+
+
+def test_two_concurrent_renders_yield_one_issue(workspace: Workspace) -> None:
+    procs = [workspace.popen("render", "--now", NOW) for _ in range(3)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert sum("published issue 1" in out for out, _ in outputs) == 1
+    assert list(issue_entries(workspace)) == [1]
+
+
+@pytest.mark.slow
+def test_killing_render_at_random_points_never_duplicates_or_loses_a_paper(workspace: Workspace) -> None:
+    rng = random.Random(20261123)
+    expected = set()
+    for round_number in range(12):
+        name = f"1{round_number:02d}_batch.md"
+        ids = [f"2601.{round_number:02d}{k:03d}" for k in range(5)]
+        expected.update(ids)
+        workspace.add_seed(name, "".join(paper(f"Paper {i}", f"论文 {i}", f"https://arxiv.org/abs/{i}") for i in ids))
+        proc = workspace.popen("render", "--now", f"2026-12-{round_number + 1:02d}T08:00:00+08:00")
+        time.sleep(rng.uniform(0.0, 0.9))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    workspace.run("render", "--now", "2027-01-01T08:00:00+08:00")
+
+    published = [entry for entries in issue_entries(workspace).values() for entry in entries]
+    assert len(published) == len(set(published)), "a paper was published twice"
+    assert expected | {"2409.13346"} <= set(published), "a paper was lost"
+    numbers = sorted(issue_entries(workspace))
+    assert numbers == list(range(1, len(numbers) + 1)), "issue numbers have a gap"
+    on_disk = sorted(int(p.name) for p in (workspace.site / "issues").iterdir())
+    assert on_disk == numbers
+    ids = feed_ids(workspace)
+    assert len(ids) == len(set(ids))
+    assert "nothing new" in workspace.run("render").stdout
+    assert list(workspace.site.rglob(".*.tmp")) == [], "a killed run's temp file was left behind"
+
+
