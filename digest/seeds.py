@@ -1,0 +1,373 @@
+"""Seed files -> entries + problems: a pure parser (`parse_seed`, `merge_scans`) and a thin folder reader.
+
+Format of one entry (see seeds/*.txt)::
+
+    ## <English title>
+    [<Chinese title>](<URL>)
+
+    <abstract: one or more paragraphs>
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from digest.errors import DigestError
+from digest.model import Entry, Problem, ProblemKind, SeedScan
+from digest.text import XML_ILLEGAL, join_soft_lines, remove_xml_illegal, resolve_latex_accents
+
+__all__ = ["entry_id", "merge_scans", "parse_seed", "read_seeds", "seed_files"]
+
+SEED_SUFFIXES = (".md", ".txt")
+
+_LINK_HINT = '"[中文标题](https://...)"'
+
+# The common link line, matched without backtracking (each class excludes the delimiter after it);
+# anything fancier (brackets in the text, parentheses in the URL, a title) goes through `_scan_link`.
+_SIMPLE_LINK_SRC = r"\[([^\[\]\\\n]*)\]\((?:<([^<>\n]*)>|([^\s()<>\\]*))\)[ \t]*"
+_SIMPLE_LINK = re.compile(_SIMPLE_LINK_SRC)
+# After the heading line: blank lines, then a simple link line (the shape of nearly every entry).
+_LINK_AFTER_HEADING = re.compile(r"(?:[ \t]*\n)*[ \t]*" + _SIMPLE_LINK_SRC + r"(?:\n|\Z)")
+_HTTP_URL = re.compile(r"https?://[^\s/?#\\:@]", re.IGNORECASE)
+_ARXIV = re.compile(
+    r"https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/"
+    r"(\d{4}\.\d{4,5}|[a-z][a-z\-]*(?:\.[a-z]{2})?/\d{7})"
+    r"(?:v\d+)?(?:\.pdf)?/?(?:[?#].*)?",
+    re.IGNORECASE,
+)
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how surrogateescape decodes a bad byte
+_XML_ILLEGAL = re.compile(XML_ILLEGAL)
+# Until bad bytes are reported, their escapes (lone surrogates) must survive the cleaning.
+_XML_ILLEGAL_BUT_BAD_BYTES = re.compile(XML_ILLEGAL.replace("\ud800-\udfff", "\ud800-\udc7f\udd00-\udfff"))
+# Characters a URL must percent-encode; a raw one is a typo or an attempt to break out of an attribute.
+_NOT_IN_URL = re.compile(r'[\s"<>\\]')
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def entry_id(url: str) -> str:
+    """A paper's identity: the bare arXiv id for any arXiv link form, else the normalized URL."""
+    url = url.strip()
+    arxiv = _ARXIV.fullmatch(url)
+    if arxiv:
+        paper = arxiv.group(1)
+        # New ids are digits; old ones keep their archive name, lowercased except a subject class (math.GT).
+        archive, slash, number = paper.partition("/")
+        if not slash:
+            return paper
+        name, dot, subject = archive.partition(".")
+        return f"{name.lower()}{dot}{subject.upper()}/{number}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: still an identity, just not a normalized one
+        return url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if hostport.startswith("["):
+        host, _, rest = hostport.partition("]")
+        host += "]"
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = hostport.partition(":")
+    scheme = parts.scheme.lower()
+    netloc = f"{userinfo}{at}{host.lower()}"
+    if port and port != _DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    return urlunsplit((scheme, netloc, parts.path.rstrip("/"), parts.query, ""))
+
+
+def _scan_link(line: str) -> tuple[str, str] | None:
+    """Parse `[text](url)` with nested brackets, escapes, `<url>`, balanced parentheses, a title."""
+    if not line.startswith("["):
+        return None
+    depth, i, n = 0, 0, len(line)
+    while i < n:
+        ch = line[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth == 0:
+                break
+        i += 1
+    if i >= n or not line.startswith("(", i + 1):
+        return None
+    text = line[1:i].replace("\\[", "[").replace("\\]", "]")
+    i += 2
+    while i < n and line[i] in " \t":
+        i += 1
+    if line.startswith("<", i):
+        end = line.find(">", i)
+        if end < 0 or "<" in line[i + 1 : end]:
+            return None
+        url, i = line[i + 1 : end], end + 1
+    else:
+        start, parens = i, 0
+        while i < n:
+            ch = line[i]
+            if ch == "\\" and i + 1 < n:
+                i += 2
+                continue
+            if ch in " \t" or (ch == ")" and parens == 0):
+                break
+            parens += ch == "("
+            parens -= ch == ")"
+            i += 1
+        if parens:
+            return None
+        url = line[start:i].replace("\\(", "(").replace("\\)", ")")
+    while i < n and line[i] in " \t":
+        i += 1
+    if i < n and line[i] in "\"'(":  # optional link title, ignored
+        closer = ")" if line[i] == "(" else line[i]
+        end = line.find(closer, i + 1)
+        if end < 0:
+            return None
+        i = end + 1
+        while i < n and line[i] in " \t":
+            i += 1
+    if not line.startswith(")", i) or line[i + 1 :].strip():
+        return None
+    return text, url
+
+
+def _parse_link(line: str) -> tuple[str, str] | None:
+    """The (text, url) of a link line, or None when the line is not exactly one Markdown link."""
+    simple = _SIMPLE_LINK.fullmatch(line)
+    if simple:
+        url = simple.group(2) if simple.group(2) is not None else simple.group(3)
+        return simple.group(1), url
+    return _scan_link(line)
+
+
+def _quote(line: str, limit: int = 60) -> str:
+    """A short, printable excerpt of a seed line for a problem message."""
+    line = remove_xml_illegal(line.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _paragraphs(body: str) -> list[str]:
+    """The abstract's paragraphs: blank lines separate them, soft breaks inside are joined."""
+    paragraphs: list[str] = []
+    for part in body.strip().split("\n\n"):
+        if "\n" not in part:  # the common case: a paragraph written as one line
+            part = part.strip()
+            if part:
+                paragraphs.append(part)
+            continue
+        lines: list[str] = []
+        for line in part.split("\n"):
+            if line and not line.isspace():
+                lines.append(line)
+            elif lines:
+                paragraphs.append(join_soft_lines(lines))
+                lines = []
+        if lines:
+            paragraphs.append(join_soft_lines(lines))
+    return paragraphs
+
+
+def _parse_entry(chunk: str, start: int, source: str) -> Entry | Problem:
+    """One entry from its text, which starts with its heading (at line `start`) and is XML-clean."""
+    eol = chunk.find("\n")
+    if eol < 0:
+        eol = len(chunk)
+    title_en = " ".join(resolve_latex_accents(chunk[2:eol]).split())
+    if not title_en:
+        return Problem(source, start, 'empty heading: write the English title after "## "')
+    fast = _LINK_AFTER_HEADING.match(chunk, eol + 1)
+    if fast is not None:  # blank lines and a plain link line: no need to look at lines one by one
+        link_line_no = start + chunk.count("\n", 0, fast.start(1))
+        text, url = fast.group(1), fast.group(2) if fast.group(2) is not None else fast.group(3)
+        body = chunk[fast.end() :]
+    else:
+        lines = chunk[eol + 1 :].split("\n")
+        i, n = 0, len(lines)
+        while i < n and not lines[i].strip():
+            i += 1
+        if i == n:
+            return Problem(source, start, f"expected a Markdown link line {_LINK_HINT} after the heading")
+        link_line_no = start + 1 + i
+        link = _parse_link(lines[i].strip())
+        if link is None:
+            return Problem(
+                source,
+                link_line_no,
+                f"expected a Markdown link line {_LINK_HINT} after the heading, found {_quote(lines[i])!r}",
+            )
+        text, url = link
+        body = "\n".join(lines[i + 1 :])
+    url = url.strip()
+    if not _HTTP_URL.match(url):
+        return Problem(source, link_line_no, f"the link must be an http(s) URL, found {_quote(url)!r}; use https://...")
+    if _NOT_IN_URL.search(url):
+        return Problem(
+            source,
+            link_line_no,
+            f'the URL {_quote(url)!r} contains a space or one of " < > \\; percent-encode it (a space is %20)',
+        )
+    title_zh = " ".join(resolve_latex_accents(text).split())
+    if not title_zh:
+        return Problem(source, link_line_no, f"the link text (Chinese title) is empty; write it as {_LINK_HINT}")
+    abstract = _paragraphs(body)
+    if not abstract:
+        return Problem(source, link_line_no, "the abstract is empty: write it after the link line")
+    return Entry(
+        id=entry_id(url),
+        title_en=title_en,
+        title_zh=title_zh,
+        url=url,
+        abstract=tuple(map(resolve_latex_accents, abstract)),
+        source=source,
+        line=start,
+    )
+
+
+def _heading_at(text: str, index: int) -> bool:
+    """Whether the line at `index` (starting with `##`) is an entry heading: `## title` or a bare `##`."""
+    after = text[index + 2 : index + 3]
+    if after in (" ", "\n", ""):
+        return True
+    if not after.isspace():
+        return False  # "###", "##title"
+    end = text.find("\n", index)
+    return text[index : end if end >= 0 else len(text)].rstrip() == "##"
+
+
+def _heading_offsets(text: str) -> list[int]:
+    """Offsets of the entry headings; found with str.find (C speed), not a per-line Python loop."""
+    offsets = [0] if text.startswith("##") and _heading_at(text, 0) else []
+    pos = text.find("\n##")
+    while pos >= 0:
+        if _heading_at(text, pos + 1):
+            offsets.append(pos + 1)
+        pos = text.find("\n##", pos + 3)
+    return offsets
+
+
+def _deduplicate(entries: Iterable[Entry], seen: dict[str, Entry], problems: list[Problem]) -> list[Entry]:
+    """Keep the first entry per id (`seen` carries earlier files); later ones become DUPLICATE problems."""
+    kept = []
+    for entry in entries:
+        first = seen.get(entry.id)
+        if first is None:
+            seen[entry.id] = entry
+            kept.append(entry)
+        else:
+            problems.append(
+                Problem(
+                    entry.source,
+                    entry.line,
+                    f"duplicate of {entry.id} (first at {first.source}:{first.line})",
+                    kind=ProblemKind.DUPLICATE,
+                    entry_id=entry.id,
+                )
+            )
+    return kept
+
+
+def parse_seed(data: bytes | str, source: str) -> SeedScan:
+    """Parse one seed file's content; never raises: bad entries become problems, the rest are returned."""
+    undecodable = False
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            # Keep the bad bytes as lone surrogates, so each entry that holds one is reported at its line.
+            text = data.decode("utf-8", "surrogateescape")
+            undecodable = True
+    else:
+        text = data
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # One pass over the whole file (none of these is a line break for us, so line numbers stay right).
+    illegal = _XML_ILLEGAL_BUT_BAD_BYTES if undecodable else _XML_ILLEGAL
+    if illegal.search(text):
+        text = illegal.sub("", text)
+    offsets = _heading_offsets(text)
+    problems: list[Problem] = []
+    parsed: list[Entry] = []
+    if undecodable:
+        # The preamble is ignored, but bad bytes there still mean the file was saved in the wrong encoding.
+        bad = _not_utf8(source, 1, text[: offsets[0]] if offsets else text)
+        if bad:
+            problems.append(bad)
+    line = 1 + text.count("\n", 0, offsets[0]) if offsets else 0
+    for start, end in zip(offsets, [*offsets[1:], len(text)], strict=False):  # no heading: no entry
+        chunk = text[start:end]
+        result = (_not_utf8(source, line, chunk) if undecodable else None) or _parse_entry(chunk, line, source)
+        if isinstance(result, Problem):
+            problems.append(result)
+        else:
+            parsed.append(result)
+        line += chunk.count("\n")
+    entries = _deduplicate(parsed, {}, problems)
+    problems.sort(key=lambda p: p.line)
+    return SeedScan(tuple(entries), tuple(problems))
+
+
+def _not_utf8(source: str, line: int, chunk: str) -> Problem | None:
+    """A problem at the first undecodable byte of `chunk` (which starts at `line`), if it has one."""
+    bad = _ESCAPED_BYTE.search(chunk)
+    if bad is None:
+        return None
+    byte = ord(bad.group(0)) - 0xDC00
+    return Problem(
+        source,
+        line + chunk.count("\n", 0, bad.start()),
+        f"not valid UTF-8 (byte 0x{byte:02X}): save the file as UTF-8",
+    )
+
+
+def merge_scans(scans: Iterable[SeedScan]) -> SeedScan:
+    """Combine per-file scans in order; a paper seen in an earlier file becomes a DUPLICATE problem."""
+    seen: dict[str, Entry] = {}
+    entries: list[Entry] = []
+    problems: list[Problem] = []
+    for scan in scans:
+        found = list(scan.problems)
+        entries.extend(_deduplicate(scan.entries, seen, found))
+        found.sort(key=lambda p: p.line)
+        problems.extend(found)
+    return SeedScan(tuple(entries), tuple(problems))
+
+
+def seed_files(folder: Path) -> list[Path]:
+    """The seed files of a folder (`*.md`, `*.txt`) in file-name order: the order papers are published."""
+    if not folder.is_dir():
+        raise DigestError(f"seeds folder {folder} does not exist (or is not a folder): create it or fix the path")
+    files = [
+        path
+        for path in folder.iterdir()
+        # Dot files are editor backups and lock files, not seeds.
+        if path.suffix.lower() in SEED_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    ]
+    return sorted(files, key=lambda p: p.name)
+
+
+def _display_path(path: Path, root: Path) -> str:
+    """The path as users should see it in problems: relative to `root` when inside it."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def read_seeds(folder: Path, display_root: Path | None = None) -> SeedScan:
+    """Read and parse every seed file of a folder, de-duplicated across files (this module's only I/O)."""
+    root = display_root if display_root is not None else Path(os.getcwd())
+    scans = []
+    for path in seed_files(folder):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DigestError(f"cannot read seed file {path}: {exc.strerror or exc}") from exc
+        scans.append(parse_seed(data, _display_path(path, root)))
+    return merge_scans(scans)
