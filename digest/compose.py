@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
-from digest.model import Entry, KnownEntry, Problem, ProblemKind
+from digest.model import KnownEntry, Located, Problem, ProblemKind
+
+R = TypeVar("R", bound=Located)
 
 
 @dataclass(frozen=True)
-class IssuePlan:
+class IssuePlan(Generic[R]):
     """The next issue's entries, the ones left for later, and published entries whose text changed."""
 
-    new: tuple[Entry, ...]
-    waiting: tuple[Entry, ...]
-    revised: tuple[Entry, ...]
+    new: tuple[R, ...]
+    waiting: tuple[R, ...]
+    revised: tuple[R, ...]
 
     @property
     def has_issue(self) -> bool:
@@ -23,10 +26,10 @@ class IssuePlan:
         return bool(self.new)
 
 
-def plan_next_issue(entries: Sequence[Entry], known: Mapping[str, KnownEntry], max_entries: int) -> IssuePlan:
+def plan_next_issue(entries: Sequence[R], known: Mapping[str, KnownEntry], max_entries: int) -> IssuePlan[R]:
     """Take unpublished entries in seed order, at most `max_entries`; spot corrections of published ones."""
-    unpublished: list[Entry] = []
-    revised: list[Entry] = []
+    unpublished: list[R] = []
+    revised: list[R] = []
     for entry in entries:
         record = known.get(entry.id)
         if record is None or record.issue is None:
@@ -62,11 +65,12 @@ class EntryReport:
 
 
 def describe(
-    entries: Sequence[Entry],
+    entries: Sequence[Located],
     problems: Sequence[Problem],
     known: Mapping[str, KnownEntry],
-    plan: IssuePlan,
+    plan: IssuePlan[Any],
     next_number: int,
+    titles: Mapping[str, str],
 ) -> list[EntryReport]:
     """Explain every entry: new (in issue N), waiting, already published (in issue N), duplicate, invalid."""
     new_ids = {e.id for e in plan.new}
@@ -76,13 +80,15 @@ def describe(
         where = f"{entry.source}:{entry.line}"
         record = known.get(entry.id)
         if entry.id in new_ids:
-            reports.append(EntryReport(EntryStatus.NEW, where, entry.title_en, f"in issue {next_number}"))
+            reports.append(EntryReport(EntryStatus.NEW, where, titles.get(entry.id, ""), f"in issue {next_number}"))
         elif record is not None and record.issue is not None:
             status = EntryStatus.REVISED if entry.id in revised_ids else EntryStatus.PUBLISHED
             detail = f"in issue {record.issue}" + (", text corrected" if entry.id in revised_ids else "")
-            reports.append(EntryReport(status, where, entry.title_en, detail))
+            reports.append(EntryReport(status, where, titles.get(entry.id, ""), detail))
         else:
-            reports.append(EntryReport(EntryStatus.WAITING, where, entry.title_en, "over max_entries_per_issue"))
+            reports.append(
+                EntryReport(EntryStatus.WAITING, where, titles.get(entry.id, ""), "over max_entries_per_issue")
+            )
     for problem in problems:
         status = EntryStatus.DUPLICATE if problem.kind is ProblemKind.DUPLICATE else EntryStatus.INVALID
         reports.append(EntryReport(status, f"{problem.source}:{problem.line}", "", problem.message))

@@ -7,6 +7,31 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
+from typing import Protocol
+
+
+class Located(Protocol):
+    """Anything that names a paper and where it was found (an Entry, or an EntryRef from the seed cache)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def content_hash(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class EntryRef:
+    """A seed entry without its text: enough to decide what is new without re-reading unchanged files."""
+
+    id: str
+    content_hash: str
+    source: str
+    line: int
 
 
 @dataclass(frozen=True)
@@ -27,7 +52,7 @@ class Entry:
     line: int
     revised: datetime | None = None
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
         """A hash of what readers see; a change means a correction, not a new paper."""
         payload = json.dumps([self.title_en, self.title_zh, self.url, list(self.abstract)], ensure_ascii=False)

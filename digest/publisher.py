@@ -10,23 +10,34 @@ the commit; when it does not match the state, the next run re-renders the shared
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
+if TYPE_CHECKING:
+    from digest.catalog import Catalog
+    import threading
+
+    from digest.mailer import Messenger
+    from digest.message import DkimKey, IssueMail
+    from digest.model import Delivery, Subscriber
+
 from digest.compose import EntryReport, IssuePlan, describe, plan_next_issue
 from digest.lock import writer_lock
-from digest.model import Issue, Problem, SeedScan, Site
+from digest.model import Entry, EntryRef, Issue, Problem, ProblemKind, SeedScan, Site
 from digest.output import write_atomic, write_bundle
 from digest.render import Bundle, make_environment
 from digest.settings import Settings
 from digest.store import Store
 
 BUILD_MARKER = ".digest-build.json"
+BACKLOG_KEY = "unpublished_after_last_run"
+PROBLEMS_KEY = "problems_of_last_run"
 Progress = Callable[[int], None]
 
 
@@ -56,6 +67,23 @@ class StatusReport:
     output_dir: Path
     state_path: Path
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SendReport:
+    """What a `send` did: counts per outcome of this run, and where test copies or dry-run files went."""
+
+    issue: int
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    unknown: int = 0
+    skipped: int = 0  # active subscribers not sent to: done in an earlier run, or unsubscribed meanwhile
+    expired: int = 0  # 'pending' rows of a crashed run, now 'unknown'
+    stopped: bool = False
+    test_copy: str | None = None
+    dry_run_dir: Path | None = None
+    seconds: float = 0.0
 
 
 class Publisher:
@@ -107,29 +135,41 @@ class Publisher:
 
     def publish_next_issue(self, now: datetime, *, slot: str | None = None, dry_run: bool = False) -> PublishResult:
         """Build the next issue from unpublished entries, write every output, record it; or do nothing."""
-        scan = self.scan_seeds()
         out_dir = self.settings.preview_dir if dry_run else self.settings.output_dir
         with self.lock("render"), self.open_store() as store:
             if slot is not None and (existing := store.issue_for_slot(slot)) is not None:
-                return PublishResult(None, scan.problems, 0, 0, out_dir, 0, existing_issue=existing)
+                return PublishResult(None, (), 0, 0, out_dir, 0, existing_issue=existing)
+            if not dry_run and (quiet := self._nothing_changed(store)) is not None:
+                return PublishResult(None, quiet, 0, 0, out_dir, 0)
             with store.transaction(commit=not dry_run):
+                catalog = self._catalog(store, full=dry_run)
                 known = store.known_entries()
-                plan = plan_next_issue(scan.entries, known, self.settings.max_entries_per_issue)
+                plan = plan_next_issue(catalog.refs, known, self.settings.max_entries_per_issue)
                 number = store.next_issue_number()
-                reports = tuple(describe(scan.entries, scan.problems, known, plan, number))
-                store.record_seen(scan.entries, now)
-                store.record_revisions(plan.revised, now)
+                entries = self._materialize(store, catalog, [*plan.new, *plan.revised])
+                store.record_seen(catalog.parsed.values(), now)
+                store.cache_scans(catalog.cache_updates)
+                store.forget_scans(catalog.removed)
+                store.record_revisions([entries[r.id] for r in plan.revised], now)
                 issue = None
                 if plan.has_issue:
-                    issue = Issue(number=number, published=now, entries=plan.new, slot=slot)
+                    issue = Issue(
+                        number=number, published=now, entries=tuple(entries[r.id] for r in plan.new), slot=slot
+                    )
                     store.record_issue(issue, now)
+                store.set_meta(BACKLOG_KEY, str(len(plan.waiting)))
+                store.set_meta(PROBLEMS_KEY, _encode_problems(catalog.problems))
                 bundle = self._changed_outputs(store, plan, issue, repair=not dry_run)
                 changed = write_bundle(out_dir, bundle)
+                reports: tuple[EntryReport, ...] = ()
+                if dry_run:
+                    titles = {i: e.title_en for i, e in catalog.parsed.items()}
+                    reports = tuple(describe(catalog.refs, catalog.problems, known, plan, number, titles))
             if not dry_run:
                 self._write_build_marker(store)
         return PublishResult(
             issue=issue,
-            problems=scan.problems,
+            problems=tuple(catalog.problems),
             revised=len(plan.revised),
             waiting=len(plan.waiting),
             output_dir=out_dir,
@@ -138,7 +178,38 @@ class Publisher:
             reports=reports,
         )
 
-    def _changed_outputs(self, store: Store, plan: IssuePlan, issue: Issue | None, repair: bool) -> Bundle:
+    def _nothing_changed(self, store: Store) -> tuple[Problem, ...] | None:
+        """The fast no-op: no seed file changed, nothing waits, outputs match the state. Returns the problems
+        remembered from the last run, or None when the full scan is needed."""
+        from digest.catalog import stat_seed_files
+
+        if store.meta(BACKLOG_KEY) != "0" or not self._build_marker_matches(store):
+            return None
+        if stat_seed_files(self.settings.seeds_dir) != store.cached_stats():
+            return None
+        return _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
+
+    def _catalog(self, store: Store, *, full: bool) -> Catalog:
+        """Scan the seeds, parsing only files changed since the last run (every file when `full`)."""
+        from digest.catalog import CachedFile, build_catalog
+
+        cached = {} if full else {path: CachedFile(*row) for path, row in store.cached_scans().items()}
+        return build_catalog(self.settings.seeds_dir, cached)
+
+    def _materialize(self, store: Store, catalog: Catalog, refs: Sequence[EntryRef]) -> dict[str, Entry]:
+        """Full entries for these refs: parsed this run, else recorded when their file was parsed earlier."""
+        found = {r.id: catalog.parsed[r.id] for r in refs if r.id in catalog.parsed}
+        missing = [r for r in refs if r.id not in found]
+        if missing:
+            recorded = store.load_entries([r.id for r in missing])
+            stale = {r.source for r in missing if r.id not in recorded or recorded[r.id].content_hash != r.content_hash}
+            if stale:
+                catalog.reparse(stale, self.settings.seeds_dir)
+            for ref in missing:
+                found[ref.id] = catalog.parsed.get(ref.id) or recorded[ref.id]
+        return found
+
+    def _changed_outputs(self, store: Store, plan: IssuePlan[EntryRef], issue: Issue | None, repair: bool) -> Bundle:
         """The files that change with this run: the new issue, corrected issues, feeds and the index."""
         pages: set[int] = set()
         emails: set[int] = set()
@@ -243,7 +314,281 @@ class Publisher:
                 last_published=last.published if last else None,
                 output_dir=self.settings.output_dir,
                 state_path=self.settings.state_path,
+                extra=self._delivery_status(store, last.number) if last else {},
             )
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def send_issue(
+        self,
+        *,
+        issue: int | None = None,
+        to: str | None = None,
+        dry_run_dir: Path | None = None,
+        retry_unknown: bool = False,
+        stop: threading.Event | None = None,
+        on_start: Callable[[int], None] | None = None,
+        on_result: Callable[[Delivery], None] | None = None,
+        messenger: Callable[[], Messenger] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> SendReport:
+        """Mail issue `issue` (default: the latest) to every active subscriber who has not had it yet.
+
+        Each delivery is written 'pending' and committed before its message goes out, and its outcome is committed
+        as soon as the server answers, so a crash leaves at most the messages in flight unresolved; the next run
+        marks them 'unknown' and never sends them again unless `retry_unknown`. `to` sends one unrecorded test copy;
+        `dry_run_dir` writes .eml files instead of sending. `stop` ends the run after the messages in flight.
+        """
+        import threading
+        import time
+        from contextlib import nullcontext
+
+        from digest.errors import DeliveryError
+        from digest.mailer import DeliveryPool, Job, RateLimiter, SmtpMessenger
+        from digest.message import message_id
+        from digest.model import Delivery, DeliveryStatus
+        from digest.store import email_key
+
+        secret = self.settings.require_secret_key()
+        clock = clock or (lambda: datetime.now(self.settings.tz))
+        stop = stop or threading.Event()
+        messenger = messenger or (lambda: SmtpMessenger(self.settings.smtp))
+        dkim = self._dkim_key()
+        started = time.monotonic()
+        with self.open_store() as store:
+            mail = self._issue_mail(store, issue)
+        report = SendReport(issue=mail.issue)
+        if to is not None:
+            self._send_test_copy(mail, to, secret, dkim, messenger(), clock)
+            report.sent, report.test_copy = 1, to
+            return report
+
+        with self.lock("send") if dry_run_dir is None else nullcontext(), self.open_store() as store:
+            if dry_run_dir is None:
+                with store.transaction():
+                    report.expired = store.expire_pending(clock())
+            statuses = store.delivery_statuses(mail.issue)
+            again = {None, DeliveryStatus.DEFERRED} | ({DeliveryStatus.UNKNOWN} if retry_unknown else set())
+            active = store.active_subscribers()
+            todo = [s for s in active if statuses.get(s.id) in again]
+            report.skipped = len(active) - len(todo)
+            if dry_run_dir is not None:
+                self._write_eml_files(mail, todo, dry_run_dir, secret, dkim, clock)
+                report.dry_run_dir, report.sent = dry_run_dir, len(todo)
+                return report
+            if not todo:
+                return report
+
+            first = messenger()
+            first.open()  # an unreachable server or a bad login stops here, before anything is recorded
+            try:
+                # The longest address and name make the largest message: if it fits, every message fits.
+                widest = max(todo, key=lambda s: len(s.email.encode()) + len(s.name.encode()))
+                self._build(mail, widest, secret, dkim, clock(), first.eight_bit)
+            except DeliveryError:
+                first.close()
+                raise
+            if on_start:
+                on_start(len(todo))
+            count = min(self.settings.smtp_connections, len(todo))
+            delays = [self.settings.send_retry_delay * 2**i for i in range(self.settings.send_retries)]
+            pool = DeliveryPool(
+                [first, *(messenger() for _ in range(count - 1))],
+                RateLimiter(self.settings.max_messages_per_second),
+                delays,
+                stop,
+            )
+            by_id = {s.id: s for s in todo}
+            sender = self._envelope_sender()
+            in_flight = 0
+            waiting = iter(todo)
+            try:
+                while True:
+                    while in_flight < pool.size and not stop.is_set():
+                        sub = next(waiting, None)
+                        if sub is None:
+                            break
+                        msgid = message_id(mail.issue, email_key(sub.email), mail.domain)
+                        with store.transaction():
+                            claimed = store.claim_delivery(
+                                mail.issue, sub.id, msgid, clock(), retry_unknown=retry_unknown
+                            )
+                        if not claimed:  # unsubscribed since the list was read
+                            report.skipped += 1
+                            continue
+                        pool.submit(Job(sub.id, sender, _smtp_recipient(sub.email), self._builder(mail, sub, secret, dkim, clock)))
+                        in_flight += 1
+                    if in_flight == 0:
+                        break
+                    done = pool.next_done()
+                    in_flight -= 1
+                    status = DeliveryStatus(done.result.outcome.value)
+                    with store.transaction():
+                        store.record_delivery(mail.issue, done.key, status, done.result.detail, clock(), done.attempts)
+                    setattr(report, status.value, getattr(report, status.value) + 1)
+                    if on_result:
+                        on_result(Delivery(mail.issue, by_id[done.key], status, done.attempts, done.result.detail))
+            finally:
+                pool.close()
+            report.stopped = stop.is_set()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _issue_mail(self, store: Store, number: int | None) -> IssueMail:
+        """The shared parts of one issue's email, read from the rendered email.html / email.txt."""
+        from urllib.parse import urlsplit
+
+        from digest.errors import DeliveryError
+        from digest.message import IssueMail, format_subject
+
+        if number is None:
+            number = store.latest_issue_number()
+            if number is None:
+                raise DeliveryError("no issue has been published yet; run `digest render` first")
+        summaries = store.issue_summaries([number])
+        if not summaries:
+            raise DeliveryError(f"no such issue: {number} (see `digest status` for the latest)")
+        head = summaries[0]
+        folder = self.settings.output_dir / "issues" / str(number)
+        try:
+            html = (folder / "email.html").read_text(encoding="utf-8")
+            text = (folder / "email.txt").read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DeliveryError(
+                f"issue {number}: cannot read its rendered email in {folder}/ ({exc.strerror}); run `digest rebuild`"
+            ) from None
+        domain = urlsplit(self.settings.site_url).hostname or "localhost"
+        subject = format_subject(
+            self.settings.subject,
+            title=self.settings.title,
+            number=number,
+            date=head.published.astimezone(self.settings.tz).strftime("%Y-%m-%d"),
+            count=head.entry_count,
+        )
+        return IssueMail(
+            issue=number,
+            html=html,
+            text=text,
+            subject=subject,
+            from_address=self.settings.from_address,
+            list_id=self.settings.list_id or f"digest.{domain}",
+            domain=domain,
+        )
+
+    def _dkim_key(self) -> DkimKey | None:
+        """The DKIM key when selector, domain and key file are all set; SettingsError when only some are."""
+        from digest.errors import SettingsError
+        from digest.message import DkimKey
+
+        s = self.settings
+        given = [bool(s.dkim_selector), bool(s.dkim_domain), s.dkim_key_file is not None]
+        if not any(given):
+            return None
+        if not all(given) or s.dkim_key_file is None:
+            raise SettingsError("DKIM needs all of dkim_selector, dkim_domain and dkim_key_file (or none of them)")
+        try:
+            key = s.dkim_key_file.read_bytes()
+        except OSError as exc:
+            raise SettingsError(f"dkim_key_file: cannot read {s.dkim_key_file}: {exc.strerror}") from None
+        return DkimKey(s.dkim_selector, s.dkim_domain, key)
+
+    def _envelope_sender(self) -> str:
+        from email.utils import parseaddr
+
+        from digest.message import smtp_address
+
+        return smtp_address(parseaddr(self.settings.from_address)[1])
+
+    def _build(
+        self,
+        mail: IssueMail,
+        subscriber: Subscriber,
+        secret: str,
+        dkim: DkimKey | None,
+        date: datetime,
+        eight_bit: bool,
+        msgid: str | None = None,
+    ) -> bytes:
+        from digest.message import build_message, message_id
+        from digest.store import email_key
+        from digest.tokens import unsubscribe_link
+
+        return build_message(
+            mail,
+            subscriber,
+            unsubscribe_url=unsubscribe_link(self.settings.unsubscribe_endpoint, secret, subscriber.email),
+            unsubscribe_mailto=self.settings.unsubscribe_mailto,
+            date=date,
+            msgid=msgid or message_id(mail.issue, email_key(subscriber.email), mail.domain),
+            eight_bit=eight_bit,
+            dkim=dkim,
+        )
+
+    def _builder(
+        self, mail: IssueMail, subscriber: Subscriber, secret: str, dkim: DkimKey | None, clock: Callable[[], datetime]
+    ) -> Callable[[bool], bytes]:
+        return lambda eight_bit: self._build(mail, subscriber, secret, dkim, clock(), eight_bit)
+
+    def _send_test_copy(
+        self,
+        mail: IssueMail,
+        to: str,
+        secret: str,
+        dkim: DkimKey | None,
+        messenger: Messenger,
+        clock: Callable[[], datetime],
+    ) -> None:
+        """One copy to `to`, recorded nowhere; its Message-ID differs from the real one so that a mail client
+        does not take the real delivery for a duplicate of the test."""
+        from digest.errors import DeliveryError
+        from digest.mailer import Outcome
+        from digest.message import message_id
+        from digest.model import Subscriber
+
+        address = _valid_address(to)
+        now = clock()
+        msgid = message_id(mail.issue, f"test {address.lower()} {now.isoformat()}", mail.domain)
+        messenger.open()
+        try:
+            data = self._build(mail, Subscriber(email=address), secret, dkim, now, messenger.eight_bit, msgid)
+            result = messenger.send(self._envelope_sender(), _smtp_recipient(address), data)
+        finally:
+            messenger.close()
+        if result.outcome is not Outcome.SENT:
+            raise DeliveryError(f"test copy to {address} {result.outcome.value}: {result.detail}")
+
+    def _write_eml_files(
+        self,
+        mail: IssueMail,
+        subscribers: Sequence[Subscriber],
+        folder: Path,
+        secret: str,
+        dkim: DkimKey | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        """What a send would deliver, one .eml file per subscriber (8bit, as to a server offering 8BITMIME)."""
+        import re
+
+        for sub in subscribers:
+            name = re.sub(r"[^A-Za-z0-9@._+-]", "_", sub.email)
+            data = self._build(mail, sub, secret, dkim, clock(), True)
+            write_atomic(folder / f"issue-{mail.issue}-{sub.id:06d}-{name}.eml", data)
+
+    def _delivery_status(self, store: Store, issue: int) -> dict[str, str]:
+        """Ledger lines for `digest status`: counts of the issue's deliveries and the addresses in doubt."""
+        from digest.model import DeliveryStatus
+
+        counts = store.delivery_counts(issue)
+        if not any(counts.values()):
+            return {}
+        extra = {f"deliveries of issue {issue}": ", ".join(f"{n} {s.value}" for s, n in counts.items())}
+        unknown = store.deliveries(issue, DeliveryStatus.UNKNOWN)
+        if unknown:
+            shown = ", ".join(d.subscriber.email for d in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+            extra["unknown (may have been delivered)"] = (
+                f"{shown}; after checking, re-send with `digest send --issue {issue} --retry-unknown`"
+            )
+        return extra
 
     # --- build marker -------------------------------------------------------------------------
 
@@ -261,3 +606,29 @@ class Publisher:
 
     def _write_build_marker(self, store: Store) -> None:
         write_atomic(self.settings.output_dir / BUILD_MARKER, self._build_marker(store))
+
+
+def _encode_problems(problems: Sequence[Problem]) -> str:
+    return json.dumps([[p.source, p.line, p.message, p.kind.value, p.entry_id] for p in problems], ensure_ascii=False)
+
+
+def _decode_problems(text: str) -> tuple[Problem, ...]:
+    return tuple(Problem(src, line, msg, ProblemKind(kind), eid) for src, line, msg, kind, eid in json.loads(text))
+
+
+def _valid_address(address: str) -> str:
+    """The normalized address, or DeliveryError naming what is wrong with it."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from digest.errors import DeliveryError
+
+    try:
+        return str(validate_email(address, check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise DeliveryError(f"not a valid address: {address!r}: {exc}") from None
+
+
+def _smtp_recipient(address: str) -> str:
+    from digest.message import smtp_address
+
+    return smtp_address(address)

@@ -14,13 +14,14 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from digest.errors import DigestError
-from digest.model import Entry, Problem, ProblemKind, SeedScan
+from digest.model import Entry, Located, Problem, ProblemKind, SeedScan
 from digest.text import XML_ILLEGAL, join_soft_lines, remove_xml_illegal, resolve_latex_accents
 
-__all__ = ["entry_id", "merge_scans", "parse_seed", "read_seeds", "seed_files"]
+__all__ = ["deduplicate", "display_path", "entry_id", "merge_scans", "parse_seed", "read_seeds", "seed_files"]
 
 SEED_SUFFIXES = (".md", ".txt")
 
@@ -250,7 +251,10 @@ def _heading_offsets(text: str) -> list[int]:
     return offsets
 
 
-def _deduplicate(entries: Iterable[Entry], seen: dict[str, Entry], problems: list[Problem]) -> list[Entry]:
+_Located = TypeVar("_Located", bound=Located)
+
+
+def deduplicate(entries: Iterable[_Located], seen: dict[str, Located], problems: list[Problem]) -> list[_Located]:
     """Keep the first entry per id (`seen` carries earlier files); later ones become DUPLICATE problems."""
     kept = []
     for entry in entries:
@@ -308,7 +312,7 @@ def parse_seed(data: bytes | str, source: str) -> SeedScan:
         else:
             parsed.append(result)
         line += chunk.count("\n")
-    entries = _deduplicate(parsed, {}, problems)
+    entries = deduplicate(parsed, {}, problems)
     problems.sort(key=lambda p: p.line)
     return SeedScan(tuple(entries), tuple(problems))
 
@@ -328,12 +332,12 @@ def _not_utf8(source: str, line: int, chunk: str) -> Problem | None:
 
 def merge_scans(scans: Iterable[SeedScan]) -> SeedScan:
     """Combine per-file scans in order; a paper seen in an earlier file becomes a DUPLICATE problem."""
-    seen: dict[str, Entry] = {}
+    seen: dict[str, Located] = {}
     entries: list[Entry] = []
     problems: list[Problem] = []
     for scan in scans:
         found = list(scan.problems)
-        entries.extend(_deduplicate(scan.entries, seen, found))
+        entries.extend(deduplicate(scan.entries, seen, found))
         found.sort(key=lambda p: p.line)
         problems.extend(found)
     return SeedScan(tuple(entries), tuple(problems))
@@ -352,7 +356,7 @@ def seed_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.name)
 
 
-def _display_path(path: Path, root: Path) -> str:
+def display_path(path: Path, root: Path) -> str:
     """The path as users should see it in problems: relative to `root` when inside it."""
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -369,5 +373,5 @@ def read_seeds(folder: Path, display_root: Path | None = None) -> SeedScan:
             data = path.read_bytes()
         except OSError as exc:
             raise DigestError(f"cannot read seed file {path}: {exc.strerror or exc}") from exc
-        scans.append(parse_seed(data, _display_path(path, root)))
+        scans.append(parse_seed(data, display_path(path, root)))
     return merge_scans(scans)

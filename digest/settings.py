@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     smtp_connections: int = Field(default=2, ge=1, le=64)
     max_messages_per_second: float = Field(default=50.0, gt=0)
+    send_retries: int = Field(default=3, ge=0, le=10)  # extra tries of a deferred message within one run
+    send_retry_delay: float = Field(default=2.0, ge=0, le=600)  # seconds before the first retry; doubles each time
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_key_file: Path | None = None

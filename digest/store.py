@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.errors import StoreError
-from digest.model import Entry, Issue, KnownEntry, Subscriber
+from digest.model import Delivery, DeliveryStatus, Entry, Issue, KnownEntry, Subscriber
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: entries, issues, seed cache
@@ -88,6 +88,15 @@ class IssueSummary:
     slot: str | None
 
 
+@dataclass(frozen=True)
+class SubscriberRecord:
+    """A subscriber with when it was added and (if so) unsubscribed."""
+
+    subscriber: Subscriber
+    created: datetime
+    unsubscribed: datetime | None
+
+
 def _entry_data(entry: Entry) -> str:
     return json.dumps(
         {
@@ -98,6 +107,20 @@ def _entry_data(entry: Entry) -> str:
         },
         ensure_ascii=False,
         sort_keys=True,
+    )
+
+
+def _entry_from_row(entry_id: str, source: str, line: int, data: str, revised: str | None) -> Entry:
+    fields = json.loads(data)
+    return Entry(
+        id=entry_id,
+        title_en=fields["title_en"],
+        title_zh=fields["title_zh"],
+        url=fields["url"],
+        abstract=tuple(fields["abstract"]),
+        source=source,
+        line=line,
+        revised=datetime.fromisoformat(revised) if revised else None,
     )
 
 
@@ -185,6 +208,15 @@ class Store:
 
     # --- meta ---------------------------------------------------------------------------------
 
+    def meta(self, key: str) -> str | None:
+        """A value from the meta table (None when absent)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value in the meta table."""
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     def site_uuid(self) -> str:
         """A random id made when the state was created: the permanent base of feed ids."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'site_uuid'").fetchone()
@@ -209,6 +241,19 @@ class Store:
             " OR entries.line != excluded.line",
             ((e.id, e.source, e.line, e.content_hash, _entry_data(e), now.isoformat()) for e in entries),
         )
+
+    def load_entries(self, ids: Sequence[str]) -> dict[str, Entry]:
+        """The recorded text of these entries, by id (ids never seen are absent)."""
+        found: dict[str, Entry] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT id, source, line, data, revised FROM entries WHERE id IN ({marks})", chunk
+            )
+            for entry_id, source, line, data, revised in rows:
+                found[entry_id] = _entry_from_row(entry_id, source, line, data, revised)
+        return found
 
     def record_revisions(self, entries: Iterable[Entry], now: datetime) -> None:
         """Store corrected text of published entries and mark when it changed."""
@@ -303,19 +348,7 @@ class Store:
             list(numbers),
         )
         for issue, entry_id, source, line, data, revised in rows:
-            fields = json.loads(data)
-            entries[int(issue)].append(
-                Entry(
-                    id=entry_id,
-                    title_en=fields["title_en"],
-                    title_zh=fields["title_zh"],
-                    url=fields["url"],
-                    abstract=tuple(fields["abstract"]),
-                    source=source,
-                    line=line,
-                    revised=datetime.fromisoformat(revised) if revised else None,
-                )
-            )
+            entries[int(issue)].append(_entry_from_row(entry_id, source, line, data, revised))
         missing = [n for n in numbers if n not in heads]
         if missing:
             raise StoreError(f"no such issue: {', '.join(map(str, missing))}")
@@ -362,6 +395,130 @@ class Store:
         )
         return cursor.rowcount > 0
 
+    def add_subscriber(
+        self, email: str, name: str, now: datetime, *, resubscribe: bool = False, active: bool = True
+    ) -> str:
+        """Add an address: "added", "exists", "resubscribed", or "unsubscribed" (kept so unless `resubscribe`)."""
+        existing = self.subscriber(email)
+        if existing is None:
+            self._conn.execute(
+                "INSERT INTO subscribers (email, email_key, name, active, created, unsubscribed)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    email.strip(),
+                    email_key(email),
+                    name,
+                    int(active),
+                    now.isoformat(),
+                    None if active else now.isoformat(),
+                ),
+            )
+            return "added" if active else "unsubscribed"
+        if existing.active:
+            return "exists"
+        if not resubscribe:
+            return "unsubscribed"
+        self._conn.execute(
+            "UPDATE subscribers SET active = 1, unsubscribed = NULL, name = COALESCE(NULLIF(?, ''), name) WHERE id = ?",
+            (name, existing.id),
+        )
+        return "resubscribed"
+
+    def subscriber_records(self) -> list[SubscriberRecord]:
+        """Every subscriber, active or not, in the order they were added."""
+        rows = self._conn.execute(
+            "SELECT id, email, name, active, created, unsubscribed FROM subscribers ORDER BY id"
+        ).fetchall()
+        return [
+            SubscriberRecord(
+                Subscriber(id=r[0], email=r[1], name=r[2], active=bool(r[3])),
+                datetime.fromisoformat(r[4]),
+                datetime.fromisoformat(r[5]) if r[5] else None,
+            )
+            for r in rows
+        ]
+
+    def active_subscribers(self) -> list[Subscriber]:
+        """Subscribers who get the next issue, in the order they were added."""
+        rows = self._conn.execute("SELECT id, email, name FROM subscribers WHERE active = 1 ORDER BY id")
+        return [Subscriber(id=r[0], email=r[1], name=r[2]) for r in rows]
+
+    # --- delivery ledger ------------------------------------------------------------------------
+
+    def delivery_statuses(self, issue: int) -> dict[int, DeliveryStatus]:
+        """subscriber id -> ledger status for one issue."""
+        rows = self._conn.execute("SELECT subscriber, status FROM deliveries WHERE issue = ?", (issue,))
+        return {int(r[0]): DeliveryStatus(r[1]) for r in rows}
+
+    def claim_delivery(
+        self, issue: int, subscriber_id: int, message_id: str, now: datetime, *, retry_unknown: bool = False
+    ) -> bool:
+        """Mark (issue, subscriber) 'pending' if the subscriber is still active and the row is new or 'deferred'
+        (or 'unknown' with `retry_unknown`); False when it must not be sent."""
+        again = ("deferred", "unknown") if retry_unknown else ("deferred",)
+        cursor = self._conn.execute(
+            "INSERT INTO deliveries (issue, subscriber, status, attempts, detail, message_id, updated)"
+            " SELECT ?, id, 'pending', 0, '', ?, ? FROM subscribers WHERE id = ? AND active = 1"
+            " ON CONFLICT(issue, subscriber) DO UPDATE SET status = 'pending', message_id = excluded.message_id,"
+            f" updated = excluded.updated WHERE deliveries.status IN ({','.join('?' * len(again))})",
+            (issue, message_id, now.isoformat(), subscriber_id, *again),
+        )
+        return cursor.rowcount > 0
+
+    def record_delivery(
+        self, issue: int, subscriber_id: int, status: DeliveryStatus, detail: str, now: datetime, attempts: int = 1
+    ) -> None:
+        """Record the outcome of sending (issue, subscriber)."""
+        self._conn.execute(
+            "UPDATE deliveries SET status = ?, detail = ?, attempts = attempts + ?, updated = ?"
+            " WHERE issue = ? AND subscriber = ?",
+            (status.value, detail, attempts, now.isoformat(), issue, subscriber_id),
+        )
+
+    def expire_pending(self, now: datetime) -> int:
+        """Turn 'pending' rows left by a crashed sender into 'unknown': the message may be on its way.
+
+        Call only while holding the writer lock, when no sender can be running."""
+        cursor = self._conn.execute(
+            "UPDATE deliveries SET status = 'unknown', updated = ?,"
+            " detail = 'the sender stopped while this message was being sent; it may have been delivered'"
+            " WHERE status = 'pending'",
+            (now.isoformat(),),
+        )
+        return cursor.rowcount
+
+    def delivery_counts(self, issue: int) -> dict[DeliveryStatus, int]:
+        """How many ledger rows of one issue are in each status."""
+        rows = self._conn.execute(
+            "SELECT status, COUNT(*) FROM deliveries WHERE issue = ? GROUP BY status", (issue,)
+        ).fetchall()
+        counts = dict.fromkeys(DeliveryStatus, 0)
+        counts.update({DeliveryStatus(r[0]): int(r[1]) for r in rows})
+        return counts
+
+    def deliveries(self, issue: int, status: DeliveryStatus | None = None) -> list[Delivery]:
+        """Ledger rows of one issue (optionally only one status), with their subscribers."""
+        sql = (
+            "SELECT d.status, d.attempts, d.detail, d.message_id, s.id, s.email, s.name, s.active"
+            " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber WHERE d.issue = ?"
+        )
+        params: list[object] = [issue]
+        if status is not None:
+            sql += " AND d.status = ?"
+            params.append(status.value)
+        rows = self._conn.execute(sql + " ORDER BY s.id", params).fetchall()
+        return [
+            Delivery(
+                issue=issue,
+                subscriber=Subscriber(id=r[4], email=r[5], name=r[6], active=bool(r[7])),
+                status=DeliveryStatus(r[0]),
+                attempts=int(r[1]),
+                detail=r[2],
+                extra={"message_id": r[3] or ""},
+            )
+            for r in rows
+        ]
+
     # --- seed parse cache -----------------------------------------------------------------------
 
     def cached_scans(self) -> dict[str, tuple[int, int, str, bytes]]:
@@ -370,6 +527,10 @@ class Store:
             r[0]: (int(r[1]), int(r[2]), str(r[3]), bytes(r[4]))
             for r in self._conn.execute("SELECT path, size, mtime_ns, sha256, scan FROM seed_files")
         }
+
+    def cached_stats(self) -> dict[str, tuple[int, int]]:
+        """path -> (size, mtime_ns): enough to tell that nothing changed without loading the scans."""
+        return {r[0]: (int(r[1]), int(r[2])) for r in self._conn.execute("SELECT path, size, mtime_ns FROM seed_files")}
 
     def cache_scans(self, rows: Iterable[tuple[str, int, int, str, bytes]]) -> None:
         """Remember parsed seed files so unchanged files are not parsed again."""

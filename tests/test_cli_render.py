@@ -276,3 +276,12 @@ def test_killing_render_at_random_points_never_duplicates_or_loses_a_paper(works
     assert list(workspace.site.rglob(".*.tmp")) == [], "a killed run's temp file was left behind"
 
 
+
+
+def test_a_no_op_run_still_reports_the_known_problems(workspace: Workspace) -> None:
+    workspace.add_seed("002_bad.md", "## Broken\nno link\n\nabc\n")
+    first = workspace.run("render", "--now", NOW, check=False)
+    second = workspace.run("render", "--now", NEXT_WEEK, check=False)
+    assert first.returncode == second.returncode == 1
+    assert "seeds/002_bad.md:2:" in first.stderr and "seeds/002_bad.md:2:" in second.stderr
+    assert "nothing new" in second.stdout
