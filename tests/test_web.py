@@ -1,0 +1,378 @@
+"""`digest serve` over real HTTP on 127.0.0.1: archive, feeds, conditional GET, path safety, unsubscribe."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from digest.store import Store
+from digest.tokens import make_token
+from tests.conftest import REPO, SAMPLE_SEEDS, Workspace
+
+SECRET = "web-test-secret-0123456789abcdef"
+NOW = "2026-11-23T08:00:00+08:00"
+FEED_TYPES = {
+    "rss.xml": "application/rss+xml; charset=utf-8",
+    "atom.xml": "application/atom+xml; charset=utf-8",
+    "issues.xml": "application/atom+xml; charset=utf-8",
+    "feed.json": "application/feed+json; charset=utf-8",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `digest serve` subprocess and where it writes its log."""
+
+    ws: Workspace
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=15)
+
+
+def start_server(ws: Workspace, log_name: str = "serve.log") -> Server:
+    """Start `digest serve` on a free port and wait until it answers."""
+    port = free_port()
+    log_path = ws.root / log_name
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "digest", "serve", "--port", str(port)],
+            cwd=ws.root,
+            env=ws.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(ws, proc, port, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"digest serve exited {proc.returncode}:\n{server.log()}")
+        try:
+            httpx.get(server.base + "/", timeout=1)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.stop(signal.SIGKILL)
+    raise AssertionError(f"digest serve did not answer within 30 s:\n{server.log()}")
+
+
+def make_workspace(root: Path) -> Workspace:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(SAMPLE_SEEDS, root / "seeds")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    env.update({"DIGEST_SECRET_KEY": SECRET, "DIGEST_TIMEZONE": "Asia/Shanghai", "PYTHONPATH": str(REPO)})
+    return Workspace(root=root, env=env)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One rendered site served for the whole module (tests use distinct subscriber addresses)."""
+    ws = make_workspace(tmp_path_factory.mktemp("web") / "work")
+    ws.run("render", "--now", NOW)
+    # Things that must never be served: dotfiles, and symlinks leading out of the folder.
+    (ws.site / ".x.tmp").write_text("partial write", encoding="utf-8")
+    (ws.site / "issues" / ".hidden").mkdir()
+    (ws.site / "issues" / ".hidden" / "index.html").write_text("hidden", encoding="utf-8")
+    (ws.site / "leak.html").symlink_to("/etc/passwd")
+    (ws.site / "etc").symlink_to("/etc", target_is_directory=True)
+    srv = start_server(ws)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base, timeout=10) as c:
+        yield c
+
+
+def raw_get(port: int, target: str) -> tuple[int, bytes]:
+    """Send the request target byte for byte (httpx would normalize `..` away), return status and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+# --- subscribers, straight in the state file ------------------------------------------------------
+
+
+def add_subscriber(state: Path, email: str) -> None:
+    """Through `Store.add_subscriber` (the subscribers work); plain SQL while that is not in the tree."""
+    added = datetime(2026, 11, 1, tzinfo=UTC)
+    with Store.open(state) as store, store.transaction() as conn:
+        if hasattr(store, "add_subscriber"):
+            assert store.add_subscriber(email, "", added) == "added"
+        else:
+            conn.execute(
+                "INSERT INTO subscribers (email, email_key, created) VALUES (?, ?, ?)",
+                (email, email.strip().lower(), added.isoformat()),
+            )
+
+
+def subscriber_row(state: Path, email: str) -> tuple[int, str | None] | None:
+    with sqlite3.connect(state) as db:
+        row = db.execute(
+            "SELECT active, unsubscribed FROM subscribers WHERE email_key = ?", (email.strip().lower(),)
+        ).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+def one_click(client: httpx.Client, token: str) -> httpx.Response:
+    return client.post(
+        "/unsubscribe",
+        params={"token": token},
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+
+# --- static files ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/index.html", "/issues/1/", "/archive/page-1.html"])
+def test_archive_and_issue_pages_are_utf8_html(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "script-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["etag"] and response.headers["last-modified"]
+    assert "<html" in response.text
+
+
+def test_issue_url_without_slash_redirects_to_the_folder(client: httpx.Client) -> None:
+    response = client.get("/issues/1")
+    assert response.status_code in (301, 307, 308)
+    assert response.headers["location"].endswith("/issues/1/")
+
+
+@pytest.mark.parametrize(("name", "expected"), FEED_TYPES.items())
+def test_feeds_have_their_registered_content_types(
+    server: Server, client: httpx.Client, name: str, expected: str
+) -> None:
+    response = client.get("/" + name)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == expected
+    assert response.content == (server.ws.site / name).read_bytes()
+
+
+def test_conditional_get_with_if_none_match_is_304(client: httpx.Client) -> None:
+    first = client.get("/rss.xml")
+    etag = first.headers["etag"]
+    again = client.get("/rss.xml", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert client.get("/rss.xml", headers={"If-None-Match": '"not-the-etag"'}).status_code == 200
+
+
+def test_conditional_get_with_if_modified_since_is_304(client: httpx.Client) -> None:
+    last_modified = client.get("/issues/1/").headers["last-modified"]
+    assert client.get("/issues/1/", headers={"If-Modified-Since": last_modified}).status_code == 304
+    old = "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert client.get("/issues/1/", headers={"If-Modified-Since": old}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/../../../../../../etc/passwd",
+        "/issues/../../../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/%252e%252e/%252e%252e/%252e%252e/%252e%252e/etc/passwd",
+        "/..%252f..%252f..%252f..%252fetc%252fpasswd",
+        "/.%2e/.%2e/.%2e/.%2e/.%2e/etc/passwd",
+        "/..\\..\\..\\..\\..\\etc\\passwd",
+        "//etc/passwd",
+        "/%2fetc%2fpasswd",
+        "/etc/passwd",
+        "/etc/hostname",
+        "/leak.html",
+        "/%00../../../../etc/passwd",
+        "http://127.0.0.1/../../../../etc/passwd",
+    ],
+)
+def test_no_path_outside_the_output_folder(server: Server, target: str) -> None:
+    status, body = raw_get(server.port, target)
+    assert status in (400, 404), (target, status, body[:200])
+    assert b"root:" not in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/.digest-build.json", "/%2edigest-build.json", "/.x.tmp", "/issues/.hidden/", "/issues/.hidden/index.html"],
+)
+def test_dotfiles_are_not_served(server: Server, client: httpx.Client, path: str) -> None:
+    assert (server.ws.site / ".digest-build.json").is_file()
+    response = client.get(path)
+    assert response.status_code == 404
+    assert b"partial write" not in response.content and b"hidden" not in response.content
+
+
+def test_only_get_and_head_on_files(client: httpx.Client) -> None:
+    assert client.head("/atom.xml").status_code == 200
+    assert client.post("/atom.xml").status_code == 405
+
+
+# --- one-click unsubscribe --------------------------------------------------------------------------
+
+
+def test_get_shows_a_confirmation_page_and_changes_nothing(server: Server, client: httpx.Client) -> None:
+    add_subscriber(server.ws.state, "Reader.One@Example.org")
+    token = make_token(SECRET, "Reader.One@Example.org")
+    response = client.get("/unsubscribe", params={"token": token})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "reader.one@example.org" in response.text
+    assert '<form method="post"' in response.text
+    assert 'name="List-Unsubscribe" value="One-Click"' in response.text
+    assert "退订" in response.text and "Unsubscribe" in response.text
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "form-action 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert subscriber_row(server.ws.state, "reader.one@example.org") == (1, None)
+
+
+def test_one_click_post_unsubscribes_at_once_and_is_idempotent(server: Server, client: httpx.Client) -> None:
+    add_subscriber(server.ws.state, "reader.two@example.org")
+    token = make_token(SECRET, "reader.two@example.org")
+    response = one_click(client, token)
+    assert response.status_code == 200
+    assert "已退订" in response.text and "unsubscribed" in response.text
+    active, when = subscriber_row(server.ws.state, "reader.two@example.org") or (None, None)
+    assert active == 0 and when is not None
+    assert "unsubscribed reader.two@example.org" in server.log()
+    assert "token=" + token not in server.log()  # the access log redacts tokens
+
+    again = one_click(client, token)
+    assert again.status_code == 200
+    assert "already" in again.text
+    assert subscriber_row(server.ws.state, "reader.two@example.org") == (0, when)
+    page = client.get("/unsubscribe", params={"token": token})
+    assert page.status_code == 200 and "<form" not in page.text
+
+
+def test_the_confirmation_form_posts_back_to_the_same_token(server: Server, client: httpx.Client) -> None:
+    add_subscriber(server.ws.state, "reader.form@example.org")
+    token = make_token(SECRET, "reader.form@example.org")
+    page = client.get("/unsubscribe", params={"token": token}).text
+    action = page.split('action="', 1)[1].split('"', 1)[0]
+    assert action == "?token=" + token  # tokens are URL-safe and HTML-safe: nothing to escape
+    response = client.post("/unsubscribe" + action, data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    assert subscriber_row(server.ws.state, "reader.form@example.org")[0] == 0  # type: ignore[index]
+
+
+def test_forged_and_foreign_tokens_are_refused_and_change_nothing(server: Server, client: httpx.Client) -> None:
+    add_subscriber(server.ws.state, "reader.three@example.org")
+    good = make_token(SECRET, "reader.three@example.org")
+    payload, _, signature = good.rpartition(".")
+    forged = [
+        "",
+        "garbage",
+        good[:-2] + ("AA" if not good.endswith("AA") else "BB"),
+        make_token("another-secret-0123456789abcdef", "reader.three@example.org"),
+        make_token(SECRET[:-1] + "X", "reader.three@example.org"),
+        # the other address's payload with this address's signature
+        make_token(SECRET, "someone@example.org").rpartition(".")[0] + "." + signature,
+        payload,
+    ]
+    for token in forged:
+        for response in (client.get("/unsubscribe", params={"token": token}), one_click(client, token)):
+            assert response.status_code == 400, token
+            assert "Invalid unsubscribe link" in response.text
+    assert client.post("/unsubscribe", content=b"List-Unsubscribe=One-Click").status_code == 400
+    assert subscriber_row(server.ws.state, "reader.three@example.org") == (1, None)
+
+
+def test_a_token_affects_only_its_own_address(server: Server, client: httpx.Client) -> None:
+    add_subscriber(server.ws.state, "alice@example.org")
+    add_subscriber(server.ws.state, "bob@example.org")
+    assert one_click(client, make_token(SECRET, "alice@example.org")).status_code == 200
+    assert subscriber_row(server.ws.state, "alice@example.org")[0] == 0  # type: ignore[index]
+    assert subscriber_row(server.ws.state, "bob@example.org") == (1, None)
+
+
+def test_a_valid_token_for_a_non_subscriber_is_404_and_adds_nobody(server: Server, client: httpx.Client) -> None:
+    token = make_token(SECRET, "stranger@example.org")
+    for response in (client.get("/unsubscribe", params={"token": token}), one_click(client, token)):
+        assert response.status_code == 404
+        assert "No such subscription" in response.text
+    assert subscriber_row(server.ws.state, "stranger@example.org") is None
+
+
+def test_the_address_is_escaped_on_the_page(server: Server, client: httpx.Client) -> None:
+    address = '"<script>alert(1)</script>"@example.org'
+    add_subscriber(server.ws.state, address)
+    response = client.get("/unsubscribe", params={"token": make_token(SECRET, address)})
+    assert response.status_code == 200
+    assert "<script>" not in response.text
+    assert "&lt;script&gt;" in response.text
+
+
+# --- starting and stopping -----------------------------------------------------------------------------
+
+
+def test_serve_refuses_to_start_without_a_secret_key(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    workspace.env.pop("DIGEST_SECRET_KEY")
+    result = workspace.run("serve", "--port", str(free_port()), check=False, timeout=30)
+    assert result.returncode != 0
+    assert "DIGEST_SECRET_KEY" in result.stderr
+
+
+def test_serve_needs_a_rendered_site(workspace: Workspace) -> None:
+    result = workspace.run("serve", "--port", str(free_port()), check=False, timeout=30)
+    assert result.returncode != 0
+    assert "run `digest render` first" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_logs_its_url_and_stops_cleanly_on_a_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    ws = make_workspace(tmp_path / "work")
+    ws.run("render", "--now", NOW)
+    srv = start_server(ws)
+    assert f"http://127.0.0.1:{srv.port}/" in srv.log()
+    code = srv.stop(sig)
+    # SIGINT ends with 0; after a graceful shutdown uvicorn re-raises SIGTERM, the conventional way to report it.
+    assert code in (0, -signal.SIGTERM), srv.log()
+    assert "Finished server process" in srv.log()
+    assert "Traceback" not in srv.log()
