@@ -10,8 +10,10 @@ the commit; when it does not match the state, the next run re-renders the shared
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,12 +22,14 @@ from typing import TYPE_CHECKING
 import jinja2
 
 if TYPE_CHECKING:
-    from digest.catalog import Catalog
     import threading
 
+    from digest.catalog import Catalog
     from digest.mailer import Messenger
     from digest.message import DkimKey, IssueMail
     from digest.model import Delivery, Subscriber
+    from digest.store import SubscriberRecord
+    from digest.subscribers import SubscriberRow
 
 from digest.compose import EntryReport, IssuePlan, describe, plan_next_issue
 from digest.lock import writer_lock
@@ -86,12 +90,27 @@ class SendReport:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class ScheduledRun:
+    """What one firing of the schedule did: the issue published for its slot (or the one found there), and the
+    mailing of the newest scheduled issue, or why nothing was mailed."""
+
+    slot: str
+    slot_time: datetime
+    published: Issue | None
+    existing_issue: int | None
+    waiting: int
+    send: SendReport | None
+    not_sent: str = ""
+
+
 class Publisher:
     """Joins settings, state, renderers and output; the only place that decides when things happen."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._env: jinja2.Environment | None = None
+        self._lock_owner: int | None = None  # thread holding the writer lock through this publisher
 
     # --- wiring -------------------------------------------------------------------------------
 
@@ -108,8 +127,25 @@ class Publisher:
         return Store.open(self.settings.state_path, busy_timeout=max(self.settings.lock_timeout, 5.0))
 
     def lock(self, what: str) -> AbstractContextManager[None]:
-        """The writer lock: one process writes to a given state at a time."""
-        return writer_lock(self.settings.state_path, self.settings.lock_timeout, what)
+        """The writer lock: one process writes to a given state at a time. Re-entrant for the thread holding it
+        (a scheduled run holds it across publishing and sending; a second flock in one process would deadlock)."""
+        import threading
+        from contextlib import nullcontext
+
+        if self._lock_owner == threading.get_ident():
+            return nullcontext()
+        return self._holding(writer_lock(self.settings.state_path, self.settings.lock_timeout, what))
+
+    @contextmanager
+    def _holding(self, lock: AbstractContextManager[None]) -> Iterator[None]:
+        import threading
+
+        with lock:
+            self._lock_owner = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._lock_owner = None
 
     def site(self, store: Store) -> Site:
         """The publication as renderers see it; its feed id comes from the state, not the URL."""
@@ -265,40 +301,52 @@ class Publisher:
 
     # --- rebuild ------------------------------------------------------------------------------
 
-    def rebuild(self, progress: Progress | None = None, chunk: int = 100) -> int:
-        """Re-render every output from the state (after a template change); creates no issue."""
-        from digest.render.site import (
-            archive_page_path,
-            archive_pages_for,
-            issue_page_path,
-            render_archive_page,
-            render_issue_page,
-        )
+    def rebuild(self, progress: Progress | None = None, chunk: int = 50, workers: int | None = None) -> int:
+        """Re-render every output from the state (after a template change); creates no issue.
+
+        Issue pages and emails are rendered in chunks on every core (each worker opens the state read-only);
+        this process renders the archive pages and feeds meanwhile.
+        """
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with self.lock("rebuild"), self.open_store() as store:
-            site = self.site(store)
             numbers = store.issue_numbers()
             newest = numbers[-1] if numbers else None
+            chunks = [numbers[i : i + chunk] for i in range(0, len(numbers), chunk)]
+            jobs = workers if workers is not None else min(os.cpu_count() or 1, max(1, len(chunks)))
             changed = 0
-            for start in range(0, len(numbers), chunk):
-                batch = store.load_issues(numbers[start : start + chunk])
-                bundle: Bundle = {}
-                for issue in batch:
-                    bundle[issue_page_path(issue.number)] = render_issue_page(
-                        site, issue, self.env, newest_number=newest
-                    )
-                    bundle.update(self._email_files(site, issue))
-                changed += write_bundle(self.settings.output_dir, bundle)
-                if progress:
-                    progress(len(batch))
-            pages = archive_pages_for(numbers, self.settings.archive_page_size)
-            for page_number, page_issue_numbers in sorted(pages.items()):
-                page_issues = store.load_issues(list(page_issue_numbers))
-                data = render_archive_page(site, page_number, page_issues, self.env, self.settings.archive_page_size)
-                changed += write_atomic(self.settings.output_dir / archive_page_path(page_number), data)
-            changed += write_bundle(self.settings.output_dir, self.render_outputs(store, pages=(), emails=()))
+            with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(chunks) > 1 else _InProcess() as pool:
+                dump = self.settings.model_dump()
+                futures = {pool.submit(_rebuild_issues, dump, batch, newest): len(batch) for batch in chunks}
+                changed += self._write_archive_pages(store, numbers)
+                changed += write_bundle(self.settings.output_dir, self.render_outputs(store, pages=(), emails=()))
+                for future in as_completed(futures):
+                    changed += future.result()
+                    if progress:
+                        progress(futures[future])
             self._write_build_marker(store)
         return changed
+
+    def _write_archive_pages(self, store: Store, numbers: Sequence[int]) -> int:
+        """Render and write every archive page (only `rebuild` needs the old, stable ones)."""
+        from digest.render.site import archive_page_path, archive_pages_for, render_archive_page
+
+        site, size, changed = self.site(store), self.settings.archive_page_size, 0
+        for page_number, page_numbers in sorted(archive_pages_for(numbers, size).items()):
+            data = render_archive_page(site, page_number, store.load_issues(list(page_numbers)), self.env, size)
+            changed += write_atomic(self.settings.output_dir / archive_page_path(page_number), data)
+        return changed
+
+    def render_issue_files(self, store: Store, numbers: Sequence[int], newest: int | None) -> Bundle:
+        """Issue pages and emails of these issues (what `rebuild` spreads over the cores)."""
+        from digest.render.site import issue_page_path, render_issue_page
+
+        site = self.site(store)
+        bundle: Bundle = {}
+        for issue in store.load_issues(numbers):
+            bundle[issue_page_path(issue.number)] = render_issue_page(site, issue, self.env, newest_number=newest)
+            bundle.update(self._email_files(site, issue))
+        return bundle
 
     # --- status -------------------------------------------------------------------------------
 
@@ -314,8 +362,35 @@ class Publisher:
                 last_published=last.published if last else None,
                 output_dir=self.settings.output_dir,
                 state_path=self.settings.state_path,
-                extra=self._delivery_status(store, last.number) if last else {},
+                extra={**(self._delivery_status(store, last.number) if last else {}), **self._late_issue(store)},
             )
+
+    # --- subscribers --------------------------------------------------------------------------
+
+    def add_subscribers(
+        self, rows: Iterable[SubscriberRow], now: datetime, *, resubscribe: bool = False
+    ) -> list[tuple[SubscriberRow, str]]:
+        """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed" or
+        "unsubscribed" (an opt-out is kept unless `resubscribe`). No writer lock: a send in progress re-checks
+        each subscriber just before mailing them."""
+        with self.open_store() as store, store.transaction():
+            return [
+                (row, store.add_subscriber(row.email, row.name, now, resubscribe=resubscribe, active=row.active))
+                for row in rows
+            ]
+
+    def unsubscribe(self, email: str, now: datetime) -> Subscriber | None:
+        """Mark the address unsubscribed (the row stays); returns the subscriber as it was, None if unknown."""
+        with self.open_store() as store, store.transaction():
+            found = store.subscriber(email)
+            if found is not None:
+                store.unsubscribe(email, now)
+            return found
+
+    def subscriber_records(self) -> list[SubscriberRecord]:
+        """Every subscriber with when they joined and left."""
+        with self.open_store() as store:
+            return store.subscriber_records()
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -416,7 +491,8 @@ class Publisher:
                         if not claimed:  # unsubscribed since the list was read
                             report.skipped += 1
                             continue
-                        pool.submit(Job(sub.id, sender, _smtp_recipient(sub.email), self._builder(mail, sub, secret, dkim, clock)))
+                        build = self._builder(mail, sub, secret, dkim, clock)
+                        pool.submit(Job(sub.id, sender, _smtp_recipient(sub.email), build))
                         in_flight += 1
                     if in_flight == 0:
                         break
@@ -590,6 +666,79 @@ class Publisher:
             )
         return extra
 
+    # --- scheduled runs (`digest run`) -------------------------------------------------------
+
+    def run_scheduled_job(
+        self, slot_time: datetime, now: datetime, *, stop: threading.Event | None = None
+    ) -> ScheduledRun:
+        """One firing of the schedule for the slot `slot_time` (the fire time it stands for).
+
+        Publishes the slot's issue unless the slot already has one (issues.slot is UNIQUE), then mails the newest
+        scheduled issue to every active subscriber who has not had it: that finishes a send cut short by a crash
+        or a stop. Nothing is mailed when that issue is older than `max_send_age` (send it by hand with `digest
+        send --issue N`) or when `stop` is set. The writer lock is held throughout, so a second scheduler or a
+        manual render/send waits for the whole firing and then finds the slot done."""
+        from datetime import UTC, timedelta
+
+        slot = slot_time.astimezone(UTC).isoformat()
+        with self.lock("run"):
+            result = self.publish_next_issue(now, slot=slot)
+            with self.open_store() as store:
+                newest = store.latest_slot_issue()
+                head = store.issue_summaries([newest])[0] if newest is not None else None
+                active = len(store.active_subscribers())
+            send: SendReport | None = None
+            not_sent = ""
+            if head is None:
+                not_sent = "no scheduled issue to mail"
+            elif now - head.published > timedelta(seconds=self.settings.max_send_age):
+                not_sent = (
+                    f"issue {head.number} is older than max_send_age ({self.settings.max_send_age}s): not mailed"
+                    f" by the scheduler; send it by hand with `digest send --issue {head.number}`"
+                )
+            elif stop is not None and stop.is_set():
+                not_sent = f"stopping: issue {head.number} not mailed now; the next firing or `digest send` mails it"
+            elif active == 0:
+                not_sent = "no active subscribers: nothing to mail"
+            else:
+                send = self.send_issue(issue=head.number, stop=stop)
+        return ScheduledRun(
+            slot=slot,
+            slot_time=slot_time,
+            published=result.issue,
+            existing_issue=result.existing_issue,
+            waiting=result.waiting,
+            send=send,
+            not_sent=not_sent,
+        )
+
+    def _late_issue(self, store: Store) -> dict[str, str]:
+        """A `digest status` line when the newest scheduled issue is too old for the scheduler to mail and some
+        active subscribers have not had it."""
+        from datetime import timedelta
+
+        from digest.model import DeliveryStatus
+
+        newest = store.latest_slot_issue()
+        if newest is None:
+            return {}
+        head = store.issue_summaries([newest])[0]
+        age = datetime.now(self.settings.tz) - head.published
+        if age <= timedelta(seconds=self.settings.max_send_age):
+            return {}
+        done = {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING}
+        statuses = store.delivery_statuses(newest)
+        missing = sum(statuses.get(s.id) not in done for s in store.active_subscribers())
+        if not missing:
+            return {}
+        return {
+            f"issue {newest} not mailed": (
+                f"{missing} active subscribers have not had it and it is older than max_send_age"
+                f" ({self.settings.max_send_age}s), so `digest run` will not mail it; it stays on the site and in"
+                f" the feeds; send it by hand with `digest send --issue {newest}`"
+            )
+        }
+
     # --- build marker -------------------------------------------------------------------------
 
     def _build_marker(self, store: Store) -> bytes:
@@ -632,3 +781,26 @@ def _smtp_recipient(address: str) -> str:
     from digest.message import smtp_address
 
     return smtp_address(address)
+
+
+def _rebuild_issues(settings_dump: dict[str, object], numbers: list[int], newest: int | None) -> int:
+    """Worker of `rebuild`: render and write the pages and emails of some issues; returns files changed."""
+    publisher = Publisher(Settings.model_validate(settings_dump))
+    with publisher.open_store() as store:
+        bundle = publisher.render_issue_files(store, numbers, newest)
+    return write_bundle(publisher.settings.output_dir, bundle)
+
+
+class _InProcess:
+    """A stand-in for a process pool when one core (or one chunk) makes forking not worth it."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., int], *args: object) -> Future[int]:
+        future: Future[int] = Future()
+        future.set_result(fn(*args))
+        return future
