@@ -202,7 +202,10 @@ def status(ctx: Context) -> None:
 
     Example: digest status
     """
+    from digest.schedule import schedule_status
+
     report = ctx.publisher().status()
+    report.extra.update(schedule_status(ctx.settings, ctx.now(None)))
     last = (
         f"issue {report.last_issue} published {report.last_published:%Y-%m-%d %H:%M %Z}"
         if report.last_issue is not None and report.last_published is not None
@@ -229,6 +232,246 @@ def serve(ctx: Context, host: str, port: int) -> None:
     from digest.web import serve as run_server
 
     run_server(ctx.settings, host, port)
+
+
+# --- subscribers and sending ----------------------------------------------------------------------
+
+
+@main.group()
+def subscribers() -> None:
+    """Keep the subscriber list: add, remove, list, import and export addresses.
+
+    Example: digest subscribers add ada@example.org --name "Ada Lovelace"
+    """
+
+
+_OUTCOME_TEXT = {
+    "added": "added",
+    "exists": "already subscribed",
+    "resubscribed": "subscribed again",
+    "unsubscribed": "unsubscribed earlier; kept unsubscribed (use --resubscribe to add it back)",
+}
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name used in the To header.")
+@click.option("--resubscribe", is_flag=True, help="Add back an address that had unsubscribed.")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool, now: str | None) -> None:
+    """Add one subscriber (syntax-checked; case-only duplicates are the same subscriber).
+
+    Example: digest subscribers add ada@example.org --name "Ada Lovelace"
+    """
+    from digest.subscribers import InvalidAddress, SubscriberRow, clean_name, normalize_address
+
+    try:
+        row = SubscriberRow(normalize_address(email), clean_name(name), 0)
+    except InvalidAddress as exc:
+        _fail(str(exc))
+        return
+    [(_, outcome)] = ctx.publisher().add_subscribers([row], ctx.now(now), resubscribe=resubscribe)
+    click.echo(f"{row.email}: {_OUTCOME_TEXT[outcome]}")
+    if outcome == "unsubscribed":
+        sys.exit(1)
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def subscribers_remove(ctx: Context, email: str, now: str | None) -> None:
+    """Unsubscribe an address; it is kept on record so that imports do not add it back.
+
+    Example: digest subscribers remove ada@example.org
+    """
+    found = ctx.publisher().unsubscribe(email, ctx.now(now))
+    if found is None:
+        _fail(f"{email}: no such subscriber")
+        return
+    click.echo(f"{found.email}: {'unsubscribed' if found.active else 'was already unsubscribed'}")
+
+
+@subscribers.command("list")
+@pass_ctx
+@reports_errors
+def subscribers_list(ctx: Context) -> None:
+    """Show every subscriber with its status.
+
+    Example: digest subscribers list
+    """
+    records = ctx.publisher().subscriber_records()
+    width = max((len(r.subscriber.email) for r in records), default=5)
+    for record in records:
+        sub = record.subscriber
+        status = "active" if sub.active else "unsubscribed"
+        if record.unsubscribed:
+            status += f" {record.unsubscribed:%Y-%m-%d}"
+        click.echo(f"{sub.email:<{width}}  {status:<23}  {sub.name}".rstrip())
+    active = sum(r.subscriber.active for r in records)
+    click.echo(f"{len(records)} subscribers: {active} active, {len(records) - active} unsubscribed", err=True)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--resubscribe", is_flag=True, help="Add back addresses that had unsubscribed.")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | None) -> None:
+    """Import subscribers from a CSV file with columns email[,name] (a header row is optional).
+
+    Bad rows are reported as FILE:LINE: reason and skipped; the good rows are imported; exit 1 if any was bad.
+
+    Example: digest subscribers import people.csv
+    """
+    from collections import Counter
+
+    from digest.subscribers import parse_subscriber_csv
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{file}: cannot read: {exc}")
+        return
+    rows, problems = parse_subscriber_csv(text, str(file))
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    added = ctx.publisher().add_subscribers(rows, ctx.now(now), resubscribe=resubscribe)
+    outcomes = Counter(outcome for _, outcome in added)
+    click.echo(
+        f"{file}: {outcomes['added']} added, {outcomes['exists']} already subscribed,"
+        f" {outcomes['resubscribed']} subscribed again, {outcomes['unsubscribed']} kept unsubscribed,"
+        f" {len(problems)} bad rows"
+    )
+    if problems:
+        sys.exit(1)
+
+
+@subscribers.command("export")
+@pass_ctx
+@reports_errors
+def subscribers_export(ctx: Context) -> None:
+    """Write every subscriber (opt-outs included) as CSV to stdout; `import` reads it back.
+
+    Example: digest subscribers export > subscribers.csv
+    """
+    from digest.subscribers import export_csv
+
+    click.echo(export_csv(ctx.publisher().subscriber_records()), nl=False)
+
+
+@main.command()
+@click.option("--issue", type=int, help="Issue number (default: the latest).")
+@click.option("--to", "to", metavar="EMAIL", help="Send one test copy to this address; record nothing.")
+@click.option(
+    "--dry-run",
+    "dry_run",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="Write each message as an .eml file into DIR instead of sending; record nothing.",
+)
+@click.option("--retry-unknown", is_flag=True, help="Also re-send deliveries whose outcome is unknown.")
+@pass_ctx
+@reports_errors
+def send(ctx: Context, issue: int | None, to: str | None, dry_run: Path | None, retry_unknown: bool) -> None:
+    """Mail an issue to every active subscriber who has not received it yet.
+
+    Safe to interrupt (Ctrl-C, SIGTERM: the messages in flight are finished and recorded) and to run again:
+    nobody gets the issue twice. A message whose fate is unknown (the connection broke after it was sent) is
+    not re-sent unless --retry-unknown is given.
+
+    Example: digest send --to me@example.org
+    """
+    import signal
+    import threading
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from digest.model import Delivery
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("digest: stopping after the messages in flight (again to abort at once)", err=True)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    console = Console(stderr=True)
+    try:
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("sending", total=None)
+
+            def on_result(delivery: Delivery) -> None:
+                bar.advance(task)
+                if delivery.status.value != "sent":
+                    console.print(
+                        f"{delivery.subscriber.email}: {delivery.status.value}: {delivery.detail}",
+                        markup=False,
+                        highlight=False,
+                    )
+
+            report = ctx.publisher().send_issue(
+                issue=issue,
+                to=to,
+                dry_run_dir=dry_run,
+                retry_unknown=retry_unknown,
+                stop=stop,
+                on_start=lambda total: bar.update(task, total=total),
+                on_result=on_result,
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if report.test_copy:
+        click.echo(f"issue {report.issue}: test copy sent to {report.test_copy} (not recorded)")
+        return
+    if report.dry_run_dir:
+        click.echo(f"issue {report.issue}: [dry run] {report.sent} messages written to {report.dry_run_dir}/")
+        return
+    rate = f", {report.sent / report.seconds:.1f} messages/s" if report.seconds > 0 and report.sent else ""
+    click.echo(
+        f"issue {report.issue}: {report.sent} sent, {report.failed} failed, {report.deferred} deferred,"
+        f" {report.unknown} unknown, {report.skipped} skipped ({report.seconds:.1f} s{rate})"
+    )
+    if report.expired:
+        click.echo(
+            f"{report.expired} deliveries interrupted by an earlier crash are now 'unknown' (see `digest status`)",
+            err=True,
+        )
+    if report.stopped:
+        click.echo("stopped before the end: run `digest send` again to continue", err=True)
+    elif report.deferred:
+        click.echo("some deliveries were deferred: run `digest send` again later", err=True)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run the job for the latest scheduled time now, then exit (system cron).")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def run(ctx: Context, once: bool, now: str | None) -> None:
+    """Publish and mail the next issue on the schedule (setting `schedule`) until SIGTERM or Ctrl-C.
+
+    Each firing publishes the issue of its slot once (however many processes fire), then mails it; a run missed
+    while stopped is caught up once within misfire_grace_time. See "Scheduling" in the README.
+
+    Example: DIGEST_SCHEDULE="0 8 * * mon" digest run
+    """
+    from digest import schedule
+
+    if once:
+        schedule.run_once(ctx.settings, ctx.now(now))
+        return
+    if now is not None:
+        raise click.UsageError("--now only goes with --once")
+    schedule.run_forever(ctx.settings, ctx.config)
 
 
 if __name__ == "__main__":

@@ -288,6 +288,11 @@ class Store:
         row = self._conn.execute("SELECT number FROM issues WHERE slot = ?", (slot,)).fetchone()
         return int(row[0]) if row else None
 
+    def latest_slot_issue(self) -> int | None:
+        """The newest issue published for a schedule slot (by `digest run`), or None."""
+        row = self._conn.execute("SELECT MAX(number) FROM issues WHERE slot IS NOT NULL").fetchone()
+        return int(row[0]) if row[0] is not None else None
+
     def issue_count(self) -> int:
         """How many issues exist."""
         return int(self._conn.execute("SELECT COUNT(*) FROM issues").fetchone()[0])

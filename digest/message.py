@@ -1,0 +1,343 @@
+"""One subscriber's email of an issue, as the bytes that go over SMTP. Pure: strings in, bytes out.
+
+Header values are cleaned here, before the `email` package sees them: Python 3.11.7 (CVE-2024-6923) can turn an
+encoded newline into a real header line, and it raises on a raw CR/LF, which would stop a batch half-way. Headers that
+must never be RFC 2047-encoded (List-Unsubscribe's long URL, Message-ID, List-Id) are written by this module itself;
+the `email` package would encode a long URL and break it.
+
+The HTML part is sent 8bit when the server offers 8BITMIME (base64 inflates UTF-8 CJK text by a third and
+quoted-printable by up to three times, which would push an issue past Gmail's clipping size). 8bit needs lines of at
+most 998 octets, so the HTML is folded at places where a line break changes nothing: whitespace, the end of a tag,
+or (as a last resort, inside long CJK runs) an invisible `<wbr>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import html
+import quopri
+import re
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from urllib.parse import quote
+
+import idna
+
+from digest.errors import DeliveryError, SettingsError
+from digest.model import Subscriber
+from digest.render.email import UNSUBSCRIBE_PLACEHOLDER
+
+#: Gmail clips a message whose HTML is larger than 102 KB; counted on the HTML part as transmitted.
+GMAIL_CLIP_BYTES = 102_000
+#: RFC 5322: a line is at most 998 octets, CRLF excluded.
+MAX_LINE_OCTETS = 998
+#: Room left on each line of the shared HTML for the personal unsubscribe URL that replaces the placeholder.
+URL_ROOM = 400
+SUBJECT_FIELDS = frozenset({"title", "number", "date", "count"})
+
+_SMTP = policy.SMTP  # CRLF line ends, non-ASCII headers RFC 2047-encoded, raw headers 7-bit
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+_RAW_TEXT = ("style", "script", "pre", "textarea", "title", "xmp")
+
+
+class MessageTooLarge(DeliveryError):
+    """The HTML part would be clipped by Gmail as transmitted."""
+
+
+@dataclass(frozen=True)
+class IssueMail:
+    """What every subscriber's copy of one issue shares: the rendered parts and the header values."""
+
+    issue: int
+    html: str
+    text: str
+    subject: str
+    from_address: str
+    list_id: str
+    domain: str  # the site's host name: right side of Message-ID
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """A DKIM signing key: selector, domain and the private key (PEM)."""
+
+    selector: str
+    domain: str
+    private_key: bytes
+
+
+def clean_header(value: str) -> str:
+    """A header value with every control character (CR, LF, NUL, TAB, NEL, U+2028 ...) turned into one space."""
+    return " ".join(_CONTROL.sub(" ", value).split())
+
+
+def format_subject(template: str, *, title: str, number: int, date: str, count: int) -> str:
+    """Fill the subject template; only `{title} {number} {date} {count}` are allowed (no attribute access)."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise SettingsError(f"subject: invalid template {template!r}: {exc}") from exc
+    unknown = sorted({name for name in fields if name not in SUBJECT_FIELDS})
+    if unknown:
+        raise SettingsError(
+            f"subject: unknown field {{{unknown[0]}}} in {template!r}; use {{title}} {{number}} {{date}} {{count}}"
+        )
+    return clean_header(template.format(title=clean_header(title), number=number, date=date, count=count))
+
+
+def message_id(issue: int, email_key: str, domain: str) -> str:
+    """The same Message-ID for the same (issue, subscriber, site) every time, so a re-sent copy is recognisably
+    the same message; the address itself is hashed, not shown."""
+    digest = hashlib.sha256(f"{issue}\0{email_key}".encode()).hexdigest()[:32]
+    return f"<digest.{issue}.{digest}@{_ascii_domain(domain) or 'localhost'}>"
+
+
+def smtp_address(email: str) -> str:
+    """The address as SMTP needs it: an internationalized domain in its IDNA (xn--) form."""
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{_ascii_domain(domain)}" if local else email
+
+
+def _ascii_domain(domain: str) -> str:
+    domain = clean_header(domain).rstrip(".")
+    if domain.isascii():
+        return domain.lower()
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return domain.encode("idna").decode("ascii")
+
+
+def _ascii_url(url: str) -> str:
+    """A URL safe for a raw header: no controls, no spaces, non-ASCII percent-encoded."""
+    return quote(clean_header(url), safe="/:?&=+%#@!$'()*,;~-._")
+
+
+def list_unsubscribe(url: str, mailto: str = "") -> str:
+    """RFC 2369 value: the https URL first (what RFC 8058 one-click uses), then an optional mailto."""
+    parts = [f"<{_ascii_url(url)}>"]
+    if mailto:
+        target = clean_header(mailto)
+        target = (
+            target if target.lower().startswith("mailto:") else f"mailto:{smtp_address(target)}?subject=unsubscribe"
+        )
+        parts.append(f"<{_ascii_url(target)}>")
+    return ", ".join(parts)
+
+
+def build_message(
+    mail: IssueMail,
+    subscriber: Subscriber,
+    *,
+    unsubscribe_url: str,
+    unsubscribe_mailto: str = "",
+    date: datetime,
+    msgid: str,
+    eight_bit: bool = True,
+    dkim: DkimKey | None = None,
+    max_html_bytes: int = GMAIL_CLIP_BYTES,
+) -> bytes:
+    """The full message for one subscriber, CRLF line ends, headers 7-bit, HTML part within `max_html_bytes`
+    as transmitted. Raises MessageTooLarge when the HTML cannot be made to fit."""
+    text = mail.text.replace(UNSUBSCRIBE_PLACEHOLDER, clean_header(unsubscribe_url))
+    # Folding is slow in Python: fold the shared page once, leaving room on each line for the personal URL.
+    shared = _folded_template(mail.html) if eight_bit else mail.html
+    page = shared.replace(UNSUBSCRIBE_PLACEHOLDER, html.escape(clean_header(unsubscribe_url), quote=True))
+
+    msg = EmailMessage(policy=_SMTP)
+    msg["From"] = _from_header(mail.from_address)
+    msg["To"] = Address(display_name=clean_header(subscriber.name), addr_spec=smtp_address(subscriber.email))
+    msg["Subject"] = clean_header(mail.subject)
+    msg["Date"] = format_datetime(date)
+    msg.set_content(text, subtype="plain", charset="utf-8", cte=_text_cte(text, eight_bit))
+    html_cte, folded = _html_encoding(page, eight_bit, max_html_bytes)
+    msg.add_alternative(folded, subtype="html", charset="utf-8", cte=html_cte)
+
+    head, sep, body = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
+    raw = [
+        ("Message-ID", clean_header(msgid)),
+        ("List-Id", _list_id_header(mail.list_id)),
+        ("List-Unsubscribe", list_unsubscribe(unsubscribe_url, unsubscribe_mailto).replace(", ", ",\r\n ")),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    ]
+    extra = b"".join(f"{name}: {value}\r\n".encode("ascii") for name, value in raw)
+    data = head + b"\r\n" + extra.rstrip(b"\r\n") + sep + body
+    if dkim is not None:
+        data = sign_dkim(data, dkim)
+    return data
+
+
+def _from_header(value: str) -> Address:
+    name, addr = parseaddr(clean_header(value))
+    if "@" not in addr:
+        raise SettingsError(f"from_address: not an address: {value!r} (e.g. 'Paper Digest <digest@example.org>')")
+    return Address(display_name=name, addr_spec=smtp_address(addr))
+
+
+def _list_id_header(list_id: str) -> str:
+    """`List-Id: <id>` with the id in ASCII (a non-ASCII phrase before it is dropped, not encoded)."""
+    value = clean_header(list_id)
+    inner = value[value.find("<") + 1 : value.rfind(">")] if "<" in value and ">" in value else value
+    inner = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "-", inner).strip(".-") or "digest.localhost"
+    return f"<{inner}>"
+
+
+def _text_cte(text: str, eight_bit: bool) -> str:
+    fits = _fits(text)
+    if text.isascii() and fits:
+        return "7bit"
+    if eight_bit and fits:
+        return "8bit"
+    return _smaller_encoding(text.encode("utf-8"))[0]
+
+
+def _html_encoding(page: str, eight_bit: bool, limit: int) -> tuple[str, str]:
+    """(transfer encoding, body text) for the HTML part; MessageTooLarge if it is over `limit` as transmitted."""
+    if eight_bit:
+        folded = page if _fits(page) else fold_html(page)
+        if _fits(folded):
+            size = len(folded.encode("utf-8")) + folded.count("\n")  # CRLF on the wire
+            if size > limit:
+                raise MessageTooLarge(
+                    f"the HTML part is {size} bytes as sent (8bit), over Gmail's clipping size of {limit};"
+                    " lower email_max_bytes and run `digest rebuild`"
+                )
+            return "8bit", folded
+    cte, size = _smaller_encoding(page.encode("utf-8"))
+    if size > limit:
+        why = "the server does not offer 8BITMIME" if not eight_bit else "its lines cannot be folded for 8bit"
+        raise MessageTooLarge(
+            f"the HTML part would be {size} bytes as sent ({cte}; {why}), over Gmail's clipping size of {limit};"
+            " lower email_max_bytes and run `digest rebuild`, or use a server that offers 8BITMIME"
+        )
+    return cte, page
+
+
+def _fits(page: str) -> bool:
+    return all(len(line.encode("utf-8")) <= MAX_LINE_OCTETS for line in page.split("\n"))
+
+
+@functools.lru_cache(maxsize=4)
+def _folded_template(page: str) -> str:
+    return fold_html(page, MAX_LINE_OCTETS - URL_ROOM)
+
+
+def _smaller_encoding(data: bytes) -> tuple[str, int]:
+    b64 = len(base64.encodebytes(data)) * 77 // 76  # CRLF instead of LF
+    qp = len(quopri.encodestring(data.replace(b"\n", b"\r\n")))
+    return ("base64", b64) if b64 <= qp else ("quoted-printable", qp)
+
+
+def fold_html(page: str, limit: int = MAX_LINE_OCTETS) -> str:
+    """`page` with line breaks added where they change nothing, so that lines stay within `limit` octets.
+
+    Break points, best first: a space outside attribute values and raw-text elements (becomes a newline), the end
+    of a tag (`<p>` -> `<p\\n>`), and inside a long run of non-ASCII text an invisible `<wbr\\n>`.
+    """
+    out: list[str] = []
+    for line in page.split("\n"):
+        out.extend(_fold_line(line, limit - len("<wbr")))  # room for the last-resort break
+    return "\n".join(out)
+
+
+def _fold_line(line: str, limit: int) -> list[str]:
+    if len(line.encode("utf-8")) <= limit:
+        return [line]
+    pieces: list[str] = []
+    start = 0  # start of the current output line in `line`
+    size = 0  # octets since `start`
+    candidate: tuple[int, str] | None = None  # (index, kind)
+    in_tag = False
+    quote_char = ""
+    declaration = False
+    raw_text = ""  # name of the raw-text element we are inside
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        width = len(c.encode("utf-8"))
+        if in_tag:
+            if quote_char:
+                if c == quote_char:
+                    quote_char = ""
+            elif c in "\"'" and not declaration:
+                quote_char = c
+            elif c == ">":
+                if not declaration:
+                    candidate = (i, "before")
+                in_tag = False
+            elif c == " " and not declaration:
+                candidate = (i, "space")
+        elif c == "<":
+            rest = line[i + 1 : i + 12].lower()
+            if raw_text:
+                if rest.startswith("/" + raw_text):
+                    raw_text = ""
+                    in_tag, declaration = True, False
+            else:
+                in_tag = True
+                declaration = rest.startswith("!")
+                tag = re.match(r"[a-z0-9]+", rest)
+                if tag and tag.group(0) in _RAW_TEXT:
+                    raw_text = tag.group(0)
+        elif not raw_text:
+            if c == " ":
+                candidate = (i, "space")
+            elif width > 1 and i > start and not line[i - 1].isspace() and line[i - 1] != ">":
+                candidate = (i, "wbr")
+        size += width
+        if size > limit and candidate is not None:
+            at, kind = candidate
+            if kind == "space":
+                pieces.append(line[start:at])
+                start = at + 1
+            elif kind == "before":
+                pieces.append(line[start:at])
+                start = at  # the next line begins with ">"
+            else:
+                pieces.append(line[start:at] + "<wbr")
+                line = line[:at] + ">" + line[at:]
+                n += 1
+                i += 1
+                start = at
+            size = len(line[start : i + 1].encode("utf-8"))
+            candidate = None
+        i += 1
+    pieces.append(line[start:])
+    return pieces
+
+
+def sign_dkim(data: bytes, key: DkimKey) -> bytes:
+    """`data` with a DKIM-Signature header prepended, covering the headers receivers check for one-click."""
+    import dkim
+
+    headers = [
+        b"from",
+        b"to",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"list-id",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+        b"mime-version",
+        b"content-type",
+    ]
+    try:
+        signature = dkim.sign(
+            data,
+            key.selector.encode("ascii"),
+            key.domain.encode("ascii"),
+            key.private_key,
+            include_headers=headers,
+        )
+    except dkim.DKIMException as exc:
+        raise SettingsError(f"dkim: cannot sign with the configured key: {exc}") from exc
+    return bytes(signature) + data

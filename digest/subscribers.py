@@ -1,0 +1,106 @@
+"""Subscriber lists as people keep them: address validation and CSV in and out. Pure: text in, rows out.
+
+Addresses are checked for syntax only (`email-validator`, no DNS). Internationalized local parts are refused: they
+need SMTPUTF8 end to end, which the mailer does not use; internationalized domains are fine (sent as xn--).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest.message import clean_header
+from digest.model import Problem
+from digest.store import SubscriberRecord
+
+EXPORT_COLUMNS = ("email", "name", "status", "subscribed", "unsubscribed")
+
+
+class InvalidAddress(ValueError):
+    """An address that is not valid syntax; the message says why."""
+
+
+@dataclass(frozen=True)
+class SubscriberRow:
+    """One subscriber read from a file: normalized address, cleaned name, and where it was."""
+
+    email: str
+    name: str
+    line: int
+    active: bool = True
+
+
+def normalize_address(address: str) -> str:
+    """The address in canonical form (domain lower-cased, IDN normalized); InvalidAddress when it is not one."""
+    text = address.strip()
+    if not text:
+        raise InvalidAddress("empty address")
+    try:
+        return str(validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"invalid address {text!r}: {exc}") from None
+
+
+def clean_name(name: str) -> str:
+    """A display name without control characters or runs of whitespace."""
+    return clean_header(name)
+
+
+def parse_subscriber_csv(text: str, source: str) -> tuple[list[SubscriberRow], list[Problem]]:
+    """Rows of `email[,name]` (a header row naming the columns is optional; a `status` column with
+    `unsubscribed` keeps an opt-out when moving a list). Bad rows become problems; good rows are still returned."""
+    rows: list[SubscriberRow] = []
+    problems: list[Problem] = []
+    columns = {"email": 0, "name": 1}
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    first = True
+    try:
+        for record in reader:
+            line = reader.line_num
+            cells = [cell.strip() for cell in record]
+            if not any(cells):
+                continue
+            if first:
+                first = False
+                header = [cell.lower() for cell in cells]
+                if "email" in header:
+                    columns = {name: header.index(name) for name in ("email", "name", "status") if name in header}
+                    continue
+            try:
+                email = normalize_address(_cell(cells, columns.get("email")))
+            except InvalidAddress as exc:
+                problems.append(Problem(source, line, str(exc)))
+                continue
+            name = clean_name(_cell(cells, columns.get("name")))
+            active = _cell(cells, columns.get("status")).lower() != "unsubscribed"
+            rows.append(SubscriberRow(email, name, line, active))
+    except csv.Error as exc:
+        problems.append(Problem(source, reader.line_num, f"unreadable CSV: {exc}"))
+    return rows, problems
+
+
+def _cell(cells: list[str], index: int | None) -> str:
+    return cells[index] if index is not None and index < len(cells) else ""
+
+
+def export_csv(records: Iterable[SubscriberRecord]) -> str:
+    """Every subscriber as CSV with a header row; `parse_subscriber_csv` reads it back (opt-outs included)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for record in records:
+        sub = record.subscriber
+        writer.writerow(
+            [
+                sub.email,
+                sub.name,
+                "active" if sub.active else "unsubscribed",
+                record.created.isoformat(timespec="seconds"),
+                record.unsubscribed.isoformat(timespec="seconds") if record.unsubscribed else "",
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,112 @@
+"""The SMTP messenger against a real server: what each server answer becomes, connection reuse, and the rate limit."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from digest.errors import DeliveryError
+from digest.mailer import DeliveryPool, Job, Outcome, RateLimiter, SmtpMessenger
+from digest.settings import SmtpSettings
+from tests.mail_util import MailServer, free_port, smtp_server_fixture  # noqa: F401  (fixture)
+
+MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\n.leading dot\r\n\xe4\xb8\xad\xe6\x96\x87\r\n"
+
+
+def messenger(server: MailServer) -> SmtpMessenger:
+    return SmtpMessenger(SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout=5))
+
+
+def test_many_messages_over_one_connection_with_8bitmime(smtp_server: MailServer) -> None:
+    m = messenger(smtp_server)
+    m.open()
+    assert m.eight_bit
+    results = [m.send("a@example.org", f"r{i}@example.org", MESSAGE) for i in range(5)]
+    m.close()
+    assert [r.outcome for r in results] == [Outcome.SENT] * 5
+    assert "250" in results[0].detail
+    assert smtp_server.connections == 1
+    assert smtp_server.received[0].data == MESSAGE  # dot-stuffing undone by the server: bytes arrive intact
+
+
+def test_550_fails_that_recipient_only(smtp_server: MailServer) -> None:
+    smtp_server.reject = {"bad@example.org"}
+    m = messenger(smtp_server)
+    bad = m.send("a@example.org", "bad@example.org", MESSAGE)
+    good = m.send("a@example.org", "good@example.org", MESSAGE)
+    m.close()
+    assert bad.outcome is Outcome.FAILED and bad.detail.startswith("RCPT TO: 550 5.1.1")
+    assert good.outcome is Outcome.SENT
+    assert smtp_server.connections == 1  # the connection was reset and reused, not dropped
+
+
+def test_451_defers(smtp_server: MailServer) -> None:
+    smtp_server.temp_fail_after = 0
+    result = messenger(smtp_server).send("a@example.org", "r@example.org", MESSAGE)
+    assert result.outcome is Outcome.DEFERRED and "451" in result.detail
+
+
+def test_connection_dropped_after_data_is_unknown_and_the_next_message_reconnects(
+    smtp_server: MailServer,
+) -> None:
+    smtp_server.drop_after_data = {"lost@example.org"}
+    m = messenger(smtp_server)
+    lost = m.send("a@example.org", "lost@example.org", MESSAGE)
+    after = m.send("a@example.org", "next@example.org", MESSAGE)
+    m.close()
+    assert lost.outcome is Outcome.UNKNOWN and "after the message was sent" in lost.detail
+    assert after.outcome is Outcome.SENT
+    assert smtp_server.connections == 2
+
+
+def test_unreachable_server_is_a_delivery_error_on_open_and_deferred_on_send() -> None:
+    m = SmtpMessenger(SmtpSettings(host="127.0.0.1", port=free_port(), security="none", timeout=2))
+    with pytest.raises(DeliveryError, match="cannot reach SMTP server"):
+        m.open()
+    assert m.send("a@example.org", "r@example.org", MESSAGE).outcome is Outcome.DEFERRED
+
+
+def test_starttls_against_a_server_without_it_says_what_to_fix(smtp_server: MailServer) -> None:
+    m = SmtpMessenger(SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="starttls", timeout=5))
+    with pytest.raises(DeliveryError, match=r"smtp\.security"):
+        m.open()
+
+
+def test_no_8bitmime_is_noticed(smtp_server: MailServer) -> None:
+    smtp_server.offer_8bitmime = False
+    m = messenger(smtp_server)
+    m.open()
+    assert not m.eight_bit
+    m.close()
+
+
+def test_rate_limiter_spaces_events_evenly() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(4, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        limiter.wait()
+    assert slept == [0.25, 0.25, 0.25, 0.25]
+
+
+def test_pool_retries_a_deferred_message_and_builds_for_the_server(smtp_server: MailServer) -> None:
+    smtp_server.temp_fail_after = 0
+    smtp_server.temp_failures = 2
+    built: list[bool] = []
+
+    def build(eight_bit: bool) -> bytes:
+        built.append(eight_bit)
+        return MESSAGE
+
+    pool = DeliveryPool([messenger(smtp_server)], RateLimiter(1000), [0.01, 0.02, 0.04], threading.Event())
+    pool.submit(Job(7, "a@example.org", "r@example.org", build))
+    done = pool.next_done()
+    pool.close()
+    assert (done.key, done.result.outcome, done.attempts) == (7, Outcome.SENT, 3)
+    assert built == [True]  # built once, 8bit because the server offers 8BITMIME

@@ -1,0 +1,334 @@
+"""`digest send` end to end: the CLI as a subprocess, a real SMTP server on 127.0.0.1, the ledger in the state file.
+
+What a maintainer relies on: every active subscriber gets the issue exactly once, however often `send` is run or
+killed; messages are well-formed for mail clients and Gmail; faults of the server end in the right ledger state.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from digest.tokens import read_token
+from tests.conftest import Workspace
+from tests.mail_util import MailServer, free_port, smtp_server_fixture  # noqa: F401  (fixture)
+
+SECRET = "test-secret-key-0123456789abcdef"
+
+
+@pytest.fixture
+def mail_ws(workspace: Workspace, smtp_server: MailServer) -> Workspace:
+    """A workspace with issue 1 rendered and SMTP settings pointing at the test server."""
+    workspace.env.update(
+        {
+            "DIGEST_SMTP__HOST": "127.0.0.1",
+            "DIGEST_SMTP__PORT": str(smtp_server.port),
+            "DIGEST_SMTP__SECURITY": "none",
+            "DIGEST_SMTP__TIMEOUT": "5",
+            "DIGEST_FROM_ADDRESS": "论文周报 <digest@example.org>",
+            "DIGEST_SEND_RETRIES": "2",
+            "DIGEST_SEND_RETRY_DELAY": "0.05",
+            "DIGEST_MAX_MESSAGES_PER_SECOND": "1000",
+            "DIGEST_UNSUBSCRIBE_MAILTO": "leave@example.org",
+        }
+    )
+    workspace.run("render", "--now", "2024-09-23T08:00:00+08:00")
+    return workspace
+
+
+def add_subscribers(ws: Workspace, count: int, *, prefix: str = "reader") -> list[str]:
+    addresses = [f"{prefix}{i}@example.org" for i in range(count)]
+    csv = ws.root / "people.csv"
+    csv.write_text("email,name\n" + "".join(f"{a},Reader {i}\n" for i, a in enumerate(addresses)), encoding="utf-8")
+    ws.run("subscribers", "import", str(csv))
+    return addresses
+
+
+def ledger(ws: Workspace, issue: int = 1) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(ws.state) as conn:
+        rows = conn.execute(
+            "SELECT s.email, d.status, d.detail FROM deliveries d JOIN subscribers s ON s.id = d.subscriber"
+            " WHERE d.issue = ?",
+            (issue,),
+        )
+        return {email: (status, detail) for email, status, detail in rows}
+
+
+def html_part_as_transmitted(data: bytes) -> bytes:
+    """The raw bytes of the text/html part's body, as they went over the wire."""
+    start = data.index(b"Content-Type: text/html")
+    body = data.index(b"\r\n\r\n", start) + 4
+    end = data.index(b"\r\n--", body)
+    return data[body:end]
+
+
+def test_every_active_subscriber_gets_one_well_formed_message(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    readers = add_subscribers(mail_ws, 5)
+    mail_ws.run("subscribers", "add", "Hostile@Example.org", "--name", "Mallory\r\nBcc: victim@example.net\n")
+    mail_ws.run("subscribers", "add", "gone@example.org")
+    mail_ws.run("subscribers", "remove", "gone@example.org")
+
+    result = mail_ws.run("send")
+
+    assert "6 sent, 0 failed, 0 deferred, 0 unknown, 0 skipped" in result.stdout
+    assert smtp_server.recipients() == {a: 1 for a in [*readers, "hostile@example.org"]}
+    assert smtp_server.to("gone@example.org") == []
+    for received in smtp_server.received:
+        head = received.data.split(b"\r\n\r\n", 1)[0]
+        assert head.isascii(), "raw header bytes must stay 7-bit"
+        assert all(len(line) <= 998 for line in received.data.split(b"\r\n"))
+        assert len(html_part_as_transmitted(received.data)) < 102_000
+        msg = received.message
+        for name in ("From", "To", "Date", "Subject", "Message-ID", "List-Id", "List-Unsubscribe"):
+            assert len(msg.get_all(name) or []) == 1, name
+        assert msg["Bcc"] is None
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert str(msg["Subject"]) == "AI 论文周报 · 第 1 期 (2024-09-23)"
+        assert msg["From"].addresses[0].display_name == "论文周报"
+        assert msg.get_content_type() == "multipart/alternative"
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+
+    hostile = smtp_server.to("hostile@example.org")[0].message
+    assert hostile["To"].addresses[0].display_name == "Mallory Bcc: victim@example.net"
+    assert hostile["To"].addresses[0].addr_spec == "Hostile@example.org"
+
+
+def test_personal_unsubscribe_link_in_headers_and_both_parts(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 1)
+    mail_ws.run("send")
+    msg = smtp_server.to("reader0@example.org")[0].message
+    https_link, mailto = [part.strip(" <>") for part in str(msg["List-Unsubscribe"]).split(",")]
+    assert mailto.startswith("mailto:leave@example.org")
+    token = parse_qs(urlsplit(https_link).query)["token"][0]
+    assert read_token(SECRET, token) == "reader0@example.org"
+    text, html = (part.get_content() for part in msg.iter_parts())
+    assert https_link in text and "%%UNSUBSCRIBE_URL%%" not in text
+    assert https_link.replace("&", "&amp;") in html and "%%UNSUBSCRIBE_URL%%" not in html
+    assert msg["Message-ID"].endswith("@digest.example.org>")
+
+
+def test_second_send_sends_nothing_new(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 3)
+    mail_ws.run("send")
+    again = mail_ws.run("send")
+    assert "0 sent" in again.stdout and "3 skipped" in again.stdout
+    assert len(smtp_server.received) == 3
+    add_subscribers(mail_ws, 4)  # one new reader joins: only they get the issue now
+    mail_ws.run("send")
+    assert smtp_server.recipients()["reader3@example.org"] == 1
+    assert max(smtp_server.recipients().values()) == 1
+
+
+def test_451_is_deferred_then_sent_by_a_later_run(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 4)
+    smtp_server.temp_fail_after = 2  # the server is "busy" after two messages, for the rest of this run
+    first = mail_ws.run("send")
+    assert "2 sent, 0 failed, 2 deferred" in first.stdout
+    states = ledger(mail_ws)
+    deferred = sorted(a for a, (status, _) in states.items() if status == "deferred")
+    assert len(deferred) == 2 and all("451" in states[a][1] for a in deferred)
+
+    smtp_server.temp_fail_after = None
+    second = mail_ws.run("send")
+    assert "2 sent, 0 failed, 0 deferred, 0 unknown, 2 skipped" in second.stdout
+    assert smtp_server.recipients() == {f"reader{i}@example.org": 1 for i in range(4)}
+
+
+def test_451_is_retried_with_backoff_within_the_run(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 3)
+    smtp_server.temp_fail_after = 0
+    smtp_server.temp_failures = 2  # two 451s, then the server recovers
+    result = mail_ws.run("send")
+    assert "3 sent, 0 failed, 0 deferred" in result.stdout
+
+
+def test_550_fails_one_recipient_with_the_server_reply_and_the_batch_goes_on(
+    mail_ws: Workspace, smtp_server: MailServer
+) -> None:
+    add_subscribers(mail_ws, 4)
+    smtp_server.reject = {"reader1@example.org"}
+    result = mail_ws.run("send")
+    assert "3 sent, 1 failed" in result.stdout
+    status, detail = ledger(mail_ws)["reader1@example.org"]
+    assert status == "failed" and "550 5.1.1" in detail and "mailbox unavailable" in detail
+    assert "reader1@example.org: failed: RCPT TO: 550" in result.stderr
+    smtp_server.reject = set()
+    mail_ws.run("send")  # a permanent failure is not retried
+    assert smtp_server.to("reader1@example.org") == []
+
+
+def test_drop_after_data_is_unknown_and_only_resent_on_request(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 3)
+    smtp_server.drop_after_data = {"reader1@example.org"}
+    result = mail_ws.run("send")
+    assert "2 sent, 0 failed, 0 deferred, 1 unknown" in result.stdout
+    assert ledger(mail_ws)["reader1@example.org"][0] == "unknown"
+    status = mail_ws.run("status").stdout
+    assert "1 unknown" in status and "reader1@example.org" in status and "--retry-unknown" in status
+
+    smtp_server.drop_after_data = set()
+    mail_ws.run("send")
+    assert len(smtp_server.to("reader1@example.org")) == 1  # not re-sent automatically
+    mail_ws.run("send", "--retry-unknown")
+    assert len(smtp_server.to("reader1@example.org")) == 2
+    assert ledger(mail_ws)["reader1@example.org"][0] == "sent"
+    first, second = (m.message["Message-ID"] for m in smtp_server.to("reader1@example.org"))
+    assert first == second  # the same message again: clients can tell it is a duplicate
+    assert max(n for a, n in smtp_server.recipients().items() if a != "reader1@example.org") == 1
+
+
+def test_test_copy_and_dry_run_record_nothing(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 2)
+    result = mail_ws.run("send", "--to", "me@example.org")
+    assert "test copy sent to me@example.org" in result.stdout
+    assert smtp_server.recipients() == {"me@example.org": 1}
+    out = mail_ws.root / "eml"
+    mail_ws.run("send", "--dry-run", str(out))
+    files = sorted(out.glob("*.eml"))
+    assert len(files) == 2 and b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in files[0].read_bytes()
+    assert ledger(mail_ws) == {}
+    mail_ws.run("send")
+    assert smtp_server.recipients()["reader0@example.org"] == 1
+    assert (
+        smtp_server.to("me@example.org")[0].message["Message-ID"]
+        != smtp_server.to("reader0@example.org")[0].message["Message-ID"]
+    )
+
+
+def test_errors_are_one_line_on_stderr_with_nonzero_exit(mail_ws: Workspace) -> None:
+    add_subscribers(mail_ws, 1)
+    no_issue = mail_ws.run("send", "--issue", "7", check=False)
+    assert no_issue.returncode == 1 and "no such issue: 7" in no_issue.stderr
+
+    mail_ws.env["DIGEST_SMTP__PORT"] = str(free_port())
+    unreachable = mail_ws.run("send", check=False)
+    assert unreachable.returncode == 1 and "cannot reach SMTP server 127.0.0.1" in unreachable.stderr
+    assert ledger(mail_ws) == {}
+
+    del mail_ws.env["DIGEST_SECRET_KEY"]
+    no_secret = mail_ws.run("send", check=False)
+    assert no_secret.returncode == 2 and "secret_key" in no_secret.stderr
+    assert "Traceback" not in no_secret.stderr + unreachable.stderr + no_issue.stderr
+
+
+def test_without_8bitmime_an_issue_too_big_when_encoded_is_refused_before_sending(
+    mail_ws: Workspace, smtp_server: MailServer
+) -> None:
+    add_subscribers(mail_ws, 2)
+    smtp_server.offer_8bitmime = False
+    result = mail_ws.run("send", check=False)
+    assert result.returncode == 1 and "over Gmail's clipping size" in result.stderr
+    assert smtp_server.received == [] and ledger(mail_ws) == {}
+
+
+def test_hostile_title_and_subject_never_reach_a_header_line(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 1)
+    mail_ws.env["DIGEST_TITLE"] = "Weekly\r\nBcc: all@example.net\r\n\r\n<b>body</b>"
+    mail_ws.env["DIGEST_SUBJECT"] = "{title}\n{number}\x1b\u2028"
+    mail_ws.run("send")
+    data = smtp_server.received[0].data
+    msg = smtp_server.received[0].message
+    assert msg["Bcc"] is None
+    assert str(msg["Subject"]) == "Weekly Bcc: all@example.net <b>body</b> 1"
+    assert data.split(b"\r\n\r\n", 1)[0].isascii()
+
+
+def _unsubscribed_addresses(ws: Workspace) -> set[str]:
+    with sqlite3.connect(ws.state) as conn:
+        return {r[0] for r in conn.execute("SELECT email FROM subscribers WHERE active = 0")}
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_never_duplicates_or_skips(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    readers = add_subscribers(mail_ws, 60)
+    for gone in readers[::15]:
+        mail_ws.run("subscribers", "remove", gone)
+    active = set(readers) - set(readers[::15])
+    smtp_server.delay = 0.01
+    rng = random.Random()
+    kills = 0
+    for _ in range(10):
+        proc = mail_ws.popen("send")
+        target = len(smtp_server.received) + rng.randint(1, 8)  # kill after a random number of messages ...
+        while len(smtp_server.received) < target and proc.poll() is None:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.015))  # ... at a random point of the next one
+        if proc.poll() is not None:
+            break
+        proc.kill()
+        proc.communicate()
+        kills += 1
+    final = mail_ws.run("send")
+    assert "0 deferred" in final.stdout
+    states = ledger(mail_ws)
+    got = smtp_server.recipients()
+    unknown = {a for a, (status, _) in states.items() if status == "unknown"}
+    print(f"{kills} kills, {len(unknown)} unknown, {sum(n > 1 for n in got.values())} duplicates")
+    assert kills >= 3
+    assert not (set(got) - active), "unsubscribed readers got nothing"
+    assert {a for a, n in got.items() if n > 1} <= unknown, "duplicates only where the ledger says unknown"
+    assert {a for a, (status, _) in states.items() if status == "sent"} | unknown == active, "nobody skipped"
+    assert all(got[a] == 1 for a, (status, _) in states.items() if status == "sent")
+    assert len(unknown) <= kills * 2  # at most the messages in flight (2 connections) at each kill
+    mail_ws.run("send", "--retry-unknown")
+    got = smtp_server.recipients()
+    assert set(got) == active and all(got[a] >= 1 for a in active)
+    assert {a for a, n in got.items() if n > 1} <= unknown
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 40)
+    smtp_server.delay = 0.05
+    proc = mail_ws.popen("send")
+    deadline = time.monotonic() + 10
+    while len(smtp_server.received) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "stopping after the messages in flight" in err and "run `digest send` again" in err
+    states = ledger(mail_ws)
+    assert {status for status, _ in states.values()} == {"sent"}, "nothing left pending or unknown"
+    assert len(states) == len(smtp_server.received) < 40
+    mail_ws.run("send")
+    assert smtp_server.recipients() == {f"reader{i}@example.org": 1 for i in range(40)}
+
+
+def test_unsubscribe_link_works_against_digest_serve(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    """RFC 8058 one-click: POST `List-Unsubscribe=One-Click` to the header's URL; the next issue skips the reader."""
+    import httpx
+
+    port = free_port()
+    mail_ws.env["DIGEST_SITE_URL"] = f"http://127.0.0.1:{port}/"
+    add_subscribers(mail_ws, 2)
+    mail_ws.run("send")
+    link = str(smtp_server.to("reader0@example.org")[0].message["List-Unsubscribe"]).split(",")[0].strip(" <>")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "digest", "serve", "--port", str(port)],
+        cwd=mail_ws.root,
+        env=mail_ws.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                response = httpx.post(link, content=b"List-Unsubscribe=One-Click", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("digest serve did not start")
+        assert response.status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+    assert _unsubscribed_addresses(mail_ws) == {"reader0@example.org"}
