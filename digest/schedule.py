@@ -1,0 +1,405 @@
+"""APScheduler 3.x wiring for `digest run`: the cron trigger from settings, the persistent job store, signals.
+
+What a firing does is the publisher's business (`Publisher.run_scheduled_job`); this module only decides *when*:
+
+- `schedule` means what crontab(5) says: 5 fields (minute hour day month day-of-week), or 6 with seconds first.
+  Day-of-week numbers are translated to names here because APScheduler counts 0 = Monday where crontab counts
+  0 (and 7) = Sunday, and when both day-of-month and day-of-week are restricted the trigger fires when either
+  matches (crontab's OR, not APScheduler's AND).
+- The slot of a firing is the latest fire time of the trigger at or before the moment the job runs. A punctual
+  firing and a coalesced catch-up (APScheduler runs only the latest missed time) both get the fire time they
+  were scheduled for, and `digest run --once` from system cron at the schedule time gets the same slot, so every
+  way of running the job is idempotent per slot.
+- The job is stored by text reference with one picklable argument (the config path); it reloads settings.
+  On start the stored job's next run time is kept when the schedule is unchanged (replacing it blindly would
+  recompute it from "now" and silently drop the catch-up of a run missed while the process was down).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from digest.errors import BusyError, DigestError, SettingsError, StoreError
+
+if TYPE_CHECKING:
+    from digest.publisher import ScheduledRun
+    from digest.settings import Settings
+
+JOB_ID = "digest-issue"
+JOB_FUNC = "digest.schedule:run_job"
+JOBS_TABLE = "apscheduler_jobs"  # SQLAlchemyJobStore's default table name
+
+log = logging.getLogger("digest.schedule")
+
+#: Set by SIGTERM / Ctrl-C: the running job finishes the message in flight, records it and returns.
+STOP = threading.Event()
+
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab numbering: 0 (and 7) is Sunday
+_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+# Look back this far for the latest fire time, shortest first so that a frequent schedule stays cheap.
+_LOOKBACK = tuple(timedelta(days=d) for d in (1 / 1440, 1 / 24, 1, 8, 32, 367, 8 * 366 + 1))
+_USAGE = (
+    "expected crontab fields 'minute hour day month day-of-week' (e.g. '0 8 * * mon' or '0 8 * * 1' for Mondays"
+    " at 08:00), or 6 fields with seconds first"
+)
+
+
+class Trigger(Protocol):
+    """The part of an APScheduler trigger this module uses."""
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class CronSpec:
+    """A crontab line in APScheduler's field syntax (day-of-week as names)."""
+
+    second: str
+    minute: str
+    hour: str
+    day: str
+    month: str
+    day_of_week: str
+
+    def fields(self) -> dict[str, str]:
+        """Keyword arguments for `CronTrigger`."""
+        return {
+            "second": self.second,
+            "minute": self.minute,
+            "hour": self.hour,
+            "day": self.day,
+            "month": self.month,
+            "day_of_week": self.day_of_week,
+        }
+
+    def __str__(self) -> str:
+        return " ".join((self.second, self.minute, self.hour, self.day, self.month, self.day_of_week))
+
+
+def parse_schedule(text: str) -> CronSpec:
+    """A crontab(5) line (5 fields, or 6 with seconds first, or @daily-style macros) as APScheduler fields."""
+    line = _MACROS.get(text.strip().lower(), text)
+    parts = line.split()
+    if len(parts) == 5:
+        parts = ["0", *parts]
+    if len(parts) != 6:
+        raise SettingsError(f"schedule {text!r}: {len(parts)} fields; {_USAGE}")
+    second, minute, hour, day, month, dow = parts
+    try:
+        day_of_week = _crontab_days(dow)
+    except ValueError as exc:
+        raise SettingsError(f"schedule {text!r}: day-of-week {dow!r}: {exc}; {_USAGE}") from None
+    return CronSpec(second, minute, hour, day.replace("?", "*"), month, day_of_week)
+
+
+def _crontab_days(field: str) -> str:
+    """A crontab day-of-week field (0/7 = Sunday, names, lists, ranges, steps) as a list of APScheduler names."""
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for item in field.lower().split(","):
+        base, _, step_text = item.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if step_text and step is None:
+            raise ValueError(f"bad step {step_text!r}")
+        if base == "*":
+            low, high = 0, 6
+        else:
+            first, dash, last = base.partition("-")
+            low = _day_number(first)
+            high = _day_number(last) if dash else (7 if step else low)
+            if high < low:
+                raise ValueError(f"range {base!r} runs backwards")
+        days.update(d % 7 for d in range(low, high + 1, step or 1))
+    monday_first = sorted(days, key=lambda d: (d + 6) % 7)
+    return ",".join(_DOW_NAMES[d] for d in monday_first)
+
+
+def _day_number(token: str) -> int:
+    if token in _DOW_NAMES:
+        return _DOW_NAMES.index(token)
+    if token.isdigit() and 0 <= int(token) <= 7:
+        return int(token)
+    raise ValueError(f"{token!r} is not a day (0-7 with 0 and 7 = Sunday, or sun..sat)")
+
+
+def make_trigger(schedule: str, tz: tzinfo) -> Trigger:
+    """The APScheduler trigger for a crontab line in time zone `tz`; SettingsError if the line is not valid."""
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
+    spec = parse_schedule(schedule)
+    try:
+        if spec.day != "*" and spec.day_of_week != "*":
+            # crontab(5): "if both fields are restricted, the command runs when either field matches"
+            both: Trigger = OrTrigger(
+                [
+                    CronTrigger(**{**spec.fields(), "day_of_week": "*"}, timezone=tz),
+                    CronTrigger(**{**spec.fields(), "day": "*"}, timezone=tz),
+                ]
+            )
+            return both
+        trigger: Trigger = CronTrigger(**spec.fields(), timezone=tz)
+        return trigger
+    except ValueError as exc:
+        raise SettingsError(f"schedule {schedule!r}: {exc}; {_USAGE}") from None
+
+
+def settings_trigger(settings: Settings) -> Trigger:
+    """The trigger for `settings.schedule` in `settings.timezone`."""
+    return make_trigger(settings.schedule, settings.tz)
+
+
+def job_name(settings: Settings) -> str:
+    """The stored job's name; it changes exactly when the schedule does (then the job's next run is recomputed)."""
+    return f"digest issue: {parse_schedule(settings.schedule)} ({settings.timezone})"
+
+
+def last_fire_time(trigger: Trigger, now: datetime) -> datetime | None:
+    """The latest time at or before `now` when the trigger fires (None if it never did in the last 8 years)."""
+    for window in _LOOKBACK:
+        fire = trigger.get_next_fire_time(None, now - window)
+        if fire is None or fire > now:
+            continue
+        while (later := trigger.get_next_fire_time(None, fire + timedelta(microseconds=1))) is not None and (
+            later <= now
+        ):
+            fire = later
+        return fire
+    return None
+
+
+def next_fire_time(trigger: Trigger, now: datetime) -> datetime | None:
+    """The first time strictly after `now` when the trigger fires."""
+    return trigger.get_next_fire_time(None, now + timedelta(microseconds=1))
+
+
+# --- the job ----------------------------------------------------------------------------------------
+
+
+def run_job(config: str | None = None) -> None:
+    """The scheduled job, stored in the job store by this name: one firing. Errors are logged, never raised
+    (a raised error would only become a traceback in APScheduler's log)."""
+    from digest.settings import load_settings
+
+    try:
+        fire(load_settings(Path(config) if config else None))
+    except BusyError as exc:
+        log.warning("firing skipped: %s; the next firing (or `digest send`) finishes the work", exc)
+    except DigestError as exc:
+        log.error("firing failed: %s", exc)
+    except sqlite3.Error as exc:
+        log.error("firing failed: state database error: %s", exc)
+
+
+def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None:
+    """Run the job for the latest slot at or before `now` (default: the clock) and log what it did."""
+    from digest.publisher import Publisher
+
+    trigger = settings_trigger(settings)
+    now = now or datetime.now(settings.tz)
+    slot = last_fire_time(trigger, now)
+    if slot is None:
+        log.info("schedule %r has no fire time before %s: nothing to do", settings.schedule, _when(now, settings))
+        return None
+    run = Publisher(settings).run_scheduled_job(slot, now, stop=STOP)
+    following = next_fire_time(trigger, max(now, slot))
+    log.info("%s; next run %s", describe_run(run, settings), _when(following, settings) if following else "never")
+    return run
+
+
+def describe_run(run: ScheduledRun, settings: Settings) -> str:
+    """One log line for a firing: slot, issue, entries, sent/failed counts, or why nothing was mailed."""
+    parts = [f"slot {_when(run.slot_time, settings)}"]
+    if run.published is not None:
+        parts.append(f"published issue {run.published.number} with {len(run.published.entries)} papers")
+    elif run.existing_issue is not None:
+        parts.append(f"issue {run.existing_issue} was already published for this slot")
+    else:
+        parts.append("nothing new: no issue published")
+    if run.waiting:
+        parts.append(f"{run.waiting} papers wait for the next issue")
+    if run.send is not None:
+        s = run.send
+        parts.append(
+            f"issue {s.issue} mail: {s.sent} sent, {s.failed} failed, {s.deferred} deferred, {s.unknown} unknown,"
+            f" {s.skipped} already done" + (" (stopped early)" if s.stopped else "")
+        )
+    elif run.not_sent:
+        parts.append(run.not_sent)
+    return "; ".join(parts)
+
+
+def _when(moment: datetime, settings: Settings) -> str:
+    return moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+# --- running ----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and Ctrl-C set STOP (the job finishes the message in flight) instead of killing the process."""
+    STOP.clear()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received: finishing the message in flight, then stopping", signal.Signals(signum).name)
+        STOP.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield STOP
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_once(settings: Settings, now: datetime) -> ScheduledRun | None:
+    """`digest run --once`: the job for the latest slot at or before `now`, then return. Errors are raised."""
+    with stop_on_signals():
+        return fire(settings, now)
+
+
+def run_forever(settings: Settings, config: Path | None) -> None:
+    """`digest run`: fire on the schedule until SIGTERM or Ctrl-C, then let the running job stop cleanly."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from sqlalchemy.exc import SQLAlchemyError
+
+    trigger = settings_trigger(settings)  # a bad schedule stops here, before anything starts
+    name = job_name(settings)
+    try:
+        settings.jobs_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{settings.jobs_path}: cannot create the job store's folder: {exc.strerror}") from None
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{settings.jobs_path.resolve()}")},
+        executors={"default": ThreadPoolExecutor(1)},
+        timezone=settings.tz,
+    )
+    with stop_on_signals() as stop:
+        try:
+            scheduler.start(paused=True)  # look at the stored job before anything can fire
+        except SQLAlchemyError as exc:
+            reason = getattr(exc, "orig", exc)
+            raise StoreError(f"{settings.jobs_path}: cannot open the scheduler's job store: {reason}") from None
+        try:
+            now = datetime.now(settings.tz)
+            stored = _stored_job(scheduler)
+            keep: dict[str, Any] = {}
+            if stored is not None and stored.name == name and stored.next_run_time is not None:
+                keep["next_run_time"] = stored.next_run_time
+                _log_missed(stored.next_run_time, trigger, now, settings)
+            elif stored is not None:
+                log.info("schedule changed (was %r): the job's next run is recomputed", stored.name)
+            job = scheduler.add_job(
+                JOB_FUNC,
+                trigger,
+                args=[str(config) if config is not None else None],
+                id=JOB_ID,
+                name=name,
+                coalesce=True,
+                misfire_grace_time=settings.misfire_grace_time,
+                max_instances=1,
+                replace_existing=True,
+                **keep,
+            )
+            log.info(
+                "scheduler started: %r in %s, next run %s; job store %s",
+                settings.schedule,
+                settings.timezone,
+                _when(job.next_run_time, settings),
+                settings.jobs_path,
+            )
+            scheduler.resume()
+            while not stop.wait(1.0):
+                pass
+        finally:
+            scheduler.shutdown(wait=True)  # the running job sees STOP and returns after the message in flight
+    log.info("scheduler stopped")
+
+
+def _stored_job(scheduler: Any) -> Any:
+    try:
+        return scheduler.get_job(JOB_ID)
+    except Exception as exc:  # an unreadable pickle from another version: replace it
+        log.warning("cannot read the stored job (%s); replacing it", exc)
+        return None
+
+
+def _log_missed(stored_next: datetime, trigger: Trigger, now: datetime, settings: Settings) -> None:
+    if stored_next > now:
+        return
+    latest = last_fire_time(trigger, now) or stored_next
+    late = now - latest
+    if late.total_seconds() <= settings.misfire_grace_time:
+        log.info(
+            "missed run(s) since %s while stopped: catching up once now for slot %s",
+            _when(stored_next, settings),
+            _when(latest, settings),
+        )
+    else:
+        log.warning(
+            "missed run(s) since %s while stopped; the latest (%s) is older than misfire_grace_time (%ss):"
+            " not caught up, its papers go into the next regular issue",
+            _when(stored_next, settings),
+            _when(latest, settings),
+            settings.misfire_grace_time,
+        )
+
+
+# --- status -----------------------------------------------------------------------------------------
+
+
+def schedule_status(settings: Settings, now: datetime) -> dict[str, str]:
+    """`digest status` lines about the scheduler, read from the job store without starting a scheduler."""
+    try:
+        trigger = settings_trigger(settings)
+    except SettingsError as exc:
+        return {"next scheduled run": f"none: {exc}"}
+    stored = _stored_next_run(settings.jobs_path)
+    if stored is None:
+        upcoming = next_fire_time(trigger, now)
+        when = _when(upcoming, settings) if upcoming else "never"
+        return {"next scheduled run": f"{when} once `digest run` is started ({settings.schedule!r})"}
+    text = _when(stored, settings)
+    if stored < now:
+        latest = last_fire_time(trigger, now) or stored
+        if (now - latest).total_seconds() <= settings.misfire_grace_time:
+            text += " (overdue: `digest run` is not running; it catches up once when started)"
+        else:
+            text += " (missed: `digest run` is not running; too late to catch up, the next regular run publishes it)"
+    return {"next scheduled run": text}
+
+
+def _stored_next_run(jobs_path: Path) -> datetime | None:
+    """The job's next run time as the job store holds it (plain sqlite3: no SQLAlchemy import for a status)."""
+    if not jobs_path.is_file():
+        return None
+    try:
+        with closing(sqlite3.connect(f"file:{jobs_path.resolve()}?mode=ro", uri=True)) as conn:
+            row = conn.execute(f"SELECT next_run_time FROM {JOBS_TABLE} WHERE id = ?", (JOB_ID,)).fetchone()
+    except sqlite3.Error:
+        return None
+    if row is None or row[0] is None:
+        return None
+    return datetime.fromtimestamp(float(row[0]), UTC)
