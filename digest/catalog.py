@@ -1,34 +1,30 @@
 """The seed catalog: every entry in the seeds folder, in publication order, re-reading only changed files.
 
-Parsing 100,000 entries takes about a second; a weekly run should cost what the new week costs. So each seed
-file's light scan (ids, content hashes, lines, problems) is cached in the state with the file's size, mtime and
-SHA-256. A file whose size and mtime are unchanged is not read; one whose bytes hash the same is not parsed.
-Only files parsed in this run contribute full `Entry` objects; the publisher loads the text of older unpublished
-entries from the state, where it was recorded when their file was parsed.
+Parsing 100,000 entries takes seconds; a weekly run should cost what the new week costs. Two paths:
+
+- `build_catalog` (the reference): every file, its light scan (ids, content hashes, lines, problems) taken from
+  the cache in the state when the file's size and mtime (or bytes) are unchanged, parsed otherwise.
+- `build_incremental`: when no file was removed and every unchanged file is *settled* (all its papers published
+  with the recorded text), only the new or changed files are parsed and checked against the state by id. Any
+  case it cannot decide locally (a new file sorting before a paper's first occurrence, a paper dropped from a
+  changed file) returns None, and the caller falls back to `build_catalog`.
+
+Parsed entries are handed to a `sink` file by file (the publisher records them), so memory stays flat.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from digest.errors import DigestError
-from digest.model import Entry, EntryRef, Located, Problem, ProblemKind
-from digest.seeds import deduplicate, display_path, parse_seed, seed_files
+from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, PriorEntry, Problem, ProblemKind, SeedFile
+from digest.seedfiles import read_seed_file
+from digest.seeds import deduplicate, parse_seed
 
-
-@dataclass(frozen=True)
-class CachedFile:
-    """What the state remembers of one seed file."""
-
-    size: int
-    mtime_ns: int
-    sha256: str
-    scan: bytes
+Sink = Callable[[Sequence[Entry]], None]
+MAX_INCREMENTAL_FILES = 200
 
 
 @dataclass(frozen=True)
@@ -53,90 +49,138 @@ class FileScan:
     def decode(cls, source: str, data: bytes) -> FileScan:
         """Rebuild a cached scan of the file shown as `source`."""
         raw = json.loads(data)
-        return cls(
-            refs=tuple(EntryRef(i, h, source, line) for i, h, line in raw["refs"]),
-            problems=tuple(
-                Problem(source, line, msg, ProblemKind(kind), eid) for line, msg, kind, eid in raw["problems"]
-            ),
-        )
+        refs = tuple(EntryRef(i, h, source, line) for i, h, line in raw["refs"])
+        problems = tuple(Problem(source, ln, msg, ProblemKind(k), eid) for ln, msg, k, eid in raw["problems"])
+        return cls(refs, problems)
+
+    @classmethod
+    def of(cls, entries: Sequence[Entry], problems: Sequence[Problem]) -> FileScan:
+        """The light scan of freshly parsed entries."""
+        return cls(tuple(EntryRef(e.id, e.content_hash, e.source, e.line) for e in entries), tuple(problems))
 
 
 @dataclass
 class Catalog:
-    """All seed entries in publication order (first occurrence of each paper) and every problem found."""
+    """Seed entries in publication order (first occurrence of each paper) and every problem found.
+
+    `scanned` names the files whose refs are all in `refs` (every file on the full path, the changed ones on
+    the incremental path); `known` is filled by the incremental path with what the state knows of `refs`.
+    """
 
     refs: list[EntryRef] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    parsed: dict[str, Entry] = field(default_factory=dict)  # entries of files parsed in this run, by id
+    parsed: dict[str, Entry] = field(default_factory=dict)
     cache_updates: list[tuple[str, int, int, str, bytes]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    files: int = 0
+    scanned: list[str] = field(default_factory=list)
+    known: dict[str, KnownEntry] | None = None
 
-    @property
-    def unchanged(self) -> bool:
-        """True when no seed file was added, removed or changed since the cached scans."""
-        return not self.cache_updates and not self.removed
-
-    def reparse(self, sources: set[str], folder: Path) -> None:
-        """Parse these files fully (their cached text in the state is stale) and add their entries."""
-        for path in seed_files(folder):
-            source = display_path(path, Path(os.getcwd()))
-            if source in sources:
-                for entry in parse_seed(_read(path), source).entries:
+    def reparse(self, sources: set[str], files: Sequence[SeedFile]) -> None:
+        """Parse these files fully (their text recorded in the state is stale) and keep their entries."""
+        for file in files:
+            if file.source in sources:
+                for entry in parse_seed(read_seed_file(file), file.source).entries:
                     self.parsed.setdefault(entry.id, entry)
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise DigestError(f"cannot read seed file {path}: {exc.strerror or exc}") from exc
+def _parse(file: SeedFile, catalog: Catalog) -> tuple[FileScan, dict[str, Entry]]:
+    data = read_seed_file(file)
+    parsed = parse_seed(data, file.source)
+    scan = FileScan.of(parsed.entries, parsed.problems)
+    digest = hashlib.sha256(data).hexdigest()
+    catalog.cache_updates.append((file.source, file.size, file.mtime_ns, digest, scan.encode()))
+    return scan, {e.id: e for e in parsed.entries}
 
 
-def stat_seed_files(folder: Path) -> dict[str, tuple[int, int]]:
-    """source -> (size, mtime_ns) of every seed file: compared with the cache to skip a no-op run cheaply."""
-    root = Path(os.getcwd())
-    result = {}
-    for path in seed_files(folder):
-        stat = path.stat()
-        result[display_path(path, root)] = (stat.st_size, stat.st_mtime_ns)
-    return result
-
-
-def build_catalog(folder: Path, cached: Mapping[str, CachedFile]) -> Catalog:
-    """Scan the seeds folder, parsing only files that changed since their cached scan."""
+def build_catalog(
+    files: Sequence[SeedFile], cached: Mapping[str, CachedFile], *, sink: Sink | None = None, keep_parsed: bool = False
+) -> Catalog:
+    """Every seed file's entries, parsing only files that changed since their cached scan (the reference path)."""
     catalog = Catalog()
-    root = Path(os.getcwd())
     seen: dict[str, Located] = {}
-    present: set[str] = set()
-    for path in seed_files(folder):
-        source = display_path(path, root)
-        present.add(source)
-        stat = path.stat()
-        hit = cached.get(source)
-        if hit is not None and hit.size == stat.st_size and hit.mtime_ns == stat.st_mtime_ns:
-            scan = FileScan.decode(source, hit.scan)
+    for file in files:
+        hit = cached.get(file.source)
+        parsed: dict[str, Entry] = {}
+        if hit is not None and hit.scan is not None and hit.matches(file):
+            scan = FileScan.decode(file.source, hit.scan)
         else:
-            data = _read(path)
-            digest = hashlib.sha256(data).hexdigest()
-            if hit is not None and hit.sha256 == digest:
-                scan = FileScan.decode(source, hit.scan)
-                catalog.cache_updates.append((source, stat.st_size, stat.st_mtime_ns, digest, hit.scan))
-            else:
-                parsed = parse_seed(data, source)
-                for entry in parsed.entries:
-                    catalog.parsed.setdefault(entry.id, entry)
-                scan = FileScan(
-                    tuple(EntryRef(e.id, e.content_hash, e.source, e.line) for e in parsed.entries), parsed.problems
-                )
-                catalog.cache_updates.append((source, stat.st_size, stat.st_mtime_ns, digest, scan.encode()))
-        catalog.files += 1
+            scan, parsed = _parse(file, catalog)
         found = list(scan.problems)
-        catalog.refs.extend(deduplicate(scan.refs, seen, found))
-        found.sort(key=lambda p: p.line)
-        catalog.problems.extend(found)
-    catalog.removed = sorted(set(cached) - present)
-    # A paper parsed here but kept from an earlier (cached) file is not the first occurrence: drop its text.
-    firsts = {ref.id: ref.source for ref in catalog.refs}
-    catalog.parsed = {i: e for i, e in catalog.parsed.items() if firsts.get(i) == e.source}
+        kept = deduplicate(scan.refs, seen, found)
+        _take(catalog, file, kept, found, parsed, sink, keep_parsed)
+    catalog.removed = sorted(set(cached) - {f.source for f in files})
+    return catalog
+
+
+def _take(
+    catalog: Catalog,
+    file: SeedFile,
+    kept: Sequence[EntryRef],
+    found: list[Problem],
+    parsed: Mapping[str, Entry],
+    sink: Sink | None,
+    keep_parsed: bool,
+) -> None:
+    catalog.refs.extend(kept)
+    found.sort(key=lambda p: p.line)
+    catalog.problems.extend(found)
+    catalog.scanned.append(file.source)
+    if parsed:
+        firsts = [parsed[r.id] for r in kept]
+        if sink:
+            sink(firsts)
+        if keep_parsed:
+            catalog.parsed.update((e.id, e) for e in firsts)
+
+
+def build_incremental(
+    files: Sequence[SeedFile],
+    cached: Mapping[str, CachedFile],
+    last_problems: Sequence[Problem],
+    prior: Callable[[list[str]], Mapping[str, PriorEntry]],
+    firsts_in: Callable[[list[str]], set[str]],
+    *,
+    sink: Sink | None = None,
+) -> Catalog | None:
+    """Only the new and changed files' entries, or None when the full path is needed (see module doc)."""
+    present = {f.source for f in files}
+    if set(cached) - present:
+        return None  # a removed file can promote a duplicate elsewhere to first occurrence
+    order = {f.source: position for position, f in enumerate(files)}
+    changed = [f for f in files if (hit := cached.get(f.source)) is None or not hit.matches(f)]
+    if len(changed) > MAX_INCREMENTAL_FILES:
+        return None  # a bulk import: the streaming full path keeps memory flat
+    unchanged = present - {f.source for f in changed}
+    if any(not cached[source].settled for source in unchanged):
+        return None
+    catalog = Catalog(known={})
+    firsts_before = firsts_in([f.source for f in changed])
+    scans = [(file, *_parse(file, catalog)) for file in changed]
+    ids = [ref.id for _, scan, _ in scans for ref in scan.refs]
+    known_before = prior(ids)
+    seen: dict[str, Located] = {}
+    new_firsts: set[str] = set()
+    for file, scan, parsed in scans:
+        found = list(scan.problems)
+        candidates = []
+        for ref in scan.refs:
+            before = known_before.get(ref.id)
+            if before is not None and before.source in unchanged and ref.id not in seen:
+                if order[before.source] > order[file.source]:
+                    return None  # this new occurrence would become the first one
+                seen[ref.id] = EntryRef(ref.id, before.content_hash, before.source, before.line)
+            candidates.append(ref)
+        kept = deduplicate(candidates, seen, found)
+        new_firsts.update(r.id for r in kept)
+        _take(catalog, file, kept, found, parsed, None, keep_parsed=True)
+    if firsts_before - new_firsts:
+        return None  # a paper left a changed file: a duplicate elsewhere may now be its first occurrence
+    if sink:
+        sink(list(catalog.parsed.values()))
+    assert catalog.known is not None
+    for ref in catalog.refs:
+        if (before := known_before.get(ref.id)) is not None:
+            catalog.known[ref.id] = KnownEntry(before.content_hash, before.issue)
+    kept_old = [p for p in last_problems if p.source in unchanged]
+    catalog.problems = sorted([*kept_old, *catalog.problems], key=lambda p: (order[p.source], p.line))
     return catalog

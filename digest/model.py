@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -55,13 +54,49 @@ class Entry:
     @cached_property
     def content_hash(self) -> str:
         """A hash of what readers see; a change means a correction, not a new paper."""
-        payload = json.dumps([self.title_en, self.title_zh, self.url, list(self.abstract)], ensure_ascii=False)
+        # \x1e/\x1f never occur in cleaned text (they are illegal in XML), so the join is unambiguous.
+        payload = "\x1e".join([self.title_en, self.title_zh, self.url, "\x1f".join(self.abstract)])
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     @property
     def anchor(self) -> str:
         """A stable HTML fragment id for this paper on its issue page."""
         return "p-" + "".join(c if c.isalnum() else "-" for c in self.id).strip("-")
+
+
+@dataclass(frozen=True)
+class SeedFile:
+    """A seed file as listed: where it is, how it is shown in messages, and its size and mtime."""
+
+    path: str
+    source: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """What the state remembers of one seed file (`scan` is None when only the stat was loaded)."""
+
+    size: int
+    mtime_ns: int
+    sha256: str = ""
+    scan: bytes | None = None
+    settled: bool = False
+
+    def matches(self, file: SeedFile) -> bool:
+        """Same size and mtime: the file is taken as unchanged without reading it."""
+        return self.size == file.size and self.mtime_ns == file.mtime_ns
+
+
+@dataclass(frozen=True)
+class PriorEntry:
+    """What the state knows of a paper id: recorded hash, issue (if published), first occurrence."""
+
+    content_hash: str
+    issue: int | None
+    source: str
+    line: int
 
 
 @dataclass(frozen=True)

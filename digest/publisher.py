@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 from digest.compose import EntryReport, IssuePlan, describe, plan_next_issue
 from digest.lock import writer_lock
-from digest.model import Entry, EntryRef, Issue, Problem, ProblemKind, SeedScan, Site
+from digest.model import Entry, EntryRef, Issue, KnownEntry, Problem, ProblemKind, SeedScan, Site
 from digest.output import write_atomic, write_bundle
 from digest.render import Bundle, make_environment
 from digest.settings import Settings
@@ -178,14 +178,14 @@ class Publisher:
             if not dry_run and (quiet := self._nothing_changed(store)) is not None:
                 return PublishResult(None, quiet, 0, 0, out_dir, 0)
             with store.transaction(commit=not dry_run):
-                catalog = self._catalog(store, full=dry_run)
-                known = store.known_entries()
+                catalog = self._catalog(store, now, dry_run=dry_run)
+                known = catalog.known if catalog.known is not None else store.known_entries()
                 plan = plan_next_issue(catalog.refs, known, self.settings.max_entries_per_issue)
                 number = store.next_issue_number()
                 entries = self._materialize(store, catalog, [*plan.new, *plan.revised])
-                store.record_seen(catalog.parsed.values(), now)
                 store.cache_scans(catalog.cache_updates)
                 store.forget_scans(catalog.removed)
+                store.set_settled(_settled_files(catalog, known, plan))
                 store.record_revisions([entries[r.id] for r in plan.revised], now)
                 issue = None
                 if plan.has_issue:
@@ -217,7 +217,7 @@ class Publisher:
     def _nothing_changed(self, store: Store) -> tuple[Problem, ...] | None:
         """The fast no-op: no seed file changed, nothing waits, outputs match the state. Returns the problems
         remembered from the last run, or None when the full scan is needed."""
-        from digest.catalog import stat_seed_files
+        from digest.seedfiles import stat_seed_files
 
         if store.meta(BACKLOG_KEY) != "0" or not self._build_marker_matches(store):
             return None
@@ -225,12 +225,30 @@ class Publisher:
             return None
         return _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
 
-    def _catalog(self, store: Store, *, full: bool) -> Catalog:
-        """Scan the seeds, parsing only files changed since the last run (every file when `full`)."""
-        from digest.catalog import CachedFile, build_catalog
+    def _catalog(self, store: Store, now: datetime, *, dry_run: bool) -> Catalog:
+        """Scan the seeds: only new and changed files when that is enough to decide, else every file (parsing
+        the ones changed since the last run; all of them in a dry run, which lists every title)."""
+        from digest.catalog import build_catalog, build_incremental
+        from digest.seedfiles import list_seed_files
 
-        cached = {} if full else {path: CachedFile(*row) for path, row in store.cached_scans().items()}
-        return build_catalog(self.settings.seeds_dir, cached)
+        files = list_seed_files(self.settings.seeds_dir)
+
+        def record(entries: Sequence[Entry]) -> None:
+            store.record_seen(entries, now)
+
+        if not dry_run:
+            catalog = build_incremental(
+                files,
+                store.cached_files(with_scans=False),
+                _decode_problems(store.meta(PROBLEMS_KEY) or "[]"),
+                store.prior_entries,
+                store.entry_ids_from,
+                sink=record,
+            )
+            if catalog is not None:
+                return catalog
+        cached = {} if dry_run else store.cached_files(with_scans=True)
+        return build_catalog(files, cached, sink=record, keep_parsed=dry_run)
 
     def _materialize(self, store: Store, catalog: Catalog, refs: Sequence[EntryRef]) -> dict[str, Entry]:
         """Full entries for these refs: parsed this run, else recorded when their file was parsed earlier."""
@@ -240,7 +258,9 @@ class Publisher:
             recorded = store.load_entries([r.id for r in missing])
             stale = {r.source for r in missing if r.id not in recorded or recorded[r.id].content_hash != r.content_hash}
             if stale:
-                catalog.reparse(stale, self.settings.seeds_dir)
+                from digest.seedfiles import list_seed_files
+
+                catalog.reparse(stale, list_seed_files(self.settings.seeds_dir))
             for ref in missing:
                 found[ref.id] = catalog.parsed.get(ref.id) or recorded[ref.id]
         return found
@@ -804,3 +824,16 @@ class _InProcess:
         future: Future[int] = Future()
         future.set_result(fn(*args))
         return future
+
+
+def _settled_files(
+    catalog: Catalog, known: Mapping[str, KnownEntry], plan: IssuePlan[EntryRef]
+) -> list[tuple[str, bool]]:
+    """Seed files whose first-occurrence papers are all published once this run commits."""
+    new = {ref.id for ref in plan.new}
+    settled = dict.fromkeys(catalog.scanned, True)
+    for ref in catalog.refs:
+        record = known.get(ref.id)
+        if ref.id not in new and (record is None or record.issue is None):
+            settled[ref.source] = False
+    return list(settled.items())

@@ -10,20 +10,18 @@ Format of one entry (see seeds/*.txt)::
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from digest.errors import DigestError
 from digest.model import Entry, Located, Problem, ProblemKind, SeedScan
+from digest.seedfiles import list_seed_files, read_seed_file
 from digest.text import XML_ILLEGAL, join_soft_lines, remove_xml_illegal, resolve_latex_accents
 
-__all__ = ["deduplicate", "display_path", "entry_id", "merge_scans", "parse_seed", "read_seeds", "seed_files"]
+__all__ = ["deduplicate", "entry_id", "merge_scans", "parse_seed", "read_seeds"]
 
-SEED_SUFFIXES = (".md", ".txt")
 
 _LINK_HINT = '"[中文标题](https://...)"'
 
@@ -343,35 +341,7 @@ def merge_scans(scans: Iterable[SeedScan]) -> SeedScan:
     return SeedScan(tuple(entries), tuple(problems))
 
 
-def seed_files(folder: Path) -> list[Path]:
-    """The seed files of a folder (`*.md`, `*.txt`) in file-name order: the order papers are published."""
-    if not folder.is_dir():
-        raise DigestError(f"seeds folder {folder} does not exist (or is not a folder): create it or fix the path")
-    files = [
-        path
-        for path in folder.iterdir()
-        # Dot files are editor backups and lock files, not seeds.
-        if path.suffix.lower() in SEED_SUFFIXES and not path.name.startswith(".") and path.is_file()
-    ]
-    return sorted(files, key=lambda p: p.name)
-
-
-def display_path(path: Path, root: Path) -> str:
-    """The path as users should see it in problems: relative to `root` when inside it."""
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def read_seeds(folder: Path, display_root: Path | None = None) -> SeedScan:
     """Read and parse every seed file of a folder, de-duplicated across files (this module's only I/O)."""
-    root = display_root if display_root is not None else Path(os.getcwd())
-    scans = []
-    for path in seed_files(folder):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise DigestError(f"cannot read seed file {path}: {exc.strerror or exc}") from exc
-        scans.append(parse_seed(data, display_path(path, root)))
-    return merge_scans(scans)
+    files = list_seed_files(folder, display_root)
+    return merge_scans(parse_seed(read_seed_file(file), file.source) for file in files)

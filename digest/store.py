@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.errors import StoreError
-from digest.model import Delivery, DeliveryStatus, Entry, Issue, KnownEntry, Subscriber
+from digest.model import CachedFile, Delivery, DeliveryStatus, Entry, Issue, KnownEntry, PriorEntry, Subscriber
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: entries, issues, seed cache
@@ -75,6 +75,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_status ON deliveries (issue, status);
     """,
+    # 3: incremental seed scanning
+    """
+    ALTER TABLE seed_files ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX entries_source ON entries (source);
+    """,
 )
 
 
@@ -95,6 +100,9 @@ class SubscriberRecord:
     subscriber: Subscriber
     created: datetime
     unsubscribed: datetime | None
+
+
+_PUBLISHED = "EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id)"
 
 
 def _entry_data(entry: Entry) -> str:
@@ -235,8 +243,11 @@ class Store:
         """Insert entries not seen before and refresh the text of unpublished ones."""
         self._conn.executemany(
             "INSERT INTO entries (id, source, line, content_hash, data, first_seen) VALUES (?, ?, ?, ?, ?, ?)"
+            # Where a paper was seen always follows the seeds; its published text changes only through
+            # record_revisions, which also stamps `revised`.
             " ON CONFLICT(id) DO UPDATE SET source = excluded.source, line = excluded.line,"
-            " content_hash = excluded.content_hash, data = excluded.data"
+            f" content_hash = CASE WHEN {_PUBLISHED} THEN entries.content_hash ELSE excluded.content_hash END,"
+            f" data = CASE WHEN {_PUBLISHED} THEN entries.data ELSE excluded.data END"
             " WHERE entries.content_hash != excluded.content_hash OR entries.source != excluded.source"
             " OR entries.line != excluded.line",
             ((e.id, e.source, e.line, e.content_hash, _entry_data(e), now.isoformat()) for e in entries),
@@ -532,6 +543,41 @@ class Store:
             r[0]: (int(r[1]), int(r[2]), str(r[3]), bytes(r[4]))
             for r in self._conn.execute("SELECT path, size, mtime_ns, sha256, scan FROM seed_files")
         }
+
+    def cached_files(self, *, with_scans: bool) -> dict[str, CachedFile]:
+        """Every cached seed file; the scans themselves only when asked (they are the bulk of the table)."""
+        if with_scans:
+            rows = self._conn.execute("SELECT path, size, mtime_ns, settled, sha256, scan FROM seed_files")
+            return {r[0]: CachedFile(int(r[1]), int(r[2]), str(r[4]), bytes(r[5]), bool(r[3])) for r in rows}
+        rows = self._conn.execute("SELECT path, size, mtime_ns, settled FROM seed_files")
+        return {r[0]: CachedFile(int(r[1]), int(r[2]), settled=bool(r[3])) for r in rows}
+
+    def set_settled(self, flags: Iterable[tuple[str, bool]]) -> None:
+        """Mark seed files whose papers are all published with the recorded text (or not)."""
+        self._conn.executemany("UPDATE seed_files SET settled = ? WHERE path = ?", ((int(f), p) for p, f in flags))
+
+    def prior_entries(self, ids: Sequence[str]) -> dict[str, PriorEntry]:
+        """What the state knows of these paper ids: hash, issue, recorded first occurrence."""
+        found: dict[str, PriorEntry] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = self._conn.execute(
+                "SELECT e.id, e.content_hash, ie.issue, e.source, e.line FROM entries e"
+                f" LEFT JOIN issue_entries ie ON ie.entry_id = e.id WHERE e.id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for entry_id, content_hash, issue, source, line in rows:
+                found[entry_id] = PriorEntry(content_hash, issue, source, line)
+        return found
+
+    def entry_ids_from(self, sources: Sequence[str]) -> set[str]:
+        """Ids of the entries whose recorded first occurrence is in one of these seed files."""
+        found: set[str] = set()
+        for start in range(0, len(sources), 500):
+            chunk = list(sources[start : start + 500])
+            rows = self._conn.execute(f"SELECT id FROM entries WHERE source IN ({','.join('?' * len(chunk))})", chunk)
+            found.update(r[0] for r in rows)
+        return found
 
     def cached_stats(self) -> dict[str, tuple[int, int]]:
         """path -> (size, mtime_ns): enough to tell that nothing changed without loading the scans."""

@@ -48,7 +48,8 @@ class Workspace:
         )
         if check and result.returncode != 0:
             raise AssertionError(
-                f"digest {' '.join(args)} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+                f"digest {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
             )
         return result
 

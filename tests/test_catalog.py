@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.catalog import CachedFile, Catalog, build_catalog, stat_seed_files
+from digest.catalog import Catalog, build_catalog
+from digest.model import CachedFile
+from digest.seedfiles import list_seed_files, stat_seed_files
 from digest.seeds import read_seeds
 from tests.conftest import SAMPLE_SEEDS
 
@@ -20,17 +22,21 @@ def seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return Path("seeds")
 
 
+def scan(seeds: Path, cache: dict[str, CachedFile]) -> Catalog:
+    return build_catalog(list_seed_files(seeds), cache, keep_parsed=True)
+
+
 def cache_of(catalog: Catalog, previous: dict[str, CachedFile] | None = None) -> dict[str, CachedFile]:
     cache = dict(previous or {})
-    for source, size, mtime_ns, sha, scan in catalog.cache_updates:
-        cache[source] = CachedFile(size, mtime_ns, sha, scan)
+    for source, size, mtime_ns, sha, data in catalog.cache_updates:
+        cache[source] = CachedFile(size, mtime_ns, sha, data)
     for source in catalog.removed:
         cache.pop(source, None)
     return cache
 
 
 def test_first_scan_parses_every_file_and_matches_a_full_parse(seeds: Path) -> None:
-    catalog = build_catalog(seeds, {})
+    catalog = scan(seeds, {})
     full = read_seeds(seeds)
     assert [r.id for r in catalog.refs] == [e.id for e in full.entries]
     assert [r.content_hash for r in catalog.refs] == [e.content_hash for e in full.entries]
@@ -38,38 +44,38 @@ def test_first_scan_parses_every_file_and_matches_a_full_parse(seeds: Path) -> N
 
 
 def test_unchanged_files_are_not_parsed_again(seeds: Path) -> None:
-    first = build_catalog(seeds, {})
-    second = build_catalog(seeds, cache_of(first))
-    assert second.unchanged and second.parsed == {}
+    first = scan(seeds, {})
+    second = scan(seeds, cache_of(first))
+    assert second.cache_updates == [] and second.parsed == {}
     assert second.refs == first.refs
 
 
-def test_a_touched_file_with_the_same_bytes_is_not_parsed(seeds: Path) -> None:
-    first = build_catalog(seeds, {})
+def test_a_touched_file_is_read_again_and_gives_the_same_refs(seeds: Path) -> None:
+    first = scan(seeds, {})
     path = seeds / "000_2075edd4e1164766.txt"
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5_000_000_000))
-    second = build_catalog(seeds, cache_of(first))
-    assert second.parsed == {}
+    second = scan(seeds, cache_of(first))
     assert [row[0] for row in second.cache_updates] == ["seeds/000_2075edd4e1164766.txt"]
+    assert second.refs == first.refs
 
 
 def test_only_the_changed_file_is_parsed(seeds: Path) -> None:
-    first = build_catalog(seeds, {})
+    first = scan(seeds, {})
     path = seeds / "001_a5354ea00ad7da45.txt"
     path.write_text(path.read_text(encoding="utf-8").replace("推动开放", "推进开放"), encoding="utf-8")
-    second = build_catalog(seeds, cache_of(first))
+    second = scan(seeds, cache_of(first))
     assert {e.source for e in second.parsed.values()} == {"seeds/001_a5354ea00ad7da45.txt"}
     changed = [r for r, old in zip(second.refs, first.refs, strict=True) if r.content_hash != old.content_hash]
     assert [r.id for r in changed] == ["2411.15124"]
 
 
 def test_a_new_file_repeating_a_cached_paper_reports_the_duplicate(seeds: Path) -> None:
-    first = build_catalog(seeds, {})
+    first = scan(seeds, {})
     (seeds / "002_new.md").write_text(
         "## Again\n[再次](https://arxiv.org/pdf/2409.13346v3)\n\n摘要\n\n## New\n[新](https://arxiv.org/abs/2501.00001)\n\n摘要\n",
         encoding="utf-8",
     )
-    second = build_catalog(seeds, cache_of(first))
+    second = scan(seeds, cache_of(first))
     assert list(second.parsed) == ["2501.00001"]
     assert [str(p) for p in second.problems] == [
         "seeds/002_new.md:1: duplicate of 2409.13346 (first at seeds/000_2075edd4e1164766.txt:1)"
@@ -77,9 +83,98 @@ def test_a_new_file_repeating_a_cached_paper_reports_the_duplicate(seeds: Path) 
 
 
 def test_removed_files_leave_the_cache(seeds: Path) -> None:
-    first = build_catalog(seeds, {})
+    first = scan(seeds, {})
     (seeds / "001_a5354ea00ad7da45.txt").unlink()
-    second = build_catalog(seeds, cache_of(first))
+    second = scan(seeds, cache_of(first))
     assert second.removed == ["seeds/001_a5354ea00ad7da45.txt"]
     assert len(second.refs) == 11
     assert set(stat_seed_files(seeds)) == {"seeds/000_2075edd4e1164766.txt"}
+
+
+# --- the incremental path gives the same answer as a full parse, whatever happens to the seeds -------------
+
+
+def _paper(n: int, text: str = "摘要") -> str:
+    return f"## Paper {n}\n[论文 {n}](https://arxiv.org/abs/2601.{n:05d})\n\n{text} {n}。\n\n"
+
+
+def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(seeds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thirty random edits (new files sorting anywhere, duplicates, corrections, deletions, broken and fixed
+    entries); after each render the published papers, their text and the problems match a full re-parse."""
+    import random
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from digest.publisher import Publisher
+    from digest.seeds import read_seeds
+    from digest.settings import load_settings
+    from digest.store import Store
+
+    for key in [k for k in os.environ if k.startswith("DIGEST_")]:
+        monkeypatch.delenv(key)
+    import digest.catalog
+
+    paths: list[str] = []
+    incremental = digest.catalog.build_incremental
+
+    def spy(*args: object, **kwargs: object) -> Catalog | None:
+        found = incremental(*args, **kwargs)  # type: ignore[arg-type]
+        paths.append("incremental" if found is not None else "full")
+        return found
+
+    monkeypatch.setattr(digest.catalog, "build_incremental", spy)
+    publisher = Publisher(load_settings())
+    rng = random.Random(7)
+    now = datetime(2026, 11, 23, 8, tzinfo=ZoneInfo("Asia/Shanghai"))
+    counter = 100
+
+    def write(path: Path, text: str) -> None:
+        old = path.stat().st_mtime_ns if path.exists() else 0
+        path.write_text(text, encoding="utf-8")
+        os.utime(path, ns=(old + 10**9, max(old + 10**9, path.stat().st_mtime_ns)))
+
+    for step in range(30):
+        files = sorted(seeds.iterdir())
+        op = rng.choice(["new", "new", "dup", "correct", "delete", "broken", "fix", "touch", "new_first"])
+        if op in ("new", "new_first"):
+            counter += 2
+            name = f"{'000' if op == 'new_first' else '9'}{step:02d}_n.md"
+            write(seeds / name, _paper(counter) + _paper(counter + 1))
+        elif op == "dup":
+            counter += 1
+            victim = rng.choice([f for f in files])
+            first_id = read_seeds(seeds).entries[rng.randrange(3)].id
+            write(
+                seeds / f"5{step:02d}_d.md",
+                f"## Again\n[再](https://arxiv.org/pdf/{first_id}v2)\n\n重复。\n\n" + _paper(counter),
+            )
+            del victim
+        elif op == "correct":
+            target = rng.choice(files)
+            write(target, target.read_text(encoding="utf-8").replace("。", "．", 1))
+        elif op == "delete" and len(files) > 2:
+            rng.choice(files[2:]).unlink()
+        elif op == "broken":
+            write(seeds / f"7{step:02d}_b.md", "## Broken\nno link\n\n摘要\n")
+        elif op == "fix":
+            for broken in seeds.glob("7*_b.md"):
+                counter += 1
+                write(broken, _paper(counter))
+        elif op == "touch":
+            target = rng.choice(files)
+            os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+
+        now += timedelta(days=7)
+        result = publisher.publish_next_issue(now)
+        reference = read_seeds(seeds)
+        assert sorted(map(str, result.problems)) == sorted(map(str, reference.problems)), (step, op)
+        with Store.open(Path("state/digest.db")) as store:
+            issues = store.load_issues(store.issue_numbers())
+        published = {e.id: e for issue in issues for e in issue.entries}
+        assert len(published) == sum(len(i.entries) for i in issues), "a paper was published twice"
+        expected = {e.id: e for e in reference.entries}
+        assert set(expected) <= set(published), (step, op, set(expected) - set(published))
+        for entry_id, entry in expected.items():
+            assert published[entry_id].content_hash == entry.content_hash, (step, op, entry_id)
+    # Both paths were exercised (the no-op fast path skips the catalog altogether).
+    assert paths.count("incremental") >= 5 and paths.count("full") >= 3, paths

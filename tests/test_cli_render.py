@@ -119,7 +119,9 @@ def test_corrected_translation_is_not_republished_but_updates_the_feed_item(work
     workspace.run("render", "--now", NOW)
     first = workspace.seeds / "000_2075edd4e1164766.txt"
     first.write_text(
-        first.read_text(encoding="utf-8").replace("想象你自己：无调优个性化图像生成", "想象你自己：免调优的个性化图像生成"),
+        first.read_text(encoding="utf-8").replace(
+            "想象你自己：无调优个性化图像生成", "想象你自己：免调优的个性化图像生成"
+        ),
         encoding="utf-8",
     )
     result = workspace.run("render", "--now", NEXT_WEEK)
@@ -184,9 +186,7 @@ def test_hostile_seed_text_never_becomes_markup_in_any_output(workspace: Workspa
         _assert_nothing_executable(page.read_bytes(), str(page))
     for name in ("rss.xml", "atom.xml", "issues.xml"):
         tree = etree.parse(str(workspace.site / name))
-        texts = tree.xpath(
-            "//*[local-name()='encoded' or local-name()='content' or local-name()='description']/text()"
-        )
+        texts = tree.xpath("//*[local-name()='encoded' or local-name()='content' or local-name()='description']/text()")
         for text in texts:
             if text.strip():
                 _assert_nothing_executable(f"<div>{text}</div>", name)
@@ -236,7 +236,7 @@ def test_broken_config_file_is_named(workspace: Workspace) -> None:
 
 @pytest.mark.parametrize("command", ["", "render", "rebuild", "check", "status"])
 def test_every_command_has_help(workspace: Workspace, command: str) -> None:
-    result = workspace.run(*(command.split() + ["--help"]))
+    result = workspace.run(*([*command.split(), "--help"]))
     assert "Usage:" in result.stdout
 
 
@@ -274,8 +274,6 @@ def test_killing_render_at_random_points_never_duplicates_or_loses_a_paper(works
     assert len(ids) == len(set(ids))
     assert "nothing new" in workspace.run("render").stdout
     assert list(workspace.site.rglob(".*.tmp")) == [], "a killed run's temp file was left behind"
-
-
 
 
 def test_a_no_op_run_still_reports_the_known_problems(workspace: Workspace) -> None:

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from digest.errors import DigestError
 from digest.model import Entry, ProblemKind, SeedScan
-from digest.seeds import entry_id, merge_scans, parse_seed, read_seeds, seed_files
+from digest.seedfiles import list_seed_files
+from digest.seeds import entry_id, merge_scans, parse_seed, read_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "seeds.json"
@@ -350,7 +351,7 @@ def test_seed_files_are_md_and_txt_in_file_name_order(tmp_path: Path) -> None:
     for name in ["b.txt", "a.md", "c.json", "0.TXT", ".hidden.md", "notes"]:
         (tmp_path / name).write_text(ENTRY, encoding="utf-8")
     (tmp_path / "d.md").mkdir()
-    assert [p.name for p in seed_files(tmp_path)] == ["0.TXT", "a.md", "b.txt"]
+    assert [Path(f.path).name for f in list_seed_files(tmp_path)] == ["0.TXT", "a.md", "b.txt"]
 
 
 def test_missing_seeds_folder_is_a_clear_error(tmp_path: Path) -> None:
