@@ -44,11 +44,6 @@ def list_seed_files(folder: Path, root: Path | None = None) -> list[SeedFile]:
     return files
 
 
-def stat_seed_files(folder: Path) -> dict[str, tuple[int, int]]:
-    """source -> (size, mtime_ns) of every seed file: compared with the cache to skip a no-op run cheaply."""
-    return {f.source: (f.size, f.mtime_ns) for f in list_seed_files(folder)}
-
-
 def read_seed_file(file: SeedFile) -> bytes:
     """A seed file's bytes, or a DigestError naming the file."""
     try:

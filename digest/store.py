@@ -537,13 +537,6 @@ class Store:
 
     # --- seed parse cache -----------------------------------------------------------------------
 
-    def cached_scans(self) -> dict[str, tuple[int, int, str, bytes]]:
-        """path -> (size, mtime_ns, sha256, serialized scan) for every cached seed file."""
-        return {
-            r[0]: (int(r[1]), int(r[2]), str(r[3]), bytes(r[4]))
-            for r in self._conn.execute("SELECT path, size, mtime_ns, sha256, scan FROM seed_files")
-        }
-
     def cached_files(self, *, with_scans: bool) -> dict[str, CachedFile]:
         """Every cached seed file; the scans themselves only when asked (they are the bulk of the table)."""
         if with_scans:
@@ -578,10 +571,6 @@ class Store:
             rows = self._conn.execute(f"SELECT id FROM entries WHERE source IN ({','.join('?' * len(chunk))})", chunk)
             found.update(r[0] for r in rows)
         return found
-
-    def cached_stats(self) -> dict[str, tuple[int, int]]:
-        """path -> (size, mtime_ns): enough to tell that nothing changed without loading the scans."""
-        return {r[0]: (int(r[1]), int(r[2])) for r in self._conn.execute("SELECT path, size, mtime_ns FROM seed_files")}
 
     def cache_scans(self, rows: Iterable[tuple[str, int, int, str, bytes]]) -> None:
         """Remember parsed seed files so unchanged files are not parsed again."""

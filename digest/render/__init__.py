@@ -4,8 +4,10 @@ besides loading templates."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 #: Rendered files keyed by their path relative to the output folder ("issues/1/index.html").
 Bundle = dict[str, bytes]
@@ -24,6 +26,8 @@ def make_environment(templates_dir: Path | None = None) -> jinja2.Environment:
 
     A user's templates folder overrides the shipped templates file by file.
     """
+    import jinja2  # imported here: commands that render nothing start faster
+
     search = [str(templates_dir)] if templates_dir else []
     search.append(str(default_templates_dir()))
     return jinja2.Environment(
