@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, PriorEntry, Problem, ProblemKind, SeedFile
 from digest.seedfiles import read_seed_file
 from digest.seeds import deduplicate, parse_seed
 
-Sink = Callable[[Sequence[Entry]], None]
+Sink = Callable[[Sequence[EntryRef]], None]
 MAX_INCREMENTAL_FILES = 200
+PARALLEL_MIN_FILES = 500  # below this, starting worker processes costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -93,44 +94,71 @@ def _parse(file: SeedFile, catalog: Catalog) -> tuple[FileScan, dict[str, Entry]
 
 
 def build_catalog(
-    files: Sequence[SeedFile], cached: Mapping[str, CachedFile], *, sink: Sink | None = None, keep_parsed: bool = False
+    files: Sequence[SeedFile],
+    cached: Mapping[str, CachedFile],
+    *,
+    sink: Sink | None = None,
+    keep_parsed: bool = False,
+    workers: int = 1,
 ) -> Catalog:
-    """Every seed file's entries, parsing only files that changed since their cached scan (the reference path)."""
+    """Every seed file's entries, parsing only files that changed since their cached scan (the reference path).
+
+    A bulk of files to parse is spread over `workers` processes, which send back light scans only.
+    """
     catalog = Catalog()
     seen: dict[str, Located] = {}
-    for file in files:
-        hit = cached.get(file.source)
-        parsed: dict[str, Entry] = {}
-        if hit is not None and hit.scan is not None and hit.matches(file):
-            scan = FileScan.decode(file.source, hit.scan)
-        else:
-            scan, parsed = _parse(file, catalog)
+    for file, scan, parsed, fresh in _scans(files, cached, catalog, keep_parsed, workers):
         found = list(scan.problems)
         kept = deduplicate(scan.refs, seen, found)
-        _take(catalog, file, kept, found, parsed, sink, keep_parsed)
+        catalog.refs.extend(kept)
+        found.sort(key=lambda p: p.line)
+        catalog.problems.extend(found)
+        catalog.scanned.append(file.source)
+        if fresh and sink:
+            sink(kept)
+        if keep_parsed:
+            catalog.parsed.update((r.id, parsed[r.id]) for r in kept if r.id in parsed)
     catalog.removed = sorted(set(cached) - {f.source for f in files})
     return catalog
 
 
-def _take(
-    catalog: Catalog,
-    file: SeedFile,
-    kept: Sequence[EntryRef],
-    found: list[Problem],
-    parsed: Mapping[str, Entry],
-    sink: Sink | None,
-    keep_parsed: bool,
-) -> None:
-    catalog.refs.extend(kept)
-    found.sort(key=lambda p: p.line)
-    catalog.problems.extend(found)
-    catalog.scanned.append(file.source)
-    if parsed:
-        firsts = [parsed[r.id] for r in kept]
-        if sink:
-            sink(firsts)
-        if keep_parsed:
-            catalog.parsed.update((e.id, e) for e in firsts)
+def _scans(
+    files: Sequence[SeedFile], cached: Mapping[str, CachedFile], catalog: Catalog, keep_parsed: bool, workers: int
+) -> Iterator[tuple[SeedFile, FileScan, dict[str, Entry], bool]]:
+    """(file, scan, parsed entries, parsed now?) in file order: cached scans, or parsed here or in workers."""
+    stale = [f for f in files if (hit := cached.get(f.source)) is None or hit.scan is None or not hit.matches(f)]
+    parallel = workers > 1 and not keep_parsed and len(stale) >= PARALLEL_MIN_FILES
+    fresh: Iterator[tuple[bytes, str]] | None = None
+    pool = None
+    if parallel:
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=workers)
+        fresh = pool.map(_scan_file, stale, chunksize=64)
+    try:
+        stale_sources = {f.source for f in stale}
+        for file in files:
+            if file.source not in stale_sources:
+                data = cached[file.source].scan
+                assert data is not None
+                yield file, FileScan.decode(file.source, data), {}, False
+            elif fresh is not None:
+                encoded, digest = next(fresh)
+                catalog.cache_updates.append((file.source, file.size, file.mtime_ns, digest, encoded))
+                yield file, FileScan.decode(file.source, encoded), {}, True
+            else:
+                scan, parsed = _parse(file, catalog)
+                yield file, scan, parsed, True
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _scan_file(file: SeedFile) -> tuple[bytes, str]:
+    """Worker side of a bulk scan: the file's light scan (encoded) and its SHA-256; no text crosses back."""
+    data = read_seed_file(file)
+    parsed = parse_seed(data, file.source)
+    return FileScan.of(parsed.entries, parsed.problems).encode(), hashlib.sha256(data).hexdigest()
 
 
 def build_incremental(
@@ -172,11 +200,15 @@ def build_incremental(
             candidates.append(ref)
         kept = deduplicate(candidates, seen, found)
         new_firsts.update(r.id for r in kept)
-        _take(catalog, file, kept, found, parsed, None, keep_parsed=True)
+        catalog.refs.extend(kept)
+        found.sort(key=lambda p: p.line)
+        catalog.problems.extend(found)
+        catalog.scanned.append(file.source)
+        catalog.parsed.update((r.id, parsed[r.id]) for r in kept)
     if firsts_before - new_firsts:
         return None  # a paper left a changed file: a duplicate elsewhere may now be its first occurrence
     if sink:
-        sink(list(catalog.parsed.values()))
+        sink(catalog.refs)
     assert catalog.known is not None
     for ref in catalog.refs:
         if (before := known_before.get(ref.id)) is not None:

@@ -250,7 +250,7 @@ class Publisher:
         the ones changed since the last run; all of them in a dry run, which lists every title)."""
         from digest.catalog import build_catalog, build_incremental
 
-        def record(entries: Sequence[Entry]) -> None:
+        def record(entries: Sequence[EntryRef]) -> None:
             store.record_seen(entries, now)
 
         if not dry_run:
@@ -260,7 +260,7 @@ class Publisher:
             if catalog is not None:
                 return catalog
         with_scans = {} if dry_run else store.cached_files(with_scans=True)
-        return build_catalog(files, with_scans, sink=record, keep_parsed=dry_run)
+        return build_catalog(files, with_scans, sink=record, keep_parsed=dry_run, workers=os.cpu_count() or 1)
 
     def _materialize(self, store: Store, catalog: Catalog, refs: Sequence[EntryRef]) -> dict[str, Entry]:
         """Full entries for these refs: parsed this run, else recorded when their file was parsed earlier."""

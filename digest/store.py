@@ -7,7 +7,6 @@ refuses to publish a paper twice.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,7 +16,17 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.errors import StoreError
-from digest.model import CachedFile, Delivery, DeliveryStatus, Entry, Issue, KnownEntry, PriorEntry, Subscriber
+from digest.model import (
+    CachedFile,
+    Delivery,
+    DeliveryStatus,
+    Entry,
+    Issue,
+    KnownEntry,
+    Located,
+    PriorEntry,
+    Subscriber,
+)
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: entries, issues, seed cache
@@ -105,27 +114,23 @@ class SubscriberRecord:
 _PUBLISHED = "EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id)"
 
 
+# An entry's text as one string: fields separated by \x1e, abstract paragraphs by \x1f. Both are illegal in
+# XML and removed from seed text, so the format is unambiguous (and several times cheaper than JSON).
+_FIELD, _PARAGRAPH = "\x1e", "\x1f"
+
+
 def _entry_data(entry: Entry) -> str:
-    return json.dumps(
-        {
-            "title_en": entry.title_en,
-            "title_zh": entry.title_zh,
-            "url": entry.url,
-            "abstract": list(entry.abstract),
-        },
-        ensure_ascii=False,
-        sort_keys=True,
-    )
+    return _FIELD.join((entry.title_en, entry.title_zh, entry.url, _PARAGRAPH.join(entry.abstract)))
 
 
 def _entry_from_row(entry_id: str, source: str, line: int, data: str, revised: str | None) -> Entry:
-    fields = json.loads(data)
+    title_en, title_zh, url, abstract = data.split(_FIELD)
     return Entry(
         id=entry_id,
-        title_en=fields["title_en"],
-        title_zh=fields["title_zh"],
-        url=fields["url"],
-        abstract=tuple(fields["abstract"]),
+        title_en=title_en,
+        title_zh=title_zh,
+        url=url,
+        abstract=tuple(abstract.split(_PARAGRAPH)) if abstract else (),
         source=source,
         line=line,
         revised=datetime.fromisoformat(revised) if revised else None,
@@ -239,22 +244,23 @@ class Store:
         )
         return {row[0]: KnownEntry(row[1], row[2]) for row in rows}
 
-    def record_seen(self, entries: Iterable[Entry], now: datetime) -> None:
-        """Insert entries not seen before and refresh the text of unpublished ones."""
+    def record_seen(self, entries: Iterable[Located], now: datetime) -> None:
+        """Remember entries (id, where, content hash), not their text: a bulk import of 100,000 papers would
+        otherwise write 150 MB the next issues never read. The text is stored when a paper is published."""
+        seen = now.isoformat()
         self._conn.executemany(
-            "INSERT INTO entries (id, source, line, content_hash, data, first_seen) VALUES (?, ?, ?, ?, ?, ?)"
-            # Where a paper was seen always follows the seeds; its published text changes only through
+            "INSERT INTO entries (id, source, line, content_hash, data, first_seen) VALUES (?, ?, ?, ?, '', ?)"
+            # Where a paper was seen always follows the seeds; its published hash changes only through
             # record_revisions, which also stamps `revised`.
             " ON CONFLICT(id) DO UPDATE SET source = excluded.source, line = excluded.line,"
-            f" content_hash = CASE WHEN {_PUBLISHED} THEN entries.content_hash ELSE excluded.content_hash END,"
-            f" data = CASE WHEN {_PUBLISHED} THEN entries.data ELSE excluded.data END"
+            f" content_hash = CASE WHEN {_PUBLISHED} THEN entries.content_hash ELSE excluded.content_hash END"
             " WHERE entries.content_hash != excluded.content_hash OR entries.source != excluded.source"
             " OR entries.line != excluded.line",
-            ((e.id, e.source, e.line, e.content_hash, _entry_data(e), now.isoformat()) for e in entries),
+            ((e.id, e.source, e.line, e.content_hash, seen) for e in entries),
         )
 
     def load_entries(self, ids: Sequence[str]) -> dict[str, Entry]:
-        """The recorded text of these entries, by id (ids never seen are absent)."""
+        """The recorded text of these entries, by id (absent: never seen, or not published yet)."""
         found: dict[str, Entry] = {}
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
@@ -263,7 +269,8 @@ class Store:
                 f"SELECT id, source, line, data, revised FROM entries WHERE id IN ({marks})", chunk
             )
             for entry_id, source, line, data, revised in rows:
-                found[entry_id] = _entry_from_row(entry_id, source, line, data, revised)
+                if data:
+                    found[entry_id] = _entry_from_row(entry_id, source, line, data, revised)
         return found
 
     def record_revisions(self, entries: Iterable[Entry], now: datetime) -> None:
@@ -290,6 +297,10 @@ class Store:
             self._conn.executemany(
                 "INSERT INTO issue_entries (issue, position, entry_id) VALUES (?, ?, ?)",
                 ((issue.number, pos, e.id) for pos, e in enumerate(issue.entries)),
+            )
+            self._conn.executemany(
+                "UPDATE entries SET data = ?, content_hash = ?, source = ?, line = ? WHERE id = ?",
+                ((_entry_data(e), e.content_hash, e.source, e.line, e.id) for e in issue.entries),
             )
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"issue {issue.number} conflicts with the recorded state: {exc}") from exc

@@ -178,3 +178,22 @@ def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(seeds: Path, m
             assert published[entry_id].content_hash == entry.content_hash, (step, op, entry_id)
     # Both paths were exercised (the no-op fast path skips the catalog altogether).
     assert paths.count("incremental") >= 5 and paths.count("full") >= 3, paths
+
+
+def test_a_bulk_scan_in_worker_processes_matches_the_sequential_scan(
+    seeds: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import digest.catalog
+
+    (seeds / "002_bad.md").write_text(
+        "## Broken\nno link\n\n摘要\n\n## Again\n[再](https://arxiv.org/abs/2409.13346v2)\n\n重复。\n", encoding="utf-8"
+    )
+    files = list_seed_files(seeds)
+    sequential = build_catalog(files, {})
+    monkeypatch.setattr(digest.catalog, "PARALLEL_MIN_FILES", 1)
+    recorded: list[str] = []
+    parallel = build_catalog(files, {}, workers=2, sink=lambda refs: recorded.extend(r.id for r in refs))
+    assert parallel.refs == sequential.refs
+    assert parallel.problems == sequential.problems
+    assert parallel.cache_updates == sequential.cache_updates
+    assert recorded == [r.id for r in sequential.refs]
