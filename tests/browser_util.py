@@ -1,0 +1,107 @@
+"""Headless Chromium for tests that look at rendered pages the way a reader's browser does.
+
+Shared by the render tests. `find_chromium()` provides the browser (installing Debian's `chromium` when running
+as root); `measure_page()` screenshots a page at a given width and reports how wide its content really is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+_INSTALL_LOCK = Path(tempfile.gettempdir()) / "digest-chromium-install.lock"
+
+# Without the background-networking flags Chromium keeps trying to reach the (closed) network.
+_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+)
+
+
+def _which() -> str | None:
+    for name in _NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@contextlib.contextmanager
+def _install_lock() -> Iterator[None]:
+    # pytest-xdist workers may all want the browser at once: one installs, the others wait.
+    with open(_INSTALL_LOCK, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _has_cjk_font() -> bool:
+    if shutil.which("fc-list") is None:
+        return False
+    listing = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False)
+    return bool(listing.stdout.strip())
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium binary. As root, installs what is missing with apt-get: Debian's `chromium`, and
+    `fonts-noto-cjk` (without a CJK font every Chinese character renders as an empty box).
+
+    Returns None when no browser can be provided (not root, no apt-get, install failed), so that callers can
+    fail with a clear message.
+    """
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return _which()
+    with _install_lock():
+        missing = [] if _which() else ["chromium"]
+        if not _has_cjk_font():
+            missing.append("fonts-noto-cjk")
+        if missing:
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            # Wait for a concurrent apt/dpkg run instead of failing on its lock; update the lists if stale.
+            install = ["apt-get", "-o", "DPkg::Lock::Timeout=900", "install", "-y", "--no-install-recommends", *missing]
+            for command in (install, ["apt-get", "-o", "DPkg::Lock::Timeout=900", "update"], install):
+                result = subprocess.run(command, env=env, capture_output=True, timeout=1800, check=False)
+                if command is install and result.returncode == 0:
+                    break
+        return _which()
+
+
+def measure_page(html_path: Path, width: int, png_out: Path, *, height: int = 900) -> int:
+    """Open `html_path` in headless Chromium with a `width` x `height` CSS px viewport, save a full-page
+    screenshot to `png_out`, and return the page's scrollWidth.
+
+    A scrollWidth larger than `width` means something overflows horizontally (the reader must scroll sideways).
+    Playwright drives Debian's Chromium (no browser download): unlike `chromium --screenshot`, it sets the
+    viewport exactly, even below the 500 px minimum of a headless window.
+    """
+    from playwright.sync_api import sync_playwright
+
+    chromium = find_chromium()
+    if chromium is None:
+        raise RuntimeError("Chromium is not available (install it with `apt-get install -y chromium`)")
+    png_out.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[a for a in _FLAGS if a != "--headless"])
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(html_path.resolve().as_uri(), wait_until="load")
+            page.screenshot(path=str(png_out), full_page=True)
+            return int(page.evaluate("document.documentElement.scrollWidth"))
+        finally:
+            browser.close()
