@@ -109,9 +109,22 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     ctx.obj = Context(config)
 
 
+MAX_DUPLICATES_SHOWN = 10
+
+
 def _print_problems(result: PublishResult) -> None:
+    """Every invalid entry (they need fixing); duplicates only up to a few (they are harmless and repeat)."""
+    duplicates = [p for p in result.problems if p.kind.value == "duplicate"]
+    shown = 0
     for problem in result.problems:
+        if problem.kind.value == "duplicate":
+            shown += 1
+            if shown > MAX_DUPLICATES_SHOWN and not result.dry_run:
+                continue
         click.echo(f"{problem} [{problem.kind.value}]", err=True)
+    if len(duplicates) > MAX_DUPLICATES_SHOWN and not result.dry_run:
+        hidden = len(duplicates) - MAX_DUPLICATES_SHOWN
+        click.echo(f"... and {hidden} more duplicates (`digest check` lists them all)", err=True)
 
 
 @main.command()
