@@ -275,9 +275,9 @@ def rebuild(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
 class SmtpSink:
     """benchmarks/smtp_sink.py in its own process; `stop()` returns how many messages it received."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "smtp_sink.py")], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, str(HERE / "smtp_sink.py"), *args], env=env, stdout=subprocess.PIPE, text=True
         )
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
@@ -286,6 +286,52 @@ class SmtpSink:
         self.proc.terminate()
         out, _ = self.proc.communicate(timeout=30)
         return int(out.split()[-1]) if out.split() else -1
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How the sink is reached: plain SMTP, or STARTTLS with a self-signed certificate (how a real relay is
+    reached, and where a new connection per message costs a TLS handshake)."""
+
+    label: str  # "" for plain SMTP
+    sink_args: tuple[str, ...] = ()
+    load_args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def _self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1: with `cryptography` when installed, else the openssl CLI."""
+    cert, key = folder / "sink-cert.pem", folder / "sink-key.pem"
+    try:
+        # optional (not a project dependency): the ignores are for machines without it
+        from cryptography import x509  # type: ignore[import-not-found, unused-ignore]
+        from cryptography.hazmat.primitives import hashes, serialization  # type: ignore[import-not-found, unused-ignore]
+        from cryptography.hazmat.primitives.asymmetric import rsa  # type: ignore[import-not-found, unused-ignore]
+        from cryptography.x509.oid import NameOID  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        if shutil.which("openssl") is None:
+            raise ScenarioError("STARTTLS needs a certificate: install `cryptography` or the openssl CLI") from None
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        return cert, key
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now().astimezone()
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=2)).sign(private, hashes.SHA256())
+    )  # fmt: skip
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    return cert, key
 
 
 def _help(ws: Workspace, *command: str) -> str | None:
@@ -305,7 +351,8 @@ def _sample_message(ws: Workspace, issue: int) -> bytes:
 
 
 def send(base: Path, sizes: Sizes, log: Callable[[str], None], workers: int) -> list[Row]:
-    """5. `digest send` of one issue to N subscribers vs. the bare smtplib ceiling and a naive sender."""
+    """5. `digest send` of one issue to N subscribers vs. the bare smtplib ceiling and a naive sender, over plain
+    SMTP and again over STARTTLS."""
     n = sizes.subscribers
     size = f"{fmt_size(n)} subscribers, {workers} connections"
     ws = Workspace(
@@ -335,33 +382,71 @@ def send(base: Path, sizes: Sizes, log: Callable[[str], None], workers: int) -> 
     addresses.write_text("email,name\n" + "".join(f"reader{i}@example.org,Reader {i}\n" for i in range(n)))
     ws.digest("subscribers", "import", str(addresses))
 
+    cert, key = _self_signed_cert(ws.root)
+    transports = [
+        Transport(""),
+        Transport(
+            "STARTTLS ",
+            ("--cert", str(cert), "--key", str(key)),
+            ("--starttls",),
+            (("DIGEST_SMTP__SECURITY", "starttls"), ("DIGEST_SMTP__VERIFY_TLS", "false")),
+        ),
+    ]
+    # Each transport sends the issue once to everyone: each gets its own copy of the state (a send is one-shot).
+    states = {t.label: base / f"send-state-{i}" for i, t in enumerate(transports)}
+    for folder in states.values():
+        shutil.copytree(ws.root / "state", folder)
+    rows: list[Row] = []
+    for transport in transports:
+        shutil.rmtree(ws.root / "state")
+        shutil.copytree(states[transport.label], ws.root / "state")
+        rows.extend(_send_rows(ws, transport, message, send_help, n, size, workers, log))
+    return rows
+
+
+def _send_rows(
+    ws: Workspace,
+    transport: Transport,
+    message: Path,
+    send_help: str,
+    n: int,
+    size: str,
+    workers: int,
+    log: Callable[[str], None],
+) -> list[Row]:
+    """Ceiling, naive and `digest send` over one transport."""
+    tag = transport.label
     rates: dict[str, float] = {}
     rows: list[Row] = []
     for mode in ("reuse", "naive"):
         count = n if mode == "reuse" else max(n // 10, 100)  # naive is slow; its rate needs fewer messages
-        sink = SmtpSink(ws.env)
-        log(f"  bare smtplib ({mode}): {fmt_size(count)} messages")
+        sink = SmtpSink(ws.env, *transport.sink_args)
+        log(f"  {tag}bare smtplib ({mode}): {fmt_size(count)} messages")
         run = ws.python("smtp_load.py", "--port", str(sink.port), "--messages", str(count), "--workers",
-                        str(workers), "--mode", mode, "--message", str(message))  # fmt: skip
+                        str(workers), "--mode", mode, "--message", str(message), *transport.load_args)  # fmt: skip
         received = sink.stop()
         if received != count:
-            raise ScenarioError(f"smtp sink received {received} of {count} messages ({mode})")
+            raise ScenarioError(f"smtp sink received {received} of {count} messages ({tag}{mode})")
         rates[mode] = float(run.stdout.split()[-1])
         label = "ceiling: smtplib, 1 connection/worker" if mode == "reuse" else "naive: 1 connection/message"
-        rows.append(Row(f"5 send ({label})", f"{fmt_size(count)} messages, {workers} workers", run.wall, run.rss_mb,
-                        f"{rates[mode]:,.0f} msg/s", note="one-shot"))  # fmt: skip
+        rows.append(Row(f"5 {tag}send ({label})", f"{fmt_size(count)} messages, {workers} workers", run.wall,
+                        run.rss_mb, f"{rates[mode]:,.0f} msg/s", note="one-shot"))  # fmt: skip
 
-    sink = SmtpSink(ws.env)
-    ws.env["DIGEST_SMTP__PORT"] = str(sink.port)
-    log(f"  digest send to {fmt_size(n)} subscribers")
-    args = ["send"]
-    if "--issue" in send_help:
-        args += ["--issue", "1"]
-    if "--now" in send_help:
-        args += ["--now", iso(FIRST_ISSUE + timedelta(hours=1))]
-    run = ws.digest(*args)
-    again = ws.digest(*args)  # everyone has it: what a send costs besides sending (start-up, ledger reads)
-    received = sink.stop()
+    sink = SmtpSink(ws.env, *transport.sink_args)
+    env = dict(ws.env)
+    ws.env.update(transport.env, DIGEST_SMTP__PORT=str(sink.port))
+    try:
+        log(f"  {tag}digest send to {fmt_size(n)} subscribers")
+        args = ["send"]
+        if "--issue" in send_help:
+            args += ["--issue", "1"]
+        if "--now" in send_help:
+            args += ["--now", iso(FIRST_ISSUE + timedelta(hours=1))]
+        run = ws.digest(*args)
+        again = ws.digest(*args)  # everyone has it: what a send costs besides sending (start-up, ledger reads)
+    finally:
+        ws.env = env
+        received = sink.stop()
     if received != n:
         raise ScenarioError(f"digest send delivered {received} of {n} messages:\n{run.stdout}{run.stderr[-2000:]}")
     rate = n / run.wall
@@ -369,18 +454,21 @@ def send(base: Path, sizes: Sizes, log: Callable[[str], None], workers: int) -> 
     own = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     rows.insert(
         0,
-        Row("5 digest send (durable ledger)", size, run.wall, run.rss_mb, f"{rate:,.0f} msg/s",
+        Row(f"5 {tag}digest send (durable ledger)", size, run.wall, run.rss_mb, f"{rate:,.0f} msg/s",
             note=f"one-shot (a re-send is a no-op); rate = subscribers / wall incl. process start; a repeat send "
             f"(nothing to do) takes {again.wall:.3f} s, without it the rate would be {net:,.0f} msg/s; "
             f"digest says: {own}"),
     )  # fmt: skip
     ceiling, naive = rates["reuse"], rates["naive"]
-    rows.append(Row("5 ceiling vs naive", size, measured=f"{ceiling / naive:.1f}x",
-                    note="under 5x: the 5x-naive target cannot be met against this server"))  # fmt: skip
+    limit = "under 5x: the 5x-naive target cannot be met against this server" if ceiling < 5 * naive else ""
+    rows.append(Row(f"5 {tag}ceiling vs naive", size, measured=f"{ceiling / naive:.1f}x", note=limit))
     rows.append(
-        Row("5 send vs ceiling", size, measured=f"{rate / ceiling:.0%}", target=">= 80%", ok=rate >= 0.8 * ceiling)
+        Row(f"5 {tag}send vs ceiling", size, measured=f"{rate / ceiling:.0%}", target=">= 80%",
+            ok=rate >= 0.8 * ceiling)
+    )  # fmt: skip
+    rows.append(
+        Row(f"5 {tag}send vs naive", size, measured=f"{rate / naive:.1f}x", target=">= 5x", ok=rate >= 5 * naive)
     )
-    rows.append(Row("5 send vs naive", size, measured=f"{rate / naive:.1f}x", target=">= 5x", ok=rate >= 5 * naive))
     return rows
 
 

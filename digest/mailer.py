@@ -14,6 +14,7 @@ smtplib's `sendmail` cannot make the last distinction, so the DATA phase is done
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import smtplib
@@ -57,8 +58,11 @@ class Messenger(Protocol):
     def eight_bit(self) -> bool:
         """Whether message data may contain 8-bit bytes (the server offers 8BITMIME)."""
 
-    def send(self, sender: str, recipient: str, data: bytes) -> SendResult:
-        """Deliver `data` (CRLF line ends) to one recipient; never raises for a per-message problem."""
+    def send(self, sender: str, recipient: str, data: bytes, confirm: Callable[[], bool] | None = None) -> SendResult:
+        """Deliver `data` (CRLF line ends) to one recipient; never raises for a per-message problem.
+
+        `confirm` is called at the last moment the message can still be withdrawn (before the end of its data):
+        when it answers False, the server does not get the message (the result is DEFERRED)."""
 
     def close(self) -> None:
         """Say goodbye and drop the connection."""
@@ -104,6 +108,10 @@ class SmtpMessenger:
             raise DeliveryError(f"cannot reach SMTP server {where}: {_describe(exc)}") from None
         self._conn = conn
         self._eight_bit = conn.has_extn("8bitmime")
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                # Commands and the final "." go out at once, not held back by Nagle's algorithm behind the data.
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.config
@@ -128,30 +136,42 @@ class SmtpMessenger:
             raise
         return conn
 
-    def send(self, sender: str, recipient: str, data: bytes) -> SendResult:
-        """One SMTP transaction: MAIL, RCPT, DATA. Any failure leaves the connection ready for the next message
-        (reset, or closed to be reopened)."""
+    def send(self, sender: str, recipient: str, data: bytes, confirm: Callable[[], bool] | None = None) -> SendResult:
+        """One SMTP transaction: MAIL, RCPT, DATA, the message, `confirm()`, the final dot. Any failure leaves the
+        connection ready for the next message (reset, or closed to be reopened).
+
+        The server processes a mail transaction only on receipt of the end-of-data "." line (RFC 5321, 4.1.1.4);
+        a connection that closes before it leaves nothing to deliver. So everything up to that line is sent while
+        the caller decides (commits its ledger), and a withdrawn message is dropped with the connection."""
         try:
             self.open()
         except DeliveryError as exc:
             return SendResult(Outcome.DEFERRED, str(exc))
         conn = self._conn
         assert conn is not None
-        options = ["BODY=8BITMIME"] if self._eight_bit and any(b > 127 for b in data) else []
+        options = ["BODY=8BITMIME"] if self._eight_bit and not data.isascii() else []
         data_sent = False
         try:
-            code, reply = conn.mail(sender, options)
+            # smtplib's mail() and rcpt() parse each address again (email.utils.parseaddr): ours are plain already.
+            conn.putcmd("mail", f"FROM:{_angle_addr(sender)}{''.join(' ' + o for o in options)}")
+            code, reply = conn.getreply()
             if code != 250:
                 return self._refused(code, reply, "MAIL FROM")
-            code, reply = conn.rcpt(recipient)
+            conn.putcmd("rcpt", f"TO:{_angle_addr(recipient)}")
+            code, reply = conn.getreply()
             if code not in (250, 251):
                 return self._refused(code, reply, "RCPT TO")
             conn.putcmd("data")
             code, reply = conn.getreply()
             if code != 354:
                 return self._refused(code, reply, "DATA")
-            conn.send(_dot_stuffed(data))
-            data_sent = True
+            payload = memoryview(_dot_stuffed(data))
+            conn.send(payload[: -len(_END_OF_DATA)])
+            if confirm is not None and not confirm():
+                self._drop()
+                return SendResult(Outcome.DEFERRED, "not sent: withdrawn before the end of the message data")
+            data_sent = True  # from here on the server may have the message
+            conn.send(payload[-len(_END_OF_DATA) :])
             code, reply = conn.getreply()
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             self._drop()
@@ -244,11 +264,43 @@ class Done:
     attempts: int
 
 
+class Step:
+    """What a connection asks of the ledger between two messages: record `done` (its previous message, if any)
+    and claim `job` (None when the connection has finished). The connection prepares the job meanwhile (builds it,
+    sends MAIL, RCPT, DATA and the message) but sends the final "." only after `answer(True)`."""
+
+    def __init__(self, done: Done | None, job: Job | None, closing: threading.Event) -> None:
+        self.done = done
+        self.job = job
+        self._claimed = False
+        self._ready = threading.Event()
+        self._closing = closing
+
+    def answer(self, claimed: bool) -> None:
+        """The ledger has committed: the job may go out (`claimed`) or must not."""
+        self._claimed = claimed
+        self._ready.set()
+
+    def wait(self) -> bool:
+        """Block until answered; False when the job must not go out (or the pool is being closed)."""
+        while not self._ready.wait(0.1):
+            if self._closing.is_set():
+                return False
+        return self._claimed
+
+
 class DeliveryPool:
-    """One thread per messenger (one connection each, reused for many messages).
+    """One thread per messenger (one connection each, reused for many messages), fed from one queue of jobs.
+
+    Between two messages a thread hands the caller a `Step` (`next_steps()`): the outcome of the message it just
+    finished and the job it takes next. The caller records the one and claims the other in ONE transaction and
+    answers; meanwhile the thread builds the next message and sends all of it but the final "." (until which the
+    server cannot accept it), and ends it only once answered. So each message is claimed durably before the server
+    can have it, the commit overlaps the transfer, and at any moment a connection has at most one claimed message
+    whose outcome is not recorded: the one on the wire.
 
     A DEFERRED message is retried by the same thread after each of `retry_delays` (exponential backoff); setting
-    `stop` ends the backoff early, so the message is reported as deferred and a stopping run does not linger.
+    `stop` ends the backoff early, so the message is reported as deferred, and each thread takes no new job.
     """
 
     def __init__(
@@ -262,7 +314,9 @@ class DeliveryPool:
         self.limiter = limiter
         self.stop = stop
         self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._done: queue.Queue[Done] = queue.Queue()
+        self._steps: queue.Queue[Step] = queue.Queue()
+        self._closing = threading.Event()
+        self._open_lanes = len(messengers)
         self._threads = [
             threading.Thread(target=self._work, args=(m,), name=f"smtp-{i}", daemon=True)
             for i, m in enumerate(messengers)
@@ -275,29 +329,56 @@ class DeliveryPool:
         """How many messages can be in flight at once."""
         return len(self._threads)
 
+    @property
+    def running(self) -> bool:
+        """Whether some thread may still hand over a step."""
+        return self._open_lanes > 0
+
     def submit(self, job: Job) -> None:
         """Queue a message; a free thread picks it up."""
         self._jobs.put(job)
 
-    def next_done(self) -> Done:
-        """Wait for the next finished message."""
-        return self._done.get()
-
-    def close(self) -> None:
-        """Let every thread finish the message it holds, then close the connections."""
+    def finish(self) -> None:
+        """No more jobs: each thread hands over its last outcome and stops once the queue is empty."""
         for _ in self._threads:
             self._jobs.put(None)
+
+    def next_steps(self) -> list[Step]:
+        """Wait for the next step, and take every other one already waiting (to record them in one transaction).
+        Each must be answered."""
+        steps = [self._steps.get()]
+        while True:
+            try:
+                steps.append(self._steps.get_nowait())
+            except queue.Empty:
+                break
+        self._open_lanes -= sum(step.job is None for step in steps)
+        return steps
+
+    def close(self) -> None:
+        """End the threads: unanswered steps are refused (nothing more goes out), connections are closed."""
+        if self.running:
+            self._closing.set()
+            self.finish()
         for thread in self._threads:
             thread.join()
 
     def _work(self, messenger: Messenger) -> None:
+        done: Done | None = None
         try:
-            while (job := self._jobs.get()) is not None:
-                self._done.put(self._deliver(messenger, job))
+            while True:
+                job = None if self.stop.is_set() or self._closing.is_set() else self._jobs.get()
+                step = Step(done, job, self._closing)
+                self._steps.put(step)
+                if job is None:
+                    step.wait()
+                    return
+                done = self._deliver(messenger, job, step)
         finally:
             messenger.close()
 
-    def _deliver(self, messenger: Messenger, job: Job) -> Done:
+    def _deliver(self, messenger: Messenger, job: Job, step: Step) -> Done | None:
+        """Send one job (with retries); None when the ledger did not let it go out."""
         attempts = 0
         data: bytes | None = None
         built_for: bool | None = None
@@ -314,26 +395,43 @@ class DeliveryPool:
                     try:
                         data, built_for = job.build(messenger.eight_bit), messenger.eight_bit
                     except Exception as exc:  # one subscriber's bad data never stops the batch
-                        return Done(job.key, SendResult(Outcome.FAILED, f"cannot build the message: {exc}"), attempts)
+                        result = SendResult(Outcome.FAILED, f"cannot build the message: {exc}")
+                        break
                 try:
-                    result = messenger.send(job.sender, job.recipient, data)
+                    result = messenger.send(job.sender, job.recipient, data, confirm=step.wait)
                 except Exception as exc:  # unexpected: the message may have gone out, so never resend it blindly
-                    unknown = SendResult(Outcome.UNKNOWN, f"internal error while sending: {exc!r}")
-                    return Done(job.key, unknown, attempts)
+                    result = SendResult(Outcome.UNKNOWN, f"internal error while sending: {exc!r}")
+                    break
             if result.outcome is not Outcome.DEFERRED or delay is None or self.stop.is_set():
                 break
             if self.stop.wait(delay):
                 break
-        return Done(job.key, result, attempts)
+        # The outcome is ours to record only if the job was claimed (it may have failed before it had to be).
+        return Done(job.key, result, attempts) if step.wait() else None
+
+
+_END_OF_DATA = b".\r\n"
 
 
 def _dot_stuffed(data: bytes) -> bytes:
     """Message data as DATA sends it: CRLF line ends, leading dots doubled, ended by CRLF.CRLF."""
-    data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", data)
-    data = re.sub(rb"(?m)^\.", b"..", data)
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # counting is ~20x cheaper than the regex
+        data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", data)
+    data = data.replace(b"\r\n.", b"\r\n..")  # every line end is CRLF now: a C loop instead of a regex
+    if data.startswith(b"."):
+        data = b"." + data
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    return data + b".\r\n"
+    return data + _END_OF_DATA
+
+
+def _angle_addr(address: str) -> str:
+    """`<address>` for an SMTP command; anything unusual goes through smtplib's own quoting."""
+    return f"<{address}>" if _PLAIN_ADDR.fullmatch(address) else smtplib.quoteaddr(address)
+
+
+_PLAIN_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 
 
 def _reply(code: int, reply: bytes | str) -> str:

@@ -14,6 +14,8 @@ or (as a last resort, inside long CJK runs) an invisible `<wbr>`.
 from __future__ import annotations
 
 import base64
+import binascii
+import dataclasses
 import functools
 import hashlib
 import html
@@ -21,8 +23,8 @@ import quopri
 import re
 import string
 from dataclasses import dataclass
-from datetime import datetime
-from email import policy
+from datetime import UTC, datetime
+from email import policy, quoprimime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -43,6 +45,7 @@ URL_ROOM = 400
 SUBJECT_FIELDS = frozenset({"title", "number", "date", "count"})
 
 _SMTP = policy.SMTP  # CRLF line ends, non-ASCII headers RFC 2047-encoded, raw headers 7-bit
+_SMTP_LINE: int = _SMTP.max_line_length or 78  # where `email` folds headers and wraps base64 / quoted-printable
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
 _RAW_TEXT = ("style", "script", "pre", "textarea", "title", "xmp")
 
@@ -145,7 +148,253 @@ def build_message(
     max_html_bytes: int = GMAIL_CLIP_BYTES,
 ) -> bytes:
     """The full message for one subscriber, CRLF line ends, headers 7-bit, HTML part within `max_html_bytes`
-    as transmitted. Raises MessageTooLarge when the HTML cannot be made to fit."""
+    as transmitted. Raises MessageTooLarge when the HTML cannot be made to fit.
+
+    Made from the issue's `MessageTemplate` (built once, then only the personal parts are filled in)."""
+    template = message_template(
+        mail, eight_bit=eight_bit, unsubscribe_mailto=unsubscribe_mailto, max_html_bytes=max_html_bytes
+    )
+    return template.render(subscriber, unsubscribe_url=unsubscribe_url, date=date, msgid=msgid, dkim=dkim)
+
+
+#: Holes in a template: the fields and body pieces that differ per subscriber.
+_TO, _DATE, _MSGID, _UNSUB = "To", "Date", "Message-ID", "List-Unsubscribe"
+_TEXT_URL, _HTML_URL, _TEXT_BODY, _HTML_BODY = "text url", "html url", "text body", "html body"
+_PERSONAL_FIELDS = (_TO, _DATE, _MSGID, _UNSUB)
+_MARK = UNSUBSCRIBE_PLACEHOLDER
+_MARK_SUBSCRIBER = Subscriber(email="template@template.invalid")
+_MARK_DATE = datetime(2000, 1, 1, tzinfo=UTC)
+_MARK_MSGID = "<template@template.invalid>"
+# What `email` writes for a plain address and a name of ASCII words; anything else goes through its folding.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9.-]+")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One body part of a template: a literal with URL holes (7bit/8bit) or a source encoded per subscriber."""
+
+    hole: str  # _TEXT_URL / _HTML_URL for a literal, _TEXT_BODY / _HTML_BODY when encoded per subscriber
+    cte: str
+    source: str  # the part's text with the placeholder, as build_reference_message encodes it
+    room: int  # longest URL (octets) that keeps every line of a literal within MAX_LINE_OCTETS
+    marks: int  # placeholders in the part
+    size: int  # octets of the HTML as transmitted, with the placeholder (8bit literal only)
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """One issue's message as bytes with holes for what differs per subscriber (To, Date, Message-ID,
+    List-Unsubscribe, the unsubscribe link in both parts).
+
+    Made from `build_reference_message` itself and checked against it when made, so the two give the same bytes;
+    whatever the template cannot hold exactly (a URL that would make a line too long, an encoding that would change
+    with the URL) is built by `build_reference_message` instead. 8bit and 7bit parts are filled in by a bytes
+    join; base64 and quoted-printable parts are encoded per subscriber."""
+
+    mail: IssueMail
+    eight_bit: bool
+    unsubscribe_mailto: str
+    max_html_bytes: int
+    boundary: str
+    pieces: tuple[bytes | str, ...] = ()  # literal bytes, or the name of a hole; empty: no template
+    text: _Part | None = None
+    html: _Part | None = None
+
+    def render(
+        self, subscriber: Subscriber, *, unsubscribe_url: str, date: datetime, msgid: str, dkim: DkimKey | None = None
+    ) -> bytes:
+        """The message for one subscriber (DKIM-signed when a key is given), the same bytes as
+        `build_reference_message` with this template's boundary."""
+        data = self._fill(subscriber, unsubscribe_url, date, msgid)
+        if data is None:
+            data = build_reference_message(
+                self.mail,
+                subscriber,
+                unsubscribe_url=unsubscribe_url,
+                unsubscribe_mailto=self.unsubscribe_mailto,
+                date=date,
+                msgid=msgid,
+                eight_bit=self.eight_bit,
+                max_html_bytes=self.max_html_bytes,
+                boundary=self.boundary,
+            )
+        return sign_dkim(data, dkim) if dkim is not None else data
+
+    def _fill(self, subscriber: Subscriber, url: str, date: datetime, msgid: str) -> bytes | None:
+        """The template filled in, or None when this subscriber's values do not fit it exactly."""
+        if not self.pieces or self.text is None or self.html is None:
+            return None
+        text_url = clean_header(url)
+        if not text_url.isascii() or self.boundary in text_url:
+            return None
+        html_url = html.escape(text_url, quote=True)
+        values: dict[str, bytes] = {}
+        for part, value in ((self.text, text_url), (self.html, html_url)):
+            if part.hole in (_TEXT_URL, _HTML_URL):
+                if len(value) > part.room:
+                    return None
+                if part.hole == _HTML_URL and part.size + part.marks * (len(value) - len(_MARK)) > self.max_html_bytes:
+                    return None  # let the reference say it is too large
+                values[part.hole] = value.encode("ascii")
+            else:
+                body = part.source.replace(_MARK, value)
+                if part.hole == _TEXT_BODY:
+                    cte = _text_cte(body, self.eight_bit)
+                else:
+                    cte, body = _html_encoding(body, self.eight_bit, self.max_html_bytes)
+                if cte != part.cte:
+                    return None
+                values[part.hole] = _encoded_body(body, cte)
+        values[_TO] = _to_field(subscriber)
+        values[_DATE] = f"Date: {format_datetime(date)}\r\n".encode("ascii")
+        values[_MSGID] = f"Message-ID: {clean_header(msgid)}\r\n".encode("ascii")
+        unsub = list_unsubscribe(url, self.unsubscribe_mailto).replace(", ", ",\r\n ")
+        values[_UNSUB] = f"List-Unsubscribe: {unsub}\r\n".encode("ascii")
+        return b"".join(values[p] if isinstance(p, str) else p for p in self.pieces)
+
+
+@functools.lru_cache(maxsize=8)
+def message_template(
+    mail: IssueMail, *, eight_bit: bool, unsubscribe_mailto: str = "", max_html_bytes: int = GMAIL_CLIP_BYTES
+) -> MessageTemplate:
+    """The template of one issue's message for a server with (or without) 8BITMIME. Made once per issue and
+    kept: building each message with the `email` package is most of the cost of a send."""
+    html_source = _folded_template(mail.html) if eight_bit else mail.html
+    boundary = _boundary(mail, html_source)
+    bare = MessageTemplate(mail, eight_bit, unsubscribe_mailto, max_html_bytes, boundary)
+    try:
+        reference = build_reference_message(
+            mail,
+            _MARK_SUBSCRIBER,
+            unsubscribe_url=_MARK,
+            unsubscribe_mailto=unsubscribe_mailto,
+            date=_MARK_DATE,
+            msgid=_MARK_MSGID,
+            eight_bit=eight_bit,
+            max_html_bytes=max_html_bytes,
+            boundary=boundary,
+        )
+        template = _cut_template(bare, reference, html_source)
+    except (DeliveryError, ValueError):  # each message then says for itself what is wrong
+        return bare
+    # The template must give the reference's bytes, or it is not used at all.
+    if template._fill(_MARK_SUBSCRIBER, _MARK, _MARK_DATE, _MARK_MSGID) != reference:
+        return bare
+    return template
+
+
+def _boundary(mail: IssueMail, html_source: str) -> str:
+    """A MIME boundary in the `email` package's style, derived from the content (so a message is reproducible)
+    and absent from it."""
+    seed = hashlib.sha256(f"{mail.issue}\0{mail.text}\0{mail.html}".encode()).digest()
+    for salt in range(100):
+        number = int.from_bytes(hashlib.sha256(seed + bytes([salt])).digest()[:8], "big") % 10**19
+        boundary = f"==============={number:019d}=="
+        if boundary not in mail.text and boundary not in html_source:
+            return boundary
+    raise ValueError("no MIME boundary found")  # practically impossible
+
+
+def _cut_template(bare: MessageTemplate, reference: bytes, html_source: str) -> MessageTemplate:
+    """Split the reference message into literal pieces and holes."""
+    head, sep, body = reference.partition(b"\r\n\r\n")
+    pieces: list[bytes | str] = []
+    seen: list[str] = []
+    for field in re.split(rb"\r\n(?=[^ \t])", head):
+        if not field:
+            continue
+        name = field.split(b":", 1)[0].decode("ascii")
+        if name in _PERSONAL_FIELDS:
+            pieces.append(name)
+            seen.append(name)
+        else:
+            pieces.append(field + b"\r\n")
+    if sorted(seen) != sorted(_PERSONAL_FIELDS):
+        raise ValueError("unexpected header fields in the reference message")
+    pieces.append(sep[2:])  # the blank line between header and body
+    delimiter = b"\r\n--" + bare.boundary.encode("ascii")
+    chunks = (b"\r\n" + body).split(delimiter)  # preamble, text part, html part, "--" + epilogue
+    if len(chunks) != 4 or chunks[0] or not chunks[3].startswith(b"--"):
+        raise ValueError("unexpected MIME structure in the reference message")
+    parts: list[_Part] = []
+    for chunk, source, (url_hole, body_hole), opening in zip(
+        chunks[1:3],
+        (bare.mail.text, html_source),
+        ((_TEXT_URL, _TEXT_BODY), (_HTML_URL, _HTML_BODY)),
+        (delimiter[2:], delimiter),  # the body starts with the first delimiter, without a line break before it
+        strict=True,
+    ):
+        part_head, _, content = chunk.partition(b"\r\n\r\n")
+        cte = re.search(rb"Content-Transfer-Encoding: (\S+)", part_head)
+        if cte is None:
+            raise ValueError("a part without Content-Transfer-Encoding")
+        pieces.append(opening + part_head + b"\r\n\r\n")
+        kind = cte.group(1).decode("ascii")
+        if kind in ("7bit", "8bit"):
+            lines = [line for line in source.split("\n") if _MARK in line]
+            room = min(
+                (len(_MARK) + (MAX_LINE_OCTETS - len(line.encode("utf-8"))) // line.count(_MARK) for line in lines),
+                default=MAX_LINE_OCTETS,
+            )
+            size = len(source.encode("utf-8")) + source.count("\n")
+            parts.append(_Part(url_hole, kind, source, room, source.count(_MARK), size))
+            for i, literal in enumerate(content.split(_MARK.encode("ascii"))):
+                pieces.extend([url_hole, literal] if i else [literal])
+        else:
+            parts.append(_Part(body_hole, kind, source, 0, source.count(_MARK), 0))
+            pieces.append(body_hole)
+    pieces.append(delimiter + chunks[3])
+    merged: list[bytes | str] = []
+    for piece in pieces:  # adjacent literals as one, so that rendering joins fewer pieces
+        if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += piece
+        elif piece != b"":
+            merged.append(piece)
+    return dataclasses.replace(bare, pieces=tuple(merged), text=parts[0], html=parts[1])
+
+
+def _encoded_body(text: str, cte: str) -> bytes:
+    """A part's body as `email` writes it with policy.SMTP (contentmanager's _encode_text, then CRLF)."""
+    lines = text.encode("utf-8").splitlines()
+    if cte in ("7bit", "8bit"):
+        return b"\r\n".join(lines) + b"\r\n"
+    if cte == "base64":
+        data = b"\r\n".join(lines) + b"\r\n"
+        step = _SMTP_LINE // 4 * 3
+        encoded = b"".join(binascii.b2a_base64(data[i : i + step]) for i in range(0, len(data), step))
+        return encoded.replace(b"\n", b"\r\n")
+    qp = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _SMTP_LINE)
+    return qp.replace("\n", "\r\n").encode("ascii")
+
+
+def _to_field(subscriber: Subscriber) -> bytes:
+    """The To field as `email` folds it for policy.SMTP; written directly for a plain name and address."""
+    name = clean_header(subscriber.name)
+    addr = smtp_address(subscriber.email)
+    if _PLAIN_ADDRESS.fullmatch(addr) and (not name or _PLAIN_NAME.fullmatch(name)):
+        field = f"To: {name} <{addr}>\r\n" if name else f"To: {addr}\r\n"
+        if len(field) <= _SMTP_LINE + 2:
+            return field.encode("ascii")
+    header = _SMTP.header_store_parse("To", Address(display_name=name, addr_spec=addr))
+    return _SMTP.fold_binary(*header)
+
+
+def build_reference_message(
+    mail: IssueMail,
+    subscriber: Subscriber,
+    *,
+    unsubscribe_url: str,
+    unsubscribe_mailto: str = "",
+    date: datetime,
+    msgid: str,
+    eight_bit: bool = True,
+    dkim: DkimKey | None = None,
+    max_html_bytes: int = GMAIL_CLIP_BYTES,
+    boundary: str | None = None,
+) -> bytes:
+    """The same bytes as `build_message`, built with the `email` package for this one subscriber: the reference
+    that message templates are made from and checked against, and the way out for what a template cannot hold."""
     text = mail.text.replace(UNSUBSCRIBE_PLACEHOLDER, clean_header(unsubscribe_url))
     # Folding is slow in Python: fold the shared page once, leaving room on each line for the personal URL.
     shared = _folded_template(mail.html) if eight_bit else mail.html
@@ -159,6 +408,8 @@ def build_message(
     msg.set_content(text, subtype="plain", charset="utf-8", cte=_text_cte(text, eight_bit))
     html_cte, folded = _html_encoding(page, eight_bit, max_html_bytes)
     msg.add_alternative(folded, subtype="html", charset="utf-8", cte=html_cte)
+    if boundary is not None:
+        msg.set_boundary(boundary)
 
     head, sep, body = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
     raw = [

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
 from digest.errors import DeliveryError
-from digest.mailer import DeliveryPool, Job, Outcome, RateLimiter, SmtpMessenger
+from digest.mailer import DeliveryPool, Job, Outcome, RateLimiter, SmtpMessenger, Step
 from digest.settings import SmtpSettings
 from tests.mail_util import MailServer, free_port, smtp_server_fixture  # noqa: F401  (fixture)
 
@@ -95,6 +97,22 @@ def test_rate_limiter_spaces_events_evenly() -> None:
     assert slept == [0.25, 0.25, 0.25, 0.25]
 
 
+def run_pool(pool: DeliveryPool, jobs: list[Job], answer: Callable[[Step], bool]) -> list[Step]:
+    """Feed the pool as the publisher does, answering each step with `answer(step)`; every step, in order."""
+    for job in jobs:
+        pool.submit(job)
+    pool.finish()
+    steps: list[Step] = []
+    try:
+        while pool.running:
+            for step in pool.next_steps():
+                step.answer(step.job is not None and answer(step))
+                steps.append(step)
+    finally:
+        pool.close()
+    return steps
+
+
 def test_pool_retries_a_deferred_message_and_builds_for_the_server(smtp_server: MailServer) -> None:
     smtp_server.temp_fail_after = 0
     smtp_server.temp_failures = 2
@@ -105,8 +123,36 @@ def test_pool_retries_a_deferred_message_and_builds_for_the_server(smtp_server: 
         return MESSAGE
 
     pool = DeliveryPool([messenger(smtp_server)], RateLimiter(1000), [0.01, 0.02, 0.04], threading.Event())
-    pool.submit(Job(7, "a@example.org", "r@example.org", build))
-    done = pool.next_done()
-    pool.close()
+    steps = run_pool(pool, [Job(7, "a@example.org", "r@example.org", build)], lambda step: True)
+    (done,) = [step.done for step in steps if step.done is not None]
     assert (done.key, done.result.outcome, done.attempts) == (7, Outcome.SENT, 3)
     assert built == [True]  # built once, 8bit because the server offers 8BITMIME
+
+
+def test_pool_sends_the_data_only_after_the_claim_and_records_each_outcome_with_the_next_claim(
+    smtp_server: MailServer,
+) -> None:
+    """The ledger's guarantee: a message is claimed before the server can have it (before its final dot), and a
+    connection's previous outcome is handed over in the same step as its next claim (one transaction holds both)."""
+    received_at_claim: list[int] = []
+
+    def answer(step: Step) -> bool:
+        time.sleep(0.02)  # a slow commit: the connection must wait for it before DATA
+        received_at_claim.append(len(smtp_server.received))
+        assert step.job is not None
+        return step.job.key != 2  # subscriber 2 unsubscribed meanwhile: must not be sent
+
+    jobs = [Job(i, "a@example.org", f"r{i}@example.org", lambda eight_bit: MESSAGE) for i in range(5)]
+    pool = DeliveryPool([messenger(smtp_server)], RateLimiter(1000), [], threading.Event())
+    steps = run_pool(pool, jobs, answer)
+    assert [(s.done.key if s.done else None, s.job.key if s.job else None) for s in steps] == [
+        (None, 0),
+        (0, 1),
+        (1, 2),
+        (None, 3),  # 2 was refused: nothing to record
+        (3, 4),
+        (4, None),
+    ]
+    assert received_at_claim == [0, 1, 2, 2, 3]  # at each claim, only the earlier messages had arrived
+    assert sorted(smtp_server.recipients()) == ["r0@example.org", "r1@example.org", "r3@example.org", "r4@example.org"]
+    assert smtp_server.connections == 2  # the refused message was withdrawn by hanging up before its final dot

@@ -25,10 +25,12 @@ from digest.message import (
     IssueMail,
     MessageTooLarge,
     build_message,
+    build_reference_message,
     clean_header,
     fold_html,
     format_subject,
     message_id,
+    message_template,
 )
 from digest.model import Subscriber
 from digest.render.email import UNSUBSCRIBE_PLACEHOLDER
@@ -165,3 +167,56 @@ def test_dkim_signature_covers_the_list_unsubscribe_headers(tmp_path: Path) -> N
     assert dkim.verify(data, dnsfunc=dns)
     tampered = data.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: nope")
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+SUBSCRIBERS = [
+    Subscriber("reader0@example.org", "Reader 0"),
+    Subscriber("plain@example.org"),
+    Subscriber("o'neil+tag@example.org", "J. O'Neil, Jr."),
+    Subscriber("reader@例子.中国", '读者 "R", <x>'),
+    Subscriber("eve@example.org", "Eve\r\nBcc: all@example.net\r\n\r\nbody"),
+    Subscriber("long@example.org", "A Very Long Name " * 8),
+]
+PAGES = {
+    "short": mail(),
+    "ascii text": mail(text=f"Hello\nLeave: {UNSUBSCRIBE_PLACEHOLDER}\n"),
+    "long cjk lines": mail(
+        html="<html><body>"
+        + "".join(f"<p>{'论文摘要' * 250}</p>" for _ in range(5))
+        + f'<a href="{UNSUBSCRIBE_PLACEHOLDER}">x</a><a href="{UNSUBSCRIBE_PLACEHOLDER}">y</a></body></html>',
+        text="摘要" * 600 + f"\n{UNSUBSCRIBE_PLACEHOLDER}\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("eight_bit", [True, False])
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_template_gives_the_same_bytes_as_the_email_package(page: str, eight_bit: bool) -> None:
+    issue = PAGES[page]
+    template = message_template(issue, eight_bit=eight_bit, unsubscribe_mailto="leave@example.org")
+    assert template.pieces, "the template is used, not only the reference"
+    for i, sub in enumerate(SUBSCRIBERS):
+        url = f"{URL}{i}&x=<{i}>"
+        options = {"unsubscribe_url": url, "date": WHEN, "msgid": message_id(1, sub.email, "x.org")}
+        assert template._fill(sub, url, WHEN, options["msgid"]) is not None, "filled in, not built again"
+        fast = template.render(sub, **options)  # type: ignore[arg-type]
+        reference = build_reference_message(
+            issue,
+            sub,
+            unsubscribe_mailto="leave@example.org",
+            eight_bit=eight_bit,
+            boundary=template.boundary,
+            **options,  # type: ignore[arg-type]
+        )
+        assert fast == reference, (page, eight_bit, sub)
+
+
+def test_template_falls_back_to_the_reference_for_a_url_too_long_for_its_line() -> None:
+    issue = mail()
+    template = message_template(issue, eight_bit=True)
+    url = URL + "x" * 900  # the header line still fits; the HTML line must be folded again
+    sub = Subscriber("r@example.org")
+    options = {"unsubscribe_url": url, "date": WHEN, "msgid": "<m@x.org>"}
+    fast = template.render(sub, **options)  # type: ignore[arg-type]
+    assert fast == build_reference_message(issue, sub, boundary=template.boundary, **options)  # type: ignore[arg-type]
+    assert all(len(line) <= MAX_LINE_OCTETS for line in fast.split(b"\r\n"))
