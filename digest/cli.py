@@ -220,7 +220,7 @@ def status(ctx: Context) -> None:
     report = ctx.publisher().status()
     report.extra.update(schedule_status(ctx.settings, ctx.now(None)))
     last = (
-        f"issue {report.last_issue} published {report.last_published:%Y-%m-%d %H:%M %Z}"
+        f"issue {report.last_issue} published {report.last_published.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M %Z}"
         if report.last_issue is not None and report.last_published is not None
         else "none yet"
     )
