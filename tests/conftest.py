@@ -10,7 +10,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jinja2
 import pytest
+
+from digest.model import Issue, Site
+from digest.render import make_environment
+from tests.render_samples import make_issues, make_site, seed_entries
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_SEEDS = REPO / "seeds"
@@ -92,3 +97,24 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
         }
     )
     yield Workspace(root=root, env=env)
+
+
+# --- renderer fixtures: the sample seeds as three issues of a pinned site ------------------------------
+
+
+@pytest.fixture(scope="module")
+def env() -> jinja2.Environment:
+    """The template environment with the shipped templates."""
+    return make_environment()
+
+
+@pytest.fixture(scope="module")
+def site() -> Site:
+    """A pinned publication (title, URL, feed id, time zone)."""
+    return make_site()
+
+
+@pytest.fixture(scope="module")
+def issues() -> list[Issue]:
+    """The 23 sample papers as issues 1-3, newest first."""
+    return make_issues(seed_entries())

@@ -10,16 +10,6 @@ from pathlib import Path
 import jinja2
 import lxml.html
 import pytest
-from test_render_feeds import (
-    PUBLISHED,
-    assert_safe_html,
-    golden,
-    golden_issues,
-    hostile_issues,
-    make_issues,
-    make_site,
-    seed_entries,
-)
 
 from digest.model import Entry, Issue, Site
 from digest.render import make_environment
@@ -35,6 +25,14 @@ from digest.render.site import (
     render_issue_page,
 )
 from tests import browser_util
+from tests.render_samples import (
+    PUBLISHED,
+    assert_safe_html,
+    golden,
+    golden_issues,
+    hostile_issues,
+    make_site,
+)
 
 ARTIFACTS = Path(__file__).resolve().parent / ".artifacts"
 FEED_TYPES = {
@@ -43,21 +41,6 @@ FEED_TYPES = {
     "feed.json": "application/feed+json",
     "issues.xml": "application/atom+xml",
 }
-
-
-@pytest.fixture(scope="module")
-def env() -> jinja2.Environment:
-    return make_environment()
-
-
-@pytest.fixture(scope="module")
-def site() -> Site:
-    return make_site()
-
-
-@pytest.fixture(scope="module")
-def issues() -> list[Issue]:
-    return make_issues(seed_entries())
 
 
 def fake_issues(count: int) -> list[Issue]:

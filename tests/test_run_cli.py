@@ -17,26 +17,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from tests.conftest import Workspace
-from tests.mail_util import MailServer, free_port
+from tests.mail_util import MailServer, smtp_server_fixture  # noqa: F401 (the smtp_server fixture)
 
 pytestmark = pytest.mark.slow
 PERIOD = 2  # seconds between slots
 READERS = ("ada@example.org", "grace@example.org")
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[MailServer]:
-    """A real SMTP server on 127.0.0.1 that stores what it receives (the handler of the mail tests)."""
-    server = MailServer(port=free_port())
-    controller = Controller(server, hostname="127.0.0.1", port=server.port)
-    controller.start()
-    try:
-        yield server
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
