@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Located(Protocol):
@@ -23,9 +23,11 @@ class Located(Protocol):
     def content_hash(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class EntryRef:
-    """A seed entry without its text: enough to decide what is new without re-reading unchanged files."""
+class EntryRef(NamedTuple):
+    """A seed entry without its text: enough to decide what is new without re-reading unchanged files.
+
+    A named tuple, not a dataclass: a bulk import builds 100,000 of them, and tuples are several times cheaper.
+    """
 
     id: str
     content_hash: str

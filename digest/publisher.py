@@ -193,7 +193,7 @@ class Publisher:
                 return PublishResult(None, quiet, 0, 0, out_dir, 0)
             with store.transaction(commit=not dry_run):
                 catalog = self._catalog(store, now, files, dry_run=dry_run)
-                known = catalog.known if catalog.known is not None else store.known_entries()
+                known = catalog.known if catalog.known is not None else store.published_entries()
                 plan = plan_next_issue(catalog.refs, known, self.settings.max_entries_per_issue)
                 number = store.next_issue_number()
                 entries = self._materialize(store, catalog, [*plan.new, *plan.revised])
