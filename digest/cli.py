@@ -278,8 +278,13 @@ def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool, now:
 
     Example: digest subscribers add ada@example.org --name "Ada Lovelace"
     """
+    from email.utils import parseaddr
+
     from digest.subscribers import InvalidAddress, SubscriberRow, clean_name, normalize_address
 
+    if "<" in email:  # "Ada Lovelace <ada@example.org>", as copied from a mail client
+        display, address = parseaddr(email)
+        email, name = (address, name or display) if address else (email, name)
     try:
         row = SubscriberRow(normalize_address(email), clean_name(name), 0)
     except InvalidAddress as exc:

@@ -45,6 +45,11 @@ def test_add_list_remove_and_case_only_duplicates(workspace: Workspace) -> None:
     assert missing.returncode == 1 and "no such subscriber" in missing.stderr
 
 
+def test_add_accepts_an_address_as_copied_from_a_mail_client(workspace: Workspace) -> None:
+    assert "li@example.org: added" in workspace.run("subscribers", "add", "李四 <li@example.org>").stdout
+    assert workspace.run("subscribers", "list").stdout.split() == ["li@example.org", "active", "李四"]
+
+
 def test_import_keeps_good_rows_reports_bad_ones_and_respects_unsubscribes(workspace: Workspace) -> None:
     workspace.run("subscribers", "add", "gone@example.org")
     workspace.run("subscribers", "remove", "gone@example.org")
