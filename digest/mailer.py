@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from digest.errors import DeliveryError
+from digest.message import END_OF_DATA, WireMessage, wire_message
 from digest.settings import SmtpSettings
 
 
@@ -58,11 +59,20 @@ class Messenger(Protocol):
     def eight_bit(self) -> bool:
         """Whether message data may contain 8-bit bytes (the server offers 8BITMIME)."""
 
-    def send(self, sender: str, recipient: str, data: bytes, confirm: Callable[[], bool] | None = None) -> SendResult:
-        """Deliver `data` (CRLF line ends) to one recipient; never raises for a per-message problem.
+    def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes | WireMessage,
+        confirm: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> SendResult:
+        """Deliver `data` (a message, or one made ready for DATA) to one recipient; never raises for a per-message
+        problem.
 
         `confirm` is called at the last moment the message can still be withdrawn (before the end of its data):
-        when it answers False, the server does not get the message (the result is DEFERRED)."""
+        when it answers False, the server does not get the message (the result is DEFERRED). `meanwhile` is called
+        once the whole message is out, while the server reads it (the caller prepares its next message then)."""
 
     def close(self) -> None:
         """Say goodbye and drop the connection."""
@@ -136,9 +146,16 @@ class SmtpMessenger:
             raise
         return conn
 
-    def send(self, sender: str, recipient: str, data: bytes, confirm: Callable[[], bool] | None = None) -> SendResult:
-        """One SMTP transaction: MAIL, RCPT, DATA, the message, `confirm()`, the final dot. Any failure leaves the
-        connection ready for the next message (reset, or closed to be reopened).
+    def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes | WireMessage,
+        confirm: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> SendResult:
+        """One SMTP transaction: MAIL, RCPT, DATA, the message, `confirm()`, the final dot, `meanwhile()`, the
+        reply. Any failure leaves the connection ready for the next message (reset, or closed to be reopened).
 
         The server processes a mail transaction only on receipt of the end-of-data "." line (RFC 5321, 4.1.1.4);
         a connection that closes before it leaves nothing to deliver. So everything up to that line is sent while
@@ -149,7 +166,8 @@ class SmtpMessenger:
             return SendResult(Outcome.DEFERRED, str(exc))
         conn = self._conn
         assert conn is not None
-        options = ["BODY=8BITMIME"] if self._eight_bit and not data.isascii() else []
+        wire = data if isinstance(data, WireMessage) else wire_message(data)
+        options = ["BODY=8BITMIME"] if self._eight_bit and wire.eight_bit else []
         data_sent = False
         try:
             # smtplib's mail() and rcpt() parse each address again (email.utils.parseaddr): ours are plain already.
@@ -165,13 +183,15 @@ class SmtpMessenger:
             code, reply = conn.getreply()
             if code != 354:
                 return self._refused(code, reply, "DATA")
-            payload = memoryview(_dot_stuffed(data))
-            conn.send(payload[: -len(_END_OF_DATA)])
+            payload = memoryview(wire.data)
+            conn.send(payload[: -len(END_OF_DATA)])
             if confirm is not None and not confirm():
                 self._drop()
                 return SendResult(Outcome.DEFERRED, "not sent: withdrawn before the end of the message data")
             data_sent = True  # from here on the server may have the message
-            conn.send(payload[-len(_END_OF_DATA) :])
+            conn.send(payload[-len(END_OF_DATA) :])
+            if meanwhile is not None:
+                meanwhile()  # the server needs a while to read ~70 KB: time enough to build another message
             code, reply = conn.getreply()
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             self._drop()
@@ -247,12 +267,12 @@ class RateLimiter:
 
 @dataclass(frozen=True)
 class Job:
-    """One message to deliver; `build(eight_bit)` makes its bytes once the server's abilities are known."""
+    """One message to deliver; `build(eight_bit)` makes it once the server's abilities are known."""
 
     key: int
     sender: str
     recipient: str
-    build: Callable[[bool], bytes]
+    build: Callable[[bool], bytes | WireMessage]
 
 
 @dataclass(frozen=True)
@@ -264,10 +284,27 @@ class Done:
     attempts: int
 
 
+@dataclass(frozen=True)
+class _Built:
+    """A job's message as built for a server with (or without) 8BITMIME; `data` None when it cannot be built."""
+
+    job: Job
+    eight_bit: bool
+    data: bytes | WireMessage | None
+    error: str = ""
+
+
+def _build(job: Job, eight_bit: bool) -> _Built:
+    try:
+        return _Built(job, eight_bit, job.build(eight_bit))
+    except Exception as exc:  # one subscriber's bad data never stops the batch
+        return _Built(job, eight_bit, None, f"cannot build the message: {exc}")
+
+
 class Step:
     """What a connection asks of the ledger between two messages: record `done` (its previous message, if any)
-    and claim `job` (None when the connection has finished). The connection prepares the job meanwhile (builds it,
-    sends MAIL, RCPT, DATA and the message) but sends the final "." only after `answer(True)`."""
+    and claim `job` (None when the connection has finished). The connection prepares the job meanwhile (builds it if
+    not built yet, sends MAIL, RCPT, DATA and the message) but sends the final "." only after `answer(True)`."""
 
     def __init__(self, done: Done | None, job: Job | None, closing: threading.Event) -> None:
         self.done = done
@@ -294,10 +331,14 @@ class DeliveryPool:
 
     Between two messages a thread hands the caller a `Step` (`next_steps()`): the outcome of the message it just
     finished and the job it takes next. The caller records the one and claims the other in ONE transaction and
-    answers; meanwhile the thread builds the next message and sends all of it but the final "." (until which the
+    answers; meanwhile the thread sends MAIL, RCPT, DATA and all of the message but the final "." (until which the
     server cannot accept it), and ends it only once answered. So each message is claimed durably before the server
     can have it, the commit overlaps the transfer, and at any moment a connection has at most one claimed message
     whose outcome is not recorded: the one on the wire.
+
+    While the server reads a message, its thread already takes its next job from the queue and builds that message
+    (a job taken is not claimed: if the run stops there, it is simply not sent): building is then off the path from
+    one message's reply to the next one's MAIL FROM, the path that keeps the server busy.
 
     A DEFERRED message is retried by the same thread after each of `retry_delays` (exponential backoff); setting
     `stop` ends the backoff early, so the message is reported as deferred, and each thread takes no new job.
@@ -365,23 +406,40 @@ class DeliveryPool:
 
     def _work(self, messenger: Messenger) -> None:
         done: Done | None = None
+        ahead: list[Job | None] = []  # the next job, taken early (at most one)
+        built: list[_Built] = []  # its message, built while the server read the previous one
+
+        def prepare_next() -> None:
+            if ahead:
+                return
+            try:
+                ahead.append(self._jobs.get_nowait())
+            except queue.Empty:
+                return  # taken (blocking) when its turn comes
+            upcoming = ahead[0]
+            if upcoming is not None:
+                built.append(_build(upcoming, messenger.eight_bit))
+
         try:
             while True:
-                job = None if self.stop.is_set() or self._closing.is_set() else self._jobs.get()
+                job = ahead.pop() if ahead else self._jobs.get()
+                prepared = built.pop() if built else None
+                if self.stop.is_set() or self._closing.is_set():
+                    job = None
                 step = Step(done, job, self._closing)
                 self._steps.put(step)
                 if job is None:
                     step.wait()
                     return
-                done = self._deliver(messenger, job, step)
+                done = self._deliver(messenger, job, step, prepared, prepare_next)
         finally:
             messenger.close()
 
-    def _deliver(self, messenger: Messenger, job: Job, step: Step) -> Done | None:
+    def _deliver(
+        self, messenger: Messenger, job: Job, step: Step, built: _Built | None, meanwhile: Callable[[], None]
+    ) -> Done | None:
         """Send one job (with retries); None when the ledger did not let it go out."""
         attempts = 0
-        data: bytes | None = None
-        built_for: bool | None = None
         result = SendResult(Outcome.DEFERRED, "not attempted")
         for delay in (*self.retry_delays, None):
             self.limiter.wait()
@@ -391,14 +449,13 @@ class DeliveryPool:
             except DeliveryError as exc:
                 result = SendResult(Outcome.DEFERRED, str(exc))
             else:
-                if data is None or built_for != messenger.eight_bit:
-                    try:
-                        data, built_for = job.build(messenger.eight_bit), messenger.eight_bit
-                    except Exception as exc:  # one subscriber's bad data never stops the batch
-                        result = SendResult(Outcome.FAILED, f"cannot build the message: {exc}")
-                        break
+                if built is None or built.eight_bit != messenger.eight_bit:
+                    built = _build(job, messenger.eight_bit)
+                if built.data is None:
+                    result = SendResult(Outcome.FAILED, built.error)
+                    break
                 try:
-                    result = messenger.send(job.sender, job.recipient, data, confirm=step.wait)
+                    result = messenger.send(job.sender, job.recipient, built.data, step.wait, meanwhile)
                 except Exception as exc:  # unexpected: the message may have gone out, so never resend it blindly
                     result = SendResult(Outcome.UNKNOWN, f"internal error while sending: {exc!r}")
                     break
@@ -408,22 +465,6 @@ class DeliveryPool:
                 break
         # The outcome is ours to record only if the job was claimed (it may have failed before it had to be).
         return Done(job.key, result, attempts) if step.wait() else None
-
-
-_END_OF_DATA = b".\r\n"
-
-
-def _dot_stuffed(data: bytes) -> bytes:
-    """Message data as DATA sends it: CRLF line ends, leading dots doubled, ended by CRLF.CRLF."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:  # counting is ~20x cheaper than the regex
-        data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", data)
-    data = data.replace(b"\r\n.", b"\r\n..")  # every line end is CRLF now: a C loop instead of a regex
-    if data.startswith(b"."):
-        data = b"." + data
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + _END_OF_DATA
 
 
 def _angle_addr(address: str) -> str:

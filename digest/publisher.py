@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from digest.catalog import Catalog
     from digest.mailer import Messenger, Step
-    from digest.message import DkimKey, IssueMail
+    from digest.message import DkimKey, IssueMail, WireMessage
     from digest.model import Delivery, Subscriber
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
@@ -631,12 +631,13 @@ class Publisher:
         date: datetime,
         eight_bit: bool,
         msgid: str | None = None,
-    ) -> bytes:
-        from digest.message import build_message, message_id
+    ) -> WireMessage:
+        """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
+        from digest.message import build_wire_message, message_id
         from digest.store import email_key
         from digest.tokens import unsubscribe_link
 
-        return build_message(
+        return build_wire_message(
             mail,
             subscriber,
             unsubscribe_url=unsubscribe_link(self.settings.unsubscribe_endpoint, secret, subscriber.email),
@@ -649,7 +650,7 @@ class Publisher:
 
     def _builder(
         self, mail: IssueMail, subscriber: Subscriber, secret: str, dkim: DkimKey | None, clock: Callable[[], datetime]
-    ) -> Callable[[bool], bytes]:
+    ) -> Callable[[bool], WireMessage]:
         return lambda eight_bit: self._build(mail, subscriber, secret, dkim, clock(), eight_bit)
 
     def _send_test_copy(
@@ -694,7 +695,7 @@ class Publisher:
 
         for sub in subscribers:
             name = re.sub(r"[^A-Za-z0-9@._+-]", "_", sub.email)
-            data = self._build(mail, sub, secret, dkim, clock(), True)
+            data = self._build(mail, sub, secret, dkim, clock(), True).message
             write_atomic(folder / f"issue-{mail.issue}-{sub.id:06d}-{name}.eml", data)
 
     def _delivery_status(self, store: Store, issue: int) -> dict[str, str]:

@@ -156,3 +156,55 @@ def test_pool_sends_the_data_only_after_the_claim_and_records_each_outcome_with_
     assert received_at_claim == [0, 1, 2, 2, 3]  # at each claim, only the earlier messages had arrived
     assert sorted(smtp_server.recipients()) == ["r0@example.org", "r1@example.org", "r3@example.org", "r4@example.org"]
     assert smtp_server.connections == 2  # the refused message was withdrawn by hanging up before its final dot
+
+
+def test_pool_builds_the_next_message_while_the_server_reads_the_current_one(smtp_server: MailServer) -> None:
+    smtp_server.delay = 0.05  # the server takes a while over each message
+    received_at_build: list[int] = []
+
+    def build(eight_bit: bool) -> bytes:
+        received_at_build.append(len(smtp_server.received))
+        return MESSAGE
+
+    jobs = [Job(i, "a@example.org", f"r{i}@example.org", build) for i in range(4)]
+    pool = DeliveryPool([messenger(smtp_server)], RateLimiter(1000), [], threading.Event())
+    steps = run_pool(pool, jobs, lambda step: True)
+    assert received_at_build == [0, 0, 1, 2]  # each next message built before the server had taken the current one
+    assert [s.done.result.outcome for s in steps if s.done] == [Outcome.SENT] * 4
+
+
+def test_a_job_taken_early_is_neither_claimed_nor_sent_after_a_stop(smtp_server: MailServer) -> None:
+    stop = threading.Event()
+
+    def answer(step: Step) -> bool:
+        stop.set()  # e.g. SIGTERM while message 0 goes out, after job 1 was taken and built
+        return True
+
+    built: list[int] = []
+
+    def job(i: int) -> Job:
+        return Job(i, "a@example.org", f"r{i}@example.org", lambda eight_bit: built.append(i) or MESSAGE)
+
+    smtp_server.delay = 0.05
+    pool = DeliveryPool([messenger(smtp_server)], RateLimiter(1000), [], stop)
+    steps = run_pool(pool, [job(i) for i in range(3)], answer)
+    assert built == [0, 1]
+    assert [(s.done.key if s.done else None, s.job.key if s.job else None) for s in steps] == [(None, 0), (0, None)]
+    assert smtp_server.recipients() == {"r0@example.org": 1}
+
+
+def test_a_message_that_cannot_be_built_fails_alone(smtp_server: MailServer) -> None:
+    def broken(eight_bit: bool) -> bytes:
+        raise ValueError("bad subscriber data")
+
+    jobs = [
+        Job(0, "a@example.org", "r0@example.org", lambda eight_bit: MESSAGE),
+        Job(1, "a@example.org", "r1@example.org", broken),  # built early, while message 0 goes out
+        Job(2, "a@example.org", "r2@example.org", lambda eight_bit: MESSAGE),
+    ]
+    pool = DeliveryPool([messenger(smtp_server)], RateLimiter(1000), [], threading.Event())
+    steps = run_pool(pool, jobs, lambda step: True)
+    results = {s.done.key: s.done.result for s in steps if s.done}
+    assert [results[k].outcome for k in range(3)] == [Outcome.SENT, Outcome.FAILED, Outcome.SENT]
+    assert "bad subscriber data" in results[1].detail
+    assert sorted(smtp_server.recipients()) == ["r0@example.org", "r2@example.org"]

@@ -8,6 +8,7 @@ import base64
 import email
 import email.policy
 import re
+import smtplib
 import subprocess
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -31,6 +32,7 @@ from digest.message import (
     format_subject,
     message_id,
     message_template,
+    wire_message,
 )
 from digest.model import Subscriber
 from digest.render.email import UNSUBSCRIBE_PLACEHOLDER
@@ -220,3 +222,33 @@ def test_template_falls_back_to_the_reference_for_a_url_too_long_for_its_line() 
     fast = template.render(sub, **options)  # type: ignore[arg-type]
     assert fast == build_reference_message(issue, sub, boundary=template.boundary, **options)  # type: ignore[arg-type]
     assert all(len(line) <= MAX_LINE_OCTETS for line in fast.split(b"\r\n"))
+
+
+DOTTED = mail(text=f".starts with a dot\n..two\nmiddle\n.\n退订: {UNSUBSCRIBE_PLACEHOLDER}\n.end\n")
+
+
+@pytest.mark.parametrize("eight_bit", [True, False])
+@pytest.mark.parametrize("page", [*sorted(PAGES), "dotted"])
+def test_wire_form_is_the_message_dot_stuffed_as_smtplib_does(page: str, eight_bit: bool) -> None:
+    issue = PAGES.get(page, DOTTED)
+    template = message_template(issue, eight_bit=eight_bit, unsubscribe_mailto="leave@example.org")
+    # (without 8bit, the dotted text is quoted-printable, encoded per subscriber, with lines starting with a dot)
+    assert template.wire_pieces or (page, eight_bit) == ("dotted", False), "the template's wire form is used"
+    for i, sub in enumerate(SUBSCRIBERS):
+        for url in (f"{URL}{i}&x=<{i}>", f".{i}", ""):  # a leading dot or nothing in a hole: checked, not trusted
+            options = {"unsubscribe_url": url, "date": WHEN, "msgid": message_id(1, sub.email, "x.org")}
+            data = template.render(sub, **options)  # type: ignore[arg-type]
+            wire = template.render_wire(sub, **options)  # type: ignore[arg-type]
+            assert wire.data == smtplib._quote_periods(data) + b".\r\n", (page, eight_bit, sub, url)
+            assert wire.eight_bit == (not data.isascii())
+            assert wire.message == data
+
+
+@given(st.lists(st.sampled_from(["", ".", "..", "a", ".a", "中", "\r\n", "\n", "\r"]), max_size=30))
+def test_wire_message_normalises_line_ends_and_doubles_leading_dots(pieces: list[str]) -> None:
+    raw = "".join(pieces).encode()
+    crlf = re.sub(rb"\r\n|\n|\r", b"\r\n", raw)
+    crlf += b"" if crlf.endswith(b"\r\n") else b"\r\n"
+    wire = wire_message(raw)
+    assert wire.data == smtplib._quote_periods(crlf) + b".\r\n"
+    assert wire.message == crlf
