@@ -485,10 +485,13 @@ def run(ctx: Context, once: bool, now: str | None) -> None:
     from digest import schedule
 
     if once:
-        schedule.run_once(ctx.settings, ctx.now(now))
+        fired = schedule.run_once(ctx.settings, ctx.now(now))
+        if fired is not None and fired.mail_error:
+            sys.exit(1)  # published, but the mail could not go out: cron should tell someone
         return
     if now is not None:
         raise click.UsageError("--now only goes with --once")
+    ctx.publisher().check_ready_to_mail()  # a daemon should not start fine and then fail every week
     schedule.run_forever(ctx.settings, ctx.config)
 
 

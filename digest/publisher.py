@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from digest.subscribers import SubscriberRow
 
 from digest.compose import EntryReport, IssuePlan, describe, plan_next_issue
+from digest.errors import BusyError, DigestError
 from digest.lock import writer_lock
 from digest.model import (
     Entry,
@@ -114,6 +115,7 @@ class ScheduledRun:
     waiting: int
     send: SendReport | None
     not_sent: str = ""
+    mail_error: str = ""  # mailing was due but could not run (bad SMTP settings, no secret_key ...)
 
 
 class Publisher:
@@ -736,7 +738,7 @@ class Publisher:
                 head = store.issue_summaries([newest])[0] if newest is not None else None
                 active = len(store.active_subscribers())
             send: SendReport | None = None
-            not_sent = ""
+            not_sent = mail_error = ""
             if head is None:
                 not_sent = "no scheduled issue to mail"
             elif now - head.published > timedelta(seconds=self.settings.max_send_age):
@@ -749,7 +751,13 @@ class Publisher:
             elif active == 0:
                 not_sent = "no active subscribers: nothing to mail"
             else:
-                send = self.send_issue(issue=head.number, stop=stop)
+                try:
+                    send = self.send_issue(issue=head.number, stop=stop)
+                except BusyError:
+                    raise
+                except DigestError as exc:
+                    # The issue is published (site and feeds are up to date); only the mail waits for a fix.
+                    mail_error = f"issue {head.number} not mailed: {exc}; the next firing or `digest send` retries"
         return ScheduledRun(
             slot=slot,
             slot_time=slot_time,
@@ -758,7 +766,14 @@ class Publisher:
             waiting=result.waiting,
             send=send,
             not_sent=not_sent,
+            mail_error=mail_error,
         )
+
+    def check_ready_to_mail(self) -> None:
+        """Raise a SettingsError when there are subscribers but mail cannot be signed (no secret_key)."""
+        with self.open_store() as store:
+            if store.active_subscribers():
+                self.settings.require_secret_key()
 
     def _late_issue(self, store: Store) -> dict[str, str]:
         """A `digest status` line when the newest scheduled issue is too old for the scheduler to mail and some

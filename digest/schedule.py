@@ -222,7 +222,8 @@ def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None
         return None
     run = Publisher(settings).run_scheduled_job(slot, now, stop=STOP)
     following = next_fire_time(trigger, max(now, slot))
-    log.info("%s; next run %s", describe_run(run, settings), _when(following, settings) if following else "never")
+    level = logging.ERROR if run.mail_error else logging.INFO
+    log.log(level, "%s; next run %s", describe_run(run, settings), _when(following, settings) if following else "never")
     return run
 
 
@@ -243,6 +244,8 @@ def describe_run(run: ScheduledRun, settings: Settings) -> str:
             f"issue {s.issue} mail: {s.sent} sent, {s.failed} failed, {s.deferred} deferred, {s.unknown} unknown,"
             f" {s.skipped} already done" + (" (stopped early)" if s.stopped else "")
         )
+    elif run.mail_error:
+        parts.append(run.mail_error)
     elif run.not_sent:
         parts.append(run.not_sent)
     return "; ".join(parts)

@@ -336,3 +336,16 @@ def test_bad_schedule_is_one_line_and_exit_2(workspace: Workspace) -> None:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("digest: error: schedule '0 8 * * 8'"), result.stderr
     assert issues(workspace) == []
+
+
+def test_without_a_secret_key_the_issue_is_published_but_not_mailed_and_the_daemon_refuses_to_start(
+    run_ws: Workspace, smtp_server: MailServer
+) -> None:
+    del run_ws.env["DIGEST_SECRET_KEY"]
+    once = run_ws.run("run", "--once", check=False)
+    assert once.returncode == 1
+    assert "published issue 1 with 23 papers" in once.stderr and "issue 1 not mailed" in once.stderr
+    assert (run_ws.site / "issues" / "1" / "email.html").is_file()
+    assert smtp_server.received == []
+    daemon = run_ws.run("run", check=False, timeout=30)
+    assert daemon.returncode == 2 and "DIGEST_SECRET_KEY" in daemon.stderr
