@@ -214,11 +214,6 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: commit failed: {exc}") from exc
 
-    @property
-    def connection(self) -> sqlite3.Connection:
-        """The raw connection, for adapters that own their own tables (mailer ledger)."""
-        return self._conn
-
     # --- meta ---------------------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
