@@ -245,7 +245,7 @@ def test_a_run_missed_for_longer_than_the_grace_time_is_not_caught_up(
     time.sleep((1.3 - time.time() % period) % period)
     late = Runner(run_ws, "run2")
     runners.append(late)
-    wait_for(lambda: len(issues(run_ws)) == 2 and every_reader_got(smtp_server, 2), 10, "issue 2", runners)
+    wait_for(lambda: len(issues(run_ws)) == 2 and every_reader_got(smtp_server, 2), 20, "issue 2", runners)
     assert late.stop() == 0
     assert not [t for t in late.scheduled_runs() if t < late.resumed()], late.log
     assert "older than misfire_grace_time" in late.log and "was missed by" in late.log
