@@ -1,0 +1,363 @@
+"""Sending one issue to its subscribers: the ledger-driven orchestration behind `digest send` and the mailing
+half of a scheduled run. It joins the state (the delivery ledger), the message builder and the SMTP pool; the
+Publisher facade hands it the settings, the state opener and the writer lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from digest.output import write_atomic
+from digest.settings import Settings
+from digest.store import Store
+
+if TYPE_CHECKING:
+    from digest.mailer import Messenger, Step
+    from digest.message import DkimKey, IssueMail, WireMessage
+    from digest.model import Delivery, Subscriber
+
+
+@dataclass
+class SendReport:
+    """What a `send` did: counts per outcome of this run, and where test copies or dry-run files went."""
+
+    issue: int
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    unknown: int = 0
+    skipped: int = 0  # active subscribers not sent to: done in an earlier run, or unsubscribed meanwhile
+    expired: int = 0  # 'pending' rows of a crashed run, now 'unknown'
+    stopped: bool = False
+    test_copy: str | None = None
+    dry_run_dir: Path | None = None
+    seconds: float = 0.0
+
+
+class IssueSender:
+    """Mails an issue under the writer lock, recording every delivery in the ledger as it goes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        open_store: Callable[[], Store],
+        lock: Callable[[str], AbstractContextManager[None]],
+    ) -> None:
+        self.settings = settings
+        self.open_store = open_store
+        self.lock = lock
+
+    def send_issue(
+        self,
+        *,
+        issue: int | None = None,
+        to: str | None = None,
+        dry_run_dir: Path | None = None,
+        retry_unknown: bool = False,
+        stop: threading.Event | None = None,
+        on_start: Callable[[int], None] | None = None,
+        on_result: Callable[[Delivery], None] | None = None,
+        messenger: Callable[[], Messenger] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> SendReport:
+        """Mail issue `issue` (default: the latest) to every active subscriber who has not had it yet.
+
+        Each delivery is written 'pending' and committed before its message data goes out, in the same transaction
+        as the outcome of the previous message on that connection, so a crash leaves at most one message per
+        connection unresolved (the one on the wire); the next run marks them 'unknown' and never sends them again
+        unless `retry_unknown`. `to` sends one unrecorded test copy;
+        `dry_run_dir` writes .eml files instead of sending. `stop` ends the run after the messages in flight.
+        """
+        import threading
+        import time
+        from contextlib import nullcontext
+
+        from digest.errors import DeliveryError
+        from digest.mailer import DeliveryPool, Job, RateLimiter, SmtpMessenger
+        from digest.model import Delivery, DeliveryStatus
+
+        secret = self.settings.require_secret_key()
+        clock = clock or (lambda: datetime.now(self.settings.tz))
+        stop = stop or threading.Event()
+        messenger = messenger or (lambda: SmtpMessenger(self.settings.smtp))
+        dkim = self._dkim_key()
+        started = time.monotonic()
+        with self.open_store() as store:
+            mail = self._issue_mail(store, issue)
+        report = SendReport(issue=mail.issue)
+        if to is not None:
+            self._send_test_copy(mail, to, secret, dkim, messenger(), clock)
+            report.sent, report.test_copy = 1, to
+            return report
+
+        with self.lock("send") if dry_run_dir is None else nullcontext(), self.open_store() as store:
+            if dry_run_dir is None:
+                with store.transaction():
+                    report.expired = store.expire_pending(clock())
+            statuses = store.delivery_statuses(mail.issue)
+            again = {None, DeliveryStatus.DEFERRED} | ({DeliveryStatus.UNKNOWN} if retry_unknown else set())
+            active = store.active_subscribers()
+            todo = [s for s in active if statuses.get(s.id) in again]
+            report.skipped = len(active) - len(todo)
+            if dry_run_dir is not None:
+                self._write_eml_files(mail, todo, dry_run_dir, secret, dkim, clock)
+                report.dry_run_dir, report.sent = dry_run_dir, len(todo)
+                return report
+            if not todo:
+                return report
+
+            first = messenger()
+            first.open()  # an unreachable server or a bad login stops here, before anything is recorded
+            try:
+                # The longest address and name make the largest message: if it fits, every message fits.
+                widest = max(todo, key=lambda s: len(s.email.encode()) + len(s.name.encode()))
+                self._build(mail, widest, secret, dkim, clock(), first.eight_bit)
+            except DeliveryError:
+                first.close()
+                raise
+            if on_start:
+                on_start(len(todo))
+            count = min(self.settings.smtp_connections, len(todo))
+            delays = [self.settings.send_retry_delay * 2**i for i in range(self.settings.send_retries)]
+            pool = DeliveryPool(
+                [first, *(messenger() for _ in range(count - 1))],
+                RateLimiter(self.settings.max_messages_per_second),
+                delays,
+                stop,
+            )
+            by_id = {s.id: s for s in todo}
+            sender = self._envelope_sender()
+            for sub in todo:
+                build = self._builder(mail, sub, secret, dkim, clock)
+                pool.submit(Job(sub.id, sender, _smtp_recipient(sub.email), build))
+            pool.finish()
+            try:
+                while pool.running:
+                    steps = pool.next_steps()
+                    claims = self._commit_steps(store, mail, steps, by_id, clock(), retry_unknown)
+                    for step, claimed in zip(steps, claims, strict=True):
+                        step.answer(claimed)  # only now may that connection send the message data
+                        report.skipped += step.job is not None and not claimed  # unsubscribed meanwhile
+                        if step.done is not None:
+                            status = DeliveryStatus(step.done.result.outcome.value)
+                            setattr(report, status.value, getattr(report, status.value) + 1)
+                            if on_result:
+                                sub, result = by_id[step.done.key], step.done.result
+                                on_result(Delivery(mail.issue, sub, status, step.done.attempts, result.detail))
+            finally:
+                pool.close()
+            report.stopped = stop.is_set()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _commit_steps(
+        self,
+        store: Store,
+        mail: IssueMail,
+        steps: Sequence[Step],
+        subscribers: dict[int, Subscriber],
+        now: datetime,
+        retry_unknown: bool,
+    ) -> list[bool]:
+        """In ONE transaction (one fsync however many connections are waiting): record each connection's finished
+        message and claim ('pending') its next one. Returns, per step, whether its next message may go out."""
+        from digest.message import message_id
+        from digest.model import DeliveryStatus
+        from digest.store import email_key
+
+        claims: list[bool] = []
+        with store.transaction():
+            for step in steps:
+                if step.done is not None:
+                    done = step.done
+                    status = DeliveryStatus(done.result.outcome.value)
+                    store.record_delivery(mail.issue, done.key, status, done.result.detail, now, done.attempts)
+                if step.job is None:
+                    claims.append(False)
+                    continue
+                sub = subscribers[step.job.key]
+                msgid = message_id(mail.issue, email_key(sub.email), mail.domain)
+                claims.append(store.claim_delivery(mail.issue, sub.id, msgid, now, retry_unknown=retry_unknown))
+        return claims
+
+    def _issue_mail(self, store: Store, number: int | None) -> IssueMail:
+        """The shared parts of one issue's email, read from the rendered email.html / email.txt."""
+        from urllib.parse import urlsplit
+
+        from digest.errors import DeliveryError
+        from digest.message import IssueMail, format_subject
+
+        if number is None:
+            number = store.latest_issue_number()
+            if number is None:
+                raise DeliveryError("no issue has been published yet; run `digest render` first")
+        summaries = store.issue_summaries([number])
+        if not summaries:
+            raise DeliveryError(f"no such issue: {number} (see `digest status` for the latest)")
+        head = summaries[0]
+        folder = self.settings.output_dir / "issues" / str(number)
+        try:
+            html = (folder / "email.html").read_text(encoding="utf-8")
+            text = (folder / "email.txt").read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DeliveryError(
+                f"issue {number}: cannot read its rendered email in {folder}/ ({exc.strerror}); run `digest rebuild`"
+            ) from None
+        domain = urlsplit(self.settings.site_url).hostname or "localhost"
+        subject = format_subject(
+            self.settings.subject,
+            title=self.settings.title,
+            number=number,
+            date=head.published.astimezone(self.settings.tz).strftime("%Y-%m-%d"),
+            count=head.entry_count,
+        )
+        return IssueMail(
+            issue=number,
+            html=html,
+            text=text,
+            subject=subject,
+            from_address=self.settings.from_address,
+            list_id=self.settings.list_id or f"digest.{domain}",
+            domain=domain,
+        )
+
+    def _dkim_key(self) -> DkimKey | None:
+        """The DKIM key when selector, domain and key file are all set; SettingsError when only some are."""
+        from digest.errors import SettingsError
+        from digest.message import DkimKey
+
+        s = self.settings
+        given = [bool(s.dkim_selector), bool(s.dkim_domain), s.dkim_key_file is not None]
+        if not any(given):
+            return None
+        if not all(given) or s.dkim_key_file is None:
+            raise SettingsError("DKIM needs all of dkim_selector, dkim_domain and dkim_key_file (or none of them)")
+        try:
+            key = s.dkim_key_file.read_bytes()
+        except OSError as exc:
+            raise SettingsError(f"dkim_key_file: cannot read {s.dkim_key_file}: {exc.strerror}") from None
+        return DkimKey(s.dkim_selector, s.dkim_domain, key)
+
+    def _envelope_sender(self) -> str:
+        from email.utils import parseaddr
+
+        from digest.message import smtp_address
+
+        return smtp_address(parseaddr(self.settings.from_address)[1])
+
+    def _build(
+        self,
+        mail: IssueMail,
+        subscriber: Subscriber,
+        secret: str,
+        dkim: DkimKey | None,
+        date: datetime,
+        eight_bit: bool,
+        msgid: str | None = None,
+    ) -> WireMessage:
+        """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
+        from digest.message import build_wire_message, message_id
+        from digest.store import email_key
+        from digest.tokens import unsubscribe_link
+
+        return build_wire_message(
+            mail,
+            subscriber,
+            unsubscribe_url=unsubscribe_link(self.settings.unsubscribe_endpoint, secret, subscriber.email),
+            unsubscribe_mailto=self.settings.unsubscribe_mailto,
+            date=date,
+            msgid=msgid or message_id(mail.issue, email_key(subscriber.email), mail.domain),
+            eight_bit=eight_bit,
+            dkim=dkim,
+        )
+
+    def _builder(
+        self, mail: IssueMail, subscriber: Subscriber, secret: str, dkim: DkimKey | None, clock: Callable[[], datetime]
+    ) -> Callable[[bool], WireMessage]:
+        return lambda eight_bit: self._build(mail, subscriber, secret, dkim, clock(), eight_bit)
+
+    def _send_test_copy(
+        self,
+        mail: IssueMail,
+        to: str,
+        secret: str,
+        dkim: DkimKey | None,
+        messenger: Messenger,
+        clock: Callable[[], datetime],
+    ) -> None:
+        """One copy to `to`, recorded nowhere; its Message-ID differs from the real one so that a mail client
+        does not take the real delivery for a duplicate of the test."""
+        from digest.errors import DeliveryError
+        from digest.mailer import Outcome
+        from digest.message import message_id
+        from digest.model import Subscriber
+
+        address = _valid_address(to)
+        now = clock()
+        msgid = message_id(mail.issue, f"test {address.lower()} {now.isoformat()}", mail.domain)
+        messenger.open()
+        try:
+            data = self._build(mail, Subscriber(email=address), secret, dkim, now, messenger.eight_bit, msgid)
+            result = messenger.send(self._envelope_sender(), _smtp_recipient(address), data)
+        finally:
+            messenger.close()
+        if result.outcome is not Outcome.SENT:
+            raise DeliveryError(f"test copy to {address} {result.outcome.value}: {result.detail}")
+
+    def _write_eml_files(
+        self,
+        mail: IssueMail,
+        subscribers: Sequence[Subscriber],
+        folder: Path,
+        secret: str,
+        dkim: DkimKey | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        """What a send would deliver, one .eml file per subscriber (8bit, as to a server offering 8BITMIME)."""
+        import re
+
+        for sub in subscribers:
+            name = re.sub(r"[^A-Za-z0-9@._+-]", "_", sub.email)
+            data = self._build(mail, sub, secret, dkim, clock(), True).message
+            write_atomic(folder / f"issue-{mail.issue}-{sub.id:06d}-{name}.eml", data)
+
+
+def delivery_status(store: Store, issue: int) -> dict[str, str]:
+    """Ledger lines for `digest status`: counts of the issue's deliveries and the addresses in doubt."""
+    from digest.model import DeliveryStatus
+
+    counts = store.delivery_counts(issue)
+    if not any(counts.values()):
+        return {}
+    extra = {f"deliveries of issue {issue}": ", ".join(f"{n} {s.value}" for s, n in counts.items())}
+    unknown = store.deliveries(issue, DeliveryStatus.UNKNOWN)
+    if unknown:
+        shown = ", ".join(d.subscriber.email for d in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        extra["unknown (may have been delivered)"] = (
+            f"{shown}; after checking, re-send with `digest send --issue {issue} --retry-unknown`"
+        )
+    return extra
+
+
+def _valid_address(address: str) -> str:
+    """The normalized address, or DeliveryError naming what is wrong with it."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from digest.errors import DeliveryError
+
+    try:
+        return str(validate_email(address, check_deliverability=False).normalized)
+    except EmailNotValidError as exc:
+        raise DeliveryError(f"not a valid address: {address!r}: {exc}") from None
+
+
+def _smtp_recipient(address: str) -> str:
+    from digest.message import smtp_address
+
+    return smtp_address(address)
