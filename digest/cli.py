@@ -435,14 +435,18 @@ def send(ctx: Context, issue: int | None, to: str | None, dry_run: Path | None, 
                         highlight=False,
                     )
 
-            report = ctx.publisher().send_issue(
-                issue=issue,
-                to=to,
-                dry_run_dir=dry_run,
-                retry_unknown=retry_unknown,
-                stop=stop,
-                on_start=lambda total: bar.update(task, total=total),
-                on_result=on_result,
+            report = (
+                ctx.publisher()
+                .sender()
+                .send(
+                    issue=issue,
+                    to=to,
+                    dry_run_dir=dry_run,
+                    retry_unknown=retry_unknown,
+                    stop=stop,
+                    on_start=lambda total: bar.update(task, total=total),
+                    on_result=on_result,
+                )
             )
     finally:
         for sig, handler in previous.items():

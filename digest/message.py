@@ -179,30 +179,12 @@ def build_message(
     eight_bit: bool = True,
     dkim: DkimKey | None = None,
     max_html_bytes: int = GMAIL_CLIP_BYTES,
-) -> bytes:
-    """The full message for one subscriber, CRLF line ends, headers 7-bit, HTML part within `max_html_bytes`
-    as transmitted. Raises MessageTooLarge when the HTML cannot be made to fit.
+) -> WireMessage:
+    """The message for one subscriber as SMTP's DATA carries it (`.message` is the message itself: CRLF line ends,
+    headers 7-bit, HTML part within `max_html_bytes` as transmitted). Raises MessageTooLarge when the HTML cannot
+    be made to fit.
 
     Made from the issue's `MessageTemplate` (built once, then only the personal parts are filled in)."""
-    template = message_template(
-        mail, eight_bit=eight_bit, unsubscribe_mailto=unsubscribe_mailto, max_html_bytes=max_html_bytes
-    )
-    return template.render(subscriber, unsubscribe_url=unsubscribe_url, date=date, msgid=msgid, dkim=dkim)
-
-
-def build_wire_message(
-    mail: IssueMail,
-    subscriber: Subscriber,
-    *,
-    unsubscribe_url: str,
-    unsubscribe_mailto: str = "",
-    date: datetime,
-    msgid: str,
-    eight_bit: bool = True,
-    dkim: DkimKey | None = None,
-    max_html_bytes: int = GMAIL_CLIP_BYTES,
-) -> WireMessage:
-    """`build_message` as SMTP's DATA carries it (what the send loop needs): the same message, dot-stuffed."""
     template = message_template(
         mail, eight_bit=eight_bit, unsubscribe_mailto=unsubscribe_mailto, max_html_bytes=max_html_bytes
     )
@@ -511,8 +493,9 @@ def build_reference_message(
     max_html_bytes: int = GMAIL_CLIP_BYTES,
     boundary: str | None = None,
 ) -> bytes:
-    """The same bytes as `build_message`, built with the `email` package for this one subscriber: the reference
-    that message templates are made from and checked against, and the way out for what a template cannot hold."""
+    """The same bytes as `build_message(...).message`, built with the `email` package for this one subscriber:
+    the reference that message templates are made from and checked against, and the way out for what a template
+    cannot hold."""
     text = mail.text.replace(UNSUBSCRIBE_PLACEHOLDER, clean_header(unsubscribe_url))
     # Folding is slow in Python: fold the shared page once, leaving room on each line for the personal URL.
     shared = _folded_template(mail.html) if eight_bit else mail.html

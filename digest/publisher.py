@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     import jinja2
 
     from digest.catalog import Catalog
-    from digest.mailer import Messenger
-    from digest.model import Delivery, Subscriber
+    from digest.model import Subscriber
+    from digest.sending import IssueSender
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
 
@@ -409,33 +409,11 @@ class Publisher:
 
     # --- sending ------------------------------------------------------------------------------
 
-    def send_issue(
-        self,
-        *,
-        issue: int | None = None,
-        to: str | None = None,
-        dry_run_dir: Path | None = None,
-        retry_unknown: bool = False,
-        stop: threading.Event | None = None,
-        on_start: Callable[[int], None] | None = None,
-        on_result: Callable[[Delivery], None] | None = None,
-        messenger: Callable[[], Messenger] | None = None,
-        clock: Callable[[], datetime] | None = None,
-    ) -> SendReport:
-        """Mail an issue to every active subscriber who has not had it yet (see `digest.sending`)."""
+    def sender(self) -> IssueSender:
+        """What mails an issue (`digest send`, and the mailing half of a scheduled run)."""
         from digest.sending import IssueSender
 
-        return IssueSender(self.settings, self.open_store, self.lock).send_issue(
-            issue=issue,
-            to=to,
-            dry_run_dir=dry_run_dir,
-            retry_unknown=retry_unknown,
-            stop=stop,
-            on_start=on_start,
-            on_result=on_result,
-            messenger=messenger,
-            clock=clock,
-        )
+        return IssueSender(self.settings, self.open_store, self.lock)
 
     # --- scheduled runs (`digest run`) -------------------------------------------------------
 
@@ -473,7 +451,7 @@ class Publisher:
                 not_sent = "no active subscribers: nothing to mail"
             else:
                 try:
-                    send = self.send_issue(issue=head.number, stop=stop)
+                    send = self.sender().send(issue=head.number, stop=stop)
                 except BusyError:
                     raise
                 except DigestError as exc:

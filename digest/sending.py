@@ -53,7 +53,7 @@ class IssueSender:
         self.open_store = open_store
         self.lock = lock
 
-    def send_issue(
+    def send(
         self,
         *,
         issue: int | None = None,
@@ -262,11 +262,11 @@ class IssueSender:
         msgid: str | None = None,
     ) -> WireMessage:
         """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
-        from digest.message import build_wire_message, message_id
+        from digest.message import build_message, message_id
         from digest.store import email_key
         from digest.tokens import unsubscribe_link
 
-        return build_wire_message(
+        return build_message(
             mail,
             subscriber,
             unsubscribe_url=unsubscribe_link(self.settings.unsubscribe_endpoint, secret, subscriber.email),

@@ -56,7 +56,7 @@ def mail(html: str = "", text: str = "", subject: str = "AI 论文周报 · 第 
 def build(issue: IssueMail, sub: Subscriber, **kw: object) -> bytes:
     options: dict[str, object] = {"unsubscribe_url": URL, "date": WHEN, "msgid": message_id(1, sub.email, "x.org")}
     options.update(kw)
-    return build_message(issue, sub, **options)  # type: ignore[arg-type]
+    return build_message(issue, sub, **options).message  # type: ignore[arg-type]
 
 
 def parse(data: bytes) -> EmailMessage:
