@@ -193,3 +193,80 @@ def truncate(text: str, max_chars: int) -> str:
     while cut > 0 and unicodedata.combining(text[cut]):  # never strand an accent from its letter
         cut -= 1
     return text[:cut].rstrip(_CLAUSE_PUNCT) + "…"
+
+
+# --- plain-text wrapping (the email's text part) ------------------------------------------------
+
+#: Display columns of the plain-text version (a CJK character takes two).
+TEXT_COLUMNS = 76
+#: Hard limit for one text line, well under RFC 5322's 998 octets.
+MAX_LINE_BYTES = 900
+
+# Characters that must not begin a line (closing punctuation) or end one (opening punctuation).
+_NO_START = set("，。、；：？！）」』】〉》〕…—％,.;:?!)]}%'\"”’")
+_NO_END = set("（「『【〈《〔“‘([{")
+
+
+def _columns(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _tokens(text: str) -> list[tuple[bool, str]]:
+    """Split into unbreakable pieces, each with whether a space comes before it.
+
+    Latin words and URLs stay whole; every CJK character is a piece of its own (a line may break between two),
+    except that closing punctuation sticks to what precedes it and opening punctuation to what follows.
+    """
+    tokens: list[tuple[bool, str]] = []
+    space = False
+    in_word = False
+    for char in text:
+        if char.isspace():
+            space, in_word = True, False
+            continue
+        wide = unicodedata.east_asian_width(char) in "WF"
+        glue = tokens and not space and (char in _NO_START or tokens[-1][1][-1] in _NO_END)
+        if tokens and (glue or (in_word and not wide)):
+            tokens[-1] = (tokens[-1][0], tokens[-1][1] + char)
+        else:
+            tokens.append((space, char))
+        in_word = not wide
+        space = False
+    return tokens
+
+
+def wrap_text(text: str, indent: str = "", first: str = "") -> str:
+    """Fold `text` into lines of about TEXT_COLUMNS display columns for plain-text mail.
+
+    Breaks between CJK characters and at spaces between Latin words; URLs and long words are never split
+    (unless a line would pass MAX_LINE_BYTES). `first` prefixes the first line, `indent` the others.
+    """
+    lines: list[str] = []
+    line, width, prefix = first, _columns(first), first
+    for space, token in _tokens(text):
+        token_width = _columns(token)
+        gap = 1 if space and line != prefix else 0
+        if line != prefix and width + gap + token_width > TEXT_COLUMNS:
+            lines.append(line)
+            line, width, prefix, gap = indent, _columns(indent), indent, 0
+        line += " " * gap + token
+        width += gap + token_width
+    lines.append(line)
+    return "\n".join(piece for raw in lines for piece in split_bytes(raw.rstrip()))
+
+
+def split_bytes(line: str) -> list[str]:
+    """`line` cut into pieces of at most MAX_LINE_BYTES UTF-8 bytes (only an absurdly long word needs it)."""
+    if len(line.encode("utf-8")) <= MAX_LINE_BYTES:
+        return [line]
+    pieces: list[str] = []
+    current, size = "", 0
+    for char in line:
+        char_size = len(char.encode("utf-8"))
+        if size + char_size > MAX_LINE_BYTES:
+            pieces.append(current)
+            current, size = "", 0
+        current += char
+        size += char_size
+    pieces.append(current)
+    return pieces

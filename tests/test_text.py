@@ -16,7 +16,9 @@ from digest.text import (
     linkify,
     linkify_text,
     remove_xml_illegal,
+    split_bytes,
     truncate,
+    wrap_text,
 )
 
 XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
@@ -260,3 +262,33 @@ def test_truncate_to_nothing() -> None:
 @given(st.text(), st.integers(min_value=0, max_value=200))
 def test_truncate_never_exceeds_the_limit(text: str, max_chars: int) -> None:
     assert len(truncate(text, max_chars)) <= max_chars
+
+
+# --- plain-text wrapping for the email's text part --------------------------------------------------------
+
+
+def _columns(line: str) -> int:
+    return sum(2 if is_cjk(c) else 1 for c in line)
+
+
+def test_wrap_breaks_between_cjk_characters_within_76_columns() -> None:
+    lines = wrap_text("扩散模型在多种图像生成任务中表现出色。" * 20).split("\n")
+    assert len(lines) > 1 and all(_columns(line) <= 76 for line in lines)
+    assert "".join(lines) == "扩散模型在多种图像生成任务中表现出色。" * 20
+
+
+def test_wrap_keeps_latin_words_and_urls_whole_and_never_starts_a_line_with_closing_punctuation() -> None:
+    url = "https://github.com/abhi1nandy2/yesbut_dataset"
+    text = "数据集和代码可在 " + url + " 获取。" + "We release the weights and the training code. " * 4
+    lines = wrap_text(text, indent="   ").split("\n")
+    assert any(url in line for line in lines)
+    words = {w for line in lines for w in line.split()}
+    assert {"release", "weights", "training"} <= words
+    assert not any(line.strip().startswith(("，", "。")) for line in lines)
+    assert all(line.startswith("   ") for line in lines[1:])
+
+
+def test_no_line_passes_the_mail_byte_limit_even_for_one_endless_word() -> None:
+    pieces = split_bytes("链" * 1000)
+    assert len(pieces) > 1 and all(len(p.encode("utf-8")) <= 900 for p in pieces)
+    assert "".join(pieces) == "链" * 1000

@@ -5,7 +5,6 @@ Pure: model objects in, strings out; no clock, no files besides the templates th
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -17,7 +16,7 @@ from markupsafe import Markup, escape
 
 from digest.errors import RenderError
 from digest.model import Entry, Issue, Site
-from digest.text import first_sentence, linkify, truncate
+from digest.text import first_sentence, linkify, split_bytes, truncate, wrap_text
 
 #: Written where the mailer puts each subscriber's own one-click unsubscribe URL.
 UNSUBSCRIBE_PLACEHOLDER = "%%UNSUBSCRIBE_URL%%"
@@ -30,10 +29,6 @@ MAX_HTML_BYTES = 100_000
 #: Abstract length (characters) at the "cut" level, and of the first sentence at the "first-sentence" level.
 CUT_CHARS = 300
 SENTENCE_CHARS = 140
-#: Display columns of the plain-text version (a CJK character takes two).
-TEXT_COLUMNS = 76
-#: Hard limit for one text line, well under RFC 5322's 998 octets.
-MAX_LINE_BYTES = 900
 PREHEADER_TITLES = 3
 
 # How much of one paper the email shows, richest first; "hidden" papers are only counted ("and M more").
@@ -246,74 +241,4 @@ def _render_text(site: Site, issue: Issue, template: jinja2.Template, date: str)
     except jinja2.TemplateError as error:
         raise RenderError(f"template {template.name}: {error}") from error
     # Whatever the template does, no line may reach the 998-octet limit of RFC 5322.
-    return "\n".join(line for raw in text.split("\n") for line in _split_bytes(raw))
-
-
-# Characters that must not begin a line (closing punctuation) or end one (opening punctuation).
-_NO_START = set("，。、；：？！）」』】〉》〕…—％,.;:?!)]}%'\"”’")
-_NO_END = set("（「『【〈《〔“‘([{")
-
-
-def _columns(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _tokens(text: str) -> list[tuple[bool, str]]:
-    """Split into unbreakable pieces, each with whether a space comes before it.
-
-    Latin words and URLs stay whole; every CJK character is a piece of its own (a line may break between two),
-    except that closing punctuation sticks to what precedes it and opening punctuation to what follows.
-    """
-    tokens: list[tuple[bool, str]] = []
-    space = False
-    in_word = False
-    for char in text:
-        if char.isspace():
-            space, in_word = True, False
-            continue
-        wide = unicodedata.east_asian_width(char) in "WF"
-        glue = tokens and not space and (char in _NO_START or tokens[-1][1][-1] in _NO_END)
-        if tokens and (glue or (in_word and not wide)):
-            tokens[-1] = (tokens[-1][0], tokens[-1][1] + char)
-        else:
-            tokens.append((space, char))
-        in_word = not wide
-        space = False
-    return tokens
-
-
-def wrap_text(text: str, indent: str = "", first: str = "") -> str:
-    """Fold `text` into lines of about TEXT_COLUMNS display columns for plain-text mail.
-
-    Breaks between CJK characters and at spaces between Latin words; URLs and long words are never split
-    (unless a line would pass MAX_LINE_BYTES). `first` prefixes the first line, `indent` the others.
-    """
-    lines: list[str] = []
-    line, width, prefix = first, _columns(first), first
-    for space, token in _tokens(text):
-        token_width = _columns(token)
-        gap = 1 if space and line != prefix else 0
-        if line != prefix and width + gap + token_width > TEXT_COLUMNS:
-            lines.append(line)
-            line, width, prefix, gap = indent, _columns(indent), indent, 0
-        line += " " * gap + token
-        width += gap + token_width
-    lines.append(line)
-    return "\n".join(piece for raw in lines for piece in _split_bytes(raw.rstrip()))
-
-
-def _split_bytes(line: str) -> list[str]:
-    """`line` cut into pieces of at most MAX_LINE_BYTES UTF-8 bytes (only an absurdly long word needs it)."""
-    if len(line.encode("utf-8")) <= MAX_LINE_BYTES:
-        return [line]
-    pieces: list[str] = []
-    current, size = "", 0
-    for char in line:
-        char_size = len(char.encode("utf-8"))
-        if size + char_size > MAX_LINE_BYTES:
-            pieces.append(current)
-            current, size = "", 0
-        current += char
-        size += char_size
-    pieces.append(current)
-    return pieces
+    return "\n".join(line for raw in text.split("\n") for line in split_bytes(raw))
