@@ -413,7 +413,7 @@ class Publisher:
         """What mails an issue (`digest send`, and the mailing half of a scheduled run)."""
         from digest.sending import IssueSender
 
-        return IssueSender(self.settings, self.open_store, self.lock)
+        return IssueSender(self.settings, self.open_store, self.lock, clock=lambda: datetime.now(self.settings.tz))
 
     # --- scheduled runs (`digest run`) -------------------------------------------------------
 

@@ -48,10 +48,12 @@ class IssueSender:
         settings: Settings,
         open_store: Callable[[], Store],
         lock: Callable[[str], AbstractContextManager[None]],
+        clock: Callable[[], datetime],
     ) -> None:
         self.settings = settings
         self.open_store = open_store
         self.lock = lock
+        self.clock = clock  # the publisher's: deliveries are stamped with the time each one happens
 
     def send(
         self,
@@ -64,7 +66,6 @@ class IssueSender:
         on_start: Callable[[int], None] | None = None,
         on_result: Callable[[Delivery], None] | None = None,
         messenger: Callable[[], Messenger] | None = None,
-        clock: Callable[[], datetime] | None = None,
     ) -> SendReport:
         """Mail issue `issue` (default: the latest) to every active subscriber who has not had it yet.
 
@@ -83,7 +84,7 @@ class IssueSender:
         from digest.model import Delivery, DeliveryStatus
 
         secret = self.settings.require_secret_key()
-        clock = clock or (lambda: datetime.now(self.settings.tz))
+        clock = self.clock
         stop = stop or threading.Event()
         messenger = messenger or (lambda: SmtpMessenger(self.settings.smtp))
         dkim = self._dkim_key()
