@@ -5,6 +5,7 @@ Publisher facade hands it the settings, the state opener and the writer lock.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 from digest.output import write_atomic
 from digest.settings import Settings
 from digest.store import Store
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from digest.mailer import Messenger, Step
@@ -84,6 +87,12 @@ class IssueSender:
         from digest.model import Delivery, DeliveryStatus
 
         secret = self.settings.require_secret_key()
+        if not self.settings.unsubscribe_endpoint.startswith("https://"):
+            log.warning(
+                "the unsubscribe link %s is not https: Gmail and Yahoo ignore one-click unsubscribe without https"
+                " (set site_url or unsubscribe_url)",
+                self.settings.unsubscribe_endpoint,
+            )
         clock = self.clock
         stop = stop or threading.Event()
         messenger = messenger or (lambda: SmtpMessenger(self.settings.smtp))

@@ -332,3 +332,10 @@ def test_unsubscribe_link_works_against_digest_serve(mail_ws: Workspace, smtp_se
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
     assert _unsubscribed_addresses(mail_ws) == {"reader0@example.org"}
+
+
+def test_a_plain_http_unsubscribe_link_is_warned_about(mail_ws: Workspace) -> None:
+    add_subscribers(mail_ws, 1)
+    assert "not https" not in mail_ws.run("send", "--dry-run", str(mail_ws.root / "a")).stderr
+    mail_ws.env["DIGEST_UNSUBSCRIBE_URL"] = "http://lists.example.org/unsubscribe"
+    assert "is not https" in mail_ws.run("send", "--dry-run", str(mail_ws.root / "b")).stderr
