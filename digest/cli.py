@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from digest.errors import DigestError
+from digest.model import SubscriberSource
 
 if TYPE_CHECKING:
     from digest.publisher import Publisher, PublishResult
@@ -262,8 +263,12 @@ _OUTCOME_TEXT = {
     "added": "added",
     "exists": "already subscribed",
     "resubscribed": "subscribed again",
-    "unsubscribed": "unsubscribed earlier; kept unsubscribed (use --resubscribe to add it back)",
 }
+
+
+def _outcome_text(outcome: str) -> str:
+    """What `subscribers add` did; an address that left or was suppressed is kept so unless --resubscribe."""
+    return _OUTCOME_TEXT.get(outcome) or f"{outcome} earlier; kept {outcome} (use --resubscribe to add it back)"
 
 
 @subscribers.command("add")
@@ -291,8 +296,8 @@ def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool, now:
         _fail(str(exc))
         return
     [(_, outcome)] = ctx.publisher().add_subscribers([row], ctx.now(now), resubscribe=resubscribe)
-    click.echo(f"{row.email}: {_OUTCOME_TEXT[outcome]}")
-    if outcome == "unsubscribed":
+    click.echo(f"{row.email}: {_outcome_text(outcome)}")
+    if outcome not in ("added", "exists", "resubscribed"):
         sys.exit(1)
 
 
@@ -325,7 +330,7 @@ def subscribers_list(ctx: Context) -> None:
     width = max((len(r.subscriber.email) for r in records), default=5)
     for record in records:
         sub = record.subscriber
-        status = "active" if sub.active else "unsubscribed"
+        status = sub.status.value
         if record.unsubscribed:
             status += f" {record.unsubscribed:%Y-%m-%d}"
         click.echo(f"{sub.email:<{width}}  {status:<23}  {sub.name}".rstrip())
@@ -358,11 +363,11 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
     rows, problems = parse_subscriber_csv(text, str(file))
     for problem in problems:
         click.echo(str(problem), err=True)
-    added = ctx.publisher().add_subscribers(rows, ctx.now(now), resubscribe=resubscribe)
-    outcomes = Counter(outcome for _, outcome in added)
+    added = ctx.publisher().add_subscribers(rows, ctx.now(now), resubscribe=resubscribe, source=SubscriberSource.IMPORT)
+    outcomes = Counter(outcome if outcome in _OUTCOME_TEXT else "kept" for _, outcome in added)
     click.echo(
         f"{file}: {outcomes['added']} added, {outcomes['exists']} already subscribed,"
-        f" {outcomes['resubscribed']} subscribed again, {outcomes['unsubscribed']} kept unsubscribed,"
+        f" {outcomes['resubscribed']} subscribed again, {outcomes['kept']} kept unsubscribed or suppressed,"
         f" {len(problems)} bad rows"
     )
     if problems:

@@ -182,14 +182,38 @@ class Site:
         return self.url + path.lstrip("/")
 
 
+class SubscriberStatus(StrEnum):
+    """Where a subscriber is in its life cycle; only `active` ones are mailed."""
+
+    PENDING = "pending"  # signed up, not confirmed yet
+    ACTIVE = "active"
+    PAUSED = "paused"  # chose to stop the email for a while (preference page)
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"  # suppressed: the address does not exist, or too many soft bounces
+    COMPLAINED = "complained"  # suppressed: marked an issue as spam
+
+
+class SubscriberSource(StrEnum):
+    """How a subscriber joined (part of the consent record)."""
+
+    FORM = "form"
+    CLI = "cli"
+    IMPORT = "import"
+
+
 @dataclass(frozen=True)
 class Subscriber:
-    """A mail recipient; `active` is False once unsubscribed (the row is kept)."""
+    """A mail recipient. The row is kept after unsubscribing, so imports do not re-add the address."""
 
     email: str
     name: str = ""
-    active: bool = True
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
     id: int = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether the next issue goes to this subscriber."""
+        return self.status is SubscriberStatus.ACTIVE
 
 
 class DeliveryStatus(StrEnum):
@@ -200,6 +224,8 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"
     UNKNOWN = "unknown"
+    BOUNCED = "bounced"  # accepted, then a bounce (DSN) came back, or refused permanently as a non-existent mailbox
+    COMPLAINED = "complained"  # delivered, then reported as spam (ARF)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from digest.model import (
     SeedFile,
     SeedScan,
     Site,
+    SubscriberSource,
 )
 from digest.output import write_atomic, write_bundle
 from digest.render import Bundle, make_environment
@@ -383,14 +384,24 @@ class Publisher:
     # --- subscribers --------------------------------------------------------------------------
 
     def add_subscribers(
-        self, rows: Iterable[SubscriberRow], now: datetime, *, resubscribe: bool = False
+        self,
+        rows: Iterable[SubscriberRow],
+        now: datetime,
+        *,
+        resubscribe: bool = False,
+        source: SubscriberSource = SubscriberSource.CLI,
     ) -> list[tuple[SubscriberRow, str]]:
         """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed" or
         "unsubscribed" (an opt-out is kept unless `resubscribe`). No writer lock: a send in progress re-checks
         each subscriber just before mailing them."""
         with self.open_store() as store, store.transaction():
             return [
-                (row, store.add_subscriber(row.email, row.name, now, resubscribe=resubscribe, active=row.active))
+                (
+                    row,
+                    store.add_subscriber(
+                        row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
+                    ),
+                )
                 for row in rows
             ]
 

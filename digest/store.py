@@ -7,6 +7,8 @@ refuses to publish a paper twice.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from digest.errors import StoreError
 from digest.model import (
@@ -26,6 +29,8 @@ from digest.model import (
     Located,
     PriorEntry,
     Subscriber,
+    SubscriberSource,
+    SubscriberStatus,
 )
 
 MIGRATIONS: tuple[str, ...] = (
@@ -89,6 +94,46 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE seed_files ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX entries_source ON entries (source);
     """,
+    # 4: a subscriber's life cycle (status instead of a flag), consent record, per-subscription token nonce,
+    #    soft-bounce streak, topics; bounced/complained ledger outcomes; a suppression list of address hashes
+    """
+    ALTER TABLE subscribers ADD COLUMN status TEXT NOT NULL DEFAULT 'active'
+        CHECK (status IN ('pending', 'active', 'paused', 'unsubscribed', 'bounced', 'complained'));
+    UPDATE subscribers SET status = CASE WHEN active = 1 THEN 'active' ELSE 'unsubscribed' END;
+    ALTER TABLE subscribers DROP COLUMN active;
+    ALTER TABLE subscribers ADD COLUMN status_changed TEXT;
+    ALTER TABLE subscribers ADD COLUMN status_detail TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscribers ADD COLUMN source TEXT NOT NULL DEFAULT 'cli'
+        CHECK (source IN ('form', 'cli', 'import'));
+    ALTER TABLE subscribers ADD COLUMN signup_ip TEXT;
+    ALTER TABLE subscribers ADD COLUMN confirmed TEXT;
+    ALTER TABLE subscribers ADD COLUMN token_nonce TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscribers ADD COLUMN soft_bounces INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscribers ADD COLUMN topics TEXT NOT NULL DEFAULT '';
+    UPDATE subscribers SET status_changed = COALESCE(unsubscribed, created), token_nonce = lower(hex(randomblob(8)));
+    ALTER TABLE subscribers DROP COLUMN unsubscribed;
+    CREATE INDEX subscribers_status ON subscribers (status);
+    CREATE TABLE deliveries_v4 (
+        issue INTEGER NOT NULL REFERENCES issues(number),
+        subscriber INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        status TEXT NOT NULL CHECK (status IN
+            ('pending', 'sent', 'failed', 'deferred', 'unknown', 'bounced', 'complained')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL DEFAULT '',
+        message_id TEXT,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (issue, subscriber)
+    );
+    INSERT INTO deliveries_v4 SELECT issue, subscriber, status, attempts, detail, message_id, updated FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v4 RENAME TO deliveries;
+    CREATE INDEX deliveries_status ON deliveries (issue, status);
+    CREATE TABLE suppressions (
+        email_hash TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        created TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -104,11 +149,20 @@ class IssueSummary:
 
 @dataclass(frozen=True)
 class SubscriberRecord:
-    """A subscriber with when it was added and (if so) unsubscribed."""
+    """A subscriber with its consent record: how and when it joined, when it was confirmed, its last change."""
 
     subscriber: Subscriber
     created: datetime
-    unsubscribed: datetime | None
+    status_changed: datetime | None
+    status_detail: str
+    source: SubscriberSource
+    signup_ip: str | None
+    confirmed: datetime | None
+
+    @property
+    def unsubscribed(self) -> datetime | None:
+        """When the subscriber stopped getting mail (None while active)."""
+        return None if self.subscriber.active else self.status_changed
 
 
 _PUBLISHED = "EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id)"
@@ -140,6 +194,16 @@ def _entry_from_row(entry_id: str, source: str, line: int, data: str, revised: s
 def email_key(email: str) -> str:
     """The identity of an address: addresses that differ only in case are one subscriber."""
     return email.strip().lower()
+
+
+def email_hash(email: str) -> str:
+    """The one-way form of an address kept in the suppression list after its subscriber was erased."""
+    return hashlib.sha256(email_key(email).encode("utf-8")).hexdigest()
+
+
+def new_token_nonce() -> str:
+    """A random value stored per subscription; tokens carry it, so re-subscribing invalidates old links."""
+    return secrets.token_hex(8)
 
 
 class Store:
@@ -403,68 +467,143 @@ class Store:
 
     # --- subscribers ----------------------------------------------------------------------------
 
+    _SUBSCRIBER_COLUMNS = "id, email, name, status"
+
+    @staticmethod
+    def _subscriber(row: Sequence[Any]) -> Subscriber:
+        return Subscriber(
+            id=int(row[0]),
+            email=str(row[1]),
+            name=str(row[2]),
+            status=SubscriberStatus(row[3]),
+        )
+
     def subscriber(self, email: str) -> Subscriber | None:
-        """The subscriber with this address (case-insensitive), active or not."""
+        """The subscriber with this address (case-insensitive), whatever its status."""
         row = self._conn.execute(
-            "SELECT id, email, name, active FROM subscribers WHERE email_key = ?", (email_key(email),)
+            f"SELECT {self._SUBSCRIBER_COLUMNS} FROM subscribers WHERE email_key = ?", (email_key(email),)
         ).fetchone()
-        return Subscriber(id=row[0], email=row[1], name=row[2], active=bool(row[3])) if row else None
+        return self._subscriber(row) if row else None
+
+    def set_subscriber_status(
+        self,
+        subscriber_id: int,
+        status: SubscriberStatus,
+        now: datetime,
+        *,
+        detail: str = "",
+        only_from: Iterable[SubscriberStatus] | None = None,
+    ) -> bool:
+        """Move a subscriber to `status` (optionally only from some statuses); True if the row changed."""
+        sql = "UPDATE subscribers SET status = ?, status_changed = ?, status_detail = ? WHERE id = ? AND status != ?"
+        params: list[object] = [status.value, now.isoformat(), detail, subscriber_id, status.value]
+        if only_from is not None:
+            allowed = [s.value for s in only_from]
+            sql += f" AND status IN ({','.join('?' * len(allowed))})"
+            params.extend(allowed)
+        return self._conn.execute(sql, params).rowcount > 0
 
     def unsubscribe(self, email: str, now: datetime) -> bool:
-        """Mark a subscriber inactive (the row stays, so imports do not re-add it); True if it was active."""
+        """Mark a subscriber unsubscribed (the row stays, so imports do not re-add it); True if it was active."""
         cursor = self._conn.execute(
-            "UPDATE subscribers SET active = 0, unsubscribed = ? WHERE email_key = ? AND active = 1",
+            "UPDATE subscribers SET status = 'unsubscribed', status_changed = ?, status_detail = ''"
+            " WHERE email_key = ? AND status IN ('active', 'paused', 'pending')",
             (now.isoformat(), email_key(email)),
         )
         return cursor.rowcount > 0
 
     def add_subscriber(
-        self, email: str, name: str, now: datetime, *, resubscribe: bool = False, active: bool = True
+        self,
+        email: str,
+        name: str,
+        now: datetime,
+        *,
+        resubscribe: bool = False,
+        status: SubscriberStatus = SubscriberStatus.ACTIVE,
+        source: SubscriberSource = SubscriberSource.CLI,
+        signup_ip: str | None = None,
     ) -> str:
-        """Add an address: "added", "exists", "resubscribed", or "unsubscribed" (kept so unless `resubscribe`)."""
+        """Add an address: "added", "exists", "resubscribed", or the status it keeps ("unsubscribed", "bounced"...)
+        unless `resubscribe`. A new or re-subscribed row gets a fresh token nonce, so old links die with it."""
         existing = self.subscriber(email)
         if existing is None:
             self._conn.execute(
-                "INSERT INTO subscribers (email, email_key, name, active, created, unsubscribed)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO subscribers (email, email_key, name, status, created, status_changed, source, signup_ip,"
+                " confirmed, token_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     email.strip(),
                     email_key(email),
                     name,
-                    int(active),
+                    status.value,
                     now.isoformat(),
-                    None if active else now.isoformat(),
+                    now.isoformat(),
+                    source.value,
+                    signup_ip,
+                    now.isoformat() if status is SubscriberStatus.ACTIVE else None,
+                    new_token_nonce(),
                 ),
             )
-            return "added" if active else "unsubscribed"
+            return "added" if status is SubscriberStatus.ACTIVE else status.value
         if existing.active:
             return "exists"
         if not resubscribe:
-            return "unsubscribed"
+            return existing.status.value
         self._conn.execute(
-            "UPDATE subscribers SET active = 1, unsubscribed = NULL, name = COALESCE(NULLIF(?, ''), name) WHERE id = ?",
-            (name, existing.id),
+            "UPDATE subscribers SET status = ?, status_changed = ?, status_detail = '', soft_bounces = 0,"
+            " source = ?, signup_ip = ?, confirmed = ?, token_nonce = ?, name = COALESCE(NULLIF(?, ''), name)"
+            " WHERE id = ?",
+            (
+                status.value,
+                now.isoformat(),
+                source.value,
+                signup_ip,
+                now.isoformat() if status is SubscriberStatus.ACTIVE else None,
+                new_token_nonce(),
+                name,
+                existing.id,
+            ),
         )
         return "resubscribed"
 
     def subscriber_records(self) -> list[SubscriberRecord]:
-        """Every subscriber, active or not, in the order they were added."""
+        """Every subscriber, whatever its status, in the order they were added, with its consent record."""
         rows = self._conn.execute(
-            "SELECT id, email, name, active, created, unsubscribed FROM subscribers ORDER BY id"
+            f"SELECT {self._SUBSCRIBER_COLUMNS}, created, status_changed, status_detail, source, signup_ip,"
+            " confirmed FROM subscribers ORDER BY id"
         ).fetchall()
         return [
             SubscriberRecord(
-                Subscriber(id=r[0], email=r[1], name=r[2], active=bool(r[3])),
+                self._subscriber(r),
                 datetime.fromisoformat(r[4]),
                 datetime.fromisoformat(r[5]) if r[5] else None,
+                r[6],
+                SubscriberSource(r[7]),
+                r[8],
+                datetime.fromisoformat(r[9]) if r[9] else None,
             )
             for r in rows
         ]
 
     def active_subscribers(self) -> list[Subscriber]:
         """Subscribers who get the next issue, in the order they were added."""
-        rows = self._conn.execute("SELECT id, email, name FROM subscribers WHERE active = 1 ORDER BY id")
-        return [Subscriber(id=r[0], email=r[1], name=r[2]) for r in rows]
+        rows = self._conn.execute(
+            f"SELECT {self._SUBSCRIBER_COLUMNS} FROM subscribers WHERE status = 'active' ORDER BY id"
+        )
+        return [self._subscriber(r) for r in rows]
+
+    def suppress(self, email: str, reason: str, now: datetime) -> None:
+        """Remember an address only as a one-way hash, so an import cannot silently re-add it."""
+        self._conn.execute(
+            "INSERT INTO suppressions (email_hash, reason, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (email_hash(email), reason, now.isoformat()),
+        )
+
+    def suppression(self, email: str) -> str | None:
+        """Why an address is suppressed (None if it is not)."""
+        row = self._conn.execute(
+            "SELECT reason FROM suppressions WHERE email_hash = ?", (email_hash(email),)
+        ).fetchone()
+        return str(row[0]) if row else None
 
     # --- delivery ledger ------------------------------------------------------------------------
 
@@ -481,7 +620,7 @@ class Store:
         again = ("deferred", "unknown") if retry_unknown else ("deferred",)
         cursor = self._conn.execute(
             "INSERT INTO deliveries (issue, subscriber, status, attempts, detail, message_id, updated)"
-            " SELECT ?, id, 'pending', 0, '', ?, ? FROM subscribers WHERE id = ? AND active = 1"
+            " SELECT ?, id, 'pending', 0, '', ?, ? FROM subscribers WHERE id = ? AND status = 'active'"
             " ON CONFLICT(issue, subscriber) DO UPDATE SET status = 'pending', message_id = excluded.message_id,"
             f" updated = excluded.updated WHERE deliveries.status IN ({','.join('?' * len(again))})",
             (issue, message_id, now.isoformat(), subscriber_id, *again),
@@ -522,7 +661,7 @@ class Store:
     def deliveries(self, issue: int, status: DeliveryStatus | None = None) -> list[Delivery]:
         """Ledger rows of one issue (optionally only one status), with their subscribers."""
         sql = (
-            "SELECT d.status, d.attempts, d.detail, d.message_id, s.id, s.email, s.name, s.active"
+            "SELECT d.status, d.attempts, d.detail, d.message_id, s.id, s.email, s.name, s.status"
             " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber WHERE d.issue = ?"
         )
         params: list[object] = [issue]
@@ -533,7 +672,7 @@ class Store:
         return [
             Delivery(
                 issue=issue,
-                subscriber=Subscriber(id=r[4], email=r[5], name=r[6], active=bool(r[7])),
+                subscriber=self._subscriber(r[4:8]),
                 status=DeliveryStatus(r[0]),
                 attempts=int(r[1]),
                 detail=r[2],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 
 from digest.message import clean_header
-from digest.model import Problem
+from digest.model import Problem, SubscriberStatus
 from digest.store import SubscriberRecord
 
 EXPORT_COLUMNS = ("email", "name", "status", "subscribed", "unsubscribed")
@@ -31,7 +31,7 @@ class SubscriberRow:
     email: str
     name: str
     line: int
-    active: bool = True
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
 
 
 def normalize_address(address: str) -> str:
@@ -76,11 +76,19 @@ def parse_subscriber_csv(text: str, source: str) -> tuple[list[SubscriberRow], l
                 problems.append(Problem(source, line, str(exc)))
                 continue
             name = clean_name(_cell(cells, columns.get("name")))
-            active = _cell(cells, columns.get("status")).lower() != "unsubscribed"
-            rows.append(SubscriberRow(email, name, line, active))
+            rows.append(SubscriberRow(email, name, line, _status(_cell(cells, columns.get("status")))))
     except csv.Error as exc:
         problems.append(Problem(source, reader.line_num, f"unreadable CSV: {exc}"))
     return rows, problems
+
+
+def _status(cell: str) -> SubscriberStatus:
+    """A status column keeps opt-outs and suppressions when moving a list; anything else imports as active."""
+    try:
+        status = SubscriberStatus(cell.strip().lower())
+    except ValueError:
+        return SubscriberStatus.ACTIVE
+    return SubscriberStatus.ACTIVE if status is SubscriberStatus.PENDING else status
 
 
 def _cell(cells: list[str], index: int | None) -> str:
@@ -98,7 +106,7 @@ def export_csv(records: Iterable[SubscriberRecord]) -> str:
             [
                 sub.email,
                 sub.name,
-                "active" if sub.active else "unsubscribed",
+                sub.status.value,
                 record.created.isoformat(timespec="seconds"),
                 record.unsubscribed.isoformat(timespec="seconds") if record.unsubscribed else "",
             ]

@@ -242,7 +242,7 @@ def test_hostile_title_and_subject_never_reach_a_header_line(mail_ws: Workspace,
 
 def _unsubscribed_addresses(ws: Workspace) -> set[str]:
     with sqlite3.connect(ws.state) as conn:
-        return {r[0] for r in conn.execute("SELECT email FROM subscribers WHERE active = 0")}
+        return {r[0] for r in conn.execute("SELECT email FROM subscribers WHERE status = 'unsubscribed'")}
 
 
 @pytest.mark.slow

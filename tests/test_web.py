@@ -146,7 +146,9 @@ def add_subscriber(state: Path, email: str) -> None:
 def subscriber_row(state: Path, email: str) -> tuple[int, str | None] | None:
     with sqlite3.connect(state) as db:
         row = db.execute(
-            "SELECT active, unsubscribed FROM subscribers WHERE email_key = ?", (email.strip().lower(),)
+            "SELECT status = 'active', CASE WHEN status = 'active' THEN NULL ELSE status_changed END"
+            " FROM subscribers WHERE email_key = ?",
+            (email.strip().lower(),),
         ).fetchone()
     return (int(row[0]), row[1]) if row else None
 
