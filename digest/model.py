@@ -209,6 +209,7 @@ class Subscriber:
     name: str = ""
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     id: int = 0
+    token_nonce: str = ""  # random per subscription; links carry it, so they die when the subscription does
 
     @property
     def active(self) -> bool:

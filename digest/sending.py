@@ -279,7 +279,7 @@ class IssueSender:
         return build_message(
             mail,
             subscriber,
-            unsubscribe_url=unsubscribe_link(self.settings.unsubscribe_endpoint, secret, subscriber.email),
+            unsubscribe_url=unsubscribe_link(self.settings.unsubscribe_endpoint, secret, subscriber),
             unsubscribe_mailto=self.settings.unsubscribe_mailto,
             date=date,
             msgid=msgid or message_id(mail.issue, email_key(subscriber.email), mail.domain),

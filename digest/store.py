@@ -467,7 +467,7 @@ class Store:
 
     # --- subscribers ----------------------------------------------------------------------------
 
-    _SUBSCRIBER_COLUMNS = "id, email, name, status"
+    _SUBSCRIBER_COLUMNS = "id, email, name, status, token_nonce"
 
     @staticmethod
     def _subscriber(row: Sequence[Any]) -> Subscriber:
@@ -476,6 +476,7 @@ class Store:
             email=str(row[1]),
             name=str(row[2]),
             status=SubscriberStatus(row[3]),
+            token_nonce=str(row[4]),
         )
 
     def subscriber(self, email: str) -> Subscriber | None:
@@ -574,12 +575,12 @@ class Store:
         return [
             SubscriberRecord(
                 self._subscriber(r),
-                datetime.fromisoformat(r[4]),
-                datetime.fromisoformat(r[5]) if r[5] else None,
-                r[6],
-                SubscriberSource(r[7]),
-                r[8],
-                datetime.fromisoformat(r[9]) if r[9] else None,
+                datetime.fromisoformat(r[5]),
+                datetime.fromisoformat(r[6]) if r[6] else None,
+                r[7],
+                SubscriberSource(r[8]),
+                r[9],
+                datetime.fromisoformat(r[10]) if r[10] else None,
             )
             for r in rows
         ]
@@ -661,7 +662,7 @@ class Store:
     def deliveries(self, issue: int, status: DeliveryStatus | None = None) -> list[Delivery]:
         """Ledger rows of one issue (optionally only one status), with their subscribers."""
         sql = (
-            "SELECT d.status, d.attempts, d.detail, d.message_id, s.id, s.email, s.name, s.status"
+            "SELECT d.status, d.attempts, d.detail, d.message_id, s.id, s.email, s.name, s.status, s.token_nonce"
             " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber WHERE d.issue = ?"
         )
         params: list[object] = [issue]
@@ -672,7 +673,7 @@ class Store:
         return [
             Delivery(
                 issue=issue,
-                subscriber=self._subscriber(r[4:8]),
+                subscriber=self._subscriber(r[4:9]),
                 status=DeliveryStatus(r[0]),
                 attempts=int(r[1]),
                 detail=r[2],

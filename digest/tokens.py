@@ -7,6 +7,8 @@ from urllib.parse import urlencode
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from digest.model import Subscriber
+
 _SALT = "digest-unsubscribe-v1"
 
 
@@ -30,7 +32,7 @@ def read_token(secret: str, token: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def unsubscribe_link(endpoint: str, secret: str, email: str) -> str:
-    """The personal one-click unsubscribe URL for `email`."""
+def unsubscribe_link(endpoint: str, secret: str, subscriber: Subscriber) -> str:
+    """The personal one-click unsubscribe URL for `subscriber`."""
     separator = "&" if "?" in endpoint else "?"
-    return endpoint + separator + urlencode({"token": make_token(secret, email)})
+    return endpoint + separator + urlencode({"token": make_token(secret, subscriber.email)})
