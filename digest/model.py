@@ -42,6 +42,7 @@ class Entry:
     `id` is the paper's identity: the arXiv id (`2409.13346`) for arXiv links, else the normalized URL.
     `abstract` holds paragraphs of plain text; renderers escape and linkify it.
     `revised` is set by the store when the text changed after publication (a corrected translation).
+    `topics` are the slugs of the seed's optional `Topics:` line; they win over the topic rules.
     """
 
     id: str
@@ -52,12 +53,16 @@ class Entry:
     source: str
     line: int
     revised: datetime | None = None
+    topics: tuple[str, ...] = ()
 
     @cached_property
     def content_hash(self) -> str:
         """A hash of what readers see; a change means a correction, not a new paper."""
         # \x1e/\x1f never occur in cleaned text (they are illegal in XML), so the join is unambiguous.
-        payload = "\x1e".join([self.title_en, self.title_zh, self.url, "\x1f".join(self.abstract)])
+        fields = [self.title_en, self.title_zh, self.url, "\x1f".join(self.abstract)]
+        if self.topics:  # only then: hashes recorded before topics existed stay valid
+            fields.append(",".join(self.topics))
+        payload = "\x1e".join(fields)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
     @property
@@ -164,6 +169,28 @@ class Issue:
 
 
 @dataclass(frozen=True)
+class Topic:
+    """A subject papers are grouped by: names for readers, and the rules that assign papers to it.
+
+    `keywords` are matched case-insensitively: an ASCII keyword as a whole word (plural allowed) or, ending with
+    `*`, as a word prefix; a CJK keyword as a substring. `patterns` are case-insensitive regular expressions.
+    Both are matched on the English and Chinese titles and the abstract. A topic with neither is the fallback
+    for papers no rule matches.
+    """
+
+    slug: str
+    name_zh: str
+    name_en: str
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+    @property
+    def is_fallback(self) -> bool:
+        """Whether this topic takes the papers no rule matches."""
+        return not self.keywords and not self.patterns
+
+
+@dataclass(frozen=True)
 class Site:
     """What renderers need to know about the publication (built from settings by the publisher)."""
 
@@ -176,6 +203,8 @@ class Site:
     timezone: str = "UTC"
     feed_max_items: int = 50
     generator: str = "digest"
+    topics: tuple[Topic, ...] = ()
+    websub_hub: str = ""
 
     def link(self, path: str = "") -> str:
         """Absolute URL of a path inside the site."""

@@ -4,8 +4,12 @@ Format of one entry (see seeds/*.txt)::
 
     ## <English title>
     [<Chinese title>](<URL>)
+    Topics: <slug>, <slug>          (optional: the paper's topics, overriding the topic rules)
 
     <abstract: one or more paragraphs>
+
+The `Topics:` line may stand anywhere in the entry after the link line; only syntax is checked here (slugs are
+checked against the configured topics where those are known: `digest.topics.topic_problems`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ _XML_ILLEGAL_BUT_BAD_BYTES = re.compile(XML_ILLEGAL.replace("\ud800-\udfff", "\u
 # Characters a URL must percent-encode; a raw one is a typo or an attempt to break out of an attribute.
 _NOT_IN_URL = re.compile(r'[\s"<>\\]')
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+# "Topics: llm, agents" on a line of its own (a full-width colon and comma too: the line is often typed in Chinese).
+_TOPICS_LINE = re.compile(r"^[ \t]*topics[ \t]*[:：](.*)$", re.IGNORECASE | re.MULTILINE)
+_TOPIC_SEPARATORS = re.compile(r"[\s,，、;；]+")
 
 
 def entry_id(url: str) -> str:
@@ -210,6 +217,12 @@ def _parse_entry(chunk: str, start: int, source: str) -> Entry | Problem:
             link_line_no,
             f'the URL {_quote(url)!r} contains a space or one of " < > \\; percent-encode it (a space is %20)',
         )
+    topics: tuple[str, ...] = ()
+    if "opics" in body:  # cheap pre-check: most entries have no Topics line
+        found = _TOPICS_LINE.search(body)
+        if found:
+            topics = tuple(dict.fromkeys(t.lower() for t in _TOPIC_SEPARATORS.split(found.group(1)) if t))
+            body = body[: found.start()] + body[found.end() :]
     title_zh = " ".join(resolve_latex_accents(text).split())
     if not title_zh:
         return Problem(source, link_line_no, f"the link text (Chinese title) is empty; write it as {_LINK_HINT}")
@@ -224,6 +237,7 @@ def _parse_entry(chunk: str, start: int, source: str) -> Entry | Problem:
         abstract=tuple(map(resolve_latex_accents, abstract)),
         source=source,
         line=start,
+        topics=topics,
     )
 
 

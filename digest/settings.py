@@ -16,6 +16,8 @@ from pydantic_settings import (
 )
 
 from digest.errors import SettingsError
+from digest.model import Topic
+from digest.topics import DEFAULT_TOPICS
 
 DEFAULT_CONFIG = Path("config/digest.toml")
 
@@ -42,6 +44,45 @@ class SmtpSettings(BaseModel):
             except OSError as exc:
                 raise SettingsError(f"smtp.password_file: cannot read {self.password_file}: {exc}") from exc
         return ""
+
+
+class TopicSetting(BaseModel):
+    """One `[[topics]]` table: a topic's slug (used in URLs and `Topics:` lines), its names, and its rules."""
+
+    model_config = {"extra": "forbid"}
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    name_zh: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+    keywords: list[str] = []
+    regexes: list[str] = []
+
+    @field_validator("regexes")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return value
+
+    def to_topic(self) -> Topic:
+        """The model object renderers use."""
+        return Topic(self.slug, self.name_zh, self.name_en, tuple(self.keywords), tuple(self.regexes))
+
+    @classmethod
+    def of(cls, topic: Topic) -> TopicSetting:
+        """The setting for a shipped topic."""
+        return cls(
+            slug=topic.slug,
+            name_zh=topic.name_zh,
+            name_en=topic.name_en,
+            keywords=list(topic.keywords),
+            regexes=list(topic.patterns),
+        )
 
 
 class Settings(BaseSettings):
@@ -75,6 +116,8 @@ class Settings(BaseSettings):
     feed_max_items: int = Field(default=50, ge=1, le=10_000)
     archive_page_size: int = Field(default=50, ge=1, le=1000)
     email_max_bytes: int = Field(default=100_000, ge=10_000)
+    topics: list[TopicSetting] = Field(default_factory=lambda: [TopicSetting.of(t) for t in DEFAULT_TOPICS])
+    websub_hub: str = ""  # a WebSub hub announced in the feeds and pinged after each render
 
     # concurrency
     lock_timeout: float = Field(default=60.0, ge=0)
@@ -107,6 +150,29 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an absolute http(s) URL, e.g. https://example.org/digest/")
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[TopicSetting]) -> list[TopicSetting]:
+        slugs = [t.slug for t in value]
+        repeated = sorted({s for s in slugs if slugs.count(s) > 1})
+        if repeated:
+            raise ValueError(f"topic slugs must be unique, repeated: {', '.join(repeated)}")
+        if sum(not t.keywords and not t.regexes for t in value) > 1:
+            raise ValueError("at most one topic may have no keywords and no regexes (the fallback topic)")
+        return value
+
+    @field_validator("websub_hub")
+    @classmethod
+    def _websub_hub(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be empty or an absolute http(s) URL of a WebSub hub")
+        return value
+
+    @property
+    def topic_list(self) -> tuple[Topic, ...]:
+        """The topics as renderers see them, in the configured order."""
+        return tuple(t.to_topic() for t in self.topics)
 
     @field_validator("timezone")
     @classmethod

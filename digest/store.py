@@ -134,6 +134,17 @@ MIGRATIONS: tuple[str, ...] = (
         created TEXT NOT NULL
     );
     """,
+    # 5: which published papers belong to which topic (derived from the topic rules at render time; `rebuild`
+    #    derives it again), so a topic's pages and feeds are found without reading the whole archive
+    """
+    CREATE TABLE paper_topics (
+        topic TEXT NOT NULL,
+        issue INTEGER NOT NULL REFERENCES issues(number),
+        position INTEGER NOT NULL,
+        PRIMARY KEY (topic, issue, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX paper_topics_issue ON paper_topics (issue);
+    """,
 )
 
 
@@ -174,11 +185,14 @@ _FIELD, _PARAGRAPH = "\x1e", "\x1f"
 
 
 def _entry_data(entry: Entry) -> str:
-    return _FIELD.join((entry.title_en, entry.title_zh, entry.url, _PARAGRAPH.join(entry.abstract)))
+    fields = [entry.title_en, entry.title_zh, entry.url, _PARAGRAPH.join(entry.abstract)]
+    if entry.topics:  # a fifth field only when the seed has a Topics: line (older rows have four)
+        fields.append(",".join(entry.topics))
+    return _FIELD.join(fields)
 
 
 def _entry_from_row(entry_id: str, source: str, line: int, data: str, revised: str | None) -> Entry:
-    title_en, title_zh, url, abstract = data.split(_FIELD)
+    title_en, title_zh, url, abstract, *topics = data.split(_FIELD)
     return Entry(
         id=entry_id,
         title_en=title_en,
@@ -188,6 +202,7 @@ def _entry_from_row(entry_id: str, source: str, line: int, data: str, revised: s
         source=source,
         line=line,
         revised=datetime.fromisoformat(revised) if revised else None,
+        topics=tuple(topics[0].split(",")) if topics else (),
     )
 
 
@@ -448,6 +463,46 @@ class Store:
             )
             for n in numbers
         ]
+
+    # --- topics (a derived index: rebuilt from the issues and the topic rules) ----------------------------
+
+    def set_paper_topics(self, issue: int, rows: Iterable[tuple[str, int]]) -> set[str]:
+        """Replace issue `issue`'s (topic, position) rows; returns the topics it had before and has now."""
+        before = {r[0] for r in self._conn.execute("SELECT DISTINCT topic FROM paper_topics WHERE issue = ?", (issue,))}
+        self._conn.execute("DELETE FROM paper_topics WHERE issue = ?", (issue,))
+        fresh = list(rows)
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO paper_topics (topic, issue, position) VALUES (?, ?, ?)",
+            [(topic, issue, position) for topic, position in fresh],
+        )
+        return before | {topic for topic, _ in fresh}
+
+    def clear_paper_topics(self) -> None:
+        """Forget every topic row (before `rebuild` derives them again)."""
+        self._conn.execute("DELETE FROM paper_topics")
+
+    def topic_paper_count(self, topic: str) -> int:
+        """How many published papers `topic` has."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM paper_topics WHERE topic = ?", (topic,)).fetchone()[0])
+
+    def newest_topic_papers(self, topic: str, limit: int) -> list[tuple[int, int]]:
+        """The newest `limit` papers of `topic` as (issue, position), newest first."""
+        rows = self._conn.execute(
+            "SELECT issue, position FROM paper_topics WHERE topic = ? ORDER BY issue DESC, position DESC LIMIT ?",
+            (topic, limit),
+        )
+        return [(int(i), int(p)) for i, p in rows]
+
+    def topic_papers(self, topic: str) -> list[tuple[int, int]]:
+        """Every paper of `topic` as (issue, position), oldest first (what `rebuild` paginates)."""
+        rows = self._conn.execute(
+            "SELECT issue, position FROM paper_topics WHERE topic = ? ORDER BY issue, position", (topic,)
+        )
+        return [(int(i), int(p)) for i, p in rows]
+
+    def topics_in_use(self) -> set[str]:
+        """Every topic that has at least one paper."""
+        return {r[0] for r in self._conn.execute("SELECT DISTINCT topic FROM paper_topics")}
 
     def issues_of_entries(self, entry_ids: Iterable[str]) -> set[int]:
         """The issues that contain any of these entries."""

@@ -19,9 +19,10 @@ import nh3
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup, escape
 
-from digest.model import Entry, Issue, Site
+from digest.model import Entry, Issue, Site, Topic
 from digest.render import Bundle
 from digest.text import linkify, truncate
+from digest.topics import assign_topics
 
 #: Feed files: (file name, media type, link title); also used for `<link rel="alternate">` autodiscovery.
 FEED_FILES: tuple[tuple[str, str, str], ...] = (
@@ -35,6 +36,8 @@ FEED_FILES: tuple[tuple[str, str, str], ...] = (
 _EMPTY_FEED_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _SUMMARY_CHARS = 160
 _SAFE_SCHEMES = frozenset({"http", "https"})
+_ATOM_NS = "http://www.w3.org/2005/Atom"
+_HISTORY_NS = "http://purl.org/syndication/history/1.0"  # RFC 5005 feed paging and archiving
 
 
 # -------------------------------------------------------------------------------- identity
@@ -89,6 +92,38 @@ def issue_title(site: Site, issue: Issue) -> str:
     return f"{site.title} 第 {issue.number} 期"
 
 
+def topic_feed_id(site: Site, slug: str) -> str:
+    """The Atom id of a topic's paper feeds; permanent like the site's feed id."""
+    return uuid.uuid5(_namespace(site), f"topic/{slug}").urn
+
+
+def topic_folder(slug: str) -> str:
+    """Where a topic's pages and feeds live in the output folder."""
+    return f"topics/{slug}/"
+
+
+@dataclass(frozen=True)
+class FeedScope:
+    """Which papers a paper feed carries and who it says it is: the whole publication, or one topic."""
+
+    feed_id: str
+    title: str
+    folder: str  # "" for the site root, "topics/<slug>/" for a topic
+    topic: str | None = None
+
+    @classmethod
+    def whole(cls, site: Site) -> FeedScope:
+        """The site's own feeds (`rss.xml` ... at the root)."""
+        return cls(site.feed_id, site.title, "")
+
+    @classmethod
+    def of_topic(cls, site: Site, topic: Topic) -> FeedScope:
+        """The feeds of one topic (`topics/<slug>/rss.xml` ...)."""
+        return cls(
+            topic_feed_id(site, topic.slug), f"{site.title} · {topic.name_zh}", topic_folder(topic.slug), topic.slug
+        )
+
+
 # ----------------------------------------------------------------------------------- items
 
 
@@ -111,13 +146,16 @@ class FeedItem:
         return paper_url(self.entry)
 
 
-def feed_items(site: Site, issues: Sequence[Issue]) -> list[FeedItem]:
-    """The newest `site.feed_max_items` papers: issues newest first, papers in issue order."""
+def feed_items(site: Site, issues: Sequence[Issue], topic: str | None = None) -> list[FeedItem]:
+    """The newest `site.feed_max_items` papers (of `topic`, when given): issues newest first, papers in issue
+    order."""
     items: list[FeedItem] = []
     for issue in sorted(issues, key=lambda i: i.number, reverse=True):
         for position, entry in enumerate(issue.entries):
             if len(items) >= site.feed_max_items:
                 return items
+            if topic is not None and topic not in assign_topics(entry, site.topics):
+                continue
             items.append(
                 FeedItem(
                     issue=issue,
@@ -166,8 +204,51 @@ def _feed_updated(times: Sequence[datetime]) -> datetime:
 # ----------------------------------------------------------------------------------- feedgen
 
 
-def _base_feed(site: Site, *, feed_id: str, title: str, self_file: str, self_type: str) -> FeedGenerator:
+class _LinksExtension:
+    """feedgen writes only the `self` atom:link into RSS and has no RFC 5005 `fh:archive`: this extension adds
+    the WebSub hub link to RSS and the archive marker to archive documents (extensions, not hand-built XML)."""
+
+    def __init__(self, hub: str, archive: bool) -> None:
+        self.hub, self.archive = hub, archive
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": _HISTORY_NS} if self.archive else {}
+
+    def extend_rss(self, rss: Any) -> Any:
+        channel = rss[0]
+        if self.hub:
+            link = lxml_sub(channel, f"{{{_ATOM_NS}}}link")
+            link.attrib.update({"href": self.hub, "rel": "hub"})
+        return rss
+
+    def extend_atom(self, atom: Any) -> Any:
+        if self.archive:
+            lxml_sub(atom, f"{{{_HISTORY_NS}}}archive")
+        return atom
+
+
+def lxml_sub(parent: Any, tag: str) -> Any:
+    """A new child element (feedgen's extensions hand us lxml elements)."""
+    from lxml import etree
+
+    return etree.SubElement(parent, tag)
+
+
+def _base_feed(
+    site: Site,
+    *,
+    feed_id: str,
+    title: str,
+    self_file: str,
+    self_type: str,
+    home: str | None = None,
+    links: Sequence[tuple[str, str]] = (),
+    archive: bool = False,
+) -> FeedGenerator:
+    """A feed with its identity and links; `links` are extra (rel, href) pairs such as RFC 5005 archive links."""
     fg = FeedGenerator()
+    if site.websub_hub or archive:
+        fg.register_extension("digestlinks", lambda: _LinksExtension(site.websub_hub, archive), atom=True, rss=True)
     fg.id(feed_id)
     fg.title(title)
     fg.author({"name": site.author})
@@ -177,13 +258,24 @@ def _base_feed(site: Site, *, feed_id: str, title: str, self_file: str, self_typ
     fg.docs("https://www.rssboard.org/rss-specification")
     # RSS <channel><link> is taken from the LAST link() call: self first, the site last.
     fg.link(href=site.link(self_file), rel="self", type=self_type)
-    fg.link(href=site.url, rel="alternate", type="text/html")
+    if site.websub_hub:
+        fg.link(href=site.websub_hub, rel="hub")
+    for rel, href in links:
+        fg.link(href=href, rel=rel, type=self_type)
+    fg.link(href=home or site.url, rel="alternate", type="text/html")
     return fg
 
 
-def _paper_feed(site: Site, issues: Sequence[Issue], *, self_file: str, self_type: str) -> FeedGenerator:
-    items = feed_items(site, issues)
-    fg = _base_feed(site, feed_id=site.feed_id, title=site.title, self_file=self_file, self_type=self_type)
+def _paper_feed(site: Site, issues: Sequence[Issue], scope: FeedScope, *, name: str, media: str) -> FeedGenerator:
+    items = feed_items(site, issues, scope.topic)
+    fg = _base_feed(
+        site,
+        feed_id=scope.feed_id,
+        title=scope.title,
+        self_file=scope.folder + name,
+        self_type=media,
+        home=site.link(scope.folder),
+    )
     updated = _feed_updated([item.updated for item in items])
     fg.updated(updated)
     fg.lastBuildDate(updated)
@@ -202,15 +294,15 @@ def _paper_feed(site: Site, issues: Sequence[Issue], *, self_file: str, self_typ
     return fg
 
 
-def render_rss(site: Site, issues: Sequence[Issue]) -> bytes:
+def render_rss(site: Site, issues: Sequence[Issue], scope: FeedScope | None = None) -> bytes:
     """`rss.xml`: RSS 2.0 (Best Practices Profile), one item per paper, newest first."""
-    fg = _paper_feed(site, issues, self_file="rss.xml", self_type="application/rss+xml")
+    fg = _paper_feed(site, issues, scope or FeedScope.whole(site), name="rss.xml", media="application/rss+xml")
     return bytes(fg.rss_str(pretty=True))
 
 
-def render_atom(site: Site, issues: Sequence[Issue]) -> bytes:
+def render_atom(site: Site, issues: Sequence[Issue], scope: FeedScope | None = None) -> bytes:
     """`atom.xml`: Atom 1.0 (RFC 4287), one entry per paper, newest first; feed id is `site.feed_id`."""
-    fg = _paper_feed(site, issues, self_file="atom.xml", self_type="application/atom+xml")
+    fg = _paper_feed(site, issues, scope or FeedScope.whole(site), name="atom.xml", media="application/atom+xml")
     return bytes(fg.atom_str(pretty=True))
 
 
@@ -218,10 +310,11 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def render_json_feed(site: Site, issues: Sequence[Issue]) -> bytes:
+def render_json_feed(site: Site, issues: Sequence[Issue], scope: FeedScope | None = None) -> bytes:
     """`feed.json`: JSON Feed 1.1 with the same items as the RSS and Atom feeds (keys sorted, UTF-8)."""
+    scope = scope or FeedScope.whole(site)
     items: list[dict[str, Any]] = []
-    for item in feed_items(site, issues):
+    for item in feed_items(site, issues, scope.topic):
         data: dict[str, Any] = {
             "id": item.id,
             "title": item.entry.title_en,
@@ -236,14 +329,16 @@ def render_json_feed(site: Site, issues: Sequence[Issue]) -> bytes:
         items.append(data)
     feed: dict[str, Any] = {
         "version": "https://jsonfeed.org/version/1.1",
-        "title": site.title,
-        "home_page_url": site.url,
-        "feed_url": site.link("feed.json"),
+        "title": scope.title,
+        "home_page_url": site.link(scope.folder),
+        "feed_url": site.link(scope.folder + "feed.json"),
         "description": site.description or site.title,
         "language": site.language,
         "authors": [{"name": site.author}],
         "items": items,
     }
+    if site.websub_hub:
+        feed["hubs"] = [{"type": "WebSub", "url": site.websub_hub}]
     return (json.dumps(feed, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
@@ -265,17 +360,58 @@ def papers_context(site: Site, issue: Issue, *, absolute: bool) -> dict[str, Any
     }
 
 
-def render_issues_feed(site: Site, issues: Sequence[Issue], env: jinja2.Environment) -> bytes:
-    """`issues.xml`: an Atom feed with one entry per issue (the whole issue as HTML), newest first."""
+def issues_archive_path(page_number: int) -> str:
+    """RFC 5005 archive document `page_number` of `issues.xml` (the issues of archive page k)."""
+    return f"archive/issues-{page_number}.xml"
+
+
+def render_issues_feed(
+    site: Site, issues: Sequence[Issue], env: jinja2.Environment, *, archive_pages: int = 0
+) -> bytes:
+    """`issues.xml`: an Atom feed with one entry per issue (the whole issue as HTML), newest first.
+
+    With `archive_pages` (the number of archive pages so far), it links to the newest RFC 5005 archive document
+    (`prev-archive`), from which a reader can walk back through every issue.
+    """
     # The same issues as the paper feeds carry: bounded by `feed_max_items`, however many the caller passed.
     shown = {item.issue.number for item in feed_items(site, issues)}
     ordered = sorted((i for i in issues if i.number in shown), key=lambda i: i.number, reverse=True)
+    links = [("prev-archive", site.link(issues_archive_path(archive_pages)))] if archive_pages else []
+    return _issues_document(site, ordered, env, self_file="issues.xml", links=links, archive=False)
+
+
+def render_issues_archive(
+    site: Site, page_number: int, page_issues: Sequence[Issue], env: jinja2.Environment, *, last_page: bool
+) -> bytes:
+    """RFC 5005 archive document `archive/issues-<k>.xml`: the issues of archive page k, linked to the
+    subscription document (`current`) and to its neighbours. Like the archive page, a full one never changes
+    except for its `next-archive` link, which appears once, when page k+1 starts."""
+    ordered = sorted(page_issues, key=lambda i: i.number, reverse=True)
+    links = [("current", site.link("issues.xml"))]
+    if page_number > 1:
+        links.append(("prev-archive", site.link(issues_archive_path(page_number - 1))))
+    if not last_page:
+        links.append(("next-archive", site.link(issues_archive_path(page_number + 1))))
+    return _issues_document(site, ordered, env, self_file=issues_archive_path(page_number), links=links, archive=True)
+
+
+def _issues_document(
+    site: Site,
+    ordered: Sequence[Issue],
+    env: jinja2.Environment,
+    *,
+    self_file: str,
+    links: Sequence[tuple[str, str]],
+    archive: bool,
+) -> bytes:
     fg = _base_feed(
         site,
         feed_id=issues_feed_id(site),
         title=f"{site.title}（每期合集）",
-        self_file="issues.xml",
+        self_file=self_file,
         self_type="application/atom+xml",
+        links=links,
+        archive=archive,
     )
     updated = _feed_updated([issue.updated for issue in ordered])
     fg.updated(updated)
@@ -292,25 +428,43 @@ def render_issues_feed(site: Site, issues: Sequence[Issue], env: jinja2.Environm
     return bytes(fg.atom_str(pretty=True))
 
 
-def render_feeds(site: Site, issues: Sequence[Issue], env: jinja2.Environment) -> Bundle:
+def render_feeds(site: Site, issues: Sequence[Issue], env: jinja2.Environment, *, archive_pages: int = 0) -> Bundle:
     """All four feeds keyed by file name (`rss.xml`, `atom.xml`, `feed.json`, `issues.xml`)."""
     return {
         "rss.xml": render_rss(site, issues),
         "atom.xml": render_atom(site, issues),
         "feed.json": render_json_feed(site, issues),
-        "issues.xml": render_issues_feed(site, issues, env),
+        "issues.xml": render_issues_feed(site, issues, env, archive_pages=archive_pages),
     }
+
+
+def render_topic_feeds(site: Site, topic: Topic, issues: Sequence[Issue]) -> Bundle:
+    """A topic's three paper feeds (`topics/<slug>/rss.xml`, `atom.xml`, `feed.json`): its newest
+    `feed_max_items` papers among `issues` (pass the issues that hold them: `Store.newest_topic_papers`)."""
+    scope = FeedScope.of_topic(site, topic)
+    return {
+        scope.folder + "rss.xml": render_rss(site, issues, scope),
+        scope.folder + "atom.xml": render_atom(site, issues, scope),
+        scope.folder + "feed.json": render_json_feed(site, issues, scope),
+    }
+
+
+#: A topic's feeds: (file name, media type, link title), for autodiscovery on its pages.
+TOPIC_FEED_FILES: tuple[tuple[str, str, str], ...] = FEED_FILES[:3]
 
 
 __all__ = [
     "FEED_FILES",
+    "TOPIC_FEED_FILES",
     "FeedItem",
+    "FeedScope",
     "clean_html",
     "feed_items",
     "is_arxiv_id",
     "issue_content_html",
     "issue_entry_id",
     "issue_title",
+    "issues_archive_path",
     "issues_feed_id",
     "paper_content_html",
     "paper_id",
@@ -319,8 +473,12 @@ __all__ = [
     "papers_context",
     "render_atom",
     "render_feeds",
+    "render_issues_archive",
     "render_issues_feed",
     "render_json_feed",
     "render_rss",
+    "render_topic_feeds",
     "safe_url",
+    "topic_feed_id",
+    "topic_folder",
 ]

@@ -1,0 +1,206 @@
+"""Which topics a paper belongs to: a pure function of the entry and the topic rules (no I/O, no state).
+
+Topics are derived at render time, so changing the rules and running `digest rebuild` regroups every paper;
+paper ids never depend on topics. The order of the rules matters: a paper's first topic (its primary topic,
+under which an issue page lists it) is the first matching rule in the configured order.
+
+How a paper is matched, in order:
+1. the seed's `Topics:` line, when it names at least one known topic (unknown slugs are reported, not used);
+2. every topic whose rules match the English or Chinese title;
+3. else the topic whose rules match the abstract most often (the earlier rule on a tie);
+4. else the fallback topic (the one without keywords and patterns), if there is one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from digest.model import Entry, Problem, Topic
+
+__all__ = [
+    "DEFAULT_TOPICS",
+    "TopicRules",
+    "assign_topics",
+    "compile_topics",
+    "group_by_topic",
+    "primary_topic",
+    "topic_problems",
+]
+
+#: The shipped topics for an AI paper digest, most specific first (the first match is a paper's primary topic).
+DEFAULT_TOPICS: tuple[Topic, ...] = (
+    Topic(
+        "robotics",
+        "机器人与具身智能",
+        "Robotics & Embodied AI",
+        keywords=("robot*", "embodied", "manipulation", "locomotion", "imitation learning", "机器人", "具身",
+                  "模仿学习", "机械臂"),
+    ),
+    Topic(
+        "agents",
+        "智能体",
+        "Agents",
+        keywords=("agent*", "tool use", "tool-use", "web navigation", "gui", "智能体", "工具调用"),
+    ),
+    Topic(
+        "ai-for-science",
+        "AI for Science",
+        "AI for Science",
+        keywords=("weather", "climate", "medicine", "medical", "clinical", "molecul*", "protein", "biolog*",
+                  "chemistry", "physics", "天气", "气候", "医学", "医疗", "临床", "分子", "蛋白质", "生物", "化学"),
+    ),
+    Topic(
+        "diffusion",
+        "扩散模型与图像生成",
+        "Diffusion & Image Generation",
+        keywords=("diffusion", "text-to-image", "image generation", "image generator", "image editing",
+                  "video generation", "video synthesis", "inpainting", "扩散", "图像生成", "视频生成", "文生图",
+                  "图像编辑", "视频合成"),
+        patterns=(r"visual generation", r"generat\w* (?:\w+ )?(?:images?|videos?|3d|4d)"),
+    ),
+    Topic(
+        "multimodal",
+        "多模态与视觉语言",
+        "Multimodal & Vision-Language",
+        keywords=("multimodal", "multi-modal", "vision-language", "vlm", "mllm", "visual question", "多模态",
+                  "视觉-语言", "视觉语言"),
+        patterns=(r"language and vision", r"vision and language"),
+    ),
+    Topic(
+        "efficiency",
+        "高效训练与推理",
+        "Efficiency & Inference",
+        keywords=("inference", "efficient", "sparsity", "sparse", "pruning", "quantiz*", "kv cache", "long sequence",
+                  "推理加速", "推理效率", "稀疏", "量化", "剪枝", "高效"),
+    ),
+    Topic(
+        "evaluation",
+        "评测与基准",
+        "Evaluation & Benchmarks",
+        keywords=("benchmark", "evaluat*", "judge", "judgment", "leaderboard", "评测", "基准", "评估"),
+    ),
+    Topic(
+        "llm",
+        "大语言模型",
+        "Large Language Models",
+        keywords=("llm", "language model", "gpt", "post-training", "pre-training", "instruction tuning", "rlhf",
+                  "o1", "大语言模型", "语言模型", "大模型", "预训练", "后训练"),
+    ),
+    Topic("other", "其他", "Other"),
+)  # fmt: skip
+
+_ASCII_WORD_START = re.compile(r"^[a-z0-9]", re.IGNORECASE)
+
+
+def _keyword_pattern(keyword: str) -> str:
+    # An ASCII keyword is a whole word, plural allowed ("gui" is not in "guided", "benchmark" matches
+    # "benchmarks"), or a word prefix when it ends with "*" ("evaluat*"); a CJK keyword is a plain substring
+    # (Chinese puts no spaces between words).
+    prefix = keyword.endswith("*")
+    escaped = re.escape(keyword.rstrip("*"))
+    if not _ASCII_WORD_START.match(keyword):
+        return escaped
+    return rf"(?<![a-z0-9]){escaped}" + ("" if prefix else r"(?:s|es)?(?![a-z0-9])")
+
+
+@dataclass(frozen=True)
+class TopicRules:
+    """Topic rules compiled once: one case-insensitive regular expression per topic."""
+
+    topics: tuple[Topic, ...]
+    matchers: tuple[re.Pattern[str] | None, ...]
+
+    @property
+    def slugs(self) -> frozenset[str]:
+        """Every configured slug."""
+        return frozenset(t.slug for t in self.topics)
+
+    @property
+    def fallback(self) -> str | None:
+        """The slug of the topic without rules, if any."""
+        return next((t.slug for t in self.topics if t.is_fallback), None)
+
+    def by_slug(self, slug: str) -> Topic | None:
+        """The topic named `slug`."""
+        return next((t for t in self.topics if t.slug == slug), None)
+
+
+@lru_cache(maxsize=16)
+def compile_topics(topics: tuple[Topic, ...]) -> TopicRules:
+    """Compile the rules (cached: every renderer calls this with the same `Site.topics`)."""
+    matchers: list[re.Pattern[str] | None] = []
+    for topic in topics:
+        parts = [_keyword_pattern(k.lower()) for k in topic.keywords if k.strip()]
+        parts += [f"(?:{p})" for p in topic.patterns]
+        matchers.append(re.compile("|".join(parts), re.IGNORECASE) if parts else None)
+    return TopicRules(topics, tuple(matchers))
+
+
+def assign_topics(entry: Entry, topics: tuple[Topic, ...]) -> tuple[str, ...]:
+    """The slugs of `entry`'s topics, primary first (see the module docstring for the order of precedence)."""
+    rules = compile_topics(topics)
+    chosen = [slug for slug in entry.topics if slug in rules.slugs]
+    if chosen:
+        return tuple(dict.fromkeys(chosen))
+    titles = f"{entry.title_en}\n{entry.title_zh}"
+    in_titles = tuple(
+        topic.slug
+        for topic, matcher in zip(rules.topics, rules.matchers, strict=True)
+        if matcher and matcher.search(titles)
+    )
+    if in_titles:
+        return in_titles
+    abstract = "\n".join(entry.abstract)
+    best, best_hits = None, 0
+    for topic, matcher in zip(rules.topics, rules.matchers, strict=True):
+        hits = len(matcher.findall(abstract)) if matcher else 0
+        if hits > best_hits:
+            best, best_hits = topic.slug, hits
+    if best is not None:
+        return (best,)
+    return (rules.fallback,) if rules.fallback else ()
+
+
+def primary_topic(entry: Entry, topics: tuple[Topic, ...]) -> str | None:
+    """The topic an issue page lists `entry` under (its first topic), None when no topic applies."""
+    assigned = assign_topics(entry, topics)
+    return assigned[0] if assigned else None
+
+
+def group_by_topic(entries: Sequence[Entry], topics: tuple[Topic, ...]) -> list[tuple[Topic | None, list[Entry]]]:
+    """Entries grouped under their primary topic, groups in rule order, entries in issue order within a group;
+    entries with no topic (no fallback configured) come last under None."""
+    rules = compile_topics(topics)
+    groups: dict[str | None, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(primary_topic(entry, topics), []).append(entry)
+    ordered: list[tuple[Topic | None, list[Entry]]] = [
+        (topic, groups[topic.slug]) for topic in rules.topics if topic.slug in groups
+    ]
+    if None in groups:
+        ordered.append((None, groups[None]))
+    return ordered
+
+
+def topic_problems(entries: Iterable[Entry], topics: tuple[Topic, ...]) -> list[Problem]:
+    """A problem for every slug of a `Topics:` line that names no configured topic (the entry is still
+    published, with the known slugs or the rules)."""
+    rules = compile_topics(topics)
+    problems = []
+    for entry in entries:
+        unknown = [slug for slug in entry.topics if slug not in rules.slugs]
+        if unknown:
+            known = ", ".join(t.slug for t in rules.topics)
+            problems.append(
+                Problem(
+                    entry.source,
+                    entry.line,
+                    f"unknown topic {', '.join(map(repr, unknown))} in the Topics: line of {entry.id}"
+                    f" (known: {known}); fix the slug or add the topic to [[topics]] in the config",
+                    entry_id=entry.id,
+                )
+            )
+    return problems
