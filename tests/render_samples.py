@@ -13,6 +13,7 @@ import lxml.html
 
 from digest.model import Entry, Issue, Site
 from digest.seeds import read_seeds
+from digest.topics import DEFAULT_TOPICS
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -44,6 +45,7 @@ def make_site(**changes: object) -> Site:
         feed_id=FEED_ID,
         timezone="Asia/Shanghai",
         feed_max_items=50,
+        topics=DEFAULT_TOPICS,
     )
     return replace(site, **changes)  # type: ignore[arg-type]
 

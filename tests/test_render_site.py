@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from datetime import timedelta
@@ -89,16 +90,19 @@ def test_issue_page_shows_every_paper_in_full(site: Site, issues: list[Issue], e
     assert_page_basics(doc, site)
     assert doc.xpath("string(//h1)") == f"{site.title} 第 2 期"
     articles = doc.xpath("//article")
-    assert [a.get("id") for a in articles] == [e.anchor for e in issue.entries]
-    for article, entry in zip(articles, issue.entries, strict=True):
+    by_anchor = {e.anchor: e for e in issue.entries}
+    assert sorted(a.get("id") for a in articles) == sorted(by_anchor)
+    for article in articles:
+        entry = by_anchor[article.get("id")]
         text = article.text_content()
         assert entry.title_en in text and entry.title_zh in text
         for paragraph in entry.abstract:
             assert paragraph in text
         assert f"https://arxiv.org/abs/{entry.id}" in article.xpath(".//a/@href")
         assert f"#{entry.anchor}" in article.xpath(".//a/@href")
-    # Table of contents jumps to the anchors.
-    assert doc.xpath("//ol[@class='toc']//a/@href") == [f"#{e.anchor}" for e in issue.entries]
+    # The numbered table of contents jumps to the papers, in page order.
+    assert doc.xpath("//nav[@class='toc']//li/a/@href") == [f"#{a.get('id')}" for a in articles]
+    assert doc.xpath("//nav[@class='toc']//li/@value") == [str(n) for n in range(1, len(articles) + 1)]
 
 
 def test_issue_page_navigation_is_relative(site: Site, issues: list[Issue], env: jinja2.Environment) -> None:
@@ -133,6 +137,15 @@ def test_pages_escape_hostile_text(env: jinja2.Environment) -> None:
     outputs.update(render_archive(evil_site, [issue], 1, env, page_size=5))
     for name, data in outputs.items():
         html = data.decode()
+        # The one script is the JSON-LD data block: hostile text stays inside it, as JSON strings.
+        json_ld, _, rest = html.partition('<script type="application/ld+json">')
+        if rest:
+            block, _, after = rest.partition("</script>")
+            assert not set("<>&") & set(block), "JSON-LD must escape < > & so that seed text cannot close it"
+            graph = json.loads(block)["@graph"]
+            assert {a["headline"] for a in graph} == {e.title_zh for e in issue.entries}
+            assert all(a.get("url", "https://").startswith("https://") for a in graph)
+            html = json_ld + after
         assert_safe_html(html, name)
         assert "<script" not in html.lower()
         assert "<b>bold</b>" not in html

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from markupsafe import Markup
+
 if TYPE_CHECKING:
     import jinja2
 
@@ -43,3 +45,20 @@ def make_environment(templates_dir: Path | None = None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def json_for_script(value: object) -> Markup:
+    """JSON safe inside an HTML `<script>` element (JSON-LD, search shards): `<`, `>` and `&` become `\\u003c`
+    escapes, so seed text can never close the element or open a comment; U+2028/U+2029 are escaped for old JS."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    for char, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escaped)
+    return Markup(text)  # safe by construction for a <script> body; HTML-escaping it would corrupt the JSON

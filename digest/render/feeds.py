@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 from digest.model import Entry, Issue, Site, Topic
 from digest.render import Bundle
 from digest.text import linkify, truncate
-from digest.topics import assign_topics
+from digest.topics import assign_topics, group_by_topic
 
 #: Feed files: (file name, media type, link title); also used for `<link rel="alternate">` autodiscovery.
 FEED_FILES: tuple[tuple[str, str, str], ...] = (
@@ -349,11 +349,33 @@ def issue_content_html(site: Site, issue: Issue, env: jinja2.Environment) -> str
     return clean_html(html)
 
 
+@dataclass(frozen=True)
+class TopicSection:
+    """One topic's papers on an issue page, each with its number in the issue's table of contents."""
+
+    topic: Topic | None
+    papers: tuple[tuple[int, Entry], ...]
+
+
+def topic_sections(site: Site, issue: Issue) -> list[TopicSection]:
+    """An issue's papers grouped under their primary topics (rule order), numbered 1..n down the page."""
+    sections, number = [], 0
+    for topic, entries in group_by_topic(issue.entries, site.topics):
+        numbered = []
+        for entry in entries:
+            number += 1
+            numbered.append((number, entry))
+        sections.append(TopicSection(topic, tuple(numbered)))
+    return sections
+
+
 def papers_context(site: Site, issue: Issue, *, absolute: bool) -> dict[str, Any]:
     """Template context for `_papers.html.j2` (shared by the issue page and `issues.xml`)."""
     return {
         "site": site,
         "issue": issue,
+        "sections": topic_sections(site, issue),
+        "base": site.url if absolute else "../../",
         "linkify": linkify,
         "paper_url": paper_url,
         "permalink_base": site.link(f"issues/{issue.number}/") if absolute else "",
