@@ -44,6 +44,7 @@ from digest.model import (
     SeedScan,
     Site,
     SubscriberSource,
+    Topic,
 )
 from digest.output import write_atomic, write_bundle
 from digest.render import Bundle, make_environment
@@ -51,9 +52,11 @@ from digest.seedfiles import list_seed_files
 from digest.sending import SendReport, delivery_status
 from digest.settings import Settings
 from digest.store import Store
+from digest.topics import topic_problems
 
 BUILD_MARKER = ".digest-build.json"
 BACKLOG_KEY = "unpublished_after_last_run"
+TOPIC_RULES_KEY = "topic_rules_of_index"
 PROBLEMS_KEY = "problems_of_last_run"
 SEEDS_KEY = "seed_listing_of_last_run"
 Progress = Callable[[int], None]
@@ -157,6 +160,8 @@ class Publisher:
             feed_id=f"urn:uuid:{store.site_uuid()}",
             timezone=s.timezone,
             feed_max_items=s.feed_max_items,
+            topics=s.topic_list,
+            websub_hub=s.websub_hub,
         )
 
     def scan_seeds(self) -> SeedScan:
@@ -193,10 +198,15 @@ class Publisher:
                         number=number, published=now, entries=tuple(entries[r.id] for r in plan.new), slot=slot
                     )
                     store.record_issue(issue, now)
+                revised_issues = store.issues_of_entries(r.id for r in plan.revised)
+                topics = self._index_topics(store, issue, revised_issues)
+                catalog.problems.extend(
+                    topic_problems([entries[r.id] for r in [*plan.new, *plan.revised]], self.settings.topic_list)
+                )
                 store.set_meta(BACKLOG_KEY, str(len(plan.waiting)))
                 store.set_meta(SEEDS_KEY, fingerprint)
                 store.set_meta(PROBLEMS_KEY, _encode_problems(catalog.problems))
-                bundle = self._changed_outputs(store, plan, issue, repair=not dry_run)
+                bundle = self._changed_outputs(store, revised_issues, issue, topics, repair=not dry_run)
                 changed = write_bundle(out_dir, bundle)
                 reports: tuple[EntryReport, ...] = ()
                 if dry_run:
@@ -261,33 +271,85 @@ class Publisher:
                 found[ref.id] = catalog.parsed.get(ref.id) or recorded[ref.id]
         return found
 
-    def _changed_outputs(self, store: Store, plan: IssuePlan[EntryRef], issue: Issue | None, repair: bool) -> Bundle:
-        """The files that change with this run: the new issue, corrected issues, feeds and the index."""
-        pages: set[int] = set()
+    def _changed_outputs(
+        self, store: Store, revised_issues: set[int], issue: Issue | None, topics: set[str], repair: bool
+    ) -> Bundle:
+        """The files that change with this run: the new issue, corrected issues, feeds and the index, and the
+        pages and feeds of the topics the new or corrected papers belong to."""
+        pages: set[int] = set(revised_issues)
         emails: set[int] = set()
         if issue is not None:
             pages.add(issue.number)
             emails.add(issue.number)
             if issue.number > 1:
                 pages.add(issue.number - 1)  # its "next issue" link appears
-        pages |= store.issues_of_entries(e.id for e in plan.revised)
-        shared = bool(pages) or (repair and not self._build_marker_matches(store))
+        shared = bool(pages) or bool(topics) or (repair and not self._build_marker_matches(store))
         if not shared:
             return {}
-        return self.render_outputs(store, pages=pages, emails=emails)
+        return self.render_outputs(store, pages=pages, emails=emails, topics=topics, revised=revised_issues)
 
-    def render_outputs(self, store: Store, *, pages: Iterable[int], emails: Iterable[int]) -> Bundle:
-        """Render issue pages and emails for the given issues, plus the feeds, index and last archive page."""
+    def _index_topics(self, store: Store, issue: Issue | None, revised: set[int]) -> set[str]:
+        """Record the topics of the new issue's and the corrected issues' papers; returns every topic whose
+        papers changed. When the topic rules changed since the index was built, every issue is indexed again
+        (once) and every topic counts as changed."""
+        topics = self.settings.topic_list
+        rules = _rules_fingerprint(topics)
+        if store.meta(TOPIC_RULES_KEY) != rules:
+            touched = store.topics_in_use()
+            store.clear_paper_topics()
+            numbers = store.issue_numbers()
+            for start in range(0, len(numbers), 200):
+                for old in store.load_issues(numbers[start : start + 200]):
+                    store.set_paper_topics(old.number, _topic_rows(old, topics))
+            store.set_meta(TOPIC_RULES_KEY, rules)
+            return touched | {t.slug for t in topics}
+        touched = set()
+        fresh = [issue] if issue is not None else []
+        for changed in [*fresh, *store.load_issues(sorted(revised))]:
+            touched |= store.set_paper_topics(changed.number, _topic_rows(changed, topics))
+        return touched
+
+    def render_outputs(
+        self,
+        store: Store,
+        *,
+        pages: Iterable[int],
+        emails: Iterable[int],
+        topics: Iterable[str] = (),
+        revised: Iterable[int] = (),
+    ) -> Bundle:
+        """Render issue pages and emails for the given issues, the pages and feeds of the given topics, plus the
+        feeds, index, last archive page (with its search shard, RFC 5005 archive document and sitemap), the
+        archive pages of `revised` issues, and the search page, topics overview and sitemap index."""
         from digest.render.feeds import render_feeds
-        from digest.render.site import archive_issue_numbers, issue_page_path, render_archive, render_issue_page
+        from digest.render.site import (
+            archive_issue_numbers,
+            archive_page_count,
+            archive_page_number,
+            issue_page_path,
+            render_archive,
+            render_issue_page,
+            render_topics_overview,
+        )
+        from digest.render.sitemap import render_sitemap_index
 
         site = self.site(store)
+        size = self.settings.archive_page_size
         page_set, email_set = set(pages), set(emails)
         total = store.issue_count()
         newest = store.latest_issue_number()
-        archive_numbers = list(archive_issue_numbers(total, self.settings.archive_page_size))
+        last_page = archive_page_count(total, size)
+        archive_numbers = list(archive_issue_numbers(total, size))
         feed_numbers = store.newest_issue_numbers_for_items(self.settings.feed_max_items)
-        wanted = sorted(page_set | email_set | set(archive_numbers) | set(feed_numbers), reverse=True)
+        # Archive pages whose shard, archive document and sitemap change: the last one, the one before when the
+        # last just started (its next-archive link appears), and those of corrected issues.
+        paged = {archive_page_number(n, size) for n in revised} | ({last_page} if last_page else set())
+        if last_page > 1 and total % size == 1 % size:
+            paged.add(last_page - 1)
+        paged_numbers = [n for k in paged for n in range((k - 1) * size + 1, min(k * size, total) + 1)]
+        wanted = sorted(
+            page_set | email_set | set(archive_numbers) | set(feed_numbers) | set(paged_numbers), reverse=True
+        )
         issues = {i.number: i for i in store.load_issues(wanted)}
         bundle: Bundle = {}
         for n in sorted(page_set):
@@ -295,15 +357,52 @@ class Publisher:
         for n in sorted(email_set):
             bundle.update(self._email_files(site, issues[n]))
         bundle.update(
-            render_archive(
-                site,
-                [issues[n] for n in sorted(archive_numbers, reverse=True)],
-                total,
-                self.env,
-                self.settings.archive_page_size,
-            )
+            render_archive(site, [issues[n] for n in sorted(archive_numbers, reverse=True)], total, self.env, size)
         )
-        bundle.update(render_feeds(site, [issues[n] for n in feed_numbers], self.env))
+        for k in sorted(paged):
+            page_issues = [issues[n] for n in range((k - 1) * size + 1, min(k * size, total) + 1)]
+            bundle.update(self._paged_extras(site, k, page_issues, last_page))
+        bundle.update(render_feeds(site, [issues[n] for n in feed_numbers], self.env, archive_pages=last_page))
+        configured = {t.slug: t for t in site.topics}
+        for slug in sorted(set(topics) & configured.keys()):
+            bundle.update(self._topic_files(store, site, configured[slug], issues))
+        counts = {t.slug: store.topic_paper_count(t.slug) for t in site.topics}
+        bundle["topics/index.html"] = render_topics_overview(site, counts, self.env)
+        bundle.update(render_sitemap_index(site, last_page, self.env))
+        if not last_page:
+            from digest.render.search import MANIFEST, render_search_manifest, render_search_page
+
+            bundle.update(render_search_page(site, self.env))
+            bundle[MANIFEST] = render_search_manifest(0)
+        return bundle
+
+    def _paged_extras(self, site: Site, page: int, page_issues: Sequence[Issue], last_page: int) -> Bundle:
+        """What belongs to archive page k besides its HTML: its search shard, its RFC 5005 archive document of
+        issues.xml, its sitemap (and the search manifest and page, which name the number of shards)."""
+        from digest.render.feeds import issues_archive_path, render_issues_archive
+        from digest.render.search import render_search
+        from digest.render.sitemap import issues_sitemap_path, render_issues_sitemap
+
+        bundle = render_search(site, page, page_issues, last_page, self.env)
+        bundle[issues_archive_path(page)] = render_issues_archive(
+            site, page, page_issues, self.env, last_page=page == last_page
+        )
+        bundle[issues_sitemap_path(page)] = render_issues_sitemap(site, page, page_issues, self.env)
+        return bundle
+
+    def _topic_files(self, store: Store, site: Site, topic: Topic, loaded: dict[int, Issue]) -> Bundle:
+        """A topic's index, last page and feeds, from its newest papers (loading the issues that hold them)."""
+        from digest.render.feeds import render_topic_feeds
+        from digest.render.site import TopicPaper, render_topic
+
+        size = self.settings.archive_page_size
+        newest = store.newest_topic_papers(topic.slug, max(size, self.settings.feed_max_items))
+        missing = sorted({n for n, _ in newest} - loaded.keys())
+        loaded.update((i.number, i) for i in store.load_issues(missing))
+        papers = [TopicPaper(loaded[n], position) for n, position in newest]
+        bundle = render_topic(site, topic, papers[:size], store.topic_paper_count(topic.slug), self.env, size)
+        feed_issues = sorted({p.issue.number for p in papers[: self.settings.feed_max_items]}, reverse=True)
+        bundle.update(render_topic_feeds(site, topic, [loaded[n] for n in feed_issues]))
         return bundle
 
     def _email_files(self, site: Site, issue: Issue) -> Bundle:
@@ -334,8 +433,14 @@ class Publisher:
             with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(chunks) > 1 else _InProcess() as pool:
                 dump = self.settings.model_dump()
                 futures = {pool.submit(_rebuild_issues, dump, batch, newest): len(batch) for batch in chunks}
+                store.set_meta(TOPIC_RULES_KEY, "")  # re-derive every paper's topics from the current rules
+                with store.transaction():
+                    touched = self._index_topics(store, None, set())
                 changed += self._write_archive_pages(store, numbers)
-                changed += write_bundle(self.settings.output_dir, self.render_outputs(store, pages=(), emails=()))
+                changed += self._write_topic_pages(store)
+                changed += write_bundle(
+                    self.settings.output_dir, self.render_outputs(store, pages=(), emails=(), topics=touched)
+                )
                 for future in as_completed(futures):
                     changed += future.result()
                     if progress:
@@ -348,9 +453,30 @@ class Publisher:
         from digest.render.site import archive_page_path, archive_pages_for, render_archive_page
 
         site, size, changed = self.site(store), self.settings.archive_page_size, 0
-        for page_number, page_numbers in sorted(archive_pages_for(numbers, size).items()):
-            data = render_archive_page(site, page_number, store.load_issues(list(page_numbers)), self.env, size)
+        pages = archive_pages_for(numbers, size)
+        for page_number, page_numbers in sorted(pages.items()):
+            page_issues = store.load_issues(list(page_numbers))
+            data = render_archive_page(site, page_number, page_issues, self.env, size)
             changed += write_atomic(self.settings.output_dir / archive_page_path(page_number), data)
+            changed += write_bundle(
+                self.settings.output_dir, self._paged_extras(site, page_number, page_issues, len(pages))
+            )
+        return changed
+
+    def _write_topic_pages(self, store: Store) -> int:
+        """Render and write every page of every topic (only `rebuild` needs the old, stable ones)."""
+        from digest.render.site import TopicPaper, pages_for, render_topic_page, topic_page_path
+
+        site, size, changed = self.site(store), self.settings.archive_page_size, 0
+        for topic in site.topics:
+            papers = store.topic_papers(topic.slug)
+            for page, ranks in sorted(pages_for(range(1, len(papers) + 1), size).items()):
+                on_page = [papers[rank - 1] for rank in sorted(ranks)]
+                issues = {i.number: i for i in store.load_issues(sorted({n for n, _ in on_page}))}
+                data = render_topic_page(
+                    site, topic, page, [TopicPaper(issues[n], p) for n, p in on_page], self.env, size
+                )
+                changed += write_atomic(self.settings.output_dir / topic_page_path(topic.slug, page), data)
         return changed
 
     def render_issue_files(self, store: Store, numbers: Sequence[int], newest: int | None) -> Bundle:
@@ -528,6 +654,20 @@ class Publisher:
 
     def _write_build_marker(self, store: Store) -> None:
         write_atomic(self.settings.output_dir / BUILD_MARKER, self._build_marker(store))
+
+
+def _rules_fingerprint(topics: Sequence[Topic]) -> str:
+    """One value for the topic rules: the topic index is derived again when it changes."""
+    import hashlib
+
+    return hashlib.sha256(repr(tuple(topics)).encode("utf-8")).hexdigest()
+
+
+def _topic_rows(issue: Issue, topics: tuple[Topic, ...]) -> list[tuple[str, int]]:
+    """(topic, position) for every paper of `issue` and each of its topics."""
+    from digest.topics import assign_topics
+
+    return [(slug, position) for position, entry in enumerate(issue.entries) for slug in assign_topics(entry, topics)]
 
 
 def _fingerprint(files: Sequence[SeedFile]) -> str:

@@ -229,7 +229,7 @@ class _LinksExtension:
 
 def lxml_sub(parent: Any, tag: str) -> Any:
     """A new child element (feedgen's extensions hand us lxml elements)."""
-    from lxml import etree
+    from lxml import etree  # type: ignore[import-untyped]
 
     return etree.SubElement(parent, tag)
 

@@ -144,7 +144,7 @@ def _row(site: Site, issue: Issue) -> _IssueRow:
     return _IssueRow(issue, local.isoformat(), local.strftime("%Y-%m-%d"))
 
 
-def _base_context(site: Site, root: str) -> dict[str, Any]:
+def base_context(site: Site, root: str) -> dict[str, Any]:
     """What base.html.j2 needs: the site, the relative path to the site root, feed autodiscovery links."""
     feeds = [{"href": site.link(name), "type": media, "title": title} for name, media, title in FEED_FILES]
     return {"site": site, "root": root, "feeds": feeds}
@@ -158,7 +158,7 @@ def topic_feed_links(site: Site, topic: Topic) -> list[dict[str, str]]:
     ]
 
 
-def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> bytes:
+def render_template(env: jinja2.Environment, name: str, context: dict[str, Any]) -> bytes:
     return env.get_template(name).render(context).encode("utf-8")
 
 
@@ -173,7 +173,7 @@ def render_issue_page(site: Site, issue: Issue, env: jinja2.Environment, *, newe
     """
     row = _row(site, issue)
     newest = issue.number if newest_number is None else newest_number
-    context = _base_context(site, "../../")
+    context = base_context(site, "../../")
     context.update(papers_context(site, issue, absolute=False))
     canonical = site.link(f"issues/{issue.number}/")
     context.update(
@@ -186,7 +186,7 @@ def render_issue_page(site: Site, issue: Issue, env: jinja2.Environment, *, newe
         previous_href=f"../{issue.number - 1}/index.html" if issue.number > 1 else None,
         next_href=f"../{issue.number + 1}/index.html" if newest > issue.number else None,
     )
-    return _render(env, "issue.html.j2", context)
+    return render_template(env, "issue.html.j2", context)
 
 
 def issue_json_ld(site: Site, issue: Issue, canonical: str, published_iso: str) -> dict[str, Any]:
@@ -245,7 +245,7 @@ def render_archive_page(
     ordered = sorted(page_issues, key=lambda i: i.number, reverse=True)
     first = (page_number - 1) * page_size + 1
     last = ordered[0].number if ordered else first
-    context = _base_context(site, "../")
+    context = base_context(site, "../")
     context.update(
         title=f"{site.title} · 往期归档：第 {first}–{last} 期",
         page_number=page_number,
@@ -253,7 +253,7 @@ def render_archive_page(
         pages=[],
         older_href=f"page-{page_number - 1}.html" if page_number > 1 else None,
     )
-    return _render(env, "archive.html.j2", context)
+    return render_template(env, "archive.html.j2", context)
 
 
 def render_archive(
@@ -275,7 +275,7 @@ def render_archive(
     if missing:
         raise ValueError(f"render_archive needs issues {missing[0]}..{missing[-1]} (the newest {page_size})")
     index_issues = [by_number[n] for n in needed]
-    context = _base_context(site, "")
+    context = base_context(site, "")
     context.update(
         title=site.title,
         page_number=None,
@@ -283,7 +283,7 @@ def render_archive(
         pages=_page_links(total_issues, page_size, archive_page_path, "期"),
         older_href=None,
     )
-    bundle: Bundle = {"index.html": _render(env, "archive.html.j2", context)}
+    bundle: Bundle = {"index.html": render_template(env, "archive.html.j2", context)}
     if total_issues > 0:
         last_page = archive_page_count(total_issues, page_size)
         last_issues = [i for i in index_issues if archive_page_number(i.number, page_size) == last_page]
@@ -300,7 +300,7 @@ def _paper_row(site: Site, paper: TopicPaper) -> _PaperRow:
 
 
 def _topic_context(site: Site, topic: Topic) -> dict[str, Any]:
-    context = _base_context(site, "../../")
+    context = base_context(site, "../../")
     context.update(topic=topic, extra_feeds=topic_feed_links(site, topic))
     return context
 
@@ -329,7 +329,7 @@ def render_topic_page(
         pages=[],
         older_href=f"page-{page - 1}.html" if page > 1 else None,
     )
-    return _render(env, "topic.html.j2", context)
+    return render_template(env, "topic.html.j2", context)
 
 
 def render_topic(
@@ -357,7 +357,7 @@ def render_topic(
         pages=_page_links(total, page_size, lambda k: topic_page_path(topic.slug, k), "篇"),
         older_href=None,
     )
-    bundle: Bundle = {topic_index_path(topic.slug): _render(env, "topic.html.j2", context)}
+    bundle: Bundle = {topic_index_path(topic.slug): render_template(env, "topic.html.j2", context)}
     if total > 0:
         last = page_count(total, page_size)
         on_last = [
@@ -371,9 +371,9 @@ def render_topic(
 
 def render_topics_overview(site: Site, counts: dict[str, int], env: jinja2.Environment) -> bytes:
     """`topics/index.html`: every configured topic with its number of papers and its feeds."""
-    context = _base_context(site, "../")
+    context = base_context(site, "../")
     context.update(
         title=f"主题 · {site.title}",
         topics=[{"topic": t, "count": counts.get(t.slug, 0), "feeds": topic_feed_links(site, t)} for t in site.topics],
     )
-    return _render(env, "topics.html.j2", context)
+    return render_template(env, "topics.html.j2", context)
