@@ -71,5 +71,6 @@
     var initial = new URLSearchParams(location.search).get("q");
     if (initial) input.value = initial;
     input.addEventListener("input", render);
+    input.form.addEventListener("submit", function (event) { event.preventDefault(); render(); });
   });
 })();

@@ -165,9 +165,18 @@ HOSTILE = (
 )
 
 
+OUR_SCRIPTS = {"search.js", "manifest.js"}  # the search page's own static scripts
+
+
 def _assert_nothing_executable(html: bytes | str, where: str) -> None:
     doc = lxml.html.fromstring(html)
-    assert not doc.xpath("//script"), where
+    for script in doc.xpath("//script"):
+        # Only data blocks (JSON-LD, with < > & escaped) and the search page's own scripts, never seed text as code.
+        if script.get("type") == "application/ld+json":
+            assert not set("<>&") & set(script.text or ""), where
+            json.loads(script.text or "")
+        else:
+            assert script.get("src") in OUR_SCRIPTS and not (script.text or "").strip(), where
     assert not doc.xpath("//iframe | //svg | //object | //embed"), where
     for element in doc.iter():
         if not isinstance(element.tag, str):
@@ -195,6 +204,13 @@ def test_hostile_seed_text_never_becomes_markup_in_any_output(workspace: Workspa
         _assert_nothing_executable(f"<div>{item['content_html']}</div>", "feed.json")
     text = (workspace.site / "issues" / "1" / "email.txt").read_text(encoding="utf-8")
     assert "{{ 7*7 }}" in text  # template syntax in seeds is shown, not evaluated
+    # The search index is JavaScript: seed text in it is JSON with < > & escaped, so it cannot end the script.
+    shard = (workspace.site / "search" / "shard-1.js").read_text(encoding="utf-8")
+    prefix, suffix = "digestSearch.addShard(1,", ");\n"
+    assert shard.startswith(prefix) and shard.endswith(suffix)
+    papers = json.loads(shard[len(prefix) : -len(suffix)])
+    assert not set("<>&") & set(shard)
+    assert any('<script>alert("t")</script>' in p["en"] for p in papers)
 
 
 def test_rebuild_is_byte_identical_and_restores_deleted_outputs(workspace: Workspace) -> None:
