@@ -32,6 +32,10 @@ _FLAGS = (
 )
 
 
+#: Launch arguments for Playwright (it adds its own headless flag).
+BROWSER_ARGS = [a for a in _FLAGS if a != "--headless"]
+
+
 def _which() -> str | None:
     for name in _NAMES:
         path = shutil.which(name)
@@ -82,7 +86,7 @@ def find_chromium() -> str | None:
         return _which()
 
 
-def measure_page(html_path: Path, width: int, png_out: Path, *, height: int = 900) -> int:
+def measure_page(html_path: Path, width: int, png_out: Path, *, height: int = 900, query: str = "") -> int:
     """Open `html_path` in headless Chromium with a `width` x `height` CSS px viewport, save a full-page
     screenshot to `png_out`, and return the page's scrollWidth.
 
@@ -97,10 +101,11 @@ def measure_page(html_path: Path, width: int, png_out: Path, *, height: int = 90
         raise RuntimeError("Chromium is not available (install it with `apt-get install -y chromium`)")
     png_out.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=[a for a in _FLAGS if a != "--headless"])
+        browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(html_path.resolve().as_uri(), wait_until="load")
+            page.goto(html_path.resolve().as_uri() + (f"?{query}" if query else ""), wait_until="load")
+            page.wait_for_load_state("networkidle")
             page.screenshot(path=str(png_out), full_page=True)
             return int(page.evaluate("document.documentElement.scrollWidth"))
         finally:

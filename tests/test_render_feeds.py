@@ -29,10 +29,14 @@ from digest.render.feeds import (
     paper_id,
     render_atom,
     render_feeds,
+    render_issues_archive,
     render_issues_feed,
     render_json_feed,
     render_rss,
+    render_topic_feeds,
+    topic_feed_id,
 )
+from digest.topics import assign_topics
 from tests.render_samples import (
     FEED_ID,
     NS,
@@ -367,3 +371,74 @@ def test_no_feedgen_version_or_clock_in_the_output(site: Site, issues: list[Issu
 @pytest.mark.parametrize("name", ["rss.xml", "atom.xml", "feed.json", "issues.xml"])
 def test_golden_feeds(name: str, site: Site, env: jinja2.Environment) -> None:
     golden(name, render_feeds(site, golden_issues(), env)[name])
+
+
+# ------------------------------------------------------------------------------------------------ topic feeds
+
+
+def test_topic_feeds_carry_only_that_topics_papers_with_their_own_identity(site: Site, issues: list[Issue]) -> None:
+    diffusion = next(t for t in site.topics if t.slug == "diffusion")
+    bundle = render_topic_feeds(site, diffusion, issues)
+    assert sorted(bundle) == ["topics/diffusion/atom.xml", "topics/diffusion/feed.json", "topics/diffusion/rss.xml"]
+    expected = [i for i in expected_order(issues) if any(
+        paper_id(e) == i and "diffusion" in assign_topics(e, site.topics) for issue in issues for e in issue.entries
+    )]  # fmt: skip
+    assert len(expected) >= 5
+    rss, atom = parsed(bundle["topics/diffusion/rss.xml"]), parsed(bundle["topics/diffusion/atom.xml"])
+    assert [e.id for e in rss.entries] == [e.id for e in atom.entries] == expected
+    # The same paper keeps the same id in every feed that carries it.
+    assert set(expected) <= {e.id for e in parsed(render_atom(site, issues)).entries}
+    root = xml(bundle["topics/diffusion/atom.xml"])
+    assert root.xpath("atom:id/text()", namespaces=NS) == [topic_feed_id(site, "diffusion")]
+    assert topic_feed_id(site, "diffusion") != site.feed_id
+    assert root.xpath("atom:title/text()", namespaces=NS) == [f"{site.title} · {diffusion.name_zh}"]
+    assert root.xpath("atom:link[@rel='self']/@href", namespaces=NS) == [site.link("topics/diffusion/atom.xml")]
+    assert root.xpath("atom:link[@rel='alternate']/@href", namespaces=NS) == [site.link("topics/diffusion/")]
+    for tag in ("id", "title", "updated", "author"):
+        assert len(root.xpath(f"atom:{tag}", namespaces=NS)) == 1, tag
+    channel = xml(bundle["topics/diffusion/rss.xml"]).find("channel")
+    assert channel is not None
+    assert channel.xpath("link/text()") == [site.link("topics/diffusion/")]
+    assert channel.xpath("atom:link[@rel='self']/@href", namespaces=NS) == [site.link("topics/diffusion/rss.xml")]
+    for item in channel.findall("item"):
+        assert item.findtext("guid") and RFC822.match(item.findtext("pubDate") or "")
+    feed = json.loads(bundle["topics/diffusion/feed.json"])
+    assert feed["feed_url"] == site.link("topics/diffusion/feed.json")
+    assert [i["id"] for i in feed["items"]] == expected
+
+
+def test_a_topic_feed_is_bounded_like_the_main_feed(issues: list[Issue]) -> None:
+    small = make_site(feed_max_items=2)
+    llm = next(t for t in small.topics if t.slug == "llm")
+    assert len(parsed(render_topic_feeds(small, llm, issues)["topics/llm/atom.xml"]).entries) == 2
+
+
+def test_websub_hub_is_announced_in_every_feed(issues: list[Issue], env: jinja2.Environment) -> None:
+    hubbed = make_site(websub_hub="https://hub.example.net/")
+    bundle = render_feeds(hubbed, issues, env)
+    for name in ("atom.xml", "issues.xml"):
+        assert xml(bundle[name]).xpath("atom:link[@rel='hub']/@href", namespaces=NS) == ["https://hub.example.net/"]
+    rss = xml(bundle["rss.xml"])
+    assert rss.xpath("channel/atom:link[@rel='hub']/@href", namespaces=NS) == ["https://hub.example.net/"]
+    assert rss.xpath("channel/link/text()") == [hubbed.url]
+    assert json.loads(bundle["feed.json"])["hubs"] == [{"type": "WebSub", "url": "https://hub.example.net/"}]
+    assert parsed(bundle["rss.xml"]).entries
+
+
+def test_issues_feed_links_to_rfc_5005_archive_documents(
+    site: Site, issues: list[Issue], env: jinja2.Environment
+) -> None:
+    current = xml(render_issues_feed(site, issues, env, archive_pages=2))
+    assert current.xpath("atom:link[@rel='prev-archive']/@href", namespaces=NS) == [site.link("archive/issues-2.xml")]
+    history = "http://purl.org/syndication/history/1.0"
+    assert not current.xpath("//fh:archive", namespaces={"fh": history})
+    page_1 = render_issues_archive(site, 1, issues, env, last_page=False)
+    root = xml(page_1)
+    assert root.xpath("fh:archive", namespaces={"fh": history})
+    assert root.xpath("atom:link[@rel='current']/@href", namespaces=NS) == [site.link("issues.xml")]
+    assert root.xpath("atom:link[@rel='next-archive']/@href", namespaces=NS) == [site.link("archive/issues-2.xml")]
+    assert not root.xpath("atom:link[@rel='prev-archive']", namespaces=NS)
+    assert root.xpath("atom:link[@rel='self']/@href", namespaces=NS) == [site.link("archive/issues-1.xml")]
+    feed = parsed(page_1)
+    assert feed.feed.id == issues_feed_id(site)
+    assert [e.id for e in feed.entries] == [issue_entry_id(site, n) for n in (3, 2, 1)]

@@ -14,17 +14,25 @@ import pytest
 
 from digest.model import Entry, Issue, Site
 from digest.render import make_environment
+from digest.render.search import render_search
 from digest.render.site import (
+    TopicPaper,
     archive_issue_numbers,
     archive_page_count,
     archive_page_number,
     archive_page_path,
     archive_pages_for,
     issue_page_path,
+    pages_for,
     render_archive,
     render_archive_page,
     render_issue_page,
+    render_topic,
+    render_topic_page,
+    render_topics_overview,
+    topic_page_path,
 )
+from digest.topics import assign_topics
 from tests import browser_util
 from tests.render_samples import (
     PUBLISHED,
@@ -248,7 +256,85 @@ def test_archive_golden(site: Site, issues: list[Issue], env: jinja2.Environment
     golden("index.html", render_archive(site, issues, 3, env)["index.html"])
 
 
+# ------------------------------------------------------------------------------------------------ topics
+
+
+def test_topic_pages_list_bilingual_titles_newest_first_with_feeds(
+    site: Site, issues: list[Issue], env: jinja2.Environment
+) -> None:
+    diffusion = next(t for t in site.topics if t.slug == "diffusion")
+    papers = topic_papers(site, issues, "diffusion")
+    bundle = render_topic(site, diffusion, papers, len(papers), env)
+    assert sorted(bundle) == ["topics/diffusion/index.html", "topics/diffusion/page-1.html"]
+    doc = page(bundle["topics/diffusion/index.html"])
+    zh = doc.xpath("//ol[@class='papers']/li/a[@class='zh']/text()")
+    assert zh == [p.entry.title_zh for p in papers]
+    en = doc.xpath("//ol[@class='papers']/li/span[@class='en']")
+    assert [e.text for e in en] == [p.entry.title_en for p in papers] and {e.get("lang") for e in en} == {"en"}
+    hrefs = doc.xpath("//ol[@class='papers']/li/a[@class='zh']/@href")
+    assert hrefs[0] == f"../../issues/{papers[0].issue.number}/index.html#{papers[0].entry.anchor}"
+    alternates = doc.xpath("//head/link[@rel='alternate']/@href")
+    assert alternates[:3] == [site.link(f"topics/diffusion/{n}") for n in ("rss.xml", "atom.xml", "feed.json")]
+    assert site.link("rss.xml") in alternates
+    # Every page links to every topic and to the search page.
+    for data in (bundle["topics/diffusion/index.html"], render_issue_page(site, issues[0], env)):
+        links = page(data).xpath("//a/@href")
+        assert "../../search/index.html" in links and "../../topics/index.html" in links
+        assert {f"../../topics/{t.slug}/index.html" for t in site.topics} <= set(links)
+
+
+def test_the_archive_shows_chinese_then_english_titles(
+    site: Site, issues: list[Issue], env: jinja2.Environment
+) -> None:
+    doc = page(render_archive(site, issues, 3, env)["index.html"])
+    first = doc.xpath("//ul[@class='titles']/li")[0]
+    assert [c.get("class") for c in first] == ["zh", "en"]
+    assert first[0].text == issues[0].entries[0].title_zh and first[1].get("lang") == "en"
+
+
+def fake_topic_papers(count: int) -> list[TopicPaper]:
+    return [TopicPaper(issue, 0) for issue in fake_issues(count)]
+
+
+def test_topic_pages_are_stable_and_a_new_paper_changes_only_the_index_and_last_page(
+    site: Site, env: jinja2.Environment
+) -> None:
+    topic = site.topics[0]
+
+    def topic_files(count: int) -> dict[str, bytes]:
+        newest = fake_topic_papers(count)
+        oldest_first = newest[::-1]
+        files = {
+            topic_page_path(topic.slug, k): render_topic_page(
+                site, topic, k, [oldest_first[r - 1] for r in sorted(ranks)], env
+            )
+            for k, ranks in pages_for(range(1, count + 1)).items()
+        }
+        incremental = render_topic(site, topic, newest[:50], count, env)
+        for path, data in incremental.items():
+            if path in files:
+                assert files[path] == data, "render_topic and a rebuild disagree"
+        files.update(incremental)
+        return files
+
+    for before_count in (49, 50, 120):
+        before, after = topic_files(before_count), topic_files(before_count + 1)
+        changed = sorted(p for p in after if before.get(p) != after[p])
+        last = topic_page_path(topic.slug, (before_count) // 50 + 1)
+        assert changed == sorted({f"topics/{topic.slug}/index.html", last}), before_count
+
+
 # ------------------------------------------------------------------------------------------------ browser
+
+
+def topic_papers(site: Site, issues: list[Issue], slug: str) -> list[TopicPaper]:
+    """A topic's papers newest first, as the state's topic index lists them."""
+    return [
+        TopicPaper(issue, position)
+        for issue in sorted(issues, key=lambda i: -i.number)
+        for position in reversed(range(len(issue.entries)))
+        if slug in assign_topics(issue.entries[position], site.topics)
+    ]
 
 
 def write_site(root: Path, site: Site, issues: list[Issue], env: jinja2.Environment) -> None:
@@ -257,6 +343,13 @@ def write_site(root: Path, site: Site, issues: list[Issue], env: jinja2.Environm
     files = render_archive(site, issues, len(issues), env)
     for issue in issues:
         files[issue_page_path(issue.number)] = render_issue_page(site, issue, env, newest_number=len(issues))
+    counts = {}
+    for topic in site.topics:
+        papers = topic_papers(site, issues, topic.slug)
+        counts[topic.slug] = len(papers)
+        files.update(render_topic(site, topic, papers, len(papers), env))
+    files["topics/index.html"] = render_topics_overview(site, counts, env)
+    files.update(render_search(site, 1, issues, 1, env))
     for path, data in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(data)
@@ -278,3 +371,64 @@ def test_pages_fit_the_window(
     write_site(tmp_path / "site", site, issues, env)
     png = ARTIFACTS / f"{which.replace('/', '_').removesuffix('.html')}-{width}.png"
     assert browser_util.measure_page(tmp_path / "site" / which, width, png) == width
+
+
+SHOTS = Path("/tmp/shots-r")
+
+
+@pytest.mark.slow
+def test_search_finds_papers_by_chinese_and_english_words(
+    site: Site, issues: list[Issue], env: jinja2.Environment, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = browser_util.find_chromium()
+    if chromium is None:
+        pytest.fail("Chromium is needed for the browser tests (apt-get install -y chromium)")
+    write_site(tmp_path / "site", site, issues, env)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=browser_util.BROWSER_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1000, "height": 900})
+            tab.goto((tmp_path / "site" / "search" / "index.html").as_uri())
+
+            def results(query: str) -> list[str]:
+                tab.fill("#q", query)
+                tab.wait_for_function("document.getElementById('status').textContent.startsWith('找到')")
+                return [str(t) for t in tab.locator("#results .en").all_text_contents()]
+
+            chinese = results("扩散")
+            english = results("diffusion")
+            phrase = results("扩散模型")
+            for found in (chinese, english, phrase):
+                assert "Material Anything: Generating Materials for Any 3D Object via Diffusion" in found
+                assert "CAT4D: Create Anything in 4D with Multi-View Video Diffusion Models" in found
+                assert "Prithvi WxC: Foundation Model for Weather and Climate" not in found
+            assert "Imagine yourself: Tuning-Free Personalized Image Generation" in chinese
+            assert results("robot 机器人") == [
+                "RACER: Rich Language-Guided Failure Recovery Policies for Imitation Learning"
+            ]
+            tab.fill("#q", "no-such-word-anywhere")
+            tab.wait_for_function("document.getElementById('status').textContent.startsWith('没有')")
+            links = tab.locator("#results a").count()
+            assert links == 0
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [375, 1280])
+@pytest.mark.parametrize(
+    "which", ["index.html", "issues/3/index.html", "topics/diffusion/index.html", "search/index.html?q=扩散"]
+)
+def test_screenshots_of_the_reader_pages(
+    which: str, width: int, site: Site, issues: list[Issue], env: jinja2.Environment, tmp_path: Path
+) -> None:
+    """Screenshots for people to look at (in /tmp/shots-r/), and no page wider than the window."""
+    if browser_util.find_chromium() is None:
+        pytest.fail("Chromium is needed for the browser tests (apt-get install -y chromium)")
+    write_site(tmp_path / "site", site, issues, env)
+    path, _, query = which.partition("?")
+    name = path.replace("/", "_").removesuffix(".html")
+    png = SHOTS / f"{name}-{width}.png"
+    assert browser_util.measure_page(tmp_path / "site" / path, width, png, query=query) == width
