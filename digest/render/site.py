@@ -153,7 +153,12 @@ def base_context(site: Site, root: str) -> dict[str, Any]:
 def topic_feed_links(site: Site, topic: Topic) -> list[dict[str, str]]:
     """Autodiscovery and subscribe links of a topic's feeds."""
     return [
-        {"href": site.link(topic_folder(topic.slug) + name), "type": media, "title": f"{topic.name_zh} · {title}"}
+        {
+            "href": site.link(topic_folder(topic.slug) + name),
+            "type": media,
+            "title": f"{site.title} · {topic.name_zh} · {title}",  # autodiscovery: says which feed it is
+            "label": title,  # on the topic's own page the topic is obvious
+        }
         for name, media, title in TOPIC_FEED_FILES
     ]
 
