@@ -139,8 +139,11 @@ def compile_topics(topics: tuple[Topic, ...]) -> TopicRules:
     return TopicRules(topics, tuple(matchers))
 
 
+@lru_cache(maxsize=4096)
 def assign_topics(entry: Entry, topics: tuple[Topic, ...]) -> tuple[str, ...]:
-    """The slugs of `entry`'s topics, primary first (see the module docstring for the order of precedence)."""
+    """The slugs of `entry`'s topics, primary first (see the module docstring for the order of precedence).
+
+    Cached: one render asks about the same paper for its issue page, search shard and every feed it is in."""
     rules = compile_topics(topics)
     chosen = [slug for slug in entry.topics if slug in rules.slugs]
     if chosen:

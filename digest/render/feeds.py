@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -168,8 +169,11 @@ def feed_items(site: Site, issues: Sequence[Issue], topic: str | None = None) ->
     return items
 
 
+@lru_cache(maxsize=2048)
 def paper_content_html(entry: Entry) -> str:
-    """The HTML body of one paper's feed item, built from escaped text and sanitized once more."""
+    """The HTML body of one paper's feed item, built from escaped text and sanitized once more.
+
+    Cached: a paper appears in three formats of the main feed and of each of its topics' feeds."""
     parts: list[Markup] = [Markup('<p lang="en"><strong>{}</strong></p>').format(entry.title_en)]
     if entry.title_zh:
         parts.append(Markup("<p><strong>{}</strong></p>").format(entry.title_zh))
@@ -342,8 +346,11 @@ def render_json_feed(site: Site, issues: Sequence[Issue], scope: FeedScope | Non
     return (json.dumps(feed, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
+@lru_cache(maxsize=256)
 def issue_content_html(site: Site, issue: Issue, env: jinja2.Environment) -> str:
-    """A whole issue as HTML for `issues.xml`: the same papers partial as the issue page, absolute links."""
+    """A whole issue as HTML for `issues.xml`: the same papers partial as the issue page, absolute links.
+
+    Cached: the newest issues are in both `issues.xml` and the newest RFC 5005 archive document."""
     template = env.get_template("_papers.html.j2")
     html = template.render(papers_context(site, issue, absolute=True))
     return clean_html(html)
