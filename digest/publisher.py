@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     import jinja2
 
+    from digest.bounces.importer import ImportResult
     from digest.catalog import Catalog
     from digest.model import Subscriber
     from digest.sending import IssueSender
@@ -48,7 +49,7 @@ from digest.model import (
 from digest.output import write_atomic, write_bundle
 from digest.render import Bundle, make_environment
 from digest.seedfiles import list_seed_files
-from digest.sending import SendReport, delivery_status
+from digest.sending import SendReport, delivery_status, rates_status
 from digest.settings import Settings
 from digest.store import Store
 
@@ -378,7 +379,16 @@ class Publisher:
                 last_published=last.published if last else None,
                 output_dir=self.settings.output_dir,
                 state_path=self.settings.state_path,
-                extra={**(delivery_status(store, last.number) if last else {}), **self._late_issue(store)},
+                extra={
+                    **(delivery_status(store, last.number) if last else {}),
+                    **rates_status(
+                        store,
+                        self.settings.rate_issues,
+                        self.settings.max_hard_bounce_rate,
+                        self.settings.max_complaint_rate,
+                    ),
+                    **self._late_issue(store),
+                },
             )
 
     # --- subscribers --------------------------------------------------------------------------
@@ -417,6 +427,19 @@ class Publisher:
         """Every subscriber with when they joined and left."""
         with self.open_store() as store:
             return store.subscriber_records()
+
+    # --- bounces ------------------------------------------------------------------------------
+
+    def import_bounces(self, messages: Iterable[tuple[str, bytes]], now: datetime) -> Iterator[ImportResult]:
+        """Apply bounce and complaint reports, one transaction per message (no writer lock: like an unsubscribe,
+        a send in progress re-checks each subscriber just before mailing them)."""
+        from digest.bounces.importer import import_reports
+
+        secret = self.settings.require_secret_key()
+        with self.open_store() as store:
+            yield from import_reports(
+                store, messages, secret=secret, now=now, soft_limit=self.settings.soft_bounce_limit
+            )
 
     # --- sending ------------------------------------------------------------------------------
 

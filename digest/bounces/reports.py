@@ -125,9 +125,7 @@ def _dsn_notices(part: Message) -> list[Notice]:
         code = enhanced_code(status) or enhanced_code(diagnostic)
         recipient = _value(block, "Original-Recipient") or _value(block, "Final-Recipient")
         detail = " ".join(x for x in (code or status, diagnostic) if x)
-        notices.append(
-            Notice(NoticeKind.BOUNCE, classify_code(code, diagnostic), recipient, detail[:DETAIL_CHARS])
-        )
+        notices.append(Notice(NoticeKind.BOUNCE, classify_code(code, diagnostic), recipient, detail[:DETAIL_CHARS]))
     return notices
 
 
@@ -144,7 +142,10 @@ def _flufl_notices(msg: Message) -> tuple[Notice, ...]:
     """Permanent failures found by flufl.bounce in a non-standard bounce; temporary ones are only warnings."""
     from flufl.bounce import all_failures
 
-    _temporary, permanent = all_failures(msg)
+    try:
+        _temporary, permanent = all_failures(msg)
+    except Exception:  # its heuristic detectors trip over some malformed messages: then it is no known format
+        return ()
     if not permanent:
         return ()
     text = clean_header(" ".join(_texts(msg)))
