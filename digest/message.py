@@ -25,6 +25,7 @@ import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy, quoprimime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -43,7 +44,10 @@ MAX_LINE_OCTETS = 998
 #: Room left on each line of the shared HTML for the personal unsubscribe URL that replaces the placeholder.
 URL_ROOM = 400
 SUBJECT_FIELDS = frozenset({"title", "number", "date", "count"})
+#: Display names are shortened to this many characters in To (mail clients show about 30).
+MAX_NAME_CHARS = 64
 
+_CRLF = "\r\n"
 _SMTP = policy.SMTP  # CRLF line ends, non-ASCII headers RFC 2047-encoded, raw headers 7-bit
 _SMTP_LINE: int = _SMTP.max_line_length or 78  # where `email` folds headers and wraps base64 / quoted-printable
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
@@ -469,15 +473,49 @@ def _encoded_body(text: str, cte: str) -> bytes:
 
 
 def _to_field(subscriber: Subscriber) -> bytes:
-    """The To field as `email` folds it for policy.SMTP; written directly for a plain name and address."""
-    name = clean_header(subscriber.name)
-    addr = smtp_address(subscriber.email)
-    if _PLAIN_ADDRESS.fullmatch(addr) and (not name or _PLAIN_NAME.fullmatch(name)):
-        field = f"To: {name} <{addr}>\r\n" if name else f"To: {addr}\r\n"
-        if len(field) <= _SMTP_LINE + 2:
-            return field.encode("ascii")
-    header = _SMTP.header_store_parse("To", Address(display_name=name, addr_spec=addr))
-    return _SMTP.fold_binary(*header)
+    """The To field: the subscriber's name as a display name, encoded by `address_field`."""
+    return address_field("To", subscriber.name, subscriber.email)
+
+
+def address_field(field: str, name: str, address: str) -> bytes:
+    """`Field: name <address>` as 7-bit header bytes, written here and never parsed by the `email` package.
+
+    A name that is not plain ASCII words is always RFC 2047-encoded (utf-8, base64 or Q, folded by
+    `email.header.Header`, which encodes text and never decodes it): a name holding an encoded word such as
+    `=?utf-8?q?Evil=0D=0ABcc:...?=` then reaches the reader as that literal text, not as a line break, and no
+    name can end the header block or add a field (CVE-2024-6923 re-parses such words into real CR/LF). Names
+    longer than MAX_NAME_CHARS are shortened: a To line over 998 octets makes servers refuse the message."""
+    display = clean_header(name)
+    if len(display) > MAX_NAME_CHARS:
+        display = display[: MAX_NAME_CHARS - 1].rstrip() + "…"
+    addr = _addr_spec(address)
+    if not display:
+        return f"{field}: {addr}\r\n".encode("ascii")
+    if _PLAIN_NAME.fullmatch(display) and len(field) + len(display) + len(addr) + 5 <= _SMTP_LINE:
+        return f"{field}: {display} <{addr}>\r\n".encode("ascii")
+    phrase = Header(display, "utf-8", header_name=field).encode(linesep=_CRLF)
+    last = phrase.rsplit("\r\n", 1)[-1]
+    joint = " " if len(last) + len(addr) + 3 <= _SMTP_LINE else "\r\n "
+    return f"{field}: {phrase}{joint}<{addr}>\r\n".encode("ascii")
+
+
+def text_field(field: str, value: str) -> bytes:
+    """`Field: value` for unstructured text (Subject) as 7-bit header bytes, written here: plain ASCII words as
+    they are (folded at spaces), anything else, or anything that looks like an encoded word, RFC 2047-encoded."""
+    text = clean_header(value)
+    plain = text.isascii() and "=?" not in text and all(len(word) <= 60 for word in text.split())
+    encoded = Header(text, "us-ascii" if plain else "utf-8", header_name=field).encode(linesep=_CRLF)
+    return f"{field}: {encoded}\r\n".encode("ascii")
+
+
+def _addr_spec(address: str) -> str:
+    """An addr-spec safe for a header: IDNA domain, no controls, the local part quoted by the email package if it
+    must be (it only quotes, it parses nothing)."""
+    addr = smtp_address(clean_header(address).replace(" ", ""))
+    if _PLAIN_ADDRESS.fullmatch(addr):
+        return addr
+    local, _, domain = addr.rpartition("@")
+    return Address(username=local, domain=domain).addr_spec
 
 
 def build_reference_message(
@@ -501,11 +539,7 @@ def build_reference_message(
     shared = _folded_template(mail.html) if eight_bit else mail.html
     page = shared.replace(UNSUBSCRIBE_PLACEHOLDER, html.escape(clean_header(unsubscribe_url), quote=True))
 
-    msg = EmailMessage(policy=_SMTP)
-    msg["From"] = _from_header(mail.from_address)
-    msg["To"] = Address(display_name=clean_header(subscriber.name), addr_spec=smtp_address(subscriber.email))
-    msg["Subject"] = clean_header(mail.subject)
-    msg["Date"] = format_datetime(date)
+    msg = EmailMessage(policy=_SMTP)  # only MIME structure: address and text fields are written by this module
     msg.set_content(text, subtype="plain", charset="utf-8", cte=_text_cte(text, eight_bit))
     html_cte, folded = _html_encoding(page, eight_bit, max_html_bytes)
     msg.add_alternative(folded, subtype="html", charset="utf-8", cte=html_cte)
@@ -513,11 +547,20 @@ def build_reference_message(
         msg.set_boundary(boundary)
 
     head, sep, body = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
+    name, address = _from_parts(mail.from_address)
+    head = (
+        address_field("From", name, address)
+        + _to_field(subscriber)
+        + text_field("Subject", mail.subject)
+        + f"Date: {format_datetime(date)}\r\n".encode("ascii")
+        + head
+    )
     raw = [
         ("Message-ID", clean_header(msgid)),
         ("List-Id", _list_id_header(mail.list_id)),
         ("List-Unsubscribe", list_unsubscribe(unsubscribe_url, unsubscribe_mailto).replace(", ", ",\r\n ")),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Feedback-ID", feedback_id(mail.issue, mail.list_id)),
     ]
     extra = b"".join(f"{name}: {value}\r\n".encode("ascii") for name, value in raw)
     data = head + b"\r\n" + extra.rstrip(b"\r\n") + sep + body
@@ -526,11 +569,19 @@ def build_reference_message(
     return data
 
 
-def _from_header(value: str) -> Address:
+def _from_parts(value: str) -> tuple[str, str]:
+    """(display name, address) of the From setting (validated at load; checked again here for callers that build
+    an IssueMail themselves). parseaddr never decodes encoded words."""
     name, addr = parseaddr(clean_header(value))
     if "@" not in addr:
         raise SettingsError(f"from_address: not an address: {value!r} (e.g. 'Paper Digest <digest@example.org>')")
-    return Address(display_name=name, addr_spec=smtp_address(addr))
+    return name, addr
+
+
+def feedback_id(issue: int, list_id: str) -> str:
+    """Gmail's Feedback-ID (`campaign:customer:type:sender`): complaint statistics per issue and list in Postmaster
+    Tools."""
+    return f"{issue}:{_list_id_header(list_id).strip('<>')}:newsletter:digest"
 
 
 def _list_id_header(list_id: str) -> str:
@@ -679,6 +730,7 @@ def sign_dkim(data: bytes, key: DkimKey) -> bytes:
         b"list-id",
         b"list-unsubscribe",
         b"list-unsubscribe-post",
+        b"feedback-id",
         b"mime-version",
         b"content-type",
     ]

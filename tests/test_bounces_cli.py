@@ -14,11 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+from tests import test_send_cli
 from tests.conftest import Workspace
 from tests.mail_util import MailServer, smtp_server_fixture  # noqa: F401  (fixture)
 from tests.test_cli_render import paper
 from tests.test_send_cli import add_subscribers, ledger
-from tests.test_send_cli import mail_ws as mail_ws_fixture  # noqa: F401  (the fixture `mail_ws`)
+
+mail_ws = test_send_cli.mail_ws  # the fixture: issue 1 rendered, SMTP settings pointing at `smtp_server`
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 POSTFIX_DSN = (FIXTURES / "postfix-5.1.1-verp.eml").read_bytes()
