@@ -35,7 +35,7 @@ import idna
 
 from digest.errors import DeliveryError, SettingsError
 from digest.model import Subscriber
-from digest.render.email import UNSUBSCRIBE_PLACEHOLDER
+from digest.render.email import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 
 #: Gmail clips a message whose HTML is larger than 102 KB; counted on the HTML part as transmitted.
 GMAIL_CLIP_BYTES = 102_000
@@ -102,6 +102,14 @@ class IssueMail:
     from_address: str
     list_id: str
     domain: str  # the site's host name: right side of Message-ID
+    # Where the rendered parts hold each subscriber's own links (per-issue markers that seed text cannot produce).
+    unsubscribe_mark: str = UNSUBSCRIBE_PLACEHOLDER
+    preferences_mark: str = PREFERENCES_PLACEHOLDER
+
+    @property
+    def marks(self) -> tuple[str, str]:
+        """The markers of the personal links, in the order of `SLOTS`."""
+        return self.unsubscribe_mark, self.preferences_mark
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,7 @@ def build_message(
     subscriber: Subscriber,
     *,
     unsubscribe_url: str,
+    preferences_url: str = "",
     unsubscribe_mailto: str = "",
     date: datetime,
     msgid: str,
@@ -192,14 +201,23 @@ def build_message(
     template = message_template(
         mail, eight_bit=eight_bit, unsubscribe_mailto=unsubscribe_mailto, max_html_bytes=max_html_bytes
     )
-    return template.render_wire(subscriber, unsubscribe_url=unsubscribe_url, date=date, msgid=msgid, dkim=dkim)
+    return template.render_wire(
+        subscriber,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+        date=date,
+        msgid=msgid,
+        dkim=dkim,
+    )
 
 
 #: Holes in a template: the fields and body pieces that differ per subscriber.
 _TO, _DATE, _MSGID, _UNSUB = "To", "Date", "Message-ID", "List-Unsubscribe"
-_TEXT_URL, _HTML_URL, _TEXT_BODY, _HTML_BODY = "text url", "html url", "text body", "html body"
+#: The personal links in the body, in the order of `IssueMail.marks`; a literal part's hole is "<kind> <slot>".
+SLOTS = ("unsubscribe", "preferences")
+_TEXT_BODY, _HTML_BODY = "text body", "html body"
 _PERSONAL_FIELDS = (_TO, _DATE, _MSGID, _UNSUB)
-_MARK = UNSUBSCRIBE_PLACEHOLDER
+Links = tuple[str, str]  # (unsubscribe URL, preferences URL)
 _MARK_SUBSCRIBER = Subscriber(email="template@template.invalid")
 _MARK_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 _MARK_MSGID = "<template@template.invalid>"
@@ -212,12 +230,13 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 class _Part:
     """One body part of a template: a literal with URL holes (7bit/8bit) or a source encoded per subscriber."""
 
-    hole: str  # _TEXT_URL / _HTML_URL for a literal, _TEXT_BODY / _HTML_BODY when encoded per subscriber
+    kind: str  # "text" or "html"
+    literal: bool  # 7bit/8bit: the links are holes in its bytes; else the part is encoded per subscriber
     cte: str
-    source: str  # the part's text with the placeholder, as build_reference_message encodes it
+    source: str  # the part's text with the markers, as build_reference_message encodes it
     room: int  # longest URL (octets) that keeps every line of a literal within MAX_LINE_OCTETS
-    marks: int  # placeholders in the part
-    size: int  # octets of the HTML as transmitted, with the placeholder (8bit literal only)
+    marks: tuple[int, int]  # how many times each marker is in the part
+    size: int  # octets of the HTML as transmitted, with the markers (8bit literal only)
 
 
 @dataclass(frozen=True)
@@ -242,29 +261,45 @@ class MessageTemplate:
     wire_pieces: tuple[bytes | str, ...] = ()  # `pieces` dot-stuffed as DATA sends them; empty: not known to be
 
     def render(
-        self, subscriber: Subscriber, *, unsubscribe_url: str, date: datetime, msgid: str, dkim: DkimKey | None = None
+        self,
+        subscriber: Subscriber,
+        *,
+        unsubscribe_url: str,
+        preferences_url: str = "",
+        date: datetime,
+        msgid: str,
+        dkim: DkimKey | None = None,
     ) -> bytes:
         """The message for one subscriber (DKIM-signed when a key is given), the same bytes as
         `build_reference_message` with this template's boundary."""
-        values = self._values(subscriber, unsubscribe_url, date, msgid)
-        return self._message(values, subscriber, unsubscribe_url, date, msgid, dkim)
+        links = (unsubscribe_url, preferences_url)
+        values = self._values(subscriber, links, date, msgid)
+        return self._message(values, subscriber, links, date, msgid, dkim)
 
     def render_wire(
-        self, subscriber: Subscriber, *, unsubscribe_url: str, date: datetime, msgid: str, dkim: DkimKey | None = None
+        self,
+        subscriber: Subscriber,
+        *,
+        unsubscribe_url: str,
+        preferences_url: str = "",
+        date: datetime,
+        msgid: str,
+        dkim: DkimKey | None = None,
     ) -> WireMessage:
         """`render` as SMTP's DATA carries it. The template's own bytes are dot-stuffed once, when it is made, so
         a message is one join instead of passes over all of its ~70 KB (the send loop's largest cost per message)."""
-        values = self._values(subscriber, unsubscribe_url, date, msgid)
+        links = (unsubscribe_url, preferences_url)
+        values = self._values(subscriber, links, date, msgid)
         if values is not None and dkim is None and self.wire_pieces and all(map(_wire_safe, values.values())):
             data = _join(self.wire_pieces, values)
             return WireMessage(data, not data.isascii())
-        return wire_message(self._message(values, subscriber, unsubscribe_url, date, msgid, dkim))
+        return wire_message(self._message(values, subscriber, links, date, msgid, dkim))
 
     def _message(
         self,
         values: dict[str, bytes] | None,
         subscriber: Subscriber,
-        url: str,
+        links: Links,
         date: datetime,
         msgid: str,
         dkim: DkimKey | None,
@@ -275,7 +310,8 @@ class MessageTemplate:
             data = build_reference_message(
                 self.mail,
                 subscriber,
-                unsubscribe_url=url,
+                unsubscribe_url=links[0],
+                preferences_url=links[1],
                 unsubscribe_mailto=self.unsubscribe_mailto,
                 date=date,
                 msgid=msgid,
@@ -285,42 +321,54 @@ class MessageTemplate:
             )
         return sign_dkim(data, dkim) if dkim is not None else data
 
-    def _fill(self, subscriber: Subscriber, url: str, date: datetime, msgid: str) -> bytes | None:
+    def _fill(self, subscriber: Subscriber, url: str, date: datetime, msgid: str, prefs: str = "") -> bytes | None:
         """The template filled in, or None when this subscriber's values do not fit it exactly."""
-        values = self._values(subscriber, url, date, msgid)
+        values = self._values(subscriber, (url, prefs), date, msgid)
         return None if values is None else _join(self.pieces, values)
 
-    def _values(self, subscriber: Subscriber, url: str, date: datetime, msgid: str) -> dict[str, bytes] | None:
+    def _values(self, subscriber: Subscriber, links: Links, date: datetime, msgid: str) -> dict[str, bytes] | None:
         """What fills each hole for this subscriber, or None when their values do not fit the template exactly."""
         if not self.pieces or self.text is None or self.html is None:
             return None
-        text_url = clean_header(url)
-        if not text_url.isascii() or self.boundary in text_url:
+        text_links = tuple(clean_header(url) for url in links)
+        if any(not url.isascii() or self.boundary in url for url in text_links):
             return None
-        html_url = html.escape(text_url, quote=True)
+        html_links = tuple(html.escape(url, quote=True) for url in text_links)
+        marks = self.mail.marks
         values: dict[str, bytes] = {}
-        for part, value in ((self.text, text_url), (self.html, html_url)):
-            if part.hole in (_TEXT_URL, _HTML_URL):
-                if len(value) > part.room:
+        for part, given in ((self.text, text_links), (self.html, html_links)):
+            if part.literal:
+                if any(len(value) > part.room for value in given):
                     return None
-                if part.hole == _HTML_URL and part.size + part.marks * (len(value) - len(_MARK)) > self.max_html_bytes:
+                growth = sum(n * (len(v) - len(m)) for n, v, m in zip(part.marks, given, marks, strict=True))
+                if part.kind == "html" and part.size + growth > self.max_html_bytes:
                     return None  # let the reference say it is too large
-                values[part.hole] = value.encode("ascii")
+                for slot, value in zip(SLOTS, given, strict=True):
+                    values[f"{part.kind} {slot}"] = value.encode("ascii")
             else:
-                body = part.source.replace(_MARK, value)
-                if part.hole == _TEXT_BODY:
+                body = fill_links(part.source, marks, given)
+                if part.kind == "text":
                     cte = _text_cte(body, self.eight_bit)
                 else:
                     cte, body = _html_encoding(body, self.eight_bit, self.max_html_bytes)
                 if cte != part.cte:
                     return None
-                values[part.hole] = _encoded_body(body, cte)
+                values[f"{part.kind} body"] = _encoded_body(body, cte)
         values[_TO] = _to_field(subscriber)
         values[_DATE] = f"Date: {format_datetime(date)}\r\n".encode("ascii")
         values[_MSGID] = f"Message-ID: {clean_header(msgid)}\r\n".encode("ascii")
-        unsub = list_unsubscribe(url, self.unsubscribe_mailto).replace(", ", ",\r\n ")
+        unsub = list_unsubscribe(links[0], self.unsubscribe_mailto).replace(", ", ",\r\n ")
         values[_UNSUB] = f"List-Unsubscribe: {unsub}\r\n".encode("ascii")
         return values
+
+
+def fill_links(source: str, marks: tuple[str, ...], links: tuple[str, ...]) -> str:
+    """`source` with each marker replaced by its link in ONE pass: a link that happens to contain a marker is
+    never filled in again."""
+    if not any(mark in source for mark in marks):
+        return source
+    by_mark = dict(zip(marks, links, strict=True))
+    return re.sub("|".join(re.escape(mark) for mark in marks), lambda m: by_mark[m.group(0)], source)
 
 
 def _join(pieces: tuple[bytes | str, ...], values: dict[str, bytes]) -> bytes:
@@ -367,7 +415,8 @@ def message_template(
         reference = build_reference_message(
             mail,
             _MARK_SUBSCRIBER,
-            unsubscribe_url=_MARK,
+            unsubscribe_url=mail.unsubscribe_mark,
+            preferences_url=mail.preferences_mark,
             unsubscribe_mailto=unsubscribe_mailto,
             date=_MARK_DATE,
             msgid=_MARK_MSGID,
@@ -379,7 +428,7 @@ def message_template(
     except (DeliveryError, ValueError):  # each message then says for itself what is wrong
         return bare
     # The template must give the reference's bytes, or it is not used at all; its wire form, the reference's.
-    values = template._values(_MARK_SUBSCRIBER, _MARK, _MARK_DATE, _MARK_MSGID)
+    values = template._values(_MARK_SUBSCRIBER, mail.marks, _MARK_DATE, _MARK_MSGID)
     if values is None or _join(template.pieces, values) != reference:
         return bare
     wire = _wire_pieces(template.pieces)
@@ -422,10 +471,13 @@ def _cut_template(bare: MessageTemplate, reference: bytes, html_source: str) -> 
     if len(chunks) != 4 or chunks[0] or not chunks[3].startswith(b"--"):
         raise ValueError("unexpected MIME structure in the reference message")
     parts: list[_Part] = []
-    for chunk, source, (url_hole, body_hole), opening in zip(
+    marks = bare.mail.marks
+    hole_of = {mark.encode("ascii"): slot for mark, slot in zip(marks, SLOTS, strict=True)}
+    splitter = re.compile(b"(" + b"|".join(re.escape(m.encode("ascii")) for m in marks) + b")")
+    for chunk, source, part_kind, opening in zip(
         chunks[1:3],
         (bare.mail.text, html_source),
-        ((_TEXT_URL, _TEXT_BODY), (_HTML_URL, _HTML_BODY)),
+        ("text", "html"),
         (delimiter[2:], delimiter),  # the body starts with the first delimiter, without a line break before it
         strict=True,
     ):
@@ -435,19 +487,22 @@ def _cut_template(bare: MessageTemplate, reference: bytes, html_source: str) -> 
             raise ValueError("a part without Content-Transfer-Encoding")
         pieces.append(opening + part_head + b"\r\n\r\n")
         kind = cte.group(1).decode("ascii")
+        counts = (source.count(marks[0]), source.count(marks[1]))
         if kind in ("7bit", "8bit"):
-            lines = [line for line in source.split("\n") if _MARK in line]
-            room = min(
-                (len(_MARK) + (MAX_LINE_OCTETS - len(line.encode("utf-8"))) // line.count(_MARK) for line in lines),
-                default=MAX_LINE_OCTETS,
-            )
+            room = MAX_LINE_OCTETS
+            for line in source.split("\n"):
+                found = [line.count(mark) for mark in marks]
+                if any(found):  # every link on the line gets an equal share of what is left of it
+                    held = sum(n * len(m) for n, m in zip(found, marks, strict=True))
+                    free = MAX_LINE_OCTETS - len(line.encode("utf-8")) + held
+                    room = min(room, free // sum(found))
             size = len(source.encode("utf-8")) + source.count("\n")
-            parts.append(_Part(url_hole, kind, source, room, source.count(_MARK), size))
-            for i, literal in enumerate(content.split(_MARK.encode("ascii"))):
-                pieces.extend([url_hole, literal] if i else [literal])
+            parts.append(_Part(part_kind, True, kind, source, room, counts, size))
+            for i, piece in enumerate(splitter.split(content)):
+                pieces.append(f"{part_kind} {hole_of[piece]}" if i % 2 else piece)
         else:
-            parts.append(_Part(body_hole, kind, source, 0, source.count(_MARK), 0))
-            pieces.append(body_hole)
+            parts.append(_Part(part_kind, False, kind, source, 0, counts, 0))
+            pieces.append(f"{part_kind} body")
     pieces.append(delimiter + chunks[3])
     merged: list[bytes | str] = []
     for piece in pieces:  # adjacent literals as one, so that rendering joins fewer pieces
@@ -523,6 +578,7 @@ def build_reference_message(
     subscriber: Subscriber,
     *,
     unsubscribe_url: str,
+    preferences_url: str = "",
     unsubscribe_mailto: str = "",
     date: datetime,
     msgid: str,
@@ -534,10 +590,11 @@ def build_reference_message(
     """The same bytes as `build_message(...).message`, built with the `email` package for this one subscriber:
     the reference that message templates are made from and checked against, and the way out for what a template
     cannot hold."""
-    text = mail.text.replace(UNSUBSCRIBE_PLACEHOLDER, clean_header(unsubscribe_url))
+    links = (clean_header(unsubscribe_url), clean_header(preferences_url))
+    text = fill_links(mail.text, mail.marks, links)
     # Folding is slow in Python: fold the shared page once, leaving room on each line for the personal URL.
     shared = _folded_template(mail.html) if eight_bit else mail.html
-    page = shared.replace(UNSUBSCRIBE_PLACEHOLDER, html.escape(clean_header(unsubscribe_url), quote=True))
+    page = fill_links(shared, mail.marks, tuple(html.escape(link, quote=True) for link in links))
 
     msg = EmailMessage(policy=_SMTP)  # only MIME structure: address and text fields are written by this module
     msg.set_content(text, subtype="plain", charset="utf-8", cte=_text_cte(text, eight_bit))

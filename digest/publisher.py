@@ -54,6 +54,7 @@ from digest.settings import Settings
 from digest.store import Store
 
 BUILD_MARKER = ".digest-build.json"
+MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
 BACKLOG_KEY = "unpublished_after_last_run"
 PROBLEMS_KEY = "problems_of_last_run"
 SEEDS_KEY = "seed_listing_of_last_run"
@@ -308,12 +309,22 @@ class Publisher:
         return bundle
 
     def _email_files(self, site: Site, issue: Issue) -> Bundle:
-        from digest.render.email import render_email
+        """The issue's email twice: the copy the mailer fills in per subscriber (in the hidden `.mail/` folder, with
+        its link markers in slots.json) and the copy published on the site, whose personal links go to the
+        subscribe page instead."""
+        from dataclasses import asdict
+
+        from digest.render.email import render_email, web_copy
 
         rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes)
+        neutral = site.link("subscribe")
+        folder = f"issues/{issue.number}"
         return {
-            f"issues/{issue.number}/email.html": rendered.html.encode("utf-8"),
-            f"issues/{issue.number}/email.txt": rendered.text.encode("utf-8"),
+            f"{folder}/email.html": web_copy(rendered.html, rendered.slots, neutral).encode("utf-8"),
+            f"{folder}/email.txt": web_copy(rendered.text, rendered.slots, neutral).encode("utf-8"),
+            f"{folder}/{MAIL_FOLDER}/email.html": rendered.html.encode("utf-8"),
+            f"{folder}/{MAIL_FOLDER}/email.txt": rendered.text.encode("utf-8"),
+            f"{folder}/{MAIL_FOLDER}/slots.json": json.dumps(asdict(rendered.slots)).encode("utf-8"),
         }
 
     # --- rebuild ------------------------------------------------------------------------------

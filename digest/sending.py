@@ -5,6 +5,7 @@ Publisher facade hands it the settings, the state opener and the writer lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -235,14 +236,18 @@ class IssueSender:
         if not summaries:
             raise DeliveryError(f"no such issue: {number} (see `digest status` for the latest)")
         head = summaries[0]
-        folder = self.settings.output_dir / "issues" / str(number)
+        folder = self.settings.output_dir / "issues" / str(number) / ".mail"
         try:
             html = (folder / "email.html").read_text(encoding="utf-8")
             text = (folder / "email.txt").read_text(encoding="utf-8")
+            slots = json.loads((folder / "slots.json").read_text(encoding="utf-8"))
+            marks = (str(slots["unsubscribe"]), str(slots["preferences"]))
         except OSError as exc:
             raise DeliveryError(
                 f"issue {number}: cannot read its rendered email in {folder}/ ({exc.strerror}); run `digest rebuild`"
             ) from None
+        except (ValueError, KeyError, TypeError):
+            raise DeliveryError(f"issue {number}: {folder}/slots.json is damaged; run `digest rebuild`") from None
         domain = urlsplit(self.settings.site_url).hostname or "localhost"
         subject = format_subject(
             self.settings.subject,
@@ -259,6 +264,8 @@ class IssueSender:
             from_address=self.settings.from_address,
             list_id=self.settings.list_id or f"digest.{domain}",
             domain=domain,
+            unsubscribe_mark=marks[0],
+            preferences_mark=marks[1],
         )
 
     def _dkim_key(self) -> DkimKey | None:
@@ -317,12 +324,13 @@ class IssueSender:
         """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
         from digest.message import build_message, message_id
         from digest.store import email_key
-        from digest.tokens import unsubscribe_link
+        from digest.tokens import preferences_link, unsubscribe_link
 
         return build_message(
             mail,
             subscriber,
             unsubscribe_url=unsubscribe_link(self.settings.unsubscribe_endpoint, secret, subscriber),
+            preferences_url=preferences_link(self.settings.site_url, secret, subscriber),
             unsubscribe_mailto=self.settings.unsubscribe_mailto,
             date=date,
             msgid=msgid or message_id(mail.issue, email_key(subscriber.email), mail.domain),
