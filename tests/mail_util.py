@@ -48,6 +48,7 @@ class MailServer:
     delay: float = 0.0  # seconds per message, before answering
     offer_8bitmime: bool = True
     connections: int = 0
+    helo_names: list[str] = field(default_factory=list)  # what each connection said in EHLO
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def recipients(self) -> Counter[str]:
@@ -68,6 +69,7 @@ class MailServer:
         session.host_name = hostname
         with self._lock:
             self.connections += 1
+            self.helo_names.append(hostname)
         if not self.offer_8bitmime:
             responses = [r for r in responses if "8BITMIME" not in r]
         return responses

@@ -213,3 +213,18 @@ def test_kill_9_during_import_loses_nothing_and_counts_nothing_twice(
 def bounced(ws: Workspace) -> set[str]:
     with sqlite3.connect(ws.state, timeout=30) as conn:
         return {r[0] for r in conn.execute("SELECT email FROM subscribers WHERE status = 'bounced'")}
+
+
+def test_sender_hygiene_helo_name_and_feedback_id(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_subscribers(mail_ws, 1)
+    mail_ws.run("send", "--to", "me@example.org")
+    assert smtp_server.helo_names and not any(name.startswith("[") for name in smtp_server.helo_names)
+    mail_ws.env["DIGEST_SMTP__HELO_NAME"] = "mail.example.org"
+    mail_ws.run("send")
+    assert smtp_server.helo_names[-1] == "mail.example.org"
+    assert smtp_server.to("reader0@example.org")[0].message["Feedback-ID"] == (
+        "1:digest.digest.example.org:newsletter:digest"
+    )
+    mail_ws.env["DIGEST_SMTP__HELO_NAME"] = "[127.0.0.1]"
+    bad = mail_ws.run("send", check=False)
+    assert bad.returncode == 2 and "smtp.helo_name: Value error, not a host name" in bad.stderr
