@@ -398,14 +398,20 @@ def subscribers_export(ctx: Context) -> None:
     help="Write each message as an .eml file into DIR instead of sending; record nothing.",
 )
 @click.option("--retry-unknown", is_flag=True, help="Also re-send deliveries whose outcome is unknown.")
+@click.option(
+    "--force", is_flag=True, help="Send even though the previous issue's bounce or complaint rate is too high."
+)
 @pass_ctx
 @reports_errors
-def send(ctx: Context, issue: int | None, to: str | None, dry_run: Path | None, retry_unknown: bool) -> None:
+def send(
+    ctx: Context, issue: int | None, to: str | None, dry_run: Path | None, retry_unknown: bool, force: bool
+) -> None:
     """Mail an issue to every active subscriber who has not received it yet.
 
     Safe to interrupt (Ctrl-C, SIGTERM: the messages in flight are finished and recorded) and to run again:
     nobody gets the issue twice. A message whose fate is unknown (the connection broke after it was sent) is
-    not re-sent unless --retry-unknown is given.
+    not re-sent unless --retry-unknown is given. Refuses to start while the previous issue's hard-bounce or
+    complaint rate is over max_hard_bounce_rate / max_complaint_rate, unless --force.
 
     Example: digest send --to me@example.org
     """
@@ -448,6 +454,7 @@ def send(ctx: Context, issue: int | None, to: str | None, dry_run: Path | None, 
                     to=to,
                     dry_run_dir=dry_run,
                     retry_unknown=retry_unknown,
+                    force=force,
                     stop=stop,
                     on_start=lambda total: bar.update(task, total=total),
                     on_result=on_result,
@@ -465,7 +472,9 @@ def send(ctx: Context, issue: int | None, to: str | None, dry_run: Path | None, 
     rate = f", {report.sent / report.seconds:.1f} messages/s" if report.seconds > 0 and report.sent else ""
     click.echo(
         f"issue {report.issue}: {report.sent} sent, {report.failed} failed, {report.deferred} deferred,"
-        f" {report.unknown} unknown, {report.skipped} skipped ({report.seconds:.1f} s{rate})"
+        f" {report.unknown} unknown, {report.skipped} skipped"
+        + (f", {report.bounced} bounced (suppressed)" if report.bounced else "")
+        + f" ({report.seconds:.1f} s{rate})"
     )
     if report.expired:
         click.echo(
@@ -476,6 +485,51 @@ def send(ctx: Context, issue: int | None, to: str | None, dry_run: Path | None, 
         click.echo("stopped before the end: run `digest send` again to continue", err=True)
     elif report.deferred:
         click.echo("some deliveries were deferred: run `digest send` again later", err=True)
+
+
+@main.group()
+def bounces() -> None:
+    """Read bounce (DSN) and complaint (ARF) reports: the addresses they name stop getting mail.
+
+    Example: digest bounces import ~/Maildir/.bounces
+    """
+
+
+@bounces.command("import")
+@click.argument("source", metavar="PATH|-")
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems and the summary.")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def bounces_import(ctx: Context, source: str, quiet: bool, now: str | None) -> None:
+    """Import reports from a Maildir, an mbox file, one .eml file, or standard input (-).
+
+    Each report is matched to its delivery by the VERP id in its return path and recorded on the ledger: a hard
+    bounce suppresses the address at once, soft ones after soft_bounce_limit in a row, a complaint unsubscribes.
+    Importing a report again changes nothing. Messages that cannot be read or matched are reported as
+    NAME: reason and skipped; the exit code is then 1.
+
+    Example: digest bounces import - < bounce.eml
+    """
+    from digest.bounces.mailboxes import read_messages
+
+    stdin = sys.stdin.buffer
+    counts = {"applied": 0, "repeated": 0, "problems": 0}
+    for result in ctx.publisher().import_bounces(read_messages(source, stdin), ctx.now(now)):
+        name = click.format_filename(result.name)
+        if result.problem:
+            counts["problems"] += 1
+            click.echo(f"{name}: {result.outcome}", err=True)
+            continue
+        counts["repeated" if result.repeated else "applied"] += 1
+        if not quiet:
+            click.echo(f"{name}: {result.outcome}")
+    click.echo(
+        f"{counts['applied']} reports applied, {counts['repeated']} already imported, {counts['problems']} skipped",
+        err=True,
+    )
+    if counts["problems"]:
+        sys.exit(1)
 
 
 @main.command()

@@ -25,6 +25,7 @@ import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy, quoprimime
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -34,7 +35,7 @@ import idna
 
 from digest.errors import DeliveryError, SettingsError
 from digest.model import Subscriber
-from digest.render.email import UNSUBSCRIBE_PLACEHOLDER
+from digest.render.email import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 
 #: Gmail clips a message whose HTML is larger than 102 KB; counted on the HTML part as transmitted.
 GMAIL_CLIP_BYTES = 102_000
@@ -43,7 +44,10 @@ MAX_LINE_OCTETS = 998
 #: Room left on each line of the shared HTML for the personal unsubscribe URL that replaces the placeholder.
 URL_ROOM = 400
 SUBJECT_FIELDS = frozenset({"title", "number", "date", "count"})
+#: Display names are shortened to this many characters in To (mail clients show about 30).
+MAX_NAME_CHARS = 64
 
+_CRLF = "\r\n"
 _SMTP = policy.SMTP  # CRLF line ends, non-ASCII headers RFC 2047-encoded, raw headers 7-bit
 _SMTP_LINE: int = _SMTP.max_line_length or 78  # where `email` folds headers and wraps base64 / quoted-printable
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
@@ -98,6 +102,14 @@ class IssueMail:
     from_address: str
     list_id: str
     domain: str  # the site's host name: right side of Message-ID
+    # Where the rendered parts hold each subscriber's own links (per-issue markers that seed text cannot produce).
+    unsubscribe_mark: str = UNSUBSCRIBE_PLACEHOLDER
+    preferences_mark: str = PREFERENCES_PLACEHOLDER
+
+    @property
+    def marks(self) -> tuple[str, str]:
+        """The markers of the personal links, in the order of `SLOTS`."""
+        return self.unsubscribe_mark, self.preferences_mark
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,7 @@ def build_message(
     subscriber: Subscriber,
     *,
     unsubscribe_url: str,
+    preferences_url: str = "",
     unsubscribe_mailto: str = "",
     date: datetime,
     msgid: str,
@@ -188,14 +201,23 @@ def build_message(
     template = message_template(
         mail, eight_bit=eight_bit, unsubscribe_mailto=unsubscribe_mailto, max_html_bytes=max_html_bytes
     )
-    return template.render_wire(subscriber, unsubscribe_url=unsubscribe_url, date=date, msgid=msgid, dkim=dkim)
+    return template.render_wire(
+        subscriber,
+        unsubscribe_url=unsubscribe_url,
+        preferences_url=preferences_url,
+        date=date,
+        msgid=msgid,
+        dkim=dkim,
+    )
 
 
 #: Holes in a template: the fields and body pieces that differ per subscriber.
 _TO, _DATE, _MSGID, _UNSUB = "To", "Date", "Message-ID", "List-Unsubscribe"
-_TEXT_URL, _HTML_URL, _TEXT_BODY, _HTML_BODY = "text url", "html url", "text body", "html body"
+#: The personal links in the body, in the order of `IssueMail.marks`; a literal part's hole is "<kind> <slot>".
+SLOTS = ("unsubscribe", "preferences")
+_TEXT_BODY, _HTML_BODY = "text body", "html body"
 _PERSONAL_FIELDS = (_TO, _DATE, _MSGID, _UNSUB)
-_MARK = UNSUBSCRIBE_PLACEHOLDER
+Links = tuple[str, str]  # (unsubscribe URL, preferences URL)
 _MARK_SUBSCRIBER = Subscriber(email="template@template.invalid")
 _MARK_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 _MARK_MSGID = "<template@template.invalid>"
@@ -208,12 +230,13 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 class _Part:
     """One body part of a template: a literal with URL holes (7bit/8bit) or a source encoded per subscriber."""
 
-    hole: str  # _TEXT_URL / _HTML_URL for a literal, _TEXT_BODY / _HTML_BODY when encoded per subscriber
+    kind: str  # "text" or "html"
+    literal: bool  # 7bit/8bit: the links are holes in its bytes; else the part is encoded per subscriber
     cte: str
-    source: str  # the part's text with the placeholder, as build_reference_message encodes it
+    source: str  # the part's text with the markers, as build_reference_message encodes it
     room: int  # longest URL (octets) that keeps every line of a literal within MAX_LINE_OCTETS
-    marks: int  # placeholders in the part
-    size: int  # octets of the HTML as transmitted, with the placeholder (8bit literal only)
+    marks: tuple[int, int]  # how many times each marker is in the part
+    size: int  # octets of the HTML as transmitted, with the markers (8bit literal only)
 
 
 @dataclass(frozen=True)
@@ -238,29 +261,45 @@ class MessageTemplate:
     wire_pieces: tuple[bytes | str, ...] = ()  # `pieces` dot-stuffed as DATA sends them; empty: not known to be
 
     def render(
-        self, subscriber: Subscriber, *, unsubscribe_url: str, date: datetime, msgid: str, dkim: DkimKey | None = None
+        self,
+        subscriber: Subscriber,
+        *,
+        unsubscribe_url: str,
+        preferences_url: str = "",
+        date: datetime,
+        msgid: str,
+        dkim: DkimKey | None = None,
     ) -> bytes:
         """The message for one subscriber (DKIM-signed when a key is given), the same bytes as
         `build_reference_message` with this template's boundary."""
-        values = self._values(subscriber, unsubscribe_url, date, msgid)
-        return self._message(values, subscriber, unsubscribe_url, date, msgid, dkim)
+        links = (unsubscribe_url, preferences_url)
+        values = self._values(subscriber, links, date, msgid)
+        return self._message(values, subscriber, links, date, msgid, dkim)
 
     def render_wire(
-        self, subscriber: Subscriber, *, unsubscribe_url: str, date: datetime, msgid: str, dkim: DkimKey | None = None
+        self,
+        subscriber: Subscriber,
+        *,
+        unsubscribe_url: str,
+        preferences_url: str = "",
+        date: datetime,
+        msgid: str,
+        dkim: DkimKey | None = None,
     ) -> WireMessage:
         """`render` as SMTP's DATA carries it. The template's own bytes are dot-stuffed once, when it is made, so
         a message is one join instead of passes over all of its ~70 KB (the send loop's largest cost per message)."""
-        values = self._values(subscriber, unsubscribe_url, date, msgid)
+        links = (unsubscribe_url, preferences_url)
+        values = self._values(subscriber, links, date, msgid)
         if values is not None and dkim is None and self.wire_pieces and all(map(_wire_safe, values.values())):
             data = _join(self.wire_pieces, values)
             return WireMessage(data, not data.isascii())
-        return wire_message(self._message(values, subscriber, unsubscribe_url, date, msgid, dkim))
+        return wire_message(self._message(values, subscriber, links, date, msgid, dkim))
 
     def _message(
         self,
         values: dict[str, bytes] | None,
         subscriber: Subscriber,
-        url: str,
+        links: Links,
         date: datetime,
         msgid: str,
         dkim: DkimKey | None,
@@ -271,7 +310,8 @@ class MessageTemplate:
             data = build_reference_message(
                 self.mail,
                 subscriber,
-                unsubscribe_url=url,
+                unsubscribe_url=links[0],
+                preferences_url=links[1],
                 unsubscribe_mailto=self.unsubscribe_mailto,
                 date=date,
                 msgid=msgid,
@@ -281,42 +321,54 @@ class MessageTemplate:
             )
         return sign_dkim(data, dkim) if dkim is not None else data
 
-    def _fill(self, subscriber: Subscriber, url: str, date: datetime, msgid: str) -> bytes | None:
+    def _fill(self, subscriber: Subscriber, url: str, date: datetime, msgid: str, prefs: str = "") -> bytes | None:
         """The template filled in, or None when this subscriber's values do not fit it exactly."""
-        values = self._values(subscriber, url, date, msgid)
+        values = self._values(subscriber, (url, prefs), date, msgid)
         return None if values is None else _join(self.pieces, values)
 
-    def _values(self, subscriber: Subscriber, url: str, date: datetime, msgid: str) -> dict[str, bytes] | None:
+    def _values(self, subscriber: Subscriber, links: Links, date: datetime, msgid: str) -> dict[str, bytes] | None:
         """What fills each hole for this subscriber, or None when their values do not fit the template exactly."""
         if not self.pieces or self.text is None or self.html is None:
             return None
-        text_url = clean_header(url)
-        if not text_url.isascii() or self.boundary in text_url:
+        text_links = tuple(clean_header(url) for url in links)
+        if any(not url.isascii() or self.boundary in url for url in text_links):
             return None
-        html_url = html.escape(text_url, quote=True)
+        html_links = tuple(html.escape(url, quote=True) for url in text_links)
+        marks = self.mail.marks
         values: dict[str, bytes] = {}
-        for part, value in ((self.text, text_url), (self.html, html_url)):
-            if part.hole in (_TEXT_URL, _HTML_URL):
-                if len(value) > part.room:
+        for part, given in ((self.text, text_links), (self.html, html_links)):
+            if part.literal:
+                if any(len(value) > part.room for value in given):
                     return None
-                if part.hole == _HTML_URL and part.size + part.marks * (len(value) - len(_MARK)) > self.max_html_bytes:
+                growth = sum(n * (len(v) - len(m)) for n, v, m in zip(part.marks, given, marks, strict=True))
+                if part.kind == "html" and part.size + growth > self.max_html_bytes:
                     return None  # let the reference say it is too large
-                values[part.hole] = value.encode("ascii")
+                for slot, value in zip(SLOTS, given, strict=True):
+                    values[f"{part.kind} {slot}"] = value.encode("ascii")
             else:
-                body = part.source.replace(_MARK, value)
-                if part.hole == _TEXT_BODY:
+                body = fill_links(part.source, marks, given)
+                if part.kind == "text":
                     cte = _text_cte(body, self.eight_bit)
                 else:
                     cte, body = _html_encoding(body, self.eight_bit, self.max_html_bytes)
                 if cte != part.cte:
                     return None
-                values[part.hole] = _encoded_body(body, cte)
+                values[f"{part.kind} body"] = _encoded_body(body, cte)
         values[_TO] = _to_field(subscriber)
         values[_DATE] = f"Date: {format_datetime(date)}\r\n".encode("ascii")
         values[_MSGID] = f"Message-ID: {clean_header(msgid)}\r\n".encode("ascii")
-        unsub = list_unsubscribe(url, self.unsubscribe_mailto).replace(", ", ",\r\n ")
+        unsub = list_unsubscribe(links[0], self.unsubscribe_mailto).replace(", ", ",\r\n ")
         values[_UNSUB] = f"List-Unsubscribe: {unsub}\r\n".encode("ascii")
         return values
+
+
+def fill_links(source: str, marks: tuple[str, ...], links: tuple[str, ...]) -> str:
+    """`source` with each marker replaced by its link in ONE pass: a link that happens to contain a marker is
+    never filled in again."""
+    if not any(mark in source for mark in marks):
+        return source
+    by_mark = dict(zip(marks, links, strict=True))
+    return re.sub("|".join(re.escape(mark) for mark in marks), lambda m: by_mark[m.group(0)], source)
 
 
 def _join(pieces: tuple[bytes | str, ...], values: dict[str, bytes]) -> bytes:
@@ -363,7 +415,8 @@ def message_template(
         reference = build_reference_message(
             mail,
             _MARK_SUBSCRIBER,
-            unsubscribe_url=_MARK,
+            unsubscribe_url=mail.unsubscribe_mark,
+            preferences_url=mail.preferences_mark,
             unsubscribe_mailto=unsubscribe_mailto,
             date=_MARK_DATE,
             msgid=_MARK_MSGID,
@@ -375,7 +428,7 @@ def message_template(
     except (DeliveryError, ValueError):  # each message then says for itself what is wrong
         return bare
     # The template must give the reference's bytes, or it is not used at all; its wire form, the reference's.
-    values = template._values(_MARK_SUBSCRIBER, _MARK, _MARK_DATE, _MARK_MSGID)
+    values = template._values(_MARK_SUBSCRIBER, mail.marks, _MARK_DATE, _MARK_MSGID)
     if values is None or _join(template.pieces, values) != reference:
         return bare
     wire = _wire_pieces(template.pieces)
@@ -418,10 +471,13 @@ def _cut_template(bare: MessageTemplate, reference: bytes, html_source: str) -> 
     if len(chunks) != 4 or chunks[0] or not chunks[3].startswith(b"--"):
         raise ValueError("unexpected MIME structure in the reference message")
     parts: list[_Part] = []
-    for chunk, source, (url_hole, body_hole), opening in zip(
+    marks = bare.mail.marks
+    hole_of = {mark.encode("ascii"): slot for mark, slot in zip(marks, SLOTS, strict=True)}
+    splitter = re.compile(b"(" + b"|".join(re.escape(m.encode("ascii")) for m in marks) + b")")
+    for chunk, source, part_kind, opening in zip(
         chunks[1:3],
         (bare.mail.text, html_source),
-        ((_TEXT_URL, _TEXT_BODY), (_HTML_URL, _HTML_BODY)),
+        ("text", "html"),
         (delimiter[2:], delimiter),  # the body starts with the first delimiter, without a line break before it
         strict=True,
     ):
@@ -431,19 +487,22 @@ def _cut_template(bare: MessageTemplate, reference: bytes, html_source: str) -> 
             raise ValueError("a part without Content-Transfer-Encoding")
         pieces.append(opening + part_head + b"\r\n\r\n")
         kind = cte.group(1).decode("ascii")
+        counts = (source.count(marks[0]), source.count(marks[1]))
         if kind in ("7bit", "8bit"):
-            lines = [line for line in source.split("\n") if _MARK in line]
-            room = min(
-                (len(_MARK) + (MAX_LINE_OCTETS - len(line.encode("utf-8"))) // line.count(_MARK) for line in lines),
-                default=MAX_LINE_OCTETS,
-            )
+            room = MAX_LINE_OCTETS
+            for line in source.split("\n"):
+                found = [line.count(mark) for mark in marks]
+                if any(found):  # every link on the line gets an equal share of what is left of it
+                    held = sum(n * len(m) for n, m in zip(found, marks, strict=True))
+                    free = MAX_LINE_OCTETS - len(line.encode("utf-8")) + held
+                    room = min(room, free // sum(found))
             size = len(source.encode("utf-8")) + source.count("\n")
-            parts.append(_Part(url_hole, kind, source, room, source.count(_MARK), size))
-            for i, literal in enumerate(content.split(_MARK.encode("ascii"))):
-                pieces.extend([url_hole, literal] if i else [literal])
+            parts.append(_Part(part_kind, True, kind, source, room, counts, size))
+            for i, piece in enumerate(splitter.split(content)):
+                pieces.append(f"{part_kind} {hole_of[piece]}" if i % 2 else piece)
         else:
-            parts.append(_Part(body_hole, kind, source, 0, source.count(_MARK), 0))
-            pieces.append(body_hole)
+            parts.append(_Part(part_kind, False, kind, source, 0, counts, 0))
+            pieces.append(f"{part_kind} body")
     pieces.append(delimiter + chunks[3])
     merged: list[bytes | str] = []
     for piece in pieces:  # adjacent literals as one, so that rendering joins fewer pieces
@@ -469,15 +528,49 @@ def _encoded_body(text: str, cte: str) -> bytes:
 
 
 def _to_field(subscriber: Subscriber) -> bytes:
-    """The To field as `email` folds it for policy.SMTP; written directly for a plain name and address."""
-    name = clean_header(subscriber.name)
-    addr = smtp_address(subscriber.email)
-    if _PLAIN_ADDRESS.fullmatch(addr) and (not name or _PLAIN_NAME.fullmatch(name)):
-        field = f"To: {name} <{addr}>\r\n" if name else f"To: {addr}\r\n"
-        if len(field) <= _SMTP_LINE + 2:
-            return field.encode("ascii")
-    header = _SMTP.header_store_parse("To", Address(display_name=name, addr_spec=addr))
-    return _SMTP.fold_binary(*header)
+    """The To field: the subscriber's name as a display name, encoded by `address_field`."""
+    return address_field("To", subscriber.name, subscriber.email)
+
+
+def address_field(field: str, name: str, address: str) -> bytes:
+    """`Field: name <address>` as 7-bit header bytes, written here and never parsed by the `email` package.
+
+    A name that is not plain ASCII words is always RFC 2047-encoded (utf-8, base64 or Q, folded by
+    `email.header.Header`, which encodes text and never decodes it): a name holding an encoded word such as
+    `=?utf-8?q?Evil=0D=0ABcc:...?=` then reaches the reader as that literal text, not as a line break, and no
+    name can end the header block or add a field (CVE-2024-6923 re-parses such words into real CR/LF). Names
+    longer than MAX_NAME_CHARS are shortened: a To line over 998 octets makes servers refuse the message."""
+    display = clean_header(name)
+    if len(display) > MAX_NAME_CHARS:
+        display = display[: MAX_NAME_CHARS - 1].rstrip() + "…"
+    addr = _addr_spec(address)
+    if not display:
+        return f"{field}: {addr}\r\n".encode("ascii")
+    if _PLAIN_NAME.fullmatch(display) and len(field) + len(display) + len(addr) + 5 <= _SMTP_LINE:
+        return f"{field}: {display} <{addr}>\r\n".encode("ascii")
+    phrase = Header(display, "utf-8", header_name=field).encode(linesep=_CRLF)
+    last = phrase.rsplit("\r\n", 1)[-1]
+    joint = " " if len(last) + len(addr) + 3 <= _SMTP_LINE else "\r\n "
+    return f"{field}: {phrase}{joint}<{addr}>\r\n".encode("ascii")
+
+
+def text_field(field: str, value: str) -> bytes:
+    """`Field: value` for unstructured text (Subject) as 7-bit header bytes, written here: plain ASCII words as
+    they are (folded at spaces), anything else, or anything that looks like an encoded word, RFC 2047-encoded."""
+    text = clean_header(value)
+    plain = text.isascii() and "=?" not in text and all(len(word) <= 60 for word in text.split())
+    encoded = Header(text, "us-ascii" if plain else "utf-8", header_name=field).encode(linesep=_CRLF)
+    return f"{field}: {encoded}\r\n".encode("ascii")
+
+
+def _addr_spec(address: str) -> str:
+    """An addr-spec safe for a header: IDNA domain, no controls, the local part quoted by the email package if it
+    must be (it only quotes, it parses nothing)."""
+    addr = smtp_address(clean_header(address).replace(" ", ""))
+    if _PLAIN_ADDRESS.fullmatch(addr):
+        return addr
+    local, _, domain = addr.rpartition("@")
+    return Address(username=local, domain=domain).addr_spec
 
 
 def build_reference_message(
@@ -485,6 +578,7 @@ def build_reference_message(
     subscriber: Subscriber,
     *,
     unsubscribe_url: str,
+    preferences_url: str = "",
     unsubscribe_mailto: str = "",
     date: datetime,
     msgid: str,
@@ -496,16 +590,13 @@ def build_reference_message(
     """The same bytes as `build_message(...).message`, built with the `email` package for this one subscriber:
     the reference that message templates are made from and checked against, and the way out for what a template
     cannot hold."""
-    text = mail.text.replace(UNSUBSCRIBE_PLACEHOLDER, clean_header(unsubscribe_url))
+    links = (clean_header(unsubscribe_url), clean_header(preferences_url))
+    text = fill_links(mail.text, mail.marks, links)
     # Folding is slow in Python: fold the shared page once, leaving room on each line for the personal URL.
     shared = _folded_template(mail.html) if eight_bit else mail.html
-    page = shared.replace(UNSUBSCRIBE_PLACEHOLDER, html.escape(clean_header(unsubscribe_url), quote=True))
+    page = fill_links(shared, mail.marks, tuple(html.escape(link, quote=True) for link in links))
 
-    msg = EmailMessage(policy=_SMTP)
-    msg["From"] = _from_header(mail.from_address)
-    msg["To"] = Address(display_name=clean_header(subscriber.name), addr_spec=smtp_address(subscriber.email))
-    msg["Subject"] = clean_header(mail.subject)
-    msg["Date"] = format_datetime(date)
+    msg = EmailMessage(policy=_SMTP)  # only MIME structure: address and text fields are written by this module
     msg.set_content(text, subtype="plain", charset="utf-8", cte=_text_cte(text, eight_bit))
     html_cte, folded = _html_encoding(page, eight_bit, max_html_bytes)
     msg.add_alternative(folded, subtype="html", charset="utf-8", cte=html_cte)
@@ -513,11 +604,20 @@ def build_reference_message(
         msg.set_boundary(boundary)
 
     head, sep, body = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
+    name, address = _from_parts(mail.from_address)
+    head = (
+        address_field("From", name, address)
+        + _to_field(subscriber)
+        + text_field("Subject", mail.subject)
+        + f"Date: {format_datetime(date)}\r\n".encode("ascii")
+        + head
+    )
     raw = [
         ("Message-ID", clean_header(msgid)),
         ("List-Id", _list_id_header(mail.list_id)),
         ("List-Unsubscribe", list_unsubscribe(unsubscribe_url, unsubscribe_mailto).replace(", ", ",\r\n ")),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Feedback-ID", feedback_id(mail.issue, mail.list_id)),
     ]
     extra = b"".join(f"{name}: {value}\r\n".encode("ascii") for name, value in raw)
     data = head + b"\r\n" + extra.rstrip(b"\r\n") + sep + body
@@ -526,11 +626,19 @@ def build_reference_message(
     return data
 
 
-def _from_header(value: str) -> Address:
+def _from_parts(value: str) -> tuple[str, str]:
+    """(display name, address) of the From setting (validated at load; checked again here for callers that build
+    an IssueMail themselves). parseaddr never decodes encoded words."""
     name, addr = parseaddr(clean_header(value))
     if "@" not in addr:
         raise SettingsError(f"from_address: not an address: {value!r} (e.g. 'Paper Digest <digest@example.org>')")
-    return Address(display_name=name, addr_spec=smtp_address(addr))
+    return name, addr
+
+
+def feedback_id(issue: int, list_id: str) -> str:
+    """Gmail's Feedback-ID (`campaign:customer:type:sender`): complaint statistics per issue and list in Postmaster
+    Tools."""
+    return f"{issue}:{_list_id_header(list_id).strip('<>')}:newsletter:digest"
 
 
 def _list_id_header(list_id: str) -> str:
@@ -679,6 +787,7 @@ def sign_dkim(data: bytes, key: DkimKey) -> bytes:
         b"list-id",
         b"list-unsubscribe",
         b"list-unsubscribe-post",
+        b"feedback-id",
         b"mime-version",
         b"content-type",
     ]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     import jinja2
 
+    from digest.bounces.importer import ImportResult
     from digest.catalog import Catalog
     from digest.model import Subscriber
     from digest.sending import IssueSender
@@ -49,12 +50,13 @@ from digest.model import (
 from digest.output import write_atomic, write_bundle
 from digest.render import Bundle, make_environment
 from digest.seedfiles import list_seed_files
-from digest.sending import SendReport, delivery_status
+from digest.sending import SendReport, delivery_status, rates_status
 from digest.settings import Settings
 from digest.store import Store
 from digest.topics import topic_problems
 
 BUILD_MARKER = ".digest-build.json"
+MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
 BACKLOG_KEY = "unpublished_after_last_run"
 TOPIC_RULES_KEY = "topic_rules_of_index"
 PROBLEMS_KEY = "problems_of_last_run"
@@ -406,12 +408,22 @@ class Publisher:
         return bundle
 
     def _email_files(self, site: Site, issue: Issue) -> Bundle:
-        from digest.render.email import render_email
+        """The issue's email twice: the copy the mailer fills in per subscriber (in the hidden `.mail/` folder, with
+        its link markers in slots.json) and the copy published on the site, whose personal links go to the
+        subscribe page instead."""
+        from dataclasses import asdict
+
+        from digest.render.email import render_email, web_copy
 
         rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes)
+        neutral = site.link("subscribe")
+        folder = f"issues/{issue.number}"
         return {
-            f"issues/{issue.number}/email.html": rendered.html.encode("utf-8"),
-            f"issues/{issue.number}/email.txt": rendered.text.encode("utf-8"),
+            f"{folder}/email.html": web_copy(rendered.html, rendered.slots, neutral).encode("utf-8"),
+            f"{folder}/email.txt": web_copy(rendered.text, rendered.slots, neutral).encode("utf-8"),
+            f"{folder}/{MAIL_FOLDER}/email.html": rendered.html.encode("utf-8"),
+            f"{folder}/{MAIL_FOLDER}/email.txt": rendered.text.encode("utf-8"),
+            f"{folder}/{MAIL_FOLDER}/slots.json": json.dumps(asdict(rendered.slots)).encode("utf-8"),
         }
 
     # --- rebuild ------------------------------------------------------------------------------
@@ -504,7 +516,16 @@ class Publisher:
                 last_published=last.published if last else None,
                 output_dir=self.settings.output_dir,
                 state_path=self.settings.state_path,
-                extra={**(delivery_status(store, last.number) if last else {}), **self._late_issue(store)},
+                extra={
+                    **(delivery_status(store, last.number) if last else {}),
+                    **rates_status(
+                        store,
+                        self.settings.rate_issues,
+                        self.settings.max_hard_bounce_rate,
+                        self.settings.max_complaint_rate,
+                    ),
+                    **self._late_issue(store),
+                },
             )
 
     # --- subscribers --------------------------------------------------------------------------
@@ -543,6 +564,19 @@ class Publisher:
         """Every subscriber with when they joined and left."""
         with self.open_store() as store:
             return store.subscriber_records()
+
+    # --- bounces ------------------------------------------------------------------------------
+
+    def import_bounces(self, messages: Iterable[tuple[str, bytes]], now: datetime) -> Iterator[ImportResult]:
+        """Apply bounce and complaint reports, one transaction per message (no writer lock: like an unsubscribe,
+        a send in progress re-checks each subscriber just before mailing them)."""
+        from digest.bounces.importer import import_reports
+
+        secret = self.settings.require_secret_key()
+        with self.open_store() as store:
+            yield from import_reports(
+                store, messages, secret=secret, now=now, soft_limit=self.settings.soft_bounce_limit
+            )
 
     # --- sending ------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ Publisher facade hands it the settings, the state opener and the writer lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -21,9 +22,11 @@ from digest.store import Store
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from digest.mailer import Messenger, Step
+    from digest.bounces.classify import BounceKind
+    from digest.bounces.rates import IssueRates
+    from digest.mailer import Messenger, SendResult, Step
     from digest.message import DkimKey, IssueMail, WireMessage
-    from digest.model import Delivery, Subscriber
+    from digest.model import Delivery, DeliveryStatus, Subscriber
 
 
 @dataclass
@@ -35,6 +38,7 @@ class SendReport:
     failed: int = 0
     deferred: int = 0
     unknown: int = 0
+    bounced: int = 0  # refused for good (address does not exist): the subscriber is suppressed
     skipped: int = 0  # active subscribers not sent to: done in an earlier run, or unsubscribed meanwhile
     expired: int = 0  # 'pending' rows of a crashed run, now 'unknown'
     stopped: bool = False
@@ -69,6 +73,7 @@ class IssueSender:
         on_start: Callable[[int], None] | None = None,
         on_result: Callable[[Delivery], None] | None = None,
         messenger: Callable[[], Messenger] | None = None,
+        force: bool = False,
     ) -> SendReport:
         """Mail issue `issue` (default: the latest) to every active subscriber who has not had it yet.
 
@@ -77,6 +82,8 @@ class IssueSender:
         connection unresolved (the one on the wire); the next run marks them 'unknown' and never sends them again
         unless `retry_unknown`. `to` sends one unrecorded test copy;
         `dry_run_dir` writes .eml files instead of sending. `stop` ends the run after the messages in flight.
+        A mailing does not start while the previous issue's bounce or complaint rate is over its limit, unless
+        `force`.
         """
         import threading
         import time
@@ -95,7 +102,8 @@ class IssueSender:
             )
         clock = self.clock
         stop = stop or threading.Event()
-        messenger = messenger or (lambda: SmtpMessenger(self.settings.smtp))
+        helo = self.settings.smtp.helo_name or _default_helo(self.settings.bounce_mailbox)
+        messenger = messenger or (lambda: SmtpMessenger(self.settings.smtp, local_hostname=helo))
         dkim = self._dkim_key()
         started = time.monotonic()
         with self.open_store() as store:
@@ -108,6 +116,8 @@ class IssueSender:
 
         with self.lock("send") if dry_run_dir is None else nullcontext(), self.open_store() as store:
             if dry_run_dir is None:
+                if not force:
+                    self._check_rates(store, mail.issue)
                 with store.transaction():
                     report.expired = store.expire_pending(clock())
             statuses = store.delivery_statuses(mail.issue)
@@ -142,9 +152,9 @@ class IssueSender:
                 stop,
             )
             by_id = {s.id: s for s in todo}
-            sender = self._envelope_sender()
             for sub in todo:
                 build = self._builder(mail, sub, secret, dkim, clock)
+                sender = self._envelope_sender(secret, mail.issue, sub.id)
                 pool.submit(Job(sub.id, sender, _smtp_recipient(sub.email), build))
             pool.finish()
             try:
@@ -155,7 +165,7 @@ class IssueSender:
                         step.answer(claimed)  # only now may that connection send the message data
                         report.skipped += step.job is not None and not claimed  # unsubscribed meanwhile
                         if step.done is not None:
-                            status = DeliveryStatus(step.done.result.outcome.value)
+                            status = _ledger_outcome(step.done.result)[0]
                             setattr(report, status.value, getattr(report, status.value) + 1)
                             if on_result:
                                 sub, result = by_id[step.done.key], step.done.result
@@ -177,8 +187,10 @@ class IssueSender:
     ) -> list[bool]:
         """In ONE transaction (one fsync however many connections are waiting): record each connection's finished
         message and claim ('pending') its next one. Returns, per step, whether its next message may go out."""
+        from digest.bounces.classify import BounceKind
+        from digest.bounces.importer import suppress_after_streak
         from digest.message import message_id
-        from digest.model import DeliveryStatus
+        from digest.model import SubscriberStatus
         from digest.store import email_key
 
         claims: list[bool] = []
@@ -186,8 +198,21 @@ class IssueSender:
             for step in steps:
                 if step.done is not None:
                     done = step.done
-                    status = DeliveryStatus(done.result.outcome.value)
-                    store.record_delivery(mail.issue, done.key, status, done.result.detail, now, done.attempts)
+                    status, bounce = _ledger_outcome(done.result)
+                    detail = done.result.detail
+                    store.record_delivery(
+                        mail.issue, done.key, status, detail, now, done.attempts, bounce=bounce and bounce.value
+                    )
+                    if bounce is BounceKind.HARD:
+                        store.set_subscriber_status(
+                            done.key,
+                            SubscriberStatus.BOUNCED,
+                            now,
+                            detail=detail,
+                            only_from=(SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED),
+                        )
+                    elif bounce is BounceKind.SOFT:
+                        suppress_after_streak(store, done.key, self.settings.soft_bounce_limit, detail, now)
                 if step.job is None:
                     claims.append(False)
                     continue
@@ -211,14 +236,18 @@ class IssueSender:
         if not summaries:
             raise DeliveryError(f"no such issue: {number} (see `digest status` for the latest)")
         head = summaries[0]
-        folder = self.settings.output_dir / "issues" / str(number)
+        folder = self.settings.output_dir / "issues" / str(number) / ".mail"
         try:
             html = (folder / "email.html").read_text(encoding="utf-8")
             text = (folder / "email.txt").read_text(encoding="utf-8")
+            slots = json.loads((folder / "slots.json").read_text(encoding="utf-8"))
+            marks = (str(slots["unsubscribe"]), str(slots["preferences"]))
         except OSError as exc:
             raise DeliveryError(
                 f"issue {number}: cannot read its rendered email in {folder}/ ({exc.strerror}); run `digest rebuild`"
             ) from None
+        except (ValueError, KeyError, TypeError):
+            raise DeliveryError(f"issue {number}: {folder}/slots.json is damaged; run `digest rebuild`") from None
         domain = urlsplit(self.settings.site_url).hostname or "localhost"
         subject = format_subject(
             self.settings.subject,
@@ -235,6 +264,8 @@ class IssueSender:
             from_address=self.settings.from_address,
             list_id=self.settings.list_id or f"digest.{domain}",
             domain=domain,
+            unsubscribe_mark=marks[0],
+            preferences_mark=marks[1],
         )
 
     def _dkim_key(self) -> DkimKey | None:
@@ -254,12 +285,31 @@ class IssueSender:
             raise SettingsError(f"dkim_key_file: cannot read {s.dkim_key_file}: {exc.strerror}") from None
         return DkimKey(s.dkim_selector, s.dkim_domain, key)
 
-    def _envelope_sender(self) -> str:
-        from email.utils import parseaddr
+    def _check_rates(self, store: Store, issue: int) -> None:
+        """DeliveryError when the last issue mailed before `issue` bounced or drew complaints over the limits."""
+        from digest.bounces.rates import over_limits
+        from digest.errors import DeliveryError
 
+        previous = [n for n in store.mailed_issues(2) if n != issue][:1]
+        if not previous:
+            return
+        s = self.settings
+        problems = over_limits(issue_rates(store, previous[0]), s.max_hard_bounce_rate, s.max_complaint_rate)
+        if problems:
+            raise DeliveryError(
+                "not sending: " + "; ".join(problems) + ". Mail providers block senders above these rates: clean"
+                " the list (see `digest subscribers list`), then run `digest send --force`"
+            )
+
+    def _envelope_sender(self, secret: str, issue: int | None = None, subscriber_id: int | None = None) -> str:
+        """The return path: the bounce mailbox, in VERP form naming the delivery when there is one."""
+        from digest.bounces.verp import make_verp_id, verp_address
         from digest.message import smtp_address
 
-        return smtp_address(parseaddr(self.settings.from_address)[1])
+        mailbox = smtp_address(self.settings.bounce_mailbox)
+        if issue is None or subscriber_id is None or not self.settings.verp:
+            return mailbox
+        return verp_address(mailbox, make_verp_id(secret, issue, subscriber_id))
 
     def _build(
         self,
@@ -274,12 +324,13 @@ class IssueSender:
         """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
         from digest.message import build_message, message_id
         from digest.store import email_key
-        from digest.tokens import unsubscribe_link
+        from digest.tokens import preferences_link, unsubscribe_link
 
         return build_message(
             mail,
             subscriber,
             unsubscribe_url=unsubscribe_link(self.settings.unsubscribe_endpoint, secret, subscriber),
+            preferences_url=preferences_link(self.settings.site_url, secret, subscriber),
             unsubscribe_mailto=self.settings.unsubscribe_mailto,
             date=date,
             msgid=msgid or message_id(mail.issue, email_key(subscriber.email), mail.domain),
@@ -314,7 +365,7 @@ class IssueSender:
         messenger.open()
         try:
             data = self._build(mail, Subscriber(email=address), secret, dkim, now, messenger.eight_bit, msgid)
-            result = messenger.send(self._envelope_sender(), _smtp_recipient(address), data)
+            result = messenger.send(self._envelope_sender(secret), _smtp_recipient(address), data)
         finally:
             messenger.close()
         if result.outcome is not Outcome.SENT:
@@ -355,16 +406,60 @@ def delivery_status(store: Store, issue: int) -> dict[str, str]:
     return extra
 
 
-def _valid_address(address: str) -> str:
-    """The normalized address, or DeliveryError naming what is wrong with it."""
-    from email_validator import EmailNotValidError, validate_email
+def issue_rates(store: Store, issue: int) -> IssueRates:
+    """The bounce and complaint counts of one issue, from the ledger."""
+    from digest.bounces.rates import IssueRates
 
+    mailed, hard, soft, complained = store.bounce_counts(issue)
+    return IssueRates(issue, mailed, hard, soft, complained)
+
+
+def rates_status(store: Store, issues: int, max_hard: float, max_complaints: float) -> dict[str, str]:
+    """`digest status` lines: the rates of the last `issues` mailed issues, and a warning for each over a limit."""
+    from digest.bounces.rates import over_limits
+
+    lines: dict[str, str] = {}
+    for number in store.mailed_issues(issues):
+        rates = issue_rates(store, number)
+        lines[f"bounces of issue {number}"] = rates.describe()
+        for i, problem in enumerate(over_limits(rates, max_hard, max_complaints)):
+            lines[f"WARNING {number}.{i + 1}"] = problem + ": `digest send` will refuse the next issue (see --force)"
+    return lines
+
+
+def _ledger_outcome(result: SendResult) -> tuple[DeliveryStatus, BounceKind | None]:
+    """The ledger status of a finished message and, for a server's refusal, how bad it is for the address: a
+    hard refusal is recorded as 'bounced', a soft one stays 'failed' and counts towards the soft-bounce streak."""
+    from digest.bounces.classify import BounceKind, classify_reply
+    from digest.mailer import Outcome
+    from digest.model import DeliveryStatus
+
+    status = DeliveryStatus(result.outcome.value)
+    if result.outcome is not Outcome.FAILED:
+        return status, None
+    bounce = classify_reply(result.detail)
+    return (DeliveryStatus.BOUNCED if bounce is BounceKind.HARD else status), bounce
+
+
+def _default_helo(bounce_mailbox: str) -> str:
+    """This machine's fully qualified name, or else the bounce domain: never an address literal, which spam filters
+    score (smtplib's fallback when the host name has no dot)."""
+    import socket
+
+    fqdn = socket.getfqdn()
+    return fqdn if "." in fqdn and not fqdn.endswith(".localdomain") else bounce_mailbox.rpartition("@")[2]
+
+
+def _valid_address(address: str) -> str:
+    """The normalized address by the subscriber list's own rules (no internationalized local part: the mailer
+    does not speak SMTPUTF8), or DeliveryError naming what is wrong with it."""
     from digest.errors import DeliveryError
+    from digest.subscribers import InvalidAddress, normalize_address
 
     try:
-        return str(validate_email(address, check_deliverability=False).normalized)
-    except EmailNotValidError as exc:
-        raise DeliveryError(f"not a valid address: {address!r}: {exc}") from None
+        return normalize_address(address)
+    except InvalidAddress as exc:
+        raise DeliveryError(f"--to: {exc}") from None
 
 
 def _smtp_recipient(address: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,10 @@ from digest.model import Topic
 from digest.topics import DEFAULT_TOPICS
 
 DEFAULT_CONFIG = Path("config/digest.toml")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class SmtpSettings(BaseModel):
@@ -33,6 +38,14 @@ class SmtpSettings(BaseModel):
     password_file: Path | None = None
     timeout: float = Field(default=30.0, gt=0)
     verify_tls: bool = True
+    helo_name: str = ""  # deliverability: the name sent in EHLO (default: this machine's fully qualified name)
+
+    @field_validator("helo_name")
+    @classmethod
+    def _helo_name(cls, value: str) -> str:
+        if value and not _HOSTNAME.fullmatch(value):
+            raise ValueError(f"not a host name: {value!r} (e.g. mail.example.org)")
+        return value
 
     def resolved_password(self) -> str:
         """The password from DIGEST_SMTP__PASSWORD, else the first line of `password_file`."""
@@ -138,6 +151,14 @@ class Settings(BaseSettings):
     dkim_domain: str = ""
     dkim_key_file: Path | None = None
 
+    # deliverability
+    bounce_address: str = ""  # envelope sender; default: bounces@<domain of from_address>
+    verp: bool = True  # bounces+<signed delivery id>@domain, so that a bounce names its delivery
+    soft_bounce_limit: int = Field(default=3, ge=1, le=100)  # soft bounces in a row (across issues) -> bounced
+    max_hard_bounce_rate: float = Field(default=0.01, ge=0, le=1)  # send refuses above it (unless --force)
+    max_complaint_rate: float = Field(default=0.001, ge=0, le=1)  # send refuses above it (unless --force)
+    rate_issues: int = Field(default=3, ge=1, le=100)  # issues whose rates `digest status` shows
+
     # scheduler
     schedule: str = "0 8 * * mon"
     misfire_grace_time: int = Field(default=86_400, ge=1)
@@ -174,6 +195,29 @@ class Settings(BaseSettings):
         """The topics as renderers see them, in the configured order."""
         return tuple(t.to_topic() for t in self.topics)
 
+    @field_validator("title", "subject", "author", "list_id")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must be one line of text without control characters (it goes into mail headers)")
+        return value
+
+    @field_validator("from_address")
+    @classmethod
+    def _from_address(cls, value: str) -> str:
+        _mailbox(value, "'Paper Digest <digest@example.org>'")
+        return value
+
+    @field_validator("bounce_address", "unsubscribe_mailto")
+    @classmethod
+    def _plain_address(cls, value: str) -> str:
+        if value and _mailbox(value.removeprefix("mailto:").split("?")[0], "'bounces@example.org'") != (
+            "",
+            value.removeprefix("mailto:").split("?")[0],
+        ):
+            raise ValueError("must be a bare address, without a display name or <>")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
@@ -182,6 +226,13 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from exc
         return value
+
+    @property
+    def bounce_mailbox(self) -> str:
+        """Where bounces go (the envelope sender before VERP): `bounce_address`, else bounces@<From domain>."""
+        from email.utils import parseaddr
+
+        return self.bounce_address or "bounces@" + parseaddr(self.from_address)[1].rpartition("@")[2]
 
     @property
     def unsubscribe_endpoint(self) -> str:
@@ -220,6 +271,33 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls),
             file_secret_settings,
         )
+
+
+def _mailbox(value: str, example: str) -> tuple[str, str]:
+    """(display name, address) of a `Name <address>` setting; ValueError unless it is exactly one valid address
+    and nothing a mail header could be bent with (control characters, a second address, an encoded word)."""
+    from email.utils import getaddresses
+
+    from email_validator import EmailNotValidError, validate_email
+
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (CR, LF ...)")
+    if "=?" in value:
+        raise ValueError("must not contain an RFC 2047 encoded word (=?...?=): write the name as plain text")
+    found = getaddresses([value])
+    if len(found) != 1 or not found[0][1]:
+        raise ValueError(f"not one address: {value!r} (e.g. {example})")
+    name, address = found[0]
+    local, _, domain = address.rpartition("@")
+    try:
+        # The local part by email-validator's rules; the domain only as a host name ("localhost" is fine here).
+        validate_email(f"{local}@example.org", check_deliverability=False, allow_smtputf8=False)
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except (EmailNotValidError, UnicodeError) as exc:
+        raise ValueError(f"not a valid address: {address!r}: {exc}") from None
+    if not _HOSTNAME.fullmatch(ascii_domain):
+        raise ValueError(f"not a valid address: {address!r}: bad domain")
+    return name, address
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:

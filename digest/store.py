@@ -145,6 +145,16 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX paper_topics_issue ON paper_topics (issue);
     """,
+    # 6 (bounces): how bad a failed delivery was for the address (hard/soft, from a refusal or a DSN), and every
+    #   imported bounce/complaint report by its identity, so that importing one twice changes nothing
+    """
+    ALTER TABLE deliveries ADD COLUMN bounce TEXT CHECK (bounce IN ('hard', 'soft'));
+    CREATE TABLE bounce_reports (
+        key TEXT PRIMARY KEY,
+        imported TEXT NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    """,
 )
 
 
@@ -684,14 +694,93 @@ class Store:
         return cursor.rowcount > 0
 
     def record_delivery(
-        self, issue: int, subscriber_id: int, status: DeliveryStatus, detail: str, now: datetime, attempts: int = 1
+        self,
+        issue: int,
+        subscriber_id: int,
+        status: DeliveryStatus,
+        detail: str,
+        now: datetime,
+        attempts: int = 1,
+        *,
+        bounce: str | None = None,
     ) -> None:
-        """Record the outcome of sending (issue, subscriber)."""
+        """Record the outcome of sending (issue, subscriber); `bounce` 'hard'/'soft' when the server refused it."""
         self._conn.execute(
-            "UPDATE deliveries SET status = ?, detail = ?, attempts = attempts + ?, updated = ?"
+            "UPDATE deliveries SET status = ?, detail = ?, attempts = attempts + ?, updated = ?, bounce = ?"
             " WHERE issue = ? AND subscriber = ?",
-            (status.value, detail, attempts, now.isoformat(), issue, subscriber_id),
+            (status.value, detail, attempts, now.isoformat(), bounce, issue, subscriber_id),
         )
+
+    # --- bounces ----------------------------------------------------------------------------------
+
+    def record_bounce(
+        self, issue: int, subscriber_id: int, status: DeliveryStatus, bounce: str | None, detail: str, now: datetime
+    ) -> bool:
+        """Mark a delivery bounced or complained about after the fact; a complaint is never overwritten by a
+        bounce. False when the ledger has no such delivery."""
+        keep = "" if status is DeliveryStatus.COMPLAINED else " AND status != 'complained'"
+        cursor = self._conn.execute(
+            "UPDATE deliveries SET status = ?, bounce = ?, detail = ?, updated = ? WHERE issue = ? AND subscriber = ?"
+            + keep,
+            (status.value, bounce, detail, now.isoformat(), issue, subscriber_id),
+        )
+        if cursor.rowcount:
+            return True
+        row = self._conn.execute(
+            "SELECT 1 FROM deliveries WHERE issue = ? AND subscriber = ?", (issue, subscriber_id)
+        ).fetchone()
+        return row is not None
+
+    def soft_bounce_streak(self, subscriber_id: int) -> int:
+        """How many of the subscriber's latest finished deliveries in a row were soft bounces; the count is also
+        kept on the subscriber (`soft_bounces`)."""
+        rows = self._conn.execute(
+            "SELECT bounce FROM deliveries WHERE subscriber = ? AND status IN ('sent', 'failed', 'bounced',"
+            " 'complained') ORDER BY issue DESC",
+            (subscriber_id,),
+        )
+        streak = 0
+        for (bounce,) in rows:
+            if bounce != "soft":
+                break
+            streak += 1
+        self._conn.execute("UPDATE subscribers SET soft_bounces = ? WHERE id = ?", (streak, subscriber_id))
+        return streak
+
+    def subscriber_by_id(self, subscriber_id: int) -> Subscriber | None:
+        """The subscriber with this id, whatever its status."""
+        row = self._conn.execute(
+            f"SELECT {self._SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)
+        ).fetchone()
+        return self._subscriber(row) if row else None
+
+    def report_outcome(self, key: str) -> str | None:
+        """What importing this bounce/complaint report did, if it was imported before."""
+        row = self._conn.execute("SELECT outcome FROM bounce_reports WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def record_report(self, key: str, outcome: str, now: datetime) -> None:
+        """Remember an imported report (in the transaction that applied it)."""
+        self._conn.execute(
+            "INSERT INTO bounce_reports (key, imported, outcome) VALUES (?, ?, ?)", (key, now.isoformat(), outcome)
+        )
+
+    def bounce_counts(self, issue: int) -> tuple[int, int, int, int]:
+        """(messages that went out, hard bounces, soft bounces, complaints) of one issue."""
+        row = self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bounce = 'hard'), 0), COALESCE(SUM(bounce = 'soft'), 0),"
+            " COALESCE(SUM(status = 'complained'), 0) FROM deliveries"
+            " WHERE issue = ? AND status IN ('sent', 'failed', 'bounced', 'complained', 'unknown')",
+            (issue,),
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    def mailed_issues(self, limit: int) -> list[int]:
+        """The newest issues that have deliveries on the ledger, newest first."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT issue FROM deliveries ORDER BY issue DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
 
     def expire_pending(self, now: datetime) -> int:
         """Turn 'pending' rows left by a crashed sender into 'unknown': the message may be on its way.

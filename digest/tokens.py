@@ -36,3 +36,8 @@ def unsubscribe_link(endpoint: str, secret: str, subscriber: Subscriber) -> str:
     """The personal one-click unsubscribe URL for `subscriber`."""
     separator = "&" if "?" in endpoint else "?"
     return endpoint + separator + urlencode({"token": make_token(secret, subscriber.email)})
+
+
+def preferences_link(site_url: str, secret: str, subscriber: Subscriber) -> str:
+    """The personal link to a subscriber's preferences page (minimal stand-in; the signup branch owns the real one)."""
+    return site_url + "preferences/" + make_token(secret, subscriber.email)

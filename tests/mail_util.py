@@ -42,11 +42,13 @@ class MailServer:
     received: list[Received] = field(default_factory=list)
     temp_fail_after: int | None = None  # answer 451 to every message after this many were accepted ...
     temp_failures: int = 1_000_000  # ... this many times in all
-    reject: set[str] = field(default_factory=set)  # RCPT TO answered 550
+    reject: set[str] = field(default_factory=set)  # RCPT TO answered 550 5.1.1
+    reject_with: dict[str, str] = field(default_factory=dict)  # RCPT TO answered with this reply
     drop_after_data: set[str] = field(default_factory=set)  # store the message, then hang up without a reply
     delay: float = 0.0  # seconds per message, before answering
     offer_8bitmime: bool = True
     connections: int = 0
+    helo_names: list[str] = field(default_factory=list)  # what each connection said in EHLO
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def recipients(self) -> Counter[str]:
@@ -67,6 +69,7 @@ class MailServer:
         session.host_name = hostname
         with self._lock:
             self.connections += 1
+            self.helo_names.append(hostname)
         if not self.offer_8bitmime:
             responses = [r for r in responses if "8BITMIME" not in r]
         return responses
@@ -74,6 +77,8 @@ class MailServer:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         if address.lower() in self.reject:
             return "550 5.1.1 <" + address + ">: mailbox unavailable"
+        if address.lower() in self.reject_with:
+            return self.reject_with[address.lower()]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -97,8 +98,10 @@ def test_every_paper_has_its_titles_and_a_button_to_the_paper(sample_email: Rend
 def test_links_to_the_web_page_and_the_unsubscribe_placeholder(sample_email: RenderedEmail) -> None:
     links = hrefs(sample_email.html)
     assert "https://digest.example.org/issues/1/" in links
-    assert links.count(UNSUBSCRIBE_PLACEHOLDER) == 1
-    assert all(h.startswith(("https://", "http://")) or h == UNSUBSCRIBE_PLACEHOLDER for h in links)
+    slots = sample_email.slots
+    assert links.count(slots.unsubscribe) == 1 and links.count(slots.preferences) == 1
+    assert all(h.startswith(("https://", "http://")) or h in (slots.unsubscribe, slots.preferences) for h in links)
+    assert slots.unsubscribe.startswith("%%UNSUBSCRIBE-") and slots.unsubscribe != UNSUBSCRIBE_PLACEHOLDER
 
 
 def test_content_is_styled_inline_not_only_by_a_style_block(sample_email: RenderedEmail) -> None:
@@ -161,9 +164,24 @@ def test_hostile_seed_text_is_shown_as_text_never_as_markup(env: jinja2.Environm
     assert not any(name.startswith("on") for el in doc.iter() if isinstance(el.tag, str) for name in el.attrib)
     assert all(not h.lower().startswith("javascript:") for h in hrefs(email.html))
     assert "{{ 7*7 }}" in doc.text_content() and "49" not in doc.text_content()
-    # The placeholder typed into a seed is not one the mailer would replace: only the footer link is.
-    assert email.html.count(UNSUBSCRIBE_PLACEHOLDER) == 1
+    # The placeholder typed into a seed is not the issue's marker: only the footer link is replaced by the mailer.
+    assert email.html.count(email.slots.unsubscribe) == 1 and email.text.count(email.slots.unsubscribe) == 1
     assert "<script>alert(1)</script>" in email.text and "{{ 7*7 }}" in email.text
+
+
+def test_the_preheader_is_hidden_without_a_low_contrast_colour(sample_email: RenderedEmail) -> None:
+    """SpamAssassin's HTML_FONT_LOW_CONTRAST fires on text whose colour is close to its background (mj-preview's
+    white on #eef1f5); a preheader hidden with display:none and no colour of its own gives it no pair to score."""
+    doc = lxml.html.fromstring(sample_email.html)
+    [preheader] = doc.xpath("//div[contains(text(), '本期 23 篇论文')]")
+    style = preheader.get("style")
+    assert "display:none" in style and "mso-hide:all" in style and "color" not in style
+    white_text = [
+        el
+        for el in doc.xpath("//*[@style]")
+        if re.search(r"(?<![-\w])color:\s*#fff(?:fff)?\b", el.get("style")) and el.tag != "a"
+    ]
+    assert white_text == []  # white text only on the dark-blue buttons (links)
 
 
 def test_plain_text_is_readable_and_within_mail_line_limits(sample_email: RenderedEmail, sample_issue: Issue) -> None:
@@ -172,7 +190,8 @@ def test_plain_text_is_readable_and_within_mail_line_limits(sample_email: Render
     for entry in sample_issue.entries:
         assert f"   {entry.url}" in lines
         assert entry.title_en.split()[0] in sample_email.text
-    assert f"退订 / Unsubscribe: {UNSUBSCRIBE_PLACEHOLDER}" in lines
+    assert f"退订 / Unsubscribe: {sample_email.slots.unsubscribe}" in lines
+    assert f"管理订阅 / Preferences: {sample_email.slots.preferences}" in lines
     assert "https://digest.example.org/issues/1/" in lines
     assert "<" not in sample_email.text.replace("<script>", "")  # no markup leaks into the text part
 

@@ -18,8 +18,9 @@ from digest.errors import RenderError
 from digest.model import Entry, Issue, Site
 from digest.text import first_sentence, linkify, split_bytes, truncate, wrap_text
 
-#: Written where the mailer puts each subscriber's own one-click unsubscribe URL.
+#: Generic markers of the personal links (for hand-made mails in tests); a rendered issue uses `personal_slots`.
 UNSUBSCRIBE_PLACEHOLDER = "%%UNSUBSCRIBE_URL%%"
+PREFERENCES_PLACEHOLDER = "%%PREFERENCES_URL%%"
 
 HTML_TEMPLATE = "issue.mjml.j2"
 TEXT_TEMPLATE = "email.txt.j2"
@@ -44,6 +45,31 @@ _LEVEL_NAMES = {
 
 
 @dataclass(frozen=True)
+class PersonalSlots:
+    """The markers the mailer replaces with each subscriber's own links (unsubscribe, preferences).
+
+    Made from a hash of the issue's content and the site's random id: seed text cannot carry them (it would have to
+    contain a hash of itself), so a `%%UNSUBSCRIBE_URL%%` typed into a paper's URL or abstract is only text."""
+
+    unsubscribe: str
+    preferences: str
+
+
+def personal_slots(site: Site, issue: Issue) -> PersonalSlots:
+    """This issue's markers (the same every time the issue is rendered, so a rebuild changes no file)."""
+    import hashlib
+
+    payload = "\0".join([site.feed_id, str(issue.number), *(e.content_hash for e in issue.entries)])
+    nonce = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+    return PersonalSlots(f"%%UNSUBSCRIBE-{nonce}%%", f"%%PREFERENCES-{nonce}%%")
+
+
+def web_copy(rendered: str, slots: PersonalSlots, link: str) -> str:
+    """A rendered part with the personal links replaced by one neutral `link` (the copy published on the site)."""
+    return rendered.replace(slots.unsubscribe, link).replace(slots.preferences, link)
+
+
+@dataclass(frozen=True)
 class RenderedEmail:
     """An issue's email: `html` (MJML-compiled) and `text`, with `detail` saying how much of it fits the html.
 
@@ -56,6 +82,7 @@ class RenderedEmail:
     detail: str
     level: str = "full"
     entries_in_full: int = 0
+    slots: PersonalSlots = PersonalSlots(UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
 
 
 @dataclass(frozen=True)
@@ -83,12 +110,13 @@ def render_email(
         if not entry.url.lower().startswith(("http://", "https://")):
             raise RenderError(f"{entry.source}:{entry.line}: paper URL is not http(s): {entry.url!r}")
     count = len(issue.entries)
+    slots = personal_slots(site, issue)
     date = issue.published.astimezone(ZoneInfo(site.timezone)).strftime("%Y-%m-%d")
     html_template = _template(env, HTML_TEMPLATE)
 
     def attempt(step: int) -> tuple[str, tuple[Shape, ...]]:
         shapes = _plan(count, step)
-        return _render_html(site, issue, html_template, date, shapes), shapes
+        return _render_html(site, issue, html_template, date, shapes, slots), shapes
 
     # Steps make the email poorer one paper at a time; the smallest step that fits is the richest email.
     last = 4 * count
@@ -114,8 +142,8 @@ def render_email(
     in_full = sum(1 for entry, shape in zip(issue.entries, shapes, strict=True) if _is_whole(entry, shape))
     listed = sum(1 for shape in shapes if shape != "hidden")
     detail = f"{level}: {in_full} of {count} entries in full, {listed} listed, {_size(html)} bytes"
-    text = _render_text(site, issue, _template(env, TEXT_TEMPLATE), date)
-    return RenderedEmail(html=html, text=text, detail=detail, level=level, entries_in_full=in_full)
+    text = _render_text(site, issue, _template(env, TEXT_TEMPLATE), date, slots)
+    return RenderedEmail(html=html, text=text, detail=detail, level=level, entries_in_full=in_full, slots=slots)
 
 
 def _plan(count: int, step: int) -> tuple[Shape, ...]:
@@ -186,7 +214,9 @@ def _paper(site: Site, issue: Issue, entry: Entry, shape: Shape) -> _Paper:
     )
 
 
-def _render_html(site: Site, issue: Issue, template: jinja2.Template, date: str, shapes: Sequence[Shape]) -> str:
+def _render_html(
+    site: Site, issue: Issue, template: jinja2.Template, date: str, shapes: Sequence[Shape], slots: PersonalSlots
+) -> str:
     shaped = list(zip(issue.entries, shapes, strict=True))
     cards = [_paper(site, issue, e, s) for e, s in shaped if s in ("full", "cut", "sentence")]
     listed = [_paper(site, issue, e, s) for e, s in shaped if s == "title"]
@@ -206,7 +236,8 @@ def _render_html(site: Site, issue: Issue, template: jinja2.Template, date: str,
         "cards": cards,
         "listed": listed,
         "more_count": shapes.count("hidden"),
-        "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
+        "unsubscribe_url": slots.unsubscribe,
+        "preferences_url": slots.preferences,
     }
     try:
         source = template.render(context)
@@ -222,7 +253,7 @@ def _render_html(site: Site, issue: Issue, template: jinja2.Template, date: str,
     return html
 
 
-def _render_text(site: Site, issue: Issue, template: jinja2.Template, date: str) -> str:
+def _render_text(site: Site, issue: Issue, template: jinja2.Template, date: str, slots: PersonalSlots) -> str:
     papers = [
         {"title_en": e.title_en, "title_zh": e.title_zh, "url": e.url, "paragraphs": e.abstract} for e in issue.entries
     ]
@@ -233,7 +264,8 @@ def _render_text(site: Site, issue: Issue, template: jinja2.Template, date: str)
         "total": len(issue.entries),
         "view_url": site.link(f"issues/{issue.number}/"),
         "papers": papers,
-        "unsubscribe_url": UNSUBSCRIBE_PLACEHOLDER,
+        "unsubscribe_url": slots.unsubscribe,
+        "preferences_url": slots.preferences,
         "wrap": wrap_text,
     }
     try:

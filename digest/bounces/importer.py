@@ -1,0 +1,116 @@
+"""Applying bounce and complaint reports to the ledger and the subscribers.
+
+Each message is applied in its own transaction, together with the record that it was imported: a kill at any
+moment leaves every message either wholly applied and remembered or not touched at all, and importing it again
+(the same mailbox read twice, a retried pipe delivery) changes nothing.
+
+A report is matched only by its signed VERP id. Matching by the address or Message-ID of the returned message
+is not done: both can be known to a stranger, who could then suppress any reader with a forged bounce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.bounces.classify import BounceKind
+from digest.bounces.reports import Notice, NoticeKind, Report, read_report
+from digest.bounces.verp import DeliveryRef, read_verp_id
+from digest.model import DeliveryStatus, SubscriberStatus
+from digest.store import Store
+
+_STILL_MAILED = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What importing one message did, for one line of output; `problem` when it could not be used."""
+
+    name: str
+    outcome: str
+    problem: bool = False
+    repeated: bool = False
+
+
+def import_reports(
+    store: Store, messages: Iterable[tuple[str, bytes]], *, secret: str, now: datetime, soft_limit: int
+) -> Iterator[ImportResult]:
+    """Read and apply each message, one transaction each; yields as it goes (so a kill loses no finished one)."""
+    for name, data in messages:
+        report = read_report(data)
+        if report.problem:
+            yield ImportResult(name, report.problem, problem=True)
+            continue
+        with store.transaction():
+            before = store.report_outcome(report.key)
+            if before is not None:
+                yield ImportResult(name, f"already imported ({before})", repeated=True)
+                continue
+            outcome, problem = _apply(store, report, secret, now, soft_limit)
+            store.record_report(report.key, outcome, now)
+        yield ImportResult(name, outcome, problem)
+
+
+def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit: int) -> tuple[str, bool]:
+    if not report.notices:
+        return "nothing to do (a delay warning or a success notice)", False
+    ref = _delivery(report, secret)
+    notice = _worst(report.notices)
+    if ref is None:
+        who = f" for {notice.recipient}" if notice.recipient else ""
+        return f"unmatched {report.format} report{who}: no valid VERP id (not sent by this list?)", True
+    sub = store.subscriber_by_id(ref.subscriber_id)
+    if sub is None:
+        return f"issue {ref.issue}: subscriber {ref.subscriber_id} no longer exists", False
+    where = f"{sub.email}, issue {ref.issue}"
+    if notice.kind is NoticeKind.COMPLAINT:
+        store.record_bounce(ref.issue, sub.id, DeliveryStatus.COMPLAINED, None, notice.detail, now)
+        store.set_subscriber_status(
+            sub.id,
+            SubscriberStatus.COMPLAINED,
+            now,
+            detail=notice.detail,
+            only_from=(*_STILL_MAILED, SubscriberStatus.BOUNCED),
+        )
+        return f"complaint: {where}: unsubscribed ({notice.detail})", False
+    kind = notice.bounce or BounceKind.SOFT
+    store.record_bounce(ref.issue, sub.id, DeliveryStatus.BOUNCED, kind.value, notice.detail, now)
+    if kind is BounceKind.HARD:
+        store.set_subscriber_status(
+            sub.id, SubscriberStatus.BOUNCED, now, detail=notice.detail, only_from=_STILL_MAILED
+        )
+        return f"hard bounce: {where}: suppressed ({notice.detail})", False
+    return f"soft bounce: {where}: {suppress_after_streak(store, sub.id, soft_limit, notice.detail, now)}", False
+
+
+def suppress_after_streak(store: Store, subscriber_id: int, limit: int, detail: str, now: datetime) -> str:
+    """After a soft bounce: suppress the subscriber once `limit` of its latest deliveries in a row bounced soft."""
+    streak = store.soft_bounce_streak(subscriber_id)
+    if streak < limit:
+        return f"{streak} of {limit} soft bounces in a row ({detail})"
+    store.set_subscriber_status(
+        subscriber_id,
+        SubscriberStatus.BOUNCED,
+        now,
+        detail=f"{streak} soft bounces in a row; last: {detail}",
+        only_from=_STILL_MAILED,
+    )
+    return f"{streak} soft bounces in a row: suppressed ({detail})"
+
+
+def _delivery(report: Report, secret: str) -> DeliveryRef | None:
+    for verp_id in report.verp_ids:
+        ref = read_verp_id(secret, verp_id)
+        if ref is not None:
+            return ref
+    return None
+
+
+def _worst(notices: tuple[Notice, ...]) -> Notice:
+    """With VERP each report is about one delivery; of several notices the most serious counts."""
+
+    def weight(n: Notice) -> int:
+        return 2 if n.kind is NoticeKind.COMPLAINT else 1 if n.bounce is BounceKind.HARD else 0
+
+    return max(notices, key=weight)
