@@ -375,6 +375,9 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
 def subscribers_export(ctx: Context) -> None:
     """Write every subscriber (opt-outs included) as CSV to stdout; `import` reads it back.
 
+    A cell starting with =, +, -, @, tab or CR gets a ' in front, so that a spreadsheet shows it as text instead of
+    running it as a formula (CSV injection); `import` removes that quote again.
+
     Example: digest subscribers export > subscribers.csv
     """
     from digest.subscribers import export_csv

@@ -18,6 +18,9 @@ from digest.model import Problem
 from digest.store import SubscriberRecord
 
 EXPORT_COLUMNS = ("email", "name", "status", "subscribed", "unsubscribed")
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV Injection"); `=cmd|calc!A0@x.org`
+# is a valid address.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class InvalidAddress(ValueError):
@@ -71,11 +74,11 @@ def parse_subscriber_csv(text: str, source: str) -> tuple[list[SubscriberRow], l
                     columns = {name: header.index(name) for name in ("email", "name", "status") if name in header}
                     continue
             try:
-                email = normalize_address(_cell(cells, columns.get("email")))
+                email = normalize_address(unquote_formula(_cell(cells, columns.get("email"))))
             except InvalidAddress as exc:
                 problems.append(Problem(source, line, str(exc)))
                 continue
-            name = clean_name(_cell(cells, columns.get("name")))
+            name = clean_name(unquote_formula(_cell(cells, columns.get("name"))))
             active = _cell(cells, columns.get("status")).lower() != "unsubscribed"
             rows.append(SubscriberRow(email, name, line, active))
     except csv.Error as exc:
@@ -87,15 +90,31 @@ def _cell(cells: list[str], index: int | None) -> str:
     return cells[index] if index is not None and index < len(cells) else ""
 
 
+def quote_formula(cell: str) -> str:
+    """The cell with a single quote in front when a spreadsheet would run it as a formula (OWASP's rule).
+
+    Cells that already start with quotes before such a character get one more, so `unquote_formula` can undo
+    exactly what was added: `'=x@example.org` is a valid address too.
+    """
+    return "'" + cell if cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+
+
+def unquote_formula(cell: str) -> str:
+    """Undo `quote_formula`, so an exported list imports as it was."""
+    return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+
+
 def export_csv(records: Iterable[SubscriberRecord]) -> str:
-    """Every subscriber as CSV with a header row; `parse_subscriber_csv` reads it back (opt-outs included)."""
+    """Every subscriber as CSV with a header row, formulas neutralised (`quote_formula`); `parse_subscriber_csv`
+    reads it back (opt-outs included)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for record in records:
         sub = record.subscriber
         writer.writerow(
-            [
+            quote_formula(cell)
+            for cell in [
                 sub.email,
                 sub.name,
                 "active" if sub.active else "unsubscribed",

@@ -84,3 +84,37 @@ def test_export_round_trips_including_opt_outs(workspace: Workspace, tmp_path_fa
         ["ann@example.org", 'Ann "A", Jr', "active"],
         ["gone@example.org", "", "unsubscribed"],
     ]
+
+
+def test_export_neutralises_spreadsheet_formulas_and_import_reads_them_back(
+    workspace: Workspace, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """OWASP's CSV-injection rule: a cell a spreadsheet would run as a formula starts with a single quote."""
+    people = [
+        ("=cmd|calc!A0@example.org", '=HYPERLINK("https://evil.example/","click")'),
+        ("+1@example.org", "-Minus"),
+        ("-2@example.org", "@SUM(A1)"),
+        ("'=quoted@example.org", "'+already quoted"),
+        ("plain@example.org", "Ada"),
+    ]
+    for address, name in people:
+        workspace.run("subscribers", "add", f"--name={name}", "--", address)
+    exported = workspace.run("subscribers", "export").stdout
+    rows = list(csv.reader(io.StringIO(exported)))[1:]
+    assert [row[:2] for row in rows] == [
+        ["'=cmd|calc!A0@example.org", '\'=HYPERLINK("https://evil.example/","click")'],
+        ["'+1@example.org", "'-Minus"],
+        ["'-2@example.org", "'@SUM(A1)"],
+        ["''=quoted@example.org", "''+already quoted"],
+        ["plain@example.org", "Ada"],
+    ]
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
+    assert "formula" in workspace.run("subscribers", "export", "--help").stdout
+
+    other = Workspace(root=tmp_path_factory.mktemp("other"), env=workspace.env)
+    (other.root / "people.csv").write_text(exported, encoding="utf-8")
+    other.run("subscribers", "import", "people.csv")
+    listed = other.run("subscribers", "list").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [address for address, _ in people]
+    again = list(csv.reader(io.StringIO(other.run("subscribers", "export").stdout)))[1:]
+    assert [row[:3] for row in again] == [row[:3] for row in rows]
