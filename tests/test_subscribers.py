@@ -118,3 +118,28 @@ def test_export_neutralises_spreadsheet_formulas_and_import_reads_them_back(
     assert [line.split()[0] for line in listed] == [address for address, _ in people]
     again = list(csv.reader(io.StringIO(other.run("subscribers", "export").stdout)))[1:]
     assert [row[:3] for row in again] == [row[:3] for row in rows]
+
+
+def test_import_loses_no_row_silently_every_skipped_one_is_reported_with_its_line(workspace: Workspace) -> None:
+    people = workspace.root / "people.csv"
+    people.write_text(
+        "email,name\n"
+        "ann@example.org,Ann\n"
+        f'"{"x" * 200_000}",Huge\n'  # past the csv module's field limit
+        "bee@example.org,Bee\n"
+        'cee@example.org,"Cee\n'  # an unclosed quote swallows the next lines into one name
+        "dee@example.org,Dee\n"
+        "eve@example.org,Eve\n",
+        encoding="utf-8",
+    )
+    result = workspace.run("subscribers", "import", str(people), check=False)
+    assert result.returncode == 1
+    reported = result.stderr.splitlines()
+    assert reported[0].startswith(f"{people}:3: unreadable CSV row: field larger than field limit")
+    assert reported[1] == (f"{people}:5: a quoted cell runs on to line 7 (a missing closing quote?): lines 5-7 skipped")
+    assert "2 added" in result.stdout and "2 bad rows" in result.stdout
+    listed = workspace.run("subscribers", "list").stdout.splitlines()
+    assert [line.split() for line in listed] == [
+        ["ann@example.org", "active", "Ann"],
+        ["bee@example.org", "active", "Bee"],
+    ]
