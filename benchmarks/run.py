@@ -379,7 +379,7 @@ def send(base: Path, sizes: Sizes, log: Callable[[str], None], workers: int) -> 
         base / "send",
         DIGEST_SMTP__HOST="127.0.0.1",
         DIGEST_SMTP__SECURITY="none",
-        DIGEST_SECRET_KEY="benchmark-secret-key-0123456789",
+        DIGEST_SECRET_KEY="benchmark-secret-key-0123456789abcdef",
         DIGEST_SMTP_CONNECTIONS=str(workers),
         DIGEST_MAX_MESSAGES_PER_SECOND="1000000",
         DIGEST_FROM_ADDRESS="Paper Digest <digest@localhost>",
