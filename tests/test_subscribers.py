@@ -143,3 +143,14 @@ def test_import_loses_no_row_silently_every_skipped_one_is_reported_with_its_lin
         ["ann@example.org", "active", "Ann"],
         ["bee@example.org", "active", "Bee"],
     ]
+
+
+def test_import_shows_a_file_name_with_escape_sequences_escaped(workspace: Workspace) -> None:
+    people = workspace.root / "people\x1b]0;owned\x07.csv"
+    people.write_text("email\nbroken@\nok@example.org\n", encoding="utf-8")
+    result = workspace.run("subscribers", "import", str(people), check=False)
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout + result.stderr
+    shown = str(people).replace("\x1b", "\\x1b").replace("\x07", "\\x07")
+    assert f"{shown}:2: invalid address 'broken@'" in result.stderr
+    assert result.stdout.startswith(f"{shown}: 1 added")
