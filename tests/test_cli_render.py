@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import feedparser
 import lxml.html
@@ -153,6 +154,27 @@ def test_control_characters_in_file_names_and_titles_reach_the_terminal_escaped(
         assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", output), output
         assert f"\n{shown}:7: expected a Markdown link line" in "\n" + output
     assert f"{shown}:1  Red \\x9b31m Alert" in dry_run.stdout  # the dry run's list of entries
+
+
+def test_a_seed_file_linking_out_of_the_seeds_folder_is_skipped_with_a_warning(workspace: Workspace) -> None:
+    outside = workspace.root / "private.md"
+    outside.write_text(paper("Private Notes", "私人笔记", "https://arxiv.org/abs/2501.00009"), encoding="utf-8")
+    (workspace.seeds / "010_\x1blink.md").symlink_to(outside)
+    (workspace.seeds / "drafts").mkdir()
+    draft = paper("Drafted Inside", "在里面", "https://arxiv.org/abs/2501.00010")
+    (workspace.seeds / "drafts" / "next.txt").write_text(draft, encoding="utf-8")
+    (workspace.seeds / "011_next.md").symlink_to(Path("drafts") / "next.txt")  # stays inside: a seed like any
+
+    result = workspace.run("render", "--now", NOW)
+    assert "published issue 1 with 24 papers" in result.stdout
+    assert "2501.00010" in issue_entries(workspace)[1] and "2501.00009" not in issue_entries(workspace)[1]
+    [warning] = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert "seeds/010_\\x1blink.md: skipped: it links to" in warning and "outside the seeds folder" in warning
+
+    (workspace.root / "seeds-link").symlink_to("seeds")  # the folder itself may be reached through a link
+    workspace.env["DIGEST_SEEDS_DIR"] = "seeds-link"
+    checked = workspace.run("check")
+    assert "24 valid entries" in checked.stdout and "seeds/010_\\x1blink.md: skipped" in checked.stderr
 
 
 def test_corrected_translation_is_not_republished_but_updates_the_feed_item(workspace: Workspace) -> None:
