@@ -86,6 +86,13 @@ class Context:
         return datetime.now(tz)
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines carry outside text too (file names in errors, SMTP replies): their controls are escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), lines=True)  # lines: a traceback has several
+
+
 pass_ctx = click.make_pass_decorator(Context)
 NOW_OPTION = click.option("--now", hidden=True, help="Pretend the current time is this ISO 8601 time.")
 
@@ -110,13 +117,6 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     ctx.obj = Context(config)
-
-
-class _PrintableFormatter(logging.Formatter):
-    """Log lines carry outside text too (file names in errors, SMTP replies): their controls are escaped."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record), lines=True)  # lines: a traceback has several
 
 
 MAX_DUPLICATES_SHOWN = 10
