@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from digest.errors import DigestError
+from digest.errors import DigestError, printable
 from digest.model import SubscriberSource
 
 if TYPE_CHECKING:
@@ -29,8 +29,13 @@ log = logging.getLogger("digest")
 
 
 def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"digest: error: {message}", err=True)
+    click.echo(f"digest: error: {printable(message, lines=True)}", err=True)
     sys.exit(code)
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    """Print one line that holds outside text (file names, seed titles, server replies) with its controls escaped."""
+    click.echo(printable(line), err=err)
 
 
 def reports_errors(func: F) -> F:
@@ -82,6 +87,13 @@ class Context:
         return datetime.now(tz)
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines carry outside text too (file names in errors, SMTP replies): their controls are escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), lines=True)  # lines: a traceback has several
+
+
 pass_ctx = click.make_pass_decorator(Context)
 NOW_OPTION = click.option("--now", hidden=True, help="Pretend the current time is this ISO 8601 time.")
 
@@ -102,11 +114,9 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
 
     Settings come from config/digest.toml, .env and DIGEST_* environment variables (in rising order).
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     ctx.obj = Context(config)
 
 
@@ -122,7 +132,7 @@ def _print_problems(result: PublishResult) -> None:
             shown += 1
             if shown > MAX_DUPLICATES_SHOWN and not result.dry_run:
                 continue
-        click.echo(f"{problem} [{problem.kind.value}]", err=True)
+        _say(f"{problem} [{problem.kind.value}]", err=True)
     if len(duplicates) > MAX_DUPLICATES_SHOWN and not result.dry_run:
         hidden = len(duplicates) - MAX_DUPLICATES_SHOWN
         click.echo(f"... and {hidden} more duplicates (`digest check` lists them all)", err=True)
@@ -143,7 +153,7 @@ def render(ctx: Context, dry_run: bool, now: str | None) -> None:
     if dry_run:
         for report in result.reports:
             title = f"  {report.title}" if report.title else ""
-            click.echo(f"{report.status.value:<10} {report.where}{title}  ({report.detail})")
+            _say(f"{report.status.value:<10} {report.where}{title}  ({report.detail})")
     click.echo(_summary(result))
     if any(p.kind.value == "invalid" for p in result.problems):
         sys.exit(1)
@@ -164,7 +174,7 @@ def _summary(result: PublishResult) -> str:
         parts.append(f"{result.revised} corrected")
     parts.append(f"{invalid} invalid, {duplicates} duplicate")
     where = f"{result.output_dir}/" + (f"issues/{result.issue.number}/" if result.issue else "")
-    parts.append(f"{result.files_changed} files written in {where}")
+    parts.append(f"{result.files_changed} files written in {printable(where)}")
     text = "; ".join(parts)
     if invalid:
         text += "\ninvalid entries were skipped and will be picked up once fixed (see `digest check`)"
@@ -186,7 +196,7 @@ def rebuild(ctx: Context) -> None:
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("rendering issues", total=total)
         changed = publisher.rebuild(progress=lambda n: bar.advance(task, n))
-    click.echo(f"rebuilt {total} issues: {changed} files changed in {publisher.settings.output_dir}/")
+    _say(f"rebuilt {total} issues: {changed} files changed in {publisher.settings.output_dir}/")
 
 
 @main.command()
@@ -200,10 +210,8 @@ def check(ctx: Context) -> None:
     settings = ctx.settings
     scan = ctx.publisher().scan_seeds()
     for problem in scan.problems:
-        click.echo(f"{problem} [{problem.kind.value}]", err=True)
-    click.echo(
-        f"{len(scan.entries)} valid entries in {settings.seeds_dir}/, {len(scan.problems)} problems; settings OK"
-    )
+        _say(f"{problem} [{problem.kind.value}]", err=True)
+    _say(f"{len(scan.entries)} valid entries in {settings.seeds_dir}/, {len(scan.problems)} problems; settings OK")
     if scan.problems:
         sys.exit(1)
 
@@ -227,10 +235,10 @@ def status(ctx: Context) -> None:
     )
     click.echo(f"unpublished entries: {report.unpublished} (seen in earlier runs, not yet in an issue)")
     click.echo(f"issues: {report.issues}; last: {last}")
-    click.echo(f"output folder: {report.output_dir}/")
-    click.echo(f"state: {report.state_path}")
+    _say(f"output folder: {report.output_dir}/")
+    _say(f"state: {report.state_path}")
     for key, value in report.extra.items():
-        click.echo(f"{key}: {value}")
+        _say(f"{key}: {value}")
 
 
 @main.command()
@@ -333,7 +341,7 @@ def subscribers_list(ctx: Context) -> None:
         status = sub.status.value
         if record.unsubscribed:
             status += f" {record.unsubscribed:%Y-%m-%d}"
-        click.echo(f"{sub.email:<{width}}  {status:<23}  {sub.name}".rstrip())
+        _say(f"{sub.email:<{width}}  {status:<23}  {sub.name}".rstrip())
     active = sum(r.subscriber.active for r in records)
     click.echo(f"{len(records)} subscribers: {active} active, {len(records) - active} unsubscribed", err=True)
 
@@ -362,10 +370,10 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
         return
     rows, problems = parse_subscriber_csv(text, str(file))
     for problem in problems:
-        click.echo(str(problem), err=True)
+        _say(str(problem), err=True)
     added = ctx.publisher().add_subscribers(rows, ctx.now(now), resubscribe=resubscribe, source=SubscriberSource.IMPORT)
     outcomes = Counter(outcome if outcome in _OUTCOME_TEXT else "kept" for _, outcome in added)
-    click.echo(
+    _say(
         f"{file}: {outcomes['added']} added, {outcomes['exists']} already subscribed,"
         f" {outcomes['resubscribed']} subscribed again, {outcomes['kept']} kept unsubscribed or suppressed,"
         f" {len(problems)} bad rows"
@@ -379,6 +387,9 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
 @reports_errors
 def subscribers_export(ctx: Context) -> None:
     """Write every subscriber (opt-outs included) as CSV to stdout; `import` reads it back.
+
+    A cell starting with =, +, -, @, tab or CR gets a ' in front, so that a spreadsheet shows it as text instead of
+    running it as a formula (CSV injection); `import` removes that quote again.
 
     Example: digest subscribers export > subscribers.csv
     """
@@ -441,7 +452,7 @@ def send(
                 bar.advance(task)
                 if delivery.status.value != "sent":
                     console.print(
-                        f"{delivery.subscriber.email}: {delivery.status.value}: {delivery.detail}",
+                        printable(f"{delivery.subscriber.email}: {delivery.status.value}: {delivery.detail}"),
                         markup=False,
                         highlight=False,
                     )
@@ -467,7 +478,7 @@ def send(
         click.echo(f"issue {report.issue}: test copy sent to {report.test_copy} (not recorded)")
         return
     if report.dry_run_dir:
-        click.echo(f"issue {report.issue}: [dry run] {report.sent} messages written to {report.dry_run_dir}/")
+        _say(f"issue {report.issue}: [dry run] {report.sent} messages written to {report.dry_run_dir}/")
         return
     rate = f", {report.sent / report.seconds:.1f} messages/s" if report.seconds > 0 and report.sent else ""
     click.echo(

@@ -1,4 +1,28 @@
-"""The few errors `digest` raises on purpose, each with a message a user can act on."""
+"""The few errors `digest` raises on purpose, each with a message a user can act on; and how text from outside
+(file names, seed titles, server replies) is made safe to print."""
+
+import re
+
+# C0 and C1 controls, DEL, bidirectional marks and overrides ("Trojan Source"), line and paragraph separators, and
+# lone surrogates (bytes of a file name that were not UTF-8).
+_CONTROLS = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNPRINTABLE = re.compile(f"[\x00-\x1f{_CONTROLS}]")
+_UNPRINTABLE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_CONTROLS}]")
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """`text` with every control character shown as an escape (`\\x1b`, `\\n`, `\\u202e`): a file name cannot
+    recolour the terminal, move the cursor or fake a line of output. `lines=True` keeps line breaks (a message of
+    several lines that digest itself wrote)."""
+    pattern = _UNPRINTABLE_BUT_NEWLINE if lines else _UNPRINTABLE
+    return pattern.sub(_escape, text) if pattern.search(text) else text
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept by surrogateescape: show the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return match.group(0).encode("unicode_escape").decode("ascii")
 
 
 class DigestError(Exception):

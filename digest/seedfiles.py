@@ -5,13 +5,15 @@ Kept free of the parser's imports: a no-op run lists 10,000 files and stops here
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
-from digest.errors import DigestError
+from digest.errors import DigestError, printable
 from digest.model import SeedFile
 
 SEED_SUFFIXES = (".md", ".txt")
+log = logging.getLogger(__name__)
 
 
 def is_seed_name(name: str) -> bool:
@@ -29,15 +31,29 @@ def display_path(path: Path, root: Path) -> str:
 
 def list_seed_files(folder: Path, root: Path | None = None) -> list[SeedFile]:
     """The seed files in file-name order (the order papers are published), shown relative to `root` (the
-    working directory by default). One scandir; paths are joined as strings, not resolved one by one."""
+    working directory by default). One scandir; paths are joined as strings, not resolved one by one.
+
+    A symbolic link whose target is outside the folder is skipped with a warning: dropping a link into seeds/
+    must not publish a file from elsewhere on the machine."""
     if not folder.is_dir():
         raise DigestError(f"seeds folder {folder} does not exist (or is not a folder): create it or fix the path")
     prefix = display_path(folder, root if root is not None else Path(os.getcwd()))
     prefix = "" if prefix == "." else prefix.rstrip("/") + "/"
     files = []
+    real_folder: Path | None = None
     with os.scandir(folder) as listing:
         for item in listing:
             if is_seed_name(item.name) and item.is_file():
+                if item.is_symlink():  # from the listing (d_type): ordinary files cost no extra call
+                    real_folder = real_folder or folder.resolve()
+                    target = Path(os.path.realpath(item.path))
+                    if not target.is_relative_to(real_folder):
+                        log.warning(
+                            "%s: skipped: it links to %s, outside the seeds folder (only files inside it are read)",
+                            printable(prefix + item.name),
+                            printable(str(target)),
+                        )
+                        continue
                 stat = item.stat()
                 files.append(SeedFile(item.path, prefix + item.name, stat.st_size, stat.st_mtime_ns))
     files.sort(key=lambda f: f.source)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +27,12 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+MIN_SECRET_CHARS = 32
+MIN_SECRET_BITS = 128
+# A random key of 32 hex digits has fewer than 8 different ones once in 30 million; `aaaa...`-like keys have 1-3.
+MIN_SECRET_DISTINCT = 8
+_CHARACTER_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
 
 
 class SmtpSettings(BaseModel):
@@ -227,6 +235,14 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from exc
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr) -> SecretStr:
+        weakness = secret_key_weakness(value.get_secret_value())
+        if weakness:
+            raise ValueError(f"{weakness}; make one with: {MAKE_SECRET_KEY}")
+        return value
+
     @property
     def bounce_mailbox(self) -> str:
         """Where bounces go (the envelope sender before VERP): `bounce_address`, else bounces@<From domain>."""
@@ -240,12 +256,13 @@ class Settings(BaseSettings):
         return self.unsubscribe_url or self.site_url + "unsubscribe"
 
     def require_secret_key(self) -> str:
-        """The token secret; sending or serving without one would make forgeable unsubscribe links."""
+        """The token secret; sending or serving without one would make forgeable unsubscribe links (a weak one is
+        refused when the settings are read)."""
         key = self.secret_key.get_secret_value()
-        if len(key) < 16:
+        if not key:
             raise SettingsError(
-                "secret_key is not set (or shorter than 16 characters): set DIGEST_SECRET_KEY, "
-                'e.g. to the output of: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+                f"secret_key is not set: set DIGEST_SECRET_KEY to at least {MIN_SECRET_CHARS} random characters,"
+                f" e.g. the output of: {MAKE_SECRET_KEY}"
             )
         return key
 
@@ -300,6 +317,33 @@ def _mailbox(value: str, example: str) -> tuple[str, str]:
     return name, address
 
 
+def secret_key_weakness(key: str) -> str | None:
+    """Why `key` could be guessed (too short, repetitive, too small an alphabet); None for a random-looking key.
+
+    Only an estimate: the bits are the length times log2 of the character classes used (26 lower, 26 upper,
+    10 digits, 33 others), which is what a random key of that alphabet would have.
+    """
+    if not key:
+        return None  # not set: only the commands that sign tokens need it (require_secret_key)
+    if len(key) < MIN_SECRET_CHARS:
+        return f"{len(key)} characters long; it needs at least {MIN_SECRET_CHARS} random ones"
+    if key in (key + key)[1:-1]:
+        return "repeats itself (a shorter string written several times)"
+    distinct = len(set(key))
+    if distinct < MIN_SECRET_DISTINCT:
+        return f"only {distinct} different characters; a random key has many more"
+    alphabet = sum(len(chars) for chars in _CHARACTER_CLASSES if any(c in chars for c in key))
+    if any(not c.isascii() or not c.isalnum() for c in key):
+        alphabet += 33
+    bits = len(key) * math.log2(alphabet)
+    if bits < MIN_SECRET_BITS:
+        return (
+            f"about {bits:.0f} bits of entropy at best (from its length and kinds of characters);"
+            f" it needs {MIN_SECRET_BITS}: use a longer key or more kinds of characters"
+        )
+    return None
+
+
 def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Read settings once, turning every problem into one clear line per field (no traceback)."""
     path = config if config is not None else DEFAULT_CONFIG
@@ -318,7 +362,8 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         for err in exc.errors():
             where = ".".join(str(part) for part in err["loc"]) or "settings"
             env = "DIGEST_" + "__".join(str(part) for part in err["loc"]).upper()
-            lines.append(f"{path} or {env}: {where}: {err['msg']}")
+            message = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+            lines.append(f"{path} or {env}: {where}: {message}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from exc
     _refuse_password_in_toml(path)
     return with_file

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,6 +18,9 @@ from digest.model import Problem, SubscriberStatus
 from digest.store import SubscriberRecord
 
 EXPORT_COLUMNS = ("email", "name", "status", "subscribed", "unsubscribed")
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV Injection"); `=cmd|calc!A0@x.org`
+# is a valid address.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class InvalidAddress(ValueError):
@@ -52,34 +55,58 @@ def clean_name(name: str) -> str:
 
 def parse_subscriber_csv(text: str, source: str) -> tuple[list[SubscriberRow], list[Problem]]:
     """Rows of `email[,name]` (a header row naming the columns is optional; a `status` column with
-    `unsubscribed` keeps an opt-out when moving a list). Bad rows become problems; good rows are still returned."""
+    `unsubscribed` keeps an opt-out when moving a list). Bad rows become problems, each with its first line, so that
+    no row is lost silently; good rows are still returned."""
     rows: list[SubscriberRow] = []
     problems: list[Problem] = []
     columns = {"email": 0, "name": 1}
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     first = True
-    try:
-        for record in reader:
-            line = reader.line_num
-            cells = [cell.strip() for cell in record]
-            if not any(cells):
+    for line, record in _csv_records(text):
+        if isinstance(record, str):
+            problems.append(Problem(source, line, record))
+            continue
+        cells = [cell.strip() for cell in record]
+        if not any(cells):
+            continue
+        if first:
+            first = False
+            header = [cell.lower() for cell in cells]
+            if "email" in header:
+                columns = {name: header.index(name) for name in ("email", "name", "status") if name in header}
                 continue
-            if first:
-                first = False
-                header = [cell.lower() for cell in cells]
-                if "email" in header:
-                    columns = {name: header.index(name) for name in ("email", "name", "status") if name in header}
-                    continue
-            try:
-                email = normalize_address(_cell(cells, columns.get("email")))
-            except InvalidAddress as exc:
-                problems.append(Problem(source, line, str(exc)))
-                continue
-            name = clean_name(_cell(cells, columns.get("name")))
-            rows.append(SubscriberRow(email, name, line, _status(_cell(cells, columns.get("status")))))
-    except csv.Error as exc:
-        problems.append(Problem(source, reader.line_num, f"unreadable CSV: {exc}"))
+        try:
+            email = normalize_address(unquote_formula(_cell(cells, columns.get("email"))))
+        except InvalidAddress as exc:
+            problems.append(Problem(source, line, str(exc)))
+            continue
+        name = clean_name(unquote_formula(_cell(cells, columns.get("name"))))
+        rows.append(SubscriberRow(email, name, line, _status(_cell(cells, columns.get("status")))))
     return rows, problems
+
+
+def _csv_records(text: str) -> Iterator[tuple[int, list[str] | str]]:
+    """(first line, cells) of each CSV record, or (first line, why it was skipped); reading goes on after a bad one.
+
+    A record spanning several lines is refused: no subscriber cell holds a line break, so it is a quote left open
+    that took the following rows with it.
+    """
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    end = 0  # the last line read so far
+    while True:
+        line = end + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            end = reader.line_num
+            yield line, f"unreadable CSV row: {exc}"
+            continue
+        end = reader.line_num
+        if end > line:
+            yield line, f"a quoted cell runs on to line {end} (a missing closing quote?): lines {line}-{end} skipped"
+        else:
+            yield line, record
 
 
 def _status(cell: str) -> SubscriberStatus:
@@ -95,15 +122,31 @@ def _cell(cells: list[str], index: int | None) -> str:
     return cells[index] if index is not None and index < len(cells) else ""
 
 
+def quote_formula(cell: str) -> str:
+    """The cell with a single quote in front when a spreadsheet would run it as a formula (OWASP's rule).
+
+    Cells that already start with quotes before such a character get one more, so `unquote_formula` can undo
+    exactly what was added: `'=x@example.org` is a valid address too.
+    """
+    return "'" + cell if cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+
+
+def unquote_formula(cell: str) -> str:
+    """Undo `quote_formula`, so an exported list imports as it was."""
+    return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS) else cell
+
+
 def export_csv(records: Iterable[SubscriberRecord]) -> str:
-    """Every subscriber as CSV with a header row; `parse_subscriber_csv` reads it back (opt-outs included)."""
+    """Every subscriber as CSV with a header row, formulas neutralised (`quote_formula`); `parse_subscriber_csv`
+    reads it back (opt-outs included)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for record in records:
         sub = record.subscriber
         writer.writerow(
-            [
+            quote_formula(cell)
+            for cell in [
                 sub.email,
                 sub.name,
                 sub.status.value,

@@ -208,7 +208,13 @@ _NO_END = set("（「『【〈《〔“‘([{")
 
 
 def _columns(text: str) -> int:
+    if text.isascii():  # the common case, and the per-character lookup is most of the cost of a long word
+        return len(text)
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+# A run of visible ASCII: after its first character it only ever extends the current token (narrow, no space).
+_ASCII_RUN = re.compile(r"[!-~]{2,}")
 
 
 def _tokens(text: str) -> list[tuple[bool, str]]:
@@ -216,22 +222,37 @@ def _tokens(text: str) -> list[tuple[bool, str]]:
 
     Latin words and URLs stay whole; every CJK character is a piece of its own (a line may break between two),
     except that closing punctuation sticks to what precedes it and opening punctuation to what follows.
+    Linear in the length of the text: a piece grows in a list, never by copying the string (a 2 MB word took 36 s).
     """
     tokens: list[tuple[bool, str]] = []
+    current: list[str] = []  # the piece being built, joined when the next one starts
+    current_space = False
     space = False
     in_word = False
-    for char in text:
+    pos, size = 0, len(text)
+    while pos < size:
+        char = text[pos]
         if char.isspace():
             space, in_word = True, False
+            pos += 1
             continue
         wide = unicodedata.east_asian_width(char) in "WF"
-        glue = tokens and not space and (char in _NO_START or tokens[-1][1][-1] in _NO_END)
-        if tokens and (glue or (in_word and not wide)):
-            tokens[-1] = (tokens[-1][0], tokens[-1][1] + char)
+        glue = current and not space and (char in _NO_START or current[-1][-1] in _NO_END)
+        if current and (glue or (in_word and not wide)):
+            current.append(char)
         else:
-            tokens.append((space, char))
+            if current:
+                tokens.append((current_space, "".join(current)))
+            current, current_space = [char], space
         in_word = not wide
         space = False
+        pos += 1
+        run = _ASCII_RUN.match(text, pos - 1)
+        if run is not None:  # the rest of the run joins this piece whatever it holds
+            current.append(text[pos : run.end()])
+            pos = run.end()
+    if current:
+        tokens.append((current_space, "".join(current)))
     return tokens
 
 
@@ -257,16 +278,15 @@ def wrap_text(text: str, indent: str = "", first: str = "") -> str:
 
 def split_bytes(line: str) -> list[str]:
     """`line` cut into pieces of at most MAX_LINE_BYTES UTF-8 bytes (only an absurdly long word needs it)."""
-    if len(line.encode("utf-8")) <= MAX_LINE_BYTES:
+    data = line.encode("utf-8")
+    if len(data) <= MAX_LINE_BYTES:
         return [line]
     pieces: list[str] = []
-    current, size = "", 0
-    for char in line:
-        char_size = len(char.encode("utf-8"))
-        if size + char_size > MAX_LINE_BYTES:
-            pieces.append(current)
-            current, size = "", 0
-        current += char
-        size += char_size
-    pieces.append(current)
+    start = 0
+    while start < len(data):
+        cut = start + MAX_LINE_BYTES
+        while cut < len(data) and data[cut] & 0xC0 == 0x80:  # never inside a character: back to its first byte
+            cut -= 1
+        pieces.append(data[start:cut].decode("utf-8"))
+        start = cut
     return pieces

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import random
+import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import feedparser
 import lxml.html
@@ -113,6 +120,61 @@ def test_check_reports_every_problem_and_exits_1(workspace: Workspace) -> None:
     assert "seeds/002_bad.md:7:" in result.stderr
     assert "seeds/003_latin1.txt:1:" in result.stderr
     assert "23 valid entries" in result.stdout
+
+
+def on_a_terminal(ws: Workspace, *args: str) -> str:
+    """What `digest ARGS` shows on a terminal (a pseudo-terminal: click strips some escapes only when piped)."""
+    controller, terminal = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "digest", *args],
+        cwd=ws.root,
+        env=ws.env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    ) as proc:
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+            while chunk := os.read(controller, 65536):
+                shown += chunk
+        proc.wait(timeout=60)
+    os.close(controller)
+    return shown.decode("utf-8").replace("\r\n", "\n")
+
+
+def test_control_characters_in_file_names_and_titles_reach_the_terminal_escaped(workspace: Workspace) -> None:
+    """A seed file named with an escape sequence cannot recolour the terminal or fake a line of output."""
+    text = paper("Red \x9b31m Alert", "红色", "https://arxiv.org/abs/2501.00004") + "## Broken\nno link\n\n摘要\n"
+    workspace.add_seed("002_\x1b[31mred\x1b[0m\n.md", text)
+    shown = "seeds/002_\\x1b[31mred\\x1b[0m\\n.md"
+    checked = on_a_terminal(workspace, "check")
+    dry_run = workspace.run("render", "--dry-run", "--now", NOW, check=False)
+    for output in (checked, dry_run.stdout + dry_run.stderr):
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", output), output
+        assert f"\n{shown}:7: expected a Markdown link line" in "\n" + output
+    assert f"{shown}:1  Red \\x9b31m Alert" in dry_run.stdout  # the dry run's list of entries
+
+
+def test_a_seed_file_linking_out_of_the_seeds_folder_is_skipped_with_a_warning(workspace: Workspace) -> None:
+    outside = workspace.root / "private.md"
+    outside.write_text(paper("Private Notes", "私人笔记", "https://arxiv.org/abs/2501.00009"), encoding="utf-8")
+    (workspace.seeds / "010_\x1blink.md").symlink_to(outside)
+    (workspace.seeds / "drafts").mkdir()
+    draft = paper("Drafted Inside", "在里面", "https://arxiv.org/abs/2501.00010")
+    (workspace.seeds / "drafts" / "next.txt").write_text(draft, encoding="utf-8")
+    (workspace.seeds / "011_next.md").symlink_to(Path("drafts") / "next.txt")  # stays inside: a seed like any
+
+    result = workspace.run("render", "--now", NOW)
+    assert "published issue 1 with 24 papers" in result.stdout
+    assert "2501.00010" in issue_entries(workspace)[1] and "2501.00009" not in issue_entries(workspace)[1]
+    [warning] = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert "seeds/010_\\x1blink.md: skipped: it links to" in warning and "outside the seeds folder" in warning
+
+    (workspace.root / "seeds-link").symlink_to("seeds")  # the folder itself may be reached through a link
+    workspace.env["DIGEST_SEEDS_DIR"] = "seeds-link"
+    checked = workspace.run("check")
+    assert "24 valid entries" in checked.stdout and "seeds/010_\\x1blink.md: skipped" in checked.stderr
 
 
 def test_corrected_translation_is_not_republished_but_updates_the_feed_item(workspace: Workspace) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -194,6 +196,18 @@ def test_plain_text_is_readable_and_within_mail_line_limits(sample_email: Render
     assert f"管理订阅 / Preferences: {sample_email.slots.preferences}" in lines
     assert "https://digest.example.org/issues/1/" in lines
     assert "<" not in sample_email.text.replace("<script>", "")  # no markup leaks into the text part
+
+
+@pytest.mark.parametrize("word", ["x" * 2_000_000, "é" * 1_000_000], ids=["ascii", "latin"])
+def test_a_2_mb_single_word_abstract_renders_in_linear_time(word: str, env: jinja2.Environment) -> None:
+    """Issue 12: the plain-text wrapper was quadratic (36 s for this abstract, under the writer lock). One generous
+    bound for this pathological case; benchmarks/run.py (scenario 6) measures it."""
+    issue = Issue(1, PUBLISHED, (replace(synthetic(1, 10), abstract=(word,)),))
+    start = time.perf_counter()
+    email = render_email(SITE, issue, env)
+    assert time.perf_counter() - start < 2.0
+    pieces = [line for line in email.text.split("\n") if line.startswith(word[0])]
+    assert "".join(pieces) == word and max(len(piece.encode("utf-8")) for piece in pieces) <= 900
 
 
 @pytest.mark.slow

@@ -87,3 +87,73 @@ def test_export_round_trips_including_opt_outs(workspace: Workspace, tmp_path_fa
         ["ann@example.org", 'Ann "A", Jr', "active"],
         ["gone@example.org", "", "unsubscribed"],
     ]
+
+
+def test_export_neutralises_spreadsheet_formulas_and_import_reads_them_back(
+    workspace: Workspace, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """OWASP's CSV-injection rule: a cell a spreadsheet would run as a formula starts with a single quote."""
+    people = [
+        ("=cmd|calc!A0@example.org", '=HYPERLINK("https://evil.example/","click")'),
+        ("+1@example.org", "-Minus"),
+        ("-2@example.org", "@SUM(A1)"),
+        ("'=quoted@example.org", "'+already quoted"),
+        ("plain@example.org", "Ada"),
+    ]
+    for address, name in people:
+        workspace.run("subscribers", "add", f"--name={name}", "--", address)
+    exported = workspace.run("subscribers", "export").stdout
+    rows = list(csv.reader(io.StringIO(exported)))[1:]
+    assert [row[:2] for row in rows] == [
+        ["'=cmd|calc!A0@example.org", '\'=HYPERLINK("https://evil.example/","click")'],
+        ["'+1@example.org", "'-Minus"],
+        ["'-2@example.org", "'@SUM(A1)"],
+        ["''=quoted@example.org", "''+already quoted"],
+        ["plain@example.org", "Ada"],
+    ]
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
+    assert "formula" in workspace.run("subscribers", "export", "--help").stdout
+
+    other = Workspace(root=tmp_path_factory.mktemp("other"), env=workspace.env)
+    (other.root / "people.csv").write_text(exported, encoding="utf-8")
+    other.run("subscribers", "import", "people.csv")
+    listed = other.run("subscribers", "list").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == [address for address, _ in people]
+    again = list(csv.reader(io.StringIO(other.run("subscribers", "export").stdout)))[1:]
+    assert [row[:3] for row in again] == [row[:3] for row in rows]
+
+
+def test_import_loses_no_row_silently_every_skipped_one_is_reported_with_its_line(workspace: Workspace) -> None:
+    people = workspace.root / "people.csv"
+    people.write_text(
+        "email,name\n"
+        "ann@example.org,Ann\n"
+        f'"{"x" * 200_000}",Huge\n'  # past the csv module's field limit
+        "bee@example.org,Bee\n"
+        'cee@example.org,"Cee\n'  # an unclosed quote swallows the next lines into one name
+        "dee@example.org,Dee\n"
+        "eve@example.org,Eve\n",
+        encoding="utf-8",
+    )
+    result = workspace.run("subscribers", "import", str(people), check=False)
+    assert result.returncode == 1
+    reported = result.stderr.splitlines()
+    assert reported[0].startswith(f"{people}:3: unreadable CSV row: field larger than field limit")
+    assert reported[1] == (f"{people}:5: a quoted cell runs on to line 7 (a missing closing quote?): lines 5-7 skipped")
+    assert "2 added" in result.stdout and "2 bad rows" in result.stdout
+    listed = workspace.run("subscribers", "list").stdout.splitlines()
+    assert [line.split() for line in listed] == [
+        ["ann@example.org", "active", "Ann"],
+        ["bee@example.org", "active", "Bee"],
+    ]
+
+
+def test_import_shows_a_file_name_with_escape_sequences_escaped(workspace: Workspace) -> None:
+    people = workspace.root / "people\x1b]0;owned\x07.csv"
+    people.write_text("email\nbroken@\nok@example.org\n", encoding="utf-8")
+    result = workspace.run("subscribers", "import", str(people), check=False)
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout + result.stderr
+    shown = str(people).replace("\x1b", "\\x1b").replace("\x07", "\\x07")
+    assert f"{shown}:2: invalid address 'broken@'" in result.stderr
+    assert result.stdout.startswith(f"{shown}: 1 added")
