@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from digest.catalog import Catalog
+    from digest.mailer import SendResult
     from digest.model import Subscriber
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
@@ -417,6 +418,22 @@ class Publisher:
         """Every subscriber with when they joined and left."""
         with self.open_store() as store:
             return store.subscriber_records()
+
+    def deliver_notice(self, recipient: str, message: bytes) -> SendResult:
+        """Mail one transactional message (signup confirmation, welcome) through the SMTP adapter. The delivery
+        ledger does not record it; DeliveryError when the server cannot be used at all."""
+        from email.utils import parseaddr
+
+        from digest.mailer import SmtpMessenger
+        from digest.message import smtp_address
+
+        messenger = SmtpMessenger(self.settings.smtp)
+        messenger.open()
+        try:
+            sender = smtp_address(parseaddr(self.settings.from_address)[1])
+            return messenger.send(sender, smtp_address(recipient), message)
+        finally:
+            messenger.close()
 
     # --- sending ------------------------------------------------------------------------------
 

@@ -95,10 +95,11 @@ def _row(site: Site, issue: Issue) -> _IssueRow:
     return _IssueRow(issue, local.isoformat(), local.strftime("%Y-%m-%d"))
 
 
-def _base_context(site: Site, root: str) -> dict[str, Any]:
-    """What base.html.j2 needs: the site, the relative path to the site root, feed autodiscovery links."""
+def base_context(site: Site, root: str) -> dict[str, Any]:
+    """What base.html.j2 needs: the site, the relative path to the site root, feed autodiscovery links, and where
+    the short signup form posts (`digest serve` answers there)."""
     feeds = [{"href": site.link(name), "type": media, "title": title} for name, media, title in FEED_FILES]
-    return {"site": site, "root": root, "feeds": feeds}
+    return {"site": site, "root": root, "feeds": feeds, "signup_url": site.link("subscribe")}
 
 
 def _render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> bytes:
@@ -116,7 +117,7 @@ def render_issue_page(site: Site, issue: Issue, env: jinja2.Environment, *, newe
     """
     row = _row(site, issue)
     newest = issue.number if newest_number is None else newest_number
-    context = _base_context(site, "../../")
+    context = base_context(site, "../../")
     context.update(papers_context(site, issue, absolute=False))
     context.update(
         title=issue_title(site, issue),
@@ -152,7 +153,7 @@ def render_archive_page(
     ordered = sorted(page_issues, key=lambda i: i.number, reverse=True)
     first = (page_number - 1) * page_size + 1
     last = ordered[0].number if ordered else first
-    context = _base_context(site, "../")
+    context = base_context(site, "../")
     context.update(
         title=f"{site.title} · 往期归档：第 {first}–{last} 期",
         page_number=page_number,
@@ -182,7 +183,7 @@ def render_archive(
     if missing:
         raise ValueError(f"render_archive needs issues {missing[0]}..{missing[-1]} (the newest {page_size})")
     index_issues = [by_number[n] for n in needed]
-    context = _base_context(site, "")
+    context = base_context(site, "")
     context.update(
         title=site.title,
         page_number=None,
