@@ -322,7 +322,8 @@ def subscribers_remove(ctx: Context, email: str, now: str | None) -> None:
 @pass_ctx
 @reports_errors
 def subscribers_list(ctx: Context) -> None:
-    """Show every subscriber with its status.
+    """Show every subscriber with its status (pending/active/paused/unsubscribed/bounced/complained) and how it
+    joined (form, cli, import).
 
     Example: digest subscribers list
     """
@@ -333,14 +334,16 @@ def subscribers_list(ctx: Context) -> None:
         status = sub.status.value
         if record.unsubscribed:
             status += f" {record.unsubscribed:%Y-%m-%d}"
-        click.echo(f"{sub.email:<{width}}  {status:<23}  {sub.name}".rstrip())
+        click.echo(f"{sub.email:<{width}}  {status:<23}  {record.source.value:<6}  {sub.name}".rstrip())
     active = sum(r.subscriber.active for r in records)
     click.echo(f"{len(records)} subscribers: {active} active, {len(records) - active} unsubscribed", err=True)
 
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--resubscribe", is_flag=True, help="Add back addresses that had unsubscribed.")
+@click.option(
+    "--resubscribe", is_flag=True, help="Add back addresses that had unsubscribed or asked to be deleted (suppressed)."
+)
 @NOW_OPTION
 @pass_ctx
 @reports_errors
@@ -378,7 +381,8 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
 @pass_ctx
 @reports_errors
 def subscribers_export(ctx: Context) -> None:
-    """Write every subscriber (opt-outs included) as CSV to stdout; `import` reads it back.
+    """Write every subscriber (opt-outs included) with its consent record (source, signup IP, when confirmed) as
+    CSV to stdout; `import` reads it back.
 
     Example: digest subscribers export > subscribers.csv
     """

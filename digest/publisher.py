@@ -392,19 +392,23 @@ class Publisher:
         resubscribe: bool = False,
         source: SubscriberSource = SubscriberSource.CLI,
     ) -> list[tuple[SubscriberRow, str]]:
-        """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed" or
-        "unsubscribed" (an opt-out is kept unless `resubscribe`). No writer lock: a send in progress re-checks
-        each subscriber just before mailing them."""
+        """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed",
+        "unsubscribed" (an opt-out is kept unless `resubscribe`) or "suppressed" (the address was erased at its
+        owner's request or suppressed; only `resubscribe` adds it back). No writer lock: a send in progress
+        re-checks each subscriber just before mailing them."""
+        outcomes: list[tuple[SubscriberRow, str]] = []
         with self.open_store() as store, store.transaction():
-            return [
-                (
-                    row,
-                    store.add_subscriber(
-                        row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
-                    ),
+            for row in rows:
+                if store.suppression(row.email) is not None and store.subscriber(row.email) is None:
+                    if not resubscribe:
+                        outcomes.append((row, "suppressed"))
+                        continue
+                    store.unsuppress(row.email)
+                outcome = store.add_subscriber(
+                    row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
                 )
-                for row in rows
-            ]
+                outcomes.append((row, outcome))
+        return outcomes
 
     def unsubscribe(self, email: str, now: datetime) -> Subscriber | None:
         """Mark the address unsubscribed (the row stays); returns the subscriber as it was, None if unknown."""

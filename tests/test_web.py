@@ -67,9 +67,9 @@ class Server:
         return self.proc.wait(timeout=15)
 
 
-def start_server(ws: Workspace, log_name: str = "serve.log") -> Server:
-    """Start `digest serve` on a free port and wait until it answers."""
-    port = free_port()
+def start_server(ws: Workspace, log_name: str = "serve.log", port: int | None = None) -> Server:
+    """Start `digest serve` on `port` (default: a free one) and wait until it answers."""
+    port = port or free_port()
     log_path = ws.root / log_name
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
