@@ -227,6 +227,7 @@ def routes(web: Web) -> list[Route]:
                     )
                 ],
                 form="_confirm_form.html.j2",
+                signup_form=False,
                 action=request.url.path,
                 csrf=csrf_token(web.secret, token),
             )
@@ -255,6 +256,7 @@ def routes(web: Web) -> list[Route]:
             ],
             preferences=preferences_link(settings.site_url, web.secret, done.subscriber),
             form="_confirmed.html.j2",
+            signup_form=False,
         )
         response.background = BackgroundTask(web.in_thread, send_notice, web, Notice.WELCOME, done.subscriber, now)
         return response
