@@ -330,7 +330,8 @@ def subscribers_remove(ctx: Context, email: str, now: str | None) -> None:
 @pass_ctx
 @reports_errors
 def subscribers_list(ctx: Context) -> None:
-    """Show every subscriber with its status.
+    """Show every subscriber with its status (pending/active/paused/unsubscribed/bounced/complained) and how it
+    joined (form, cli, import).
 
     Example: digest subscribers list
     """
@@ -341,14 +342,16 @@ def subscribers_list(ctx: Context) -> None:
         status = sub.status.value
         if record.unsubscribed:
             status += f" {record.unsubscribed:%Y-%m-%d}"
-        _say(f"{sub.email:<{width}}  {status:<23}  {sub.name}".rstrip())
+        _say(f"{sub.email:<{width}}  {status:<23}  {record.source.value:<6}  {sub.name}".rstrip())
     active = sum(r.subscriber.active for r in records)
     click.echo(f"{len(records)} subscribers: {active} active, {len(records) - active} unsubscribed", err=True)
 
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--resubscribe", is_flag=True, help="Add back addresses that had unsubscribed.")
+@click.option(
+    "--resubscribe", is_flag=True, help="Add back addresses that had unsubscribed or asked to be deleted (suppressed)."
+)
 @NOW_OPTION
 @pass_ctx
 @reports_errors
@@ -386,7 +389,8 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
 @pass_ctx
 @reports_errors
 def subscribers_export(ctx: Context) -> None:
-    """Write every subscriber (opt-outs included) as CSV to stdout; `import` reads it back.
+    """Write every subscriber (opt-outs included) with its consent record (source, signup IP, when confirmed) as
+    CSV to stdout; `import` reads it back.
 
     A cell starting with =, +, -, @, tab or CR gets a ' in front, so that a spreadsheet shows it as text instead of
     running it as a formula (CSV injection); `import` removes that quote again.

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from digest.bounces.importer import ImportResult
     from digest.catalog import Catalog
+    from digest.mailer import SendResult
     from digest.model import Subscriber
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
@@ -538,19 +539,23 @@ class Publisher:
         resubscribe: bool = False,
         source: SubscriberSource = SubscriberSource.CLI,
     ) -> list[tuple[SubscriberRow, str]]:
-        """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed" or
-        "unsubscribed" (an opt-out is kept unless `resubscribe`). No writer lock: a send in progress re-checks
-        each subscriber just before mailing them."""
+        """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed",
+        "unsubscribed" (an opt-out is kept unless `resubscribe`) or "suppressed" (the address was erased at its
+        owner's request or suppressed; only `resubscribe` adds it back). No writer lock: a send in progress
+        re-checks each subscriber just before mailing them."""
+        outcomes: list[tuple[SubscriberRow, str]] = []
         with self.open_store() as store, store.transaction():
-            return [
-                (
-                    row,
-                    store.add_subscriber(
-                        row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
-                    ),
+            for row in rows:
+                if store.suppression(row.email) is not None and store.subscriber(row.email) is None:
+                    if not resubscribe:
+                        outcomes.append((row, "suppressed"))
+                        continue
+                    store.unsuppress(row.email)
+                outcome = store.add_subscriber(
+                    row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
                 )
-                for row in rows
-            ]
+                outcomes.append((row, outcome))
+        return outcomes
 
     def unsubscribe(self, email: str, now: datetime) -> Subscriber | None:
         """Mark the address unsubscribed (the row stays); returns the subscriber as it was, None if unknown."""
@@ -577,6 +582,22 @@ class Publisher:
             yield from import_reports(
                 store, messages, secret=secret, now=now, soft_limit=self.settings.soft_bounce_limit
             )
+
+    def deliver_notice(self, recipient: str, message: bytes) -> SendResult:
+        """Mail one transactional message (signup confirmation, welcome) through the SMTP adapter. The delivery
+        ledger does not record it; DeliveryError when the server cannot be used at all."""
+        from email.utils import parseaddr
+
+        from digest.mailer import SmtpMessenger
+        from digest.message import smtp_address
+
+        messenger = SmtpMessenger(self.settings.smtp)
+        messenger.open()
+        try:
+            sender = smtp_address(parseaddr(self.settings.from_address)[1])
+            return messenger.send(sender, smtp_address(recipient), message)
+        finally:
+            messenger.close()
 
     # --- sending ------------------------------------------------------------------------------
 

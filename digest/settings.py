@@ -173,6 +173,22 @@ class Settings(BaseSettings):
     max_send_age: int = Field(default=3 * 86_400, ge=0)
     jobs_path: Path = Path("state/jobs.db")
 
+    # signup and web app
+    confirm_token_max_age: int = Field(default=7 * 86_400, ge=60)  # seconds a confirmation link stays valid
+    signup_ip_limit: int = Field(default=10, ge=1)  # signup requests per client IP ...
+    signup_ip_window: int = Field(default=3600, ge=1)  # ... per this many seconds
+    signup_address_limit: int = Field(default=3, ge=1)  # confirmation mails per address ...
+    signup_address_window: int = Field(default=86_400, ge=1)  # ... per this many seconds
+    keep_signup_ip: bool = True  # record the client IP of a signup in the consent record
+    trusted_proxies: list[str] = []  # proxy addresses whose X-Forwarded-For/-Proto are believed; empty: none
+    web_max_body_bytes: int = Field(default=16_384, ge=1024, le=10_000_000)
+    web_header_timeout: float = Field(default=10.0, gt=0, le=600)  # a request's headers must arrive within
+    web_body_timeout: float = Field(default=20.0, gt=0, le=600)  # a form body must arrive within
+    web_keep_alive_timeout: int = Field(default=5, ge=1, le=600)  # idle keep-alive connections close after
+    web_max_connections: int = Field(default=500, ge=1)  # beyond this, new requests get 503 at once
+    web_db_wait: float = Field(default=2.0, ge=0, le=60)  # seconds a web write waits for a busy state
+    log_repeat_interval: float = Field(default=60.0, ge=0)  # the same error is logged once per interval
+
     @field_validator("site_url")
     @classmethod
     def _site_url(cls, value: str) -> str:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,15 @@ MIGRATIONS: tuple[str, ...] = (
         outcome TEXT NOT NULL
     );
     """,
+    # 7 (signup): events counted by the web app's rate limits (per client IP, per address hash), shared by every
+    #    process serving the same state; rows older than the longest window are pruned as new ones come in
+    """
+    CREATE TABLE rate_events (
+        bucket TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX rate_events_bucket ON rate_events (bucket, at);
+    """,
 )
 
 
@@ -226,6 +235,11 @@ def email_hash(email: str) -> str:
     return hashlib.sha256(email_key(email).encode("utf-8")).hexdigest()
 
 
+def _utc(moment: datetime) -> str:
+    """A time as text that sorts as time does (rate events compare as strings, so one offset for all)."""
+    return moment.astimezone(UTC).isoformat()
+
+
 def new_token_nonce() -> str:
     """A random value stored per subscription; tokens carry it, so re-subscribing invalidates old links."""
     return secrets.token_hex(8)
@@ -267,6 +281,10 @@ class Store:
         self.close()
 
     def _migrate(self) -> None:
+        # Read first, without a write transaction: opening an up-to-date state must not wait for a writer (a render
+        # holds its transaction while it renders; `digest status` and the web app only read or write briefly).
+        if int(self._conn.execute("PRAGMA user_version").fetchone()[0]) == len(MIGRATIONS):
+            return
         with self.transaction():
             version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
             if version > len(MIGRATIONS):
@@ -631,24 +649,31 @@ class Store:
         )
         return "resubscribed"
 
+    _RECORD_COLUMNS = f"{_SUBSCRIBER_COLUMNS}, created, status_changed, status_detail, source, signup_ip, confirmed"
+
+    @classmethod
+    def _record(cls, r: Sequence[Any]) -> SubscriberRecord:
+        return SubscriberRecord(
+            cls._subscriber(r),
+            datetime.fromisoformat(r[5]),
+            datetime.fromisoformat(r[6]) if r[6] else None,
+            r[7],
+            SubscriberSource(r[8]),
+            r[9],
+            datetime.fromisoformat(r[10]) if r[10] else None,
+        )
+
     def subscriber_records(self) -> list[SubscriberRecord]:
         """Every subscriber, whatever its status, in the order they were added, with its consent record."""
-        rows = self._conn.execute(
-            f"SELECT {self._SUBSCRIBER_COLUMNS}, created, status_changed, status_detail, source, signup_ip,"
-            " confirmed FROM subscribers ORDER BY id"
-        ).fetchall()
-        return [
-            SubscriberRecord(
-                self._subscriber(r),
-                datetime.fromisoformat(r[5]),
-                datetime.fromisoformat(r[6]) if r[6] else None,
-                r[7],
-                SubscriberSource(r[8]),
-                r[9],
-                datetime.fromisoformat(r[10]) if r[10] else None,
-            )
-            for r in rows
-        ]
+        rows = self._conn.execute(f"SELECT {self._RECORD_COLUMNS} FROM subscribers ORDER BY id").fetchall()
+        return [self._record(r) for r in rows]
+
+    def subscriber_record(self, subscriber_id: int) -> SubscriberRecord | None:
+        """One subscriber (by id, as tokens name them) with its consent record."""
+        row = self._conn.execute(
+            f"SELECT {self._RECORD_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)
+        ).fetchone()
+        return self._record(row) if row else None
 
     def active_subscribers(self) -> list[Subscriber]:
         """Subscribers who get the next issue, in the order they were added."""
@@ -670,6 +695,52 @@ class Store:
             "SELECT reason FROM suppressions WHERE email_hash = ?", (email_hash(email),)
         ).fetchone()
         return str(row[0]) if row else None
+
+    # --- signup, confirmation, preferences (the web app) -----------------------------------------
+
+    def confirm_subscriber(self, subscriber_id: int, now: datetime) -> bool:
+        """Make a pending subscriber active and date its confirmation; False if it was not pending."""
+        cursor = self._conn.execute(
+            "UPDATE subscribers SET status = 'active', confirmed = ?, status_changed = ?, status_detail = ''"
+            " WHERE id = ? AND status = 'pending'",
+            (now.isoformat(), now.isoformat(), subscriber_id),
+        )
+        return cursor.rowcount > 0
+
+    def set_subscriber_name(self, subscriber_id: int, name: str) -> None:
+        """Change the display name."""
+        self._conn.execute("UPDATE subscribers SET name = ? WHERE id = ?", (name, subscriber_id))
+
+    def erase_subscriber(self, subscriber_id: int) -> bool:
+        """Delete the row and its deliveries (ON DELETE CASCADE); True if there was one."""
+        return self._conn.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,)).rowcount > 0
+
+    def unsuppress(self, email: str) -> bool:
+        """Forget an address's suppression (its owner confirmed a new signup, or an import was forced)."""
+        return self._conn.execute("DELETE FROM suppressions WHERE email_hash = ?", (email_hash(email),)).rowcount > 0
+
+    def subscriber_deliveries(self, subscriber_id: int) -> list[tuple[int, DeliveryStatus, int, str, datetime]]:
+        """(issue, status, attempts, detail, updated) of every delivery to one subscriber, oldest issue first."""
+        rows = self._conn.execute(
+            "SELECT issue, status, attempts, detail, updated FROM deliveries WHERE subscriber = ? ORDER BY issue",
+            (subscriber_id,),
+        ).fetchall()
+        return [(int(r[0]), DeliveryStatus(r[1]), int(r[2]), str(r[3]), datetime.fromisoformat(r[4])) for r in rows]
+
+    def count_events(self, bucket: str, since: datetime) -> int:
+        """How many rate-limit events `bucket` recorded at or after `since`."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM rate_events WHERE bucket = ? AND at >= ?", (bucket, _utc(since))
+        ).fetchone()
+        return int(row[0])
+
+    def record_event(self, bucket: str, now: datetime) -> None:
+        """Count one event (a signup request, a confirmation mail) against `bucket`."""
+        self._conn.execute("INSERT INTO rate_events (bucket, at) VALUES (?, ?)", (bucket, _utc(now)))
+
+    def prune_events(self, before: datetime) -> None:
+        """Forget rate-limit events older than every window."""
+        self._conn.execute("DELETE FROM rate_events WHERE at < ?", (_utc(before),))
 
     # --- delivery ledger ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from digest.message import clean_header
 from digest.model import Problem, SubscriberStatus
 from digest.store import SubscriberRecord
 
-EXPORT_COLUMNS = ("email", "name", "status", "subscribed", "unsubscribed")
+EXPORT_COLUMNS = ("email", "name", "status", "subscribed", "unsubscribed", "source", "signup_ip", "confirmed")
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV Injection"); `=cmd|calc!A0@x.org`
 # is a valid address.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -152,6 +152,9 @@ def export_csv(records: Iterable[SubscriberRecord]) -> str:
                 sub.status.value,
                 record.created.isoformat(timespec="seconds"),
                 record.unsubscribed.isoformat(timespec="seconds") if record.unsubscribed else "",
+                record.source.value,
+                record.signup_ip or "",
+                record.confirmed.isoformat(timespec="seconds") if record.confirmed else "",
             ]
         )
     return out.getvalue()

@@ -1,43 +1,140 @@
-"""Signed, URL-safe unsubscribe tokens (HMAC via itsdangerous; compared in constant time)."""
+"""Signed, URL-safe tokens for the links in mail: confirm a signup, open the preference page, unsubscribe.
+
+A token carries no address: its payload is the subscription (subscriber id and the random `token_nonce` renewed on
+every re-subscription, so links die with the subscription they were made for). It is signed with `secret_key`
+(HMAC via itsdangerous, compared in constant time) under a salt naming its purpose and its list, so a confirm token
+cannot unsubscribe anybody and a token of one list means nothing to another. The list is named by the URL its links
+point to (`site_url` for confirm and preference links, `unsubscribe_endpoint` for unsubscribe links): both
+`unsubscribe_link` and `preferences_link` are given that URL, and the web app knows it from its settings, so no
+signature has to change to carry a list id. Confirmation tokens also carry their issue time and expire.
+
+Links mailed before these tokens existed (salt "digest-unsubscribe-v1", payload = the address) still unsubscribe.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import urlencode
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
 from digest.model import Subscriber
 
-_SALT = "digest-unsubscribe-v1"
+LEGACY_UNSUBSCRIBE_SALT = "digest-unsubscribe-v1"
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 
-@lru_cache(maxsize=8)
-def _serializer(secret: str) -> URLSafeSerializer:
-    # Built once per secret: a send makes 10,000 tokens, and building the serializer is most of a token's cost.
-    return URLSafeSerializer(secret, salt=_SALT)
+class Purpose(StrEnum):
+    """What a token may be used for; each purpose signs with its own salt."""
+
+    CONFIRM = "confirm"
+    PREFERENCES = "preferences"
+    UNSUBSCRIBE = "unsubscribe"
 
 
-def make_token(secret: str, email: str) -> str:
-    """A token that names exactly one address and cannot be made without the secret."""
-    return str(_serializer(secret).dumps(email.strip().lower()))
+@dataclass(frozen=True)
+class TokenSubject:
+    """The subscription a valid token names (look it up by id, then compare the nonce)."""
+
+    subscriber_id: int
+    nonce: str
+
+    def matches(self, subscriber: Subscriber) -> bool:
+        """Whether `subscriber` is still the subscription the token was made for (not re-subscribed since)."""
+        return subscriber.id == self.subscriber_id and bool(self.nonce) and subscriber.token_nonce == self.nonce
 
 
-def read_token(secret: str, token: str) -> str | None:
-    """The address a token was made for, or None when it is forged, altered or malformed."""
+class BadToken(ValueError):
+    """A token that is forged, altered, malformed, for another purpose or list, or (`expired`) too old."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+
+def _salt(purpose: Purpose, scope: str) -> str:
+    return f"digest-{purpose.value}-v2|{scope}"
+
+
+@lru_cache(maxsize=16)
+def _serializer(secret: str, salt: str) -> URLSafeSerializer:
+    # Built once per (secret, salt): a send makes 10,000 tokens, and building the serializer is most of their cost.
+    return URLSafeSerializer(secret, salt=salt)
+
+
+def _timed(secret: str, salt: str, issued: datetime | None = None) -> URLSafeTimedSerializer:
+    if issued is None:
+        return URLSafeTimedSerializer(secret, salt=salt)
+    stamp = int(issued.timestamp())
+
+    class _IssuedAt(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return stamp
+
+    return URLSafeTimedSerializer(secret, salt=salt, signer=_IssuedAt)
+
+
+def make_token(secret: str, purpose: Purpose, scope: str, subscriber: Subscriber, *, issued: datetime) -> str:
+    """A token for one subscription and one purpose on the list at `scope`; `issued` dates confirm tokens."""
+    payload = [subscriber.id, subscriber.token_nonce]
+    if purpose is Purpose.CONFIRM:
+        return str(_timed(secret, _salt(purpose, scope), issued).dumps(payload))
+    return str(_serializer(secret, _salt(purpose, scope)).dumps(payload))
+
+
+def read_token(
+    secret: str, purpose: Purpose, scope: str, token: str, *, now: datetime, max_age: float | None = None
+) -> TokenSubject:
+    """The subscription a token names; BadToken when it is not a valid token of this purpose and list, or when a
+    confirm token is older than `max_age` seconds at `now`."""
+    salt = _salt(purpose, scope)
     try:
-        value = _serializer(secret).loads(token)
+        if purpose is Purpose.CONFIRM:
+            value, issued = _timed(secret, salt).loads(token, return_timestamp=True)
+            if max_age is not None and (now - issued).total_seconds() > max_age:
+                raise BadToken("this confirmation link has expired", expired=True)
+        else:
+            value = _serializer(secret, salt).loads(token)
+    except SignatureExpired:  # pragma: no cover - expiry is checked above, against `now`
+        raise BadToken("this link has expired", expired=True) from None
+    except BadSignature:
+        raise BadToken("this link is not valid") from None
+    match value:
+        case [int(subscriber_id), str(nonce)] if nonce:
+            return TokenSubject(subscriber_id, nonce)
+    raise BadToken("this link is not valid")
+
+
+def read_legacy_unsubscribe_token(secret: str, token: str) -> str | None:
+    """The address of an unsubscribe link mailed before tokens named subscriptions (None if it is not one)."""
+    try:
+        value = _serializer(secret, LEGACY_UNSUBSCRIBE_SALT).loads(token)
     except BadSignature:
         return None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _with_token(url: str, token: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return url + separator + urlencode({"token": token})
 
 
 def unsubscribe_link(endpoint: str, secret: str, subscriber: Subscriber) -> str:
-    """The personal one-click unsubscribe URL for `subscriber`."""
-    separator = "&" if "?" in endpoint else "?"
-    return endpoint + separator + urlencode({"token": make_token(secret, subscriber.email)})
+    """The personal one-click unsubscribe URL for `subscriber` (bound to `endpoint`, the list's unsubscribe URL)."""
+    # Unsubscribe and preference tokens never expire, so their issue time does not matter.
+    token = make_token(secret, Purpose.UNSUBSCRIBE, endpoint, subscriber, issued=_EPOCH)
+    return _with_token(endpoint, token)
 
 
 def preferences_link(site_url: str, secret: str, subscriber: Subscriber) -> str:
-    """The personal link to a subscriber's preferences page (minimal stand-in; the signup branch owns the real one)."""
-    return site_url + "preferences/" + make_token(secret, subscriber.email)
+    """The personal preference page URL for `subscriber` (`site_url` ends with "/")."""
+    token = make_token(secret, Purpose.PREFERENCES, site_url, subscriber, issued=_EPOCH)
+    return f"{site_url}preferences/{token}"
+
+
+def confirm_link(site_url: str, secret: str, subscriber: Subscriber, issued: datetime) -> str:
+    """The link of a confirmation mail: opening it shows a button; only the button's POST confirms."""
+    return f"{site_url}confirm/{make_token(secret, Purpose.CONFIRM, site_url, subscriber, issued=issued)}"

@@ -5,9 +5,10 @@ Through the real path: a seed file, `digest render`, `digest send` to an SMTP se
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
-from digest.tokens import make_token, read_token
+from digest.tokens import Purpose, read_token
 from tests import test_send_cli
 from tests.conftest import Workspace
 from tests.mail_util import MailServer, smtp_server_fixture  # noqa: F401  (fixture)
@@ -29,18 +30,21 @@ def test_placeholders_in_seed_text_never_receive_a_token(mail_ws: Workspace, smt
     [received] = smtp_server.received
     msg = received.message
     text, page = (part.get_content() for part in msg.iter_parts())
-    token = make_token(SECRET, "reader@example.org")
-    for body in (text, page):
-        assert body.count(token) == 2  # the footer's unsubscribe and preferences links, nowhere else
-    assert "%%UNSUBSCRIBE_URL%%" in text and "Abstract %%UNSUBSCRIBE_URL%% end." in text  # seed text kept as typed
     hrefs = re.findall(r'href="([^"]*)"', page)
-    assert [h for h in hrefs if "trap.example" in h] == [TRAP_URL.replace("&", "&amp;")]
-    assert not re.search(r"%%(?:UNSUBSCRIBE|PREFERENCES)-[0-9a-f]+%%", text + page), "every marker was filled in"
     unsubscribe = [h for h in hrefs if "/unsubscribe?" in h]
     preferences = [h for h in hrefs if "/preferences/" in h]
     assert len(unsubscribe) == len(preferences) == 1
-    link = unsubscribe[0].replace("&amp;", "&")
-    assert read_token(SECRET, parse_qs(urlsplit(link).query)["token"][0]) == "reader@example.org"
+    unsubscribe_token = parse_qs(urlsplit(unsubscribe[0].replace("&amp;", "&")).query)["token"][0]
+    token = preferences[0].rsplit("/", 1)[1]
+    for body in (text, page):  # the footer's unsubscribe and preferences links, nowhere else
+        assert body.count(token) == 1 and body.count(unsubscribe_token) == 1
+    assert "%%UNSUBSCRIBE_URL%%" in text and "Abstract %%UNSUBSCRIBE_URL%% end." in text  # seed text kept as typed
+    assert [h for h in hrefs if "trap.example" in h] == [TRAP_URL.replace("&", "&amp;")]
+    assert not re.search(r"%%(?:UNSUBSCRIBE|PREFERENCES)-[0-9a-f]+%%", text + page), "every marker was filled in"
+    now = datetime.now(UTC)
+    site = "https://digest.example.org/"
+    subject = read_token(SECRET, Purpose.UNSUBSCRIBE, site + "unsubscribe", unsubscribe_token, now=now)
+    assert subject == read_token(SECRET, Purpose.PREFERENCES, site, token, now=now)  # the reader's subscription
     assert preferences[0] == f"https://digest.example.org/preferences/{token}"
     assert f"管理订阅 / Preferences: https://digest.example.org/preferences/{token}" in text
 

@@ -38,7 +38,7 @@ def test_add_list_remove_and_case_only_duplicates(workspace: Workspace) -> None:
     assert "unsubscribed" in workspace.run("subscribers", "remove", "BOB@example.org").stdout
     listing = workspace.run("subscribers", "list")
     lines = listing.stdout.splitlines()
-    assert lines[0].split() == ["Ada@example.org", "active", "Ada"]
+    assert lines[0].split() == ["Ada@example.org", "active", "cli", "Ada"]
     assert lines[1].split()[:2] == ["bob@example.org", "unsubscribed"]
     assert "2 subscribers: 1 active, 1 unsubscribed" in listing.stderr
     missing = workspace.run("subscribers", "remove", "who@example.org", check=False)
@@ -47,7 +47,7 @@ def test_add_list_remove_and_case_only_duplicates(workspace: Workspace) -> None:
 
 def test_add_accepts_an_address_as_copied_from_a_mail_client(workspace: Workspace) -> None:
     assert "li@example.org: added" in workspace.run("subscribers", "add", "李四 <li@example.org>").stdout
-    assert workspace.run("subscribers", "list").stdout.split() == ["li@example.org", "active", "李四"]
+    assert workspace.run("subscribers", "list").stdout.split() == ["li@example.org", "active", "cli", "李四"]
 
 
 def test_import_keeps_good_rows_reports_bad_ones_and_respects_unsubscribes(workspace: Workspace) -> None:
@@ -77,7 +77,7 @@ def test_export_round_trips_including_opt_outs(workspace: Workspace, tmp_path_fa
     workspace.run("subscribers", "add", "gone@example.org")
     workspace.run("subscribers", "remove", "gone@example.org")
     exported = workspace.run("subscribers", "export").stdout
-    assert exported.splitlines()[0] == "email,name,status,subscribed,unsubscribed"
+    assert exported.splitlines()[0] == "email,name,status,subscribed,unsubscribed,source,signup_ip,confirmed"
 
     other = Workspace(root=tmp_path_factory.mktemp("other"), env=workspace.env)
     (other.root / "people.csv").write_text(exported, encoding="utf-8")
@@ -143,8 +143,8 @@ def test_import_loses_no_row_silently_every_skipped_one_is_reported_with_its_lin
     assert "2 added" in result.stdout and "2 bad rows" in result.stdout
     listed = workspace.run("subscribers", "list").stdout.splitlines()
     assert [line.split() for line in listed] == [
-        ["ann@example.org", "active", "Ann"],
-        ["bee@example.org", "active", "Bee"],
+        ["ann@example.org", "active", "import", "Ann"],
+        ["bee@example.org", "active", "import", "Bee"],
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -17,9 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from digest.store import Store
-from digest.tokens import make_token
+from digest.tokens import LEGACY_UNSUBSCRIBE_SALT, preferences_link, unsubscribe_link
 from tests.conftest import REPO, SAMPLE_SEEDS, Workspace
 
 SECRET = "web-test-secret-0123456789abcdef"
@@ -30,6 +32,11 @@ FEED_TYPES = {
     "issues.xml": "application/atom+xml; charset=utf-8",
     "feed.json": "application/feed+json; charset=utf-8",
 }
+
+
+def legacy_token(secret: str, email: str) -> str:
+    """The token of an unsubscribe link mailed before tokens named subscriptions: the address, signed."""
+    return str(URLSafeSerializer(secret, salt=LEGACY_UNSUBSCRIBE_SALT).dumps(email.strip().lower()))
 
 
 def free_port() -> int:
@@ -60,9 +67,9 @@ class Server:
         return self.proc.wait(timeout=15)
 
 
-def start_server(ws: Workspace, log_name: str = "serve.log") -> Server:
-    """Start `digest serve` on a free port and wait until it answers."""
-    port = free_port()
+def start_server(ws: Workspace, log_name: str = "serve.log", port: int | None = None) -> Server:
+    """Start `digest serve` on `port` (default: a free one) and wait until it answers."""
+    port = port or free_port()
     log_path = ws.root / log_name
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -102,7 +109,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Things that must never be served: dotfiles, and symlinks leading out of the folder.
     (ws.site / ".x.tmp").write_text("partial write", encoding="utf-8")
     (ws.site / "issues" / ".hidden").mkdir()
-    (ws.site / "issues" / ".hidden" / "index.html").write_text("hidden", encoding="utf-8")
+    (ws.site / "issues" / ".hidden" / "index.html").write_text("secret hidden page", encoding="utf-8")
     (ws.site / "leak.html").symlink_to("/etc/passwd")
     (ws.site / "etc").symlink_to("/etc", target_is_directory=True)
     srv = start_server(ws)
@@ -244,7 +251,7 @@ def test_dotfiles_are_not_served(server: Server, client: httpx.Client, path: str
     assert (server.ws.site / ".digest-build.json").is_file()
     response = client.get(path)
     assert response.status_code == 404
-    assert b"partial write" not in response.content and b"hidden" not in response.content
+    assert b"partial write" not in response.content and b"secret hidden page" not in response.content
 
 
 def test_only_get_and_head_on_files(client: httpx.Client) -> None:
@@ -257,12 +264,12 @@ def test_only_get_and_head_on_files(client: httpx.Client) -> None:
 
 def test_get_shows_a_confirmation_page_and_changes_nothing(server: Server, client: httpx.Client) -> None:
     add_subscriber(server.ws.state, "Reader.One@Example.org")
-    token = make_token(SECRET, "Reader.One@Example.org")
+    token = legacy_token(SECRET, "Reader.One@Example.org")
     response = client.get("/unsubscribe", params={"token": token})
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
-    assert "reader.one@example.org" in response.text
-    assert '<form method="post"' in response.text
+    assert "Reader.One@Example.org" in response.text
+    assert '<form class="form" method="post"' in response.text
     assert 'name="List-Unsubscribe" value="One-Click"' in response.text
     assert "退订" in response.text and "Unsubscribe" in response.text
     csp = response.headers["content-security-policy"]
@@ -274,7 +281,7 @@ def test_get_shows_a_confirmation_page_and_changes_nothing(server: Server, clien
 
 def test_one_click_post_unsubscribes_at_once_and_is_idempotent(server: Server, client: httpx.Client) -> None:
     add_subscriber(server.ws.state, "reader.two@example.org")
-    token = make_token(SECRET, "reader.two@example.org")
+    token = legacy_token(SECRET, "reader.two@example.org")
     response = one_click(client, token)
     assert response.status_code == 200
     assert "已退订" in response.text and "unsubscribed" in response.text
@@ -288,12 +295,12 @@ def test_one_click_post_unsubscribes_at_once_and_is_idempotent(server: Server, c
     assert "already" in again.text
     assert subscriber_row(server.ws.state, "reader.two@example.org") == (0, when)
     page = client.get("/unsubscribe", params={"token": token})
-    assert page.status_code == 200 and "<form" not in page.text
+    assert page.status_code == 200 and 'name="List-Unsubscribe"' not in page.text
 
 
 def test_the_confirmation_form_posts_back_to_the_same_token(server: Server, client: httpx.Client) -> None:
     add_subscriber(server.ws.state, "reader.form@example.org")
-    token = make_token(SECRET, "reader.form@example.org")
+    token = legacy_token(SECRET, "reader.form@example.org")
     page = client.get("/unsubscribe", params={"token": token}).text
     action = page.split('action="', 1)[1].split('"', 1)[0]
     assert action == "?token=" + token  # tokens are URL-safe and HTML-safe: nothing to escape
@@ -304,16 +311,16 @@ def test_the_confirmation_form_posts_back_to_the_same_token(server: Server, clie
 
 def test_forged_and_foreign_tokens_are_refused_and_change_nothing(server: Server, client: httpx.Client) -> None:
     add_subscriber(server.ws.state, "reader.three@example.org")
-    good = make_token(SECRET, "reader.three@example.org")
+    good = legacy_token(SECRET, "reader.three@example.org")
     payload, _, signature = good.rpartition(".")
     forged = [
         "",
         "garbage",
         good[:-2] + ("AA" if not good.endswith("AA") else "BB"),
-        make_token("another-secret-0123456789abcdef", "reader.three@example.org"),
-        make_token(SECRET[:-1] + "X", "reader.three@example.org"),
+        legacy_token("another-secret-0123456789abcdef", "reader.three@example.org"),
+        legacy_token(SECRET[:-1] + "X", "reader.three@example.org"),
         # the other address's payload with this address's signature
-        make_token(SECRET, "someone@example.org").rpartition(".")[0] + "." + signature,
+        legacy_token(SECRET, "someone@example.org").rpartition(".")[0] + "." + signature,
         payload,
     ]
     for token in forged:
@@ -327,23 +334,64 @@ def test_forged_and_foreign_tokens_are_refused_and_change_nothing(server: Server
 def test_a_token_affects_only_its_own_address(server: Server, client: httpx.Client) -> None:
     add_subscriber(server.ws.state, "alice@example.org")
     add_subscriber(server.ws.state, "bob@example.org")
-    assert one_click(client, make_token(SECRET, "alice@example.org")).status_code == 200
+    assert one_click(client, legacy_token(SECRET, "alice@example.org")).status_code == 200
     assert subscriber_row(server.ws.state, "alice@example.org")[0] == 0  # type: ignore[index]
     assert subscriber_row(server.ws.state, "bob@example.org") == (1, None)
 
 
 def test_a_valid_token_for_a_non_subscriber_is_404_and_adds_nobody(server: Server, client: httpx.Client) -> None:
-    token = make_token(SECRET, "stranger@example.org")
+    token = legacy_token(SECRET, "stranger@example.org")
     for response in (client.get("/unsubscribe", params={"token": token}), one_click(client, token)):
         assert response.status_code == 404
         assert "No such subscription" in response.text
     assert subscriber_row(server.ws.state, "stranger@example.org") is None
 
 
+def current_token(state: Path, email: str) -> str:
+    """The token of the unsubscribe link mailed to `email` today (bound to its subscription)."""
+    with Store.open(state) as store:
+        subscriber = store.subscriber(email)
+    assert subscriber is not None
+    link = unsubscribe_link("http://localhost:8000/unsubscribe", SECRET, subscriber)
+    return link.split("token=", 1)[1]
+
+
+def test_a_current_token_names_no_address_and_unsubscribes(server: Server, client: httpx.Client) -> None:
+    add_subscriber(server.ws.state, "carol@example.org")
+    token = current_token(server.ws.state, "carol@example.org")
+    assert b"carol" not in base64.urlsafe_b64decode(token.split(".")[0] + "==")
+    assert "carol@example.org" in client.get("/unsubscribe", params={"token": token}).text
+    assert one_click(client, token).status_code == 200
+    assert subscriber_row(server.ws.state, "carol@example.org")[0] == 0  # type: ignore[index]
+
+
+def test_a_link_of_an_earlier_subscription_is_dead_after_resubscribing(server: Server, client: httpx.Client) -> None:
+    add_subscriber(server.ws.state, "dave@example.org")
+    old = current_token(server.ws.state, "dave@example.org")
+    assert one_click(client, old).status_code == 200
+    with Store.open(server.ws.state) as store, store.transaction():
+        assert store.add_subscriber("dave@example.org", "", datetime.now(UTC), resubscribe=True) == "resubscribed"
+    for response in (client.get("/unsubscribe", params={"token": old}), one_click(client, old)):
+        assert response.status_code == 410
+        assert "earlier subscription" in response.text
+    assert subscriber_row(server.ws.state, "dave@example.org") == (1, None)
+    assert one_click(client, current_token(server.ws.state, "dave@example.org")).status_code == 200
+
+
+def test_a_preference_token_cannot_unsubscribe(server: Server, client: httpx.Client) -> None:
+    add_subscriber(server.ws.state, "erin@example.org")
+    with Store.open(server.ws.state) as store:
+        subscriber = store.subscriber("erin@example.org")
+    assert subscriber is not None
+    token = preferences_link("http://localhost:8000/", SECRET, subscriber).rsplit("/", 1)[1]
+    assert one_click(client, token).status_code == 400
+    assert subscriber_row(server.ws.state, "erin@example.org") == (1, None)
+
+
 def test_the_address_is_escaped_on_the_page(server: Server, client: httpx.Client) -> None:
     address = '"<script>alert(1)</script>"@example.org'
     add_subscriber(server.ws.state, address)
-    response = client.get("/unsubscribe", params={"token": make_token(SECRET, address)})
+    response = client.get("/unsubscribe", params={"token": legacy_token(SECRET, address)})
     assert response.status_code == 200
     assert "<script>" not in response.text
     assert "&lt;script&gt;" in response.text

@@ -145,9 +145,10 @@ def _row(site: Site, issue: Issue) -> _IssueRow:
 
 
 def base_context(site: Site, root: str) -> dict[str, Any]:
-    """What base.html.j2 needs: the site, the relative path to the site root, feed autodiscovery links."""
+    """What base.html.j2 needs: the site, the relative path to the site root, feed autodiscovery links, and where
+    the short signup form posts (`digest serve` answers there)."""
     feeds = [{"href": site.link(name), "type": media, "title": title} for name, media, title in FEED_FILES]
-    return {"site": site, "root": root, "feeds": feeds}
+    return {"site": site, "root": root, "feeds": feeds, "signup_url": site.link("subscribe")}
 
 
 def topic_feed_links(site: Site, topic: Topic) -> list[dict[str, str]]:

@@ -1,0 +1,114 @@
+"""The public web app behind `digest serve`: the site and feeds (static.py), signup with double opt-in
+(signup.py), the preference page (preferences.py) and one-click unsubscribe (unsubscribe.py), on shared page
+helpers (pages.py) and form handling (forms.py); server.py runs it under uvicorn.
+
+Every error is a bilingual page with its 4xx/5xx status; a traceback only ever goes to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from digest.settings import Settings
+from digest.web import preferences, signup, unsubscribe
+from digest.web.forms import BodyLimit
+from digest.web.optouts import OptOutJournal
+from digest.web.pages import Clock, Text, Web
+from digest.web.server import serve
+from digest.web.static import SiteFiles
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger("digest.web")
+
+JOURNAL_CHECK_SECONDS = 2.0
+
+_ERRORS: dict[int, tuple[Text, Text]] = {
+    400: (Text("请求无效", "Bad request"), Text("请求的内容无法处理。", "The request could not be understood.")),
+    404: (Text("页面不存在", "Not found"), Text("这里没有这个页面。", "There is no such page here.")),
+    405: (
+        Text("不支持的方法", "Method not allowed"),
+        Text("这个地址不接受这种请求。", "This address does not take that."),
+    ),
+    408: (
+        Text("请求超时", "Request timeout"),
+        Text("请求发送得太慢，请重试。", "The request arrived too slowly; try again."),
+    ),
+    413: (
+        Text("内容太大", "Request too large"),
+        Text("提交的内容超过了允许的大小。", "What was sent is larger than this site accepts."),
+    ),
+    500: (
+        Text("服务器出错", "Server error"),
+        Text("出了点问题，已记录下来。请稍后再试。", "Something went wrong and was logged; please try again later."),
+    ),
+    503: (
+        Text("请稍后再试", "Please try again"),
+        Text("服务器暂时繁忙，请一分钟后重试。", "The server is busy; please try again in a minute."),
+    ),
+}
+
+
+def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
+    """The ASGI app: signup, confirmation, preferences and unsubscribe, then every file of `settings.output_dir`.
+
+    `now` is read once per request (the time recorded); tests may pin it.
+    """
+    from digest.publisher import Publisher
+
+    web = Web(
+        settings=settings,
+        secret=settings.require_secret_key(),
+        clock=now if now is not None else (lambda: datetime.now(settings.tz)),
+        env=Publisher(settings).env,
+    )
+    journal = OptOutJournal.beside(settings.state_path)
+
+    async def error_page(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 500:
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        heading, text = _ERRORS.get(status, _ERRORS[400])
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        if status == 503:
+            headers["Retry-After"] = "60"
+        return web.page(heading, [text], status=status, headers=headers)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def apply_journal() -> None:
+            while True:
+                if journal.waiting():
+                    applied = await web.in_thread(unsubscribe.drain_journal, web, journal)
+                    if applied:
+                        log.info("applied %d journaled unsubscribes", applied)
+                await anyio.sleep(JOURNAL_CHECK_SECONDS)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(apply_journal)
+            yield
+            tasks.cancel_scope.cancel()
+
+    routes = [
+        *unsubscribe.routes(web, journal),
+        *signup.routes(web),
+        *preferences.routes(web),
+        Mount("/", app=SiteFiles(directory=settings.output_dir, html=True, follow_symlink=False)),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)],
+        exception_handlers={HTTPException: error_page, Exception: error_page},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,125 @@
+"""What every page handler of the web app shares: settings, clock and secret in one object, pages on the site's
+own base template (bilingual, escaped, strict headers), the client address, and state work in worker threads.
+
+Handlers never touch the state on the event loop: `Web.in_thread` runs the work in a small pool of its own, so a
+burst of writes waiting for a busy state cannot use up the threads that serve static files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from digest.model import Site
+from digest.render.site import base_context
+from digest.settings import Settings
+from digest.store import Store
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+# The token is in the URL of most pages: never send it on as a Referer, never cache or index the page.
+PAGE_HEADERS: Mapping[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+}
+_STYLE = re.compile(r"<style>(.*?)</style>", re.S)
+
+
+@dataclass(frozen=True)
+class Text:
+    """One message in the site's language with its English alongside."""
+
+    zh: str
+    en: str
+
+
+@dataclass
+class Web:
+    """The web app's settings and collaborators, built once by `create_app`."""
+
+    settings: Settings
+    secret: str
+    clock: Clock
+    env: jinja2.Environment
+    db_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
+
+    @property
+    def site(self) -> Site:
+        """The publication as the base template needs it."""
+        s = self.settings
+        return Site(title=s.title, url=s.site_url, author=s.author, description=s.description, language=s.language)
+
+    @property
+    def root(self) -> str:
+        """The path of the site root as browsers see it (`/`, or `/digest/` behind a proxy with a prefix)."""
+        return urlsplit(self.settings.site_url).path or "/"
+
+    def now(self) -> datetime:
+        """The time of this request (read once per request)."""
+        return self.clock()
+
+    def open_store(self) -> Store:
+        """The state, waiting at most `web_db_wait` seconds when a writer holds it."""
+        return Store.open(self.settings.state_path, busy_timeout=self.settings.web_db_wait)
+
+    async def in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (the state, SMTP) off the event loop, in the app's own small pool."""
+        return await anyio.to_thread.run_sync(work, *args, limiter=self.db_limiter)
+
+    def page(
+        self,
+        heading: Text,
+        texts: Sequence[Text] = (),
+        *,
+        status: int = 200,
+        form: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        signup_form: bool = True,
+        **values: Any,
+    ) -> HTMLResponse:
+        """A page on the site's base template: a bilingual heading and texts, then an optional form template."""
+        context = base_context(self.site, self.root)
+        context.update(
+            title=f"{heading.zh} · {heading.en}",
+            heading=heading,
+            texts=texts,
+            form=form,
+            signup_url=self.root + "subscribe" if signup_form else None,
+            root_path=self.root,
+            **values,
+        )
+        html = self.env.get_template("web_page.html.j2").render(context)
+        return HTMLResponse(html, status_code=status, headers={**page_headers(html), **(headers or {})})
+
+
+def page_headers(html: str) -> dict[str, str]:
+    """The strict headers of a web page; its own inline styles are allowed by hash, nothing else runs."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode() + "'"
+        for css in _STYLE.findall(html)
+    )
+    styles = hashes or "'none'"
+    csp = f"default-src 'none'; style-src {styles}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    return {**PAGE_HEADERS, "Content-Security-Policy": csp}
+
+
+def client_ip(request: Request) -> str:
+    """The client's address: the peer, or (behind a proxy listed in `trusted_proxies`) what uvicorn's proxy
+    header handling took from X-Forwarded-For."""
+    return request.client.host if request.client else ""

@@ -1,0 +1,219 @@
+"""The personal preference page, `/preferences/<token>` (linked from every issue mail and the welcome mail):
+change the name, pause or resume the email, stop it, see the topics (once they exist), download my data as JSON,
+and delete me (the row and its deliveries are erased; only a one-way hash of the address stays, in the
+suppression list, so an import cannot silently add it back).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from digest.model import SubscriberStatus
+from digest.store import Store, SubscriberRecord
+from digest.subscribers import clean_name
+from digest.tokens import BadToken, Purpose, TokenSubject, read_token
+from digest.web.forms import CSRF_FIELD, csrf_ok, csrf_token, read_form
+from digest.web.pages import Text, Web
+
+log = logging.getLogger("digest.web")
+
+MAX_NAME = 100
+ACTIONS = ("name", "pause", "resume", "stop", "delete")
+_STATUS_TEXT = {
+    SubscriberStatus.PENDING: Text("等待确认", "waiting for confirmation"),
+    SubscriberStatus.ACTIVE: Text("正在接收邮件", "receiving the email"),
+    SubscriberStatus.PAUSED: Text("已暂停", "paused"),
+    SubscriberStatus.UNSUBSCRIBED: Text("已退订", "unsubscribed"),
+    SubscriberStatus.BOUNCED: Text("邮件无法送达，已停止", "stopped: mail to this address bounced"),
+    SubscriberStatus.COMPLAINED: Text("已标记为垃圾邮件，已停止", "stopped: an issue was reported as spam"),
+}
+_DONE = {
+    "name": Text("名字已保存。", "Your name is saved."),
+    "pause": Text("邮件已暂停，随时可以恢复。", "The email is paused; resume it any time."),
+    "resume": Text("邮件已恢复。", "The email is on again."),
+    "stop": Text("已退订，不会再收到邮件。", "You are unsubscribed and will get no further email."),
+}
+_LEAVING = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
+
+
+def personal_data(record: SubscriberRecord, deliveries: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """Everything the state holds about one subscriber, as `download my data` returns it."""
+
+    def when(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment else None
+
+    sub = record.subscriber
+    return {
+        "subscriber": {"email": sub.email, "name": sub.name, "status": sub.status.value},
+        "consent": {
+            "source": record.source.value,
+            "created": when(record.created),
+            "signup_ip": record.signup_ip,
+            "confirmed": when(record.confirmed),
+            "status_changed": when(record.status_changed),
+            "status_detail": record.status_detail,
+        },
+        "deliveries": [
+            {"issue": issue, "status": status.value, "attempts": attempts, "detail": detail, "updated": when(at)}
+            for issue, status, attempts, detail, at in deliveries
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class Change:
+    """The outcome of a preference form: the record afterwards (None once deleted), or an HTTP error status."""
+
+    status: int
+    record: SubscriberRecord | None = None
+
+
+def apply_change(store: Store, subject: TokenSubject, action: str, name: str, now: datetime) -> Change:
+    """Apply one preference action to the token's subscription, in one transaction."""
+    with store.transaction():
+        record = store.subscriber_record(subject.subscriber_id)
+        if record is None or not subject.matches(record.subscriber):
+            return Change(410)
+        sub_id, email = subject.subscriber_id, record.subscriber.email
+        if action == "name":
+            store.set_subscriber_name(sub_id, name)
+        elif action == "pause":
+            store.set_subscriber_status(sub_id, SubscriberStatus.PAUSED, now, only_from=[SubscriberStatus.ACTIVE])
+        elif action == "resume":
+            store.set_subscriber_status(sub_id, SubscriberStatus.ACTIVE, now, only_from=[SubscriberStatus.PAUSED])
+        elif action == "stop":
+            store.set_subscriber_status(sub_id, SubscriberStatus.UNSUBSCRIBED, now, only_from=_LEAVING)
+        elif action == "delete":
+            store.erase_subscriber(sub_id)
+            store.suppress(email, "deleted by its owner on the preference page", now)
+            return Change(200)
+        return Change(200, store.subscriber_record(sub_id))
+
+
+def routes(web: Web) -> list[Route]:
+    """The preference page, its form, and the data download."""
+    settings = web.settings
+
+    def subject_of(request: Request) -> TokenSubject | None:
+        try:
+            return read_token(
+                web.secret, Purpose.PREFERENCES, settings.site_url, request.path_params["token"], now=web.now()
+            )
+        except BadToken:
+            return None
+
+    def load(subject: TokenSubject) -> SubscriberRecord | None:
+        with web.open_store() as store:
+            record = store.subscriber_record(subject.subscriber_id)
+        return record if record is not None and subject.matches(record.subscriber) else None
+
+    def invalid(status: int) -> Response:
+        texts = {
+            400: (
+                Text("链接无效", "Invalid link"),
+                Text("这个链接不完整或已损坏。", "This link is incomplete or damaged."),
+            ),
+            410: (
+                Text("链接已失效", "Link no longer valid"),
+                Text("这个链接属于一个已不存在的订阅。", "This link belongs to a subscription that no longer exists."),
+            ),
+        }
+        heading, text = texts[status]
+        return web.page(heading, [text], status=status)
+
+    def page(request: Request, record: SubscriberRecord, notice: Text | None = None, status: int = 200) -> Response:
+        token = request.path_params["token"]
+        sub = record.subscriber
+        return web.page(
+            Text("订阅设置", "Your subscription"),
+            [notice] if notice else [],
+            status=status,
+            form="_preferences_form.html.j2",
+            action=request.url.path,
+            data_url=request.url.path + "/data.json",
+            csrf=csrf_token(web.secret, token),
+            email=sub.email,
+            name=sub.name,
+            state=sub.status.value,
+            state_text=_STATUS_TEXT[sub.status],
+            signup_form=sub.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED),
+        )
+
+    async def preferences(request: Request) -> Response:
+        subject = subject_of(request)
+        if subject is None:
+            return invalid(400)
+        if request.method == "GET":
+            record = await web.in_thread(load, subject)
+            return page(request, record) if record is not None else invalid(410)
+        form = await read_form(request, settings.web_body_timeout)
+        now = web.now()
+        record = await web.in_thread(load, subject)
+        if record is None:
+            return invalid(410)
+        action = form.get("action", "")
+        if not csrf_ok(web.secret, request.path_params["token"], form.get(CSRF_FIELD, ""), now):
+            return page(request, record, Text("表单已过期，请重试。", "The form expired; please try again."), 403)
+        if action not in ACTIONS:
+            return page(request, record, Text("未知的操作。", "Unknown action."), 400)
+        name = clean_name(form.get("name", ""))
+        if action == "name" and len(name) > MAX_NAME:
+            return page(request, record, Text(f"名字最长 {MAX_NAME} 个字符。", f"At most {MAX_NAME} characters."), 400)
+        if action == "delete" and form.get("confirm_delete") != "yes":
+            need = Text("请勾选确认框再删除。", "Tick the box to confirm the deletion.")
+            return page(request, record, need, 400)
+
+        def work() -> Change:
+            with web.open_store() as store:
+                return apply_change(store, subject, action, name, now)
+
+        change = await web.in_thread(work)
+        if change.status != 200:
+            return invalid(change.status)
+        if change.record is None:
+            log.info("subscriber %d deleted itself", subject.subscriber_id)
+            return web.page(
+                Text("已删除", "Deleted"),
+                [Text("您的订阅和所有相关记录已删除。", "Your subscription and every record of it are deleted.")],
+            )
+        return page(request, change.record, _DONE[action])
+
+    async def data(request: Request) -> Response:
+        subject = subject_of(request)
+        if subject is None:
+            return invalid(400)
+
+        def work() -> dict[str, Any] | None:
+            with web.open_store() as store:
+                record = store.subscriber_record(subject.subscriber_id)
+                if record is None or not subject.matches(record.subscriber):
+                    return None
+                return personal_data(record, list(store.subscriber_deliveries(subject.subscriber_id)))
+
+        found = await web.in_thread(work)
+        if found is None:
+            return invalid(410)
+        body = json.dumps(found, ensure_ascii=False, indent=2) + "\n"
+        return Response(
+            body,
+            media_type="application/json; charset=utf-8",
+            headers={
+                "Content-Disposition": 'attachment; filename="my-subscription.json"',
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    return [
+        Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
+        Route("/preferences/{token}/data.json", data, methods=["GET"]),
+    ]

@@ -1,0 +1,171 @@
+"""One-click unsubscribe, `/unsubscribe?token=...`: `GET` shows a button, `POST` (RFC 8058's one-click from a mail
+client, or the button) unsubscribes at once. The token alone authorizes the POST: no session, no CSRF token.
+
+Reading never waits for a writer. Writing waits at most `web_db_wait` seconds: when a render holds the state
+longer, the opt-out goes to the journal (digest.web.optouts), the reader is told it is done, and the app applies it
+as soon as the state is free.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from digest.errors import StoreError
+from digest.model import Subscriber, SubscriberStatus
+from digest.store import Store
+from digest.tokens import BadToken, Purpose, TokenSubject, read_legacy_unsubscribe_token, read_token
+from digest.web.forms import read_form
+from digest.web.optouts import OptOut, OptOutJournal
+from digest.web.pages import Text, Web
+
+log = logging.getLogger("digest.web")
+
+_LEAVING = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
+
+
+class Outcome(Enum):
+    """What an unsubscribe request found or did; each has its page."""
+
+    CONFIRM = "confirm"
+    DONE = "done"
+    ALREADY = "already"
+    BAD_TOKEN = "bad-token"
+    UNKNOWN = "unknown"
+    STALE = "stale"
+
+
+_STATUS: Mapping[Outcome, int] = {Outcome.BAD_TOKEN: 400, Outcome.UNKNOWN: 404, Outcome.STALE: 410}
+_TEXTS: Mapping[Outcome, tuple[Text, Text]] = {
+    Outcome.CONFIRM: (
+        Text("退订确认", "Unsubscribe?"),
+        Text("确定让 {address} 不再收到《{title}》吗？", "Stop sending {title} to {address}?"),
+    ),
+    Outcome.DONE: (
+        Text("已退订", "You are unsubscribed"),
+        Text("{address} 将不再收到《{title}》。", "{address} will receive no further issues of {title}."),
+    ),
+    Outcome.ALREADY: (
+        Text("已退订", "Already unsubscribed"),
+        Text(
+            "{address} 此前已经退订《{title}》，无需再次操作。",
+            "{address} was already unsubscribed from {title}; nothing else to do.",
+        ),
+    ),
+    Outcome.BAD_TOKEN: (
+        Text("退订链接无效", "Invalid unsubscribe link"),
+        Text(
+            "这个链接不完整或已损坏。请使用最近一封邮件中的退订链接。",
+            "This link is incomplete or damaged. Please use the unsubscribe link of a recent email.",
+        ),
+    ),
+    Outcome.UNKNOWN: (
+        Text("未找到订阅", "No such subscription"),
+        Text("{address} 不在订阅名单中，无需退订。", "{address} is not on the list; there is nothing to unsubscribe."),
+    ),
+    Outcome.STALE: (
+        Text("链接已失效", "Link no longer valid"),
+        Text(
+            "这个链接属于更早的一次订阅。请使用最近一封邮件中的退订链接。",
+            "This link belongs to an earlier subscription. Please use the unsubscribe link of a recent email.",
+        ),
+    ),
+}
+
+
+def find(store: Store, token: TokenSubject | str) -> Subscriber | Outcome:
+    """The subscriber a token (a subscription, or a legacy link's address) names, or why there is none."""
+    if isinstance(token, str):
+        return store.subscriber(token) or Outcome.UNKNOWN
+    record = store.subscriber_record(token.subscriber_id)
+    if record is None:
+        return Outcome.UNKNOWN
+    return record.subscriber if token.matches(record.subscriber) else Outcome.STALE
+
+
+def apply_optouts(store: Store, optouts: Sequence[OptOut]) -> None:
+    """Unsubscribe every journaled opt-out still valid, in one transaction (applying one twice changes nothing)."""
+    with store.transaction():
+        for optout in optouts:
+            if optout.subscriber_id is not None:
+                found = find(store, TokenSubject(optout.subscriber_id, optout.nonce))
+                if isinstance(found, Subscriber):
+                    store.set_subscriber_status(found.id, SubscriberStatus.UNSUBSCRIBED, optout.at, only_from=_LEAVING)
+            elif optout.email:
+                store.unsubscribe(optout.email, optout.at)
+
+
+def drain_journal(web: Web, journal: OptOutJournal) -> int:
+    """Apply the journaled opt-outs if the state is free (0 and nothing done when it is still busy)."""
+    try:
+        with web.open_store() as store:
+            return journal.drain(lambda optouts: apply_optouts(store, optouts))
+    except StoreError:
+        return 0
+
+
+def routes(web: Web, journal: OptOutJournal) -> list[Route]:
+    """The unsubscribe endpoint."""
+    settings = web.settings
+
+    def page(outcome: Outcome, address: str = "", token: str = "") -> Response:
+        heading, text = _TEXTS[outcome]
+        values = {"address": address, "title": settings.title}
+        filled = Text(text.zh.format(**values), text.en.format(**values))
+        return web.page(
+            heading,
+            [filled],
+            status=_STATUS.get(outcome, 200),
+            form="_unsubscribe_form.html.j2" if outcome is Outcome.CONFIRM else None,
+            action="?" + urlencode({"token": token}),
+        )
+
+    def resolve(token: str, now: datetime) -> TokenSubject | str | None:
+        try:
+            return read_token(web.secret, Purpose.UNSUBSCRIBE, settings.unsubscribe_endpoint, token, now=now)
+        except BadToken:
+            return read_legacy_unsubscribe_token(web.secret, token)
+
+    def apply(token: TokenSubject | str, write: bool, now: datetime) -> tuple[Outcome, str]:
+        """Look the subscription up and, for a POST, unsubscribe it (runs in a worker thread)."""
+        with web.open_store() as store:
+            found = find(store, token)
+            if isinstance(found, Outcome):
+                return found, token if isinstance(token, str) else ""
+            if found.status not in _LEAVING:
+                return Outcome.ALREADY, found.email
+            if not write:
+                return Outcome.CONFIRM, found.email
+            try:
+                with store.transaction():
+                    store.set_subscriber_status(found.id, SubscriberStatus.UNSUBSCRIBED, now, only_from=_LEAVING)
+            except StoreError as exc:
+                log.warning("state busy (%s): unsubscribe of subscriber %d journaled", exc, found.id)
+                journal.append(OptOut(now, found.id, found.token_nonce))
+        log.info("unsubscribed %s", found.email)
+        return Outcome.DONE, found.email
+
+    async def unsubscribe(request: Request) -> Response:
+        token = request.query_params.get("token", "")
+        if request.method == "POST":
+            # RFC 8058 sends `List-Unsubscribe=One-Click` form-encoded; the token is the authorization, so the
+            # body is read (bounded) only to find a token a client may have moved there.
+            form = await read_form(request, settings.web_body_timeout)
+            token = token or form.get("token", "")
+        now = web.now()
+        subject = resolve(token, now) if token else None
+        if subject is None:
+            return page(Outcome.BAD_TOKEN)
+        outcome, address = await web.in_thread(apply, subject, request.method == "POST", now)
+        if outcome is Outcome.ALREADY and request.method == "POST":
+            log.info("already unsubscribed %s", address)
+        return page(outcome, address, token)
+
+    return [Route("/unsubscribe", unsubscribe, methods=["GET", "POST"])]

@@ -1,0 +1,132 @@
+"""`digest serve` under abuse and next to a writer: half-open connections (slowloris), a render holding the writer
+lock and the state's write transaction, and repeated errors in the log."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from digest.lock import writer_lock
+from digest.web.server import RepeatFilter, redact
+from tests.test_web import NOW, Server, add_subscriber, make_workspace, one_click, start_server
+from tests.test_web import current_token as unsubscribe_token
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Iterator[Server]:
+    ws = make_workspace(tmp_path / "work")
+    ws.env.update({"DIGEST_WEB_HEADER_TIMEOUT": "2", "DIGEST_WEB_DB_WAIT": "0.5", "DIGEST_WEB_BODY_TIMEOUT": "3"})
+    ws.run("render", "--now", NOW)
+    server = start_server(ws)
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_300_half_open_connections_leave_serve_answering(srv: Server) -> None:
+    sockets = []
+    try:
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # never finished
+            sockets.append(sock)
+        started = time.monotonic()
+        response = httpx.get(srv.base + "/issues/1/", timeout=5)
+        assert response.status_code == 200
+        assert time.monotonic() - started < 1.0
+        # The header deadline (2 s here) closes every one of them.
+        time.sleep(3.0)
+        for sock in sockets:
+            sock.settimeout(2)
+            assert sock.recv(1) == b""
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert httpx.get(srv.base + "/", timeout=5).status_code == 200
+
+
+def test_a_slow_body_gets_408_not_a_held_connection(srv: Server) -> None:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100\r\n\r\nemail="
+        )
+        started = time.monotonic()
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert time.monotonic() - started < 6  # web_body_timeout (3 s here), not the 65 s of before
+
+
+def test_unsubscribe_and_static_files_do_not_wait_for_a_render(srv: Server) -> None:
+    add_subscriber(srv.ws.state, "busy@example.org")
+    token = unsubscribe_token(srv.ws.state, "busy@example.org")
+    # What a render holds while it renders: the writer lock and the state's write transaction.
+    with writer_lock(srv.ws.state, 5, "render"), sqlite3.connect(srv.ws.state, isolation_level=None) as db:
+        db.execute("BEGIN IMMEDIATE")
+        with httpx.Client(base_url=srv.base, timeout=10) as client:
+            started = time.monotonic()
+            assert client.get("/unsubscribe", params={"token": token}).status_code == 200
+            response = one_click(client, token)
+            assert response.status_code == 200 and "You are unsubscribed" in response.text
+            assert client.get("/rss.xml").status_code == 200
+            assert time.monotonic() - started < 2.0
+        db.execute("ROLLBACK")
+    # Applied from the journal once the state is free.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with sqlite3.connect(srv.ws.state) as db:
+            status = db.execute("SELECT status FROM subscribers WHERE email_key = 'busy@example.org'").fetchone()[0]
+        if status == "unsubscribed":
+            break
+        time.sleep(0.2)
+    assert status == "unsubscribed"
+    assert "journaled" in srv.log() and "applied 1 journaled unsubscribes" in srv.log()
+
+
+def test_status_does_not_wait_for_a_render(srv: Server) -> None:
+    with writer_lock(srv.ws.state, 5, "render"), sqlite3.connect(srv.ws.state, isolation_level=None) as db:
+        db.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        result = srv.ws.run("status", timeout=30)
+        assert time.monotonic() - started < 5
+        db.execute("ROLLBACK")
+    assert "issues: 1" in result.stdout
+
+
+def test_a_repeated_error_is_logged_once_per_interval_with_a_count() -> None:
+    clock = [0.0]
+    repeat = RepeatFilter(60, clock=lambda: clock[0])
+
+    def record() -> logging.LogRecord:
+        return logging.LogRecord(
+            "asyncio", logging.ERROR, __file__, 1, "socket.accept() out of system resource", (), None
+        )
+
+    assert repeat.filter(record())
+    assert not any(repeat.filter(record()) for _ in range(5000))
+    clock[0] = 61.0
+    passed = record()
+    assert repeat.filter(passed)
+    assert "5000 more like it" in str(passed.msg)
+    info = logging.LogRecord("x", logging.INFO, __file__, 1, "same", (), None)
+    assert all(repeat.filter(info) for _ in range(3))  # only warnings and errors are throttled
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("/unsubscribe?token=abc.def", "/unsubscribe?[redacted]"),
+        ("/confirm/abc.def", "/confirm/[redacted]"),
+        ("/preferences/abc.def/data.json", "/preferences/[redacted]/data.json"),
+        ("/issues/1/", "/issues/1/"),
+    ],
+)
+def test_tokens_are_redacted_from_the_access_log(target: str, shown: str) -> None:
+    assert redact(target) == shown
