@@ -236,7 +236,7 @@ def status(ctx: Context) -> None:
     click.echo(f"unpublished entries: {report.unpublished} (seen in earlier runs, not yet in an issue)")
     click.echo(f"issues: {report.issues}; last: {last}")
     _say(f"output folder: {report.output_dir}/")
-    _say(f"state: {report.state_path}")
+    _say(f"state: {report.state}")
     for key, value in report.extra.items():
         _say(f"{key}: {value}")
 

@@ -38,7 +38,11 @@ class SettingsError(DigestError):
 
 
 class StoreError(DigestError):
-    """The SQLite state could not be read or written (sqlite3 errors are translated to this)."""
+    """The state could not be read or written (sqlite3 and psycopg errors are translated to this)."""
+
+
+class StoreConflict(StoreError):
+    """A write broke one of the state's constraints (a paper published twice, a duplicate key)."""
 
 
 class BusyError(DigestError):

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 from digest.compose import EntryReport, IssuePlan, describe, plan_next_issue
 from digest.errors import BusyError, DigestError
-from digest.lock import writer_lock
 from digest.model import (
     Entry,
     EntryRef,
@@ -53,7 +52,7 @@ from digest.render import Bundle, make_environment
 from digest.seedfiles import list_seed_files
 from digest.sending import SendReport, delivery_status, rates_status
 from digest.settings import Settings
-from digest.store import Store
+from digest.store import Backend, Store, backend_for
 from digest.topics import topic_problems
 
 BUILD_MARKER = ".digest-build.json"
@@ -89,7 +88,7 @@ class StatusReport:
     last_issue: int | None
     last_published: datetime | None
     output_dir: Path
-    state_path: Path
+    state: str
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -115,6 +114,7 @@ class Publisher:
         self.settings = settings
         self._env: jinja2.Environment | None = None
         self._lock_owner: int | None = None  # thread holding the writer lock through this publisher
+        self._backend: Backend | None = None
 
     # --- wiring -------------------------------------------------------------------------------
 
@@ -126,9 +126,16 @@ class Publisher:
             self._env = make_environment(folder if folder.is_dir() else None)
         return self._env
 
+    @property
+    def backend(self) -> Backend:
+        """Where the state lives (settings `state_url`, else `state_path`)."""
+        if self._backend is None:
+            self._backend = backend_for(self.settings.state_location)
+        return self._backend
+
     def open_store(self) -> Store:
-        """Open the state file named in settings."""
-        return Store.open(self.settings.state_path, busy_timeout=max(self.settings.lock_timeout, 5.0))
+        """Open the state named in settings."""
+        return Store.open(self.backend, busy_timeout=max(self.settings.lock_timeout, 5.0))
 
     def lock(self, what: str) -> AbstractContextManager[None]:
         """The writer lock: one process writes to a given state at a time. Re-entrant for the thread holding it
@@ -138,7 +145,7 @@ class Publisher:
 
         if self._lock_owner == threading.get_ident():
             return nullcontext()
-        return self._holding(writer_lock(self.settings.state_path, self.settings.lock_timeout, what))
+        return self._holding(self.backend.writer_lock(self.settings.lock_timeout, what))
 
     @contextmanager
     def _holding(self, lock: AbstractContextManager[None]) -> Iterator[None]:
@@ -516,7 +523,7 @@ class Publisher:
                 last_issue=last.number if last else None,
                 last_published=last.published if last else None,
                 output_dir=self.settings.output_dir,
-                state_path=self.settings.state_path,
+                state=self.backend.where,
                 extra={
                     **(delivery_status(store, last.number) if last else {}),
                     **rates_status(

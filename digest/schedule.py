@@ -30,6 +30,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from digest.errors import BusyError, DigestError, SettingsError, StoreError
+from digest.store import Store, backend_for
 
 if TYPE_CHECKING:
     from digest.publisher import ScheduledRun
@@ -206,8 +207,6 @@ def run_job(config: str | None = None) -> None:
         log.warning("firing skipped: %s; the next firing (or `digest send`) finishes the work", exc)
     except DigestError as exc:
         log.error("firing failed: %s", exc)
-    except sqlite3.Error as exc:
-        log.error("firing failed: state database error: %s", exc)
 
 
 def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None:
@@ -290,12 +289,16 @@ def run_forever(settings: Settings, config: Path | None) -> None:
 
     trigger = settings_trigger(settings)  # a bad schedule stops here, before anything starts
     name = job_name(settings)
+    backend = backend_for(settings.state_location)
+    # SQLite: the jobs in their own file (jobs_path); PostgreSQL: in the state's database, in APScheduler's table.
+    where = settings.jobs_path if backend.name == "sqlite" else backend.where
     try:
-        settings.jobs_path.parent.mkdir(parents=True, exist_ok=True)
+        if backend.name == "sqlite":
+            settings.jobs_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"{settings.jobs_path}: cannot create the job store's folder: {exc.strerror}") from None
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{settings.jobs_path.resolve()}")},
+        jobstores={"default": SQLAlchemyJobStore(url=backend.job_store_url(settings.jobs_path))},
         executors={"default": ThreadPoolExecutor(1)},
         timezone=settings.tz,
     )
@@ -304,7 +307,7 @@ def run_forever(settings: Settings, config: Path | None) -> None:
             scheduler.start(paused=True)  # look at the stored job before anything can fire
         except SQLAlchemyError as exc:
             reason = getattr(exc, "orig", exc)
-            raise StoreError(f"{settings.jobs_path}: cannot open the scheduler's job store: {reason}") from None
+            raise StoreError(f"{where}: cannot open the scheduler's job store: {reason}") from None
         try:
             now = datetime.now(settings.tz)
             stored = _stored_job(scheduler)
@@ -379,7 +382,7 @@ def schedule_status(settings: Settings, now: datetime) -> dict[str, str]:
         trigger = settings_trigger(settings)
     except SettingsError as exc:
         return {"next scheduled run": f"none: {exc}"}
-    stored = _stored_next_run(settings.jobs_path)
+    stored = _stored_next_run(settings)
     if stored is None:
         upcoming = next_fire_time(trigger, now)
         when = _when(upcoming, settings) if upcoming else "never"
@@ -394,8 +397,14 @@ def schedule_status(settings: Settings, now: datetime) -> dict[str, str]:
     return {"next scheduled run": text}
 
 
-def _stored_next_run(jobs_path: Path) -> datetime | None:
-    """The job's next run time as the job store holds it (plain sqlite3: no SQLAlchemy import for a status)."""
+def _stored_next_run(settings: Settings) -> datetime | None:
+    """The job's next run time as the job store holds it (no SQLAlchemy import for a status)."""
+    backend = backend_for(settings.state_location)
+    if backend.name != "sqlite":
+        with Store.open(backend, busy_timeout=5.0) as store:
+            stamp = store.stored_job_time(JOBS_TABLE, JOB_ID)
+        return None if stamp is None else datetime.fromtimestamp(stamp, UTC)
+    jobs_path = settings.jobs_path
     if not jobs_path.is_file():
         return None
     try:

@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     output_dir: Path = Path("site")
     preview_dir: Path = Path("preview")
     state_path: Path = Path("state/digest.db")
+    # where the state lives when not in state_path: postgresql://user@host:port/db (shared by several hosts),
+    # or sqlite:///path; empty: state_path
+    state_url: str = ""
     templates_dir: Path = Path("templates")
 
     # selection and feeds
@@ -186,8 +189,22 @@ class Settings(BaseSettings):
     web_body_timeout: float = Field(default=20.0, gt=0, le=600)  # a form body must arrive within
     web_keep_alive_timeout: int = Field(default=5, ge=1, le=600)  # idle keep-alive connections close after
     web_max_connections: int = Field(default=500, ge=1)  # beyond this, new requests get 503 at once
+    web_static: bool = True  # serve output_dir too (false: only signup, confirm, preferences, unsubscribe)
     web_db_wait: float = Field(default=2.0, ge=0, le=60)  # seconds a web write waits for a busy state
     log_repeat_interval: float = Field(default=60.0, ge=0)  # the same error is logged once per interval
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ValueError("use postgresql://user@host:port/database, sqlite:///path, or leave it empty")
+        return value
+
+    @property
+    def state_location(self) -> Path | str:
+        """Where the state lives: the PostgreSQL URL or SQLite URL of `state_url`, else `state_path`."""
+        return self.state_url or self.state_path
 
     @field_validator("site_url")
     @classmethod

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from digest.model import DeliveryStatus, SubscriberSource, SubscriberStatus
-from digest.store import MIGRATIONS, Store, email_hash
+from digest.store import Store, email_hash
+from digest.store.sqlite import MIGRATIONS
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 

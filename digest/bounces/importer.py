@@ -43,6 +43,7 @@ def import_reports(
             yield ImportResult(name, report.problem, problem=True)
             continue
         with store.transaction():
+            store.serialize(f"bounce-report:{report.key}")  # one host applies a report, the other sees it applied
             before = store.report_outcome(report.key)
             if before is not None:
                 yield ImportResult(name, f"already imported ({before})", repeated=True)
@@ -86,6 +87,7 @@ def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit:
 
 def suppress_after_streak(store: Store, subscriber_id: int, limit: int, detail: str, now: datetime) -> str:
     """After a soft bounce: suppress the subscriber once `limit` of its latest deliveries in a row bounced soft."""
+    store.serialize(f"subscriber:{subscriber_id}")  # the streak is read, then written
     streak = store.soft_bounce_streak(subscriber_id)
     if streak < limit:
         return f"{streak} of {limit} soft bounces in a row ({detail})"

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 
 from digest.settings import Settings
 from digest.web import preferences, signup, unsubscribe
@@ -60,8 +60,15 @@ _ERRORS: dict[int, tuple[Text, Text]] = {
 }
 
 
+def serves_site(settings: Settings) -> bool:
+    """Whether this host serves the site's files too: `web_static` on and the output folder present (a host that
+    only answers signup and unsubscribe has no copy of the site)."""
+    return settings.web_static and settings.output_dir.is_dir()
+
+
 def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
-    """The ASGI app: signup, confirmation, preferences and unsubscribe, then every file of `settings.output_dir`.
+    """The ASGI app: signup, confirmation, preferences and unsubscribe, then every file of `settings.output_dir`
+    (unless `serves_site` says this host has none).
 
     `now` is read once per request (the time recorded); tests may pin it.
     """
@@ -73,7 +80,9 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
         clock=now if now is not None else (lambda: datetime.now(settings.tz)),
         env=Publisher(settings).env,
     )
-    journal = OptOutJournal.beside(settings.state_path)
+    # SQLite has one writer at a time, and a render holds it while it renders: an unsubscribe that cannot wait goes
+    # to a journal. PostgreSQL has no such writer: every web write goes straight to the database.
+    journal = OptOutJournal.beside(settings.state_path) if web.backend.journals_optouts else None
 
     async def error_page(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -87,7 +96,7 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async def apply_journal() -> None:
+        async def apply_journal(journal: OptOutJournal) -> None:
             while True:
                 if journal.waiting():
                     applied = await web.in_thread(unsubscribe.drain_journal, web, journal)
@@ -96,16 +105,23 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
                 await anyio.sleep(JOURNAL_CHECK_SECONDS)
 
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(apply_journal)
+            if journal is not None:
+                tasks.start_soon(apply_journal, journal)
             yield
             tasks.cancel_scope.cancel()
 
-    routes = [
+    routes: list[BaseRoute] = [
         *unsubscribe.routes(web, journal),
         *signup.routes(web),
         *preferences.routes(web),
-        Mount("/", app=SiteFiles(directory=settings.output_dir, html=True, follow_symlink=False)),
     ]
+    if serves_site(settings):
+        routes.append(Mount("/", app=SiteFiles(directory=settings.output_dir, html=True, follow_symlink=False)))
+    else:
+        log.info(
+            "serving the dynamic endpoints only (no site files: web_static is off or %s is missing)",
+            settings.output_dir,
+        )
     return Starlette(
         routes=routes,
         middleware=[Middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)],

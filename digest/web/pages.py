@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse
 from digest.model import Site
 from digest.render.site import base_context
 from digest.settings import Settings
-from digest.store import Store
+from digest.store import Backend, Store, backend_for
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -58,6 +58,10 @@ class Web:
     clock: Clock
     env: jinja2.Environment
     db_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
+    backend: Backend = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backend = backend_for(self.settings.state_location)
 
     @property
     def site(self) -> Site:
@@ -76,7 +80,7 @@ class Web:
 
     def open_store(self) -> Store:
         """The state, waiting at most `web_db_wait` seconds when a writer holds it."""
-        return Store.open(self.settings.state_path, busy_timeout=self.settings.web_db_wait)
+        return Store.open(self.backend, busy_timeout=self.settings.web_db_wait)
 
     async def in_thread(self, work: Callable[..., T], *args: Any) -> T:
         """Run blocking work (the state, SMTP) off the event loop, in the app's own small pool."""

@@ -63,6 +63,10 @@ def record_signup(store: Store, settings: Settings, email: str, name: str, ip: s
     """In one transaction: count the request against its IP, make the address pending (unless it is active or
     paused already) and decide the mail, counted against the address."""
     with store.transaction():
+        # The limits count rows, then add one: hold the IP's and the address's keys (always in this order) so
+        # that concurrent requests on other hosts count after this one.
+        store.serialize(f"signup-ip:{ip}")
+        store.serialize(f"signup-address:{email_hash(email)}")
         store.prune_events(now - timedelta(seconds=max(settings.signup_ip_window, settings.signup_address_window)))
         ip_bucket = f"ip:{ip}"
         if (

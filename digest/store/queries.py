@@ -1,15 +1,16 @@
-"""The SQLite state: schema, migrations, transactions, and typed reads/writes. No business rules.
+"""Every query of the state, written once for both backends: typed reads and writes, transactions. No business
+rules.
 
-One file (WAL mode) holds every entry seen, every issue and its entries, the seed-file parse cache, and (from
-migration 2) subscribers and the delivery ledger. `issue_entries.entry_id` is UNIQUE, so the database itself
-refuses to publish a paper twice.
+The state holds every entry seen, every issue and its entries, the seed-file parse cache, subscribers and the
+delivery ledger. `issue_entries.entry_id` is UNIQUE, so the database itself refuses to publish a paper twice.
+The SQL is what SQLite and PostgreSQL both accept (ON CONFLICT, no INSERT OR REPLACE, no boolean arithmetic);
+the backend's connection (sqlite.py, postgresql.py) runs it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from digest.errors import StoreError
+from digest.errors import StoreConflict, StoreError
 from digest.model import (
     CachedFile,
     Delivery,
@@ -32,139 +33,7 @@ from digest.model import (
     SubscriberSource,
     SubscriberStatus,
 )
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: entries, issues, seed cache
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE entries (
-        id TEXT PRIMARY KEY,
-        source TEXT NOT NULL,
-        line INTEGER NOT NULL,
-        content_hash TEXT NOT NULL,
-        data TEXT NOT NULL,
-        first_seen TEXT NOT NULL,
-        revised TEXT
-    );
-    CREATE TABLE issues (
-        number INTEGER PRIMARY KEY,
-        published TEXT NOT NULL,
-        slot TEXT UNIQUE,
-        created TEXT NOT NULL
-    );
-    CREATE TABLE issue_entries (
-        issue INTEGER NOT NULL REFERENCES issues(number),
-        position INTEGER NOT NULL,
-        entry_id TEXT NOT NULL UNIQUE REFERENCES entries(id),
-        PRIMARY KEY (issue, position)
-    );
-    CREATE TABLE seed_files (
-        path TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
-        scan BLOB NOT NULL
-    );
-    """,
-    # 2: subscribers and the delivery ledger
-    """
-    CREATE TABLE subscribers (
-        id INTEGER PRIMARY KEY,
-        email TEXT NOT NULL,
-        email_key TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL DEFAULT '',
-        active INTEGER NOT NULL DEFAULT 1,
-        created TEXT NOT NULL,
-        unsubscribed TEXT
-    );
-    CREATE TABLE deliveries (
-        issue INTEGER NOT NULL REFERENCES issues(number),
-        subscriber INTEGER NOT NULL REFERENCES subscribers(id),
-        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed', 'deferred', 'unknown')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        detail TEXT NOT NULL DEFAULT '',
-        message_id TEXT,
-        updated TEXT NOT NULL,
-        PRIMARY KEY (issue, subscriber)
-    );
-    CREATE INDEX deliveries_status ON deliveries (issue, status);
-    """,
-    # 3: incremental seed scanning
-    """
-    ALTER TABLE seed_files ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX entries_source ON entries (source);
-    """,
-    # 4: a subscriber's life cycle (status instead of a flag), consent record, per-subscription token nonce,
-    #    soft-bounce streak, topics; bounced/complained ledger outcomes; a suppression list of address hashes
-    """
-    ALTER TABLE subscribers ADD COLUMN status TEXT NOT NULL DEFAULT 'active'
-        CHECK (status IN ('pending', 'active', 'paused', 'unsubscribed', 'bounced', 'complained'));
-    UPDATE subscribers SET status = CASE WHEN active = 1 THEN 'active' ELSE 'unsubscribed' END;
-    ALTER TABLE subscribers DROP COLUMN active;
-    ALTER TABLE subscribers ADD COLUMN status_changed TEXT;
-    ALTER TABLE subscribers ADD COLUMN status_detail TEXT NOT NULL DEFAULT '';
-    ALTER TABLE subscribers ADD COLUMN source TEXT NOT NULL DEFAULT 'cli'
-        CHECK (source IN ('form', 'cli', 'import'));
-    ALTER TABLE subscribers ADD COLUMN signup_ip TEXT;
-    ALTER TABLE subscribers ADD COLUMN confirmed TEXT;
-    ALTER TABLE subscribers ADD COLUMN token_nonce TEXT NOT NULL DEFAULT '';
-    ALTER TABLE subscribers ADD COLUMN soft_bounces INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE subscribers ADD COLUMN topics TEXT NOT NULL DEFAULT '';
-    UPDATE subscribers SET status_changed = COALESCE(unsubscribed, created), token_nonce = lower(hex(randomblob(8)));
-    ALTER TABLE subscribers DROP COLUMN unsubscribed;
-    CREATE INDEX subscribers_status ON subscribers (status);
-    CREATE TABLE deliveries_v4 (
-        issue INTEGER NOT NULL REFERENCES issues(number),
-        subscriber INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
-        status TEXT NOT NULL CHECK (status IN
-            ('pending', 'sent', 'failed', 'deferred', 'unknown', 'bounced', 'complained')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        detail TEXT NOT NULL DEFAULT '',
-        message_id TEXT,
-        updated TEXT NOT NULL,
-        PRIMARY KEY (issue, subscriber)
-    );
-    INSERT INTO deliveries_v4 SELECT issue, subscriber, status, attempts, detail, message_id, updated FROM deliveries;
-    DROP TABLE deliveries;
-    ALTER TABLE deliveries_v4 RENAME TO deliveries;
-    CREATE INDEX deliveries_status ON deliveries (issue, status);
-    CREATE TABLE suppressions (
-        email_hash TEXT PRIMARY KEY,
-        reason TEXT NOT NULL,
-        created TEXT NOT NULL
-    );
-    """,
-    # 5: which published papers belong to which topic (derived from the topic rules at render time; `rebuild`
-    #    derives it again), so a topic's pages and feeds are found without reading the whole archive
-    """
-    CREATE TABLE paper_topics (
-        topic TEXT NOT NULL,
-        issue INTEGER NOT NULL REFERENCES issues(number),
-        position INTEGER NOT NULL,
-        PRIMARY KEY (topic, issue, position)
-    ) WITHOUT ROWID;
-    CREATE INDEX paper_topics_issue ON paper_topics (issue);
-    """,
-    # 6 (bounces): how bad a failed delivery was for the address (hard/soft, from a refusal or a DSN), and every
-    #   imported bounce/complaint report by its identity, so that importing one twice changes nothing
-    """
-    ALTER TABLE deliveries ADD COLUMN bounce TEXT CHECK (bounce IN ('hard', 'soft'));
-    CREATE TABLE bounce_reports (
-        key TEXT PRIMARY KEY,
-        imported TEXT NOT NULL,
-        outcome TEXT NOT NULL
-    );
-    """,
-    # 7 (signup): events counted by the web app's rate limits (per client IP, per address hash), shared by every
-    #    process serving the same state; rows older than the longest window are pruned as new ones come in
-    """
-    CREATE TABLE rate_events (
-        bucket TEXT NOT NULL,
-        at TEXT NOT NULL
-    );
-    CREATE INDEX rate_events_bucket ON rate_events (bucket, at);
-    """,
-)
+from digest.store.backend import SCHEMA_VERSION, Backend, Connection
 
 
 @dataclass(frozen=True)
@@ -246,29 +115,25 @@ def new_token_nonce() -> str:
 
 
 class Store:
-    """A connection to the state file. Use `transaction()` for every write."""
+    """A session with the state (a SQLite file or a PostgreSQL database). Use `transaction()` for every write."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: Connection, backend: Backend) -> None:
         self._conn = conn
-        self.path = path
+        self.backend = backend
 
     @classmethod
-    def open(cls, path: Path, *, busy_timeout: float = 60.0) -> Store:
-        """Open (creating and migrating if needed) the state file at `path`."""
+    def open(cls, location: Backend | Path | str, *, busy_timeout: float = 60.0) -> Store:
+        """Open (creating and migrating if needed) the state at `location`: a backend, a SQLite path, or a URL."""
+        from digest.store import backend_for
+
+        backend = location if isinstance(location, Backend) else backend_for(location)
+        store = cls(backend.connect(busy_timeout), backend)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn, path)
             store._migrate()
-            return store
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the state database: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot create the state folder: {exc}") from exc
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         """Close the connection."""
@@ -283,43 +148,40 @@ class Store:
     def _migrate(self) -> None:
         # Read first, without a write transaction: opening an up-to-date state must not wait for a writer (a render
         # holds its transaction while it renders; `digest status` and the web app only read or write briefly).
-        if int(self._conn.execute("PRAGMA user_version").fetchone()[0]) == len(MIGRATIONS):
+        if self._conn.schema_version() == SCHEMA_VERSION:
             return
         with self.transaction():
-            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-            if version > len(MIGRATIONS):
-                raise StoreError(f"{self.path}: state was written by a newer digest (schema {version}); upgrade digest")
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
-                self._conn.execute(f"PRAGMA user_version = {number}")
-            if version == 0:
+            version = self._conn.schema_version()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.backend.where}: state was written by a newer digest (schema {version}); upgrade digest"
+                )
+            self._conn.migrate(version)
+            if self._conn.execute("SELECT 1 FROM meta WHERE key = 'site_uuid'").fetchone() is None:
                 self._conn.execute("INSERT INTO meta (key, value) VALUES ('site_uuid', ?)", (str(uuid.uuid4()),))
 
     @contextmanager
-    def transaction(self, commit: bool = True) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (and by SQLite itself on a crash).
+    def transaction(self, commit: bool = True) -> Iterator[Connection]:
+        """A write transaction, rolled back on any exception (and by the database itself on a crash).
 
         With `commit=False` the work is always rolled back: a dry run sees its own writes, then forgets them.
         """
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self.path}: state is locked by another process: {exc}") from exc
+        self._conn.begin()
         try:
             yield self._conn
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.rollback()
             raise
         else:
             if not commit:
-                self._conn.execute("ROLLBACK")
+                self._conn.rollback()
                 return
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+            self._conn.commit()
+
+    def serialize(self, key: str) -> None:
+        """Inside a transaction: wait for any other transaction holding `key` to end, and hold it until this one
+        ends (a decision that counts rows, then writes, must not race a twin on another host)."""
+        self._conn.serialize(key)
 
     # --- meta ---------------------------------------------------------------------------------
 
@@ -330,7 +192,10 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         """Set a value in the meta table."""
-        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def site_uuid(self) -> str:
         """A random id made when the state was created: the permanent base of feed ids."""
@@ -405,8 +270,8 @@ class Store:
                 "UPDATE entries SET data = ?, content_hash = ?, source = ?, line = ? WHERE id = ?",
                 ((_entry_data(e), e.content_hash, e.source, e.line, e.id) for e in issue.entries),
             )
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"issue {issue.number} conflicts with the recorded state: {exc}") from exc
+        except StoreConflict as exc:
+            raise StoreConflict(f"issue {issue.number} conflicts with the recorded state: {exc}") from exc
 
     def issue_for_slot(self, slot: str) -> int | None:
         """The issue already published for a schedule slot, if any."""
@@ -500,7 +365,7 @@ class Store:
         self._conn.execute("DELETE FROM paper_topics WHERE issue = ?", (issue,))
         fresh = list(rows)
         self._conn.executemany(
-            "INSERT OR IGNORE INTO paper_topics (topic, issue, position) VALUES (?, ?, ?)",
+            "INSERT INTO paper_topics (topic, issue, position) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             [(topic, issue, position) for topic, position in fresh],
         )
         return before | {topic for topic, _ in fresh}
@@ -610,10 +475,13 @@ class Store:
         """Add an address: "added", "exists", "resubscribed", or the status it keeps ("unsubscribed", "bounced"...)
         unless `resubscribe`. A new or re-subscribed row gets a fresh token nonce, so old links die with it."""
         existing = self.subscriber(email)
-        if existing is None:
-            self._conn.execute(
+        # ON CONFLICT: another session (a second web host) may add the same address between the read and the insert;
+        # then its row is the existing one.
+        if (
+            existing is None
+            and self._conn.execute(
                 "INSERT INTO subscribers (email, email_key, name, status, created, status_changed, source, signup_ip,"
-                " confirmed, token_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " confirmed, token_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
                 (
                     email.strip(),
                     email_key(email),
@@ -626,8 +494,12 @@ class Store:
                     now.isoformat() if status is SubscriberStatus.ACTIVE else None,
                     new_token_nonce(),
                 ),
-            )
+            ).rowcount
+        ):
             return "added" if status is SubscriberStatus.ACTIVE else status.value
+        existing = existing or self.subscriber(email)
+        if existing is None:
+            raise StoreError(f"{email}: the subscriber was added and removed by another session at once; try again")
         if existing.active:
             return "exists"
         if not resubscribe:
@@ -839,8 +711,8 @@ class Store:
     def bounce_counts(self, issue: int) -> tuple[int, int, int, int]:
         """(messages that went out, hard bounces, soft bounces, complaints) of one issue."""
         row = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bounce = 'hard'), 0), COALESCE(SUM(bounce = 'soft'), 0),"
-            " COALESCE(SUM(status = 'complained'), 0) FROM deliveries"
+            "SELECT COUNT(*), COUNT(CASE WHEN bounce = 'hard' THEN 1 END), COUNT(CASE WHEN bounce = 'soft' THEN 1 END),"
+            " COUNT(CASE WHEN status = 'complained' THEN 1 END) FROM deliveries"
             " WHERE issue = ? AND status IN ('sent', 'failed', 'bounced', 'complained', 'unknown')",
             (issue,),
         ).fetchone()
@@ -897,6 +769,15 @@ class Store:
             for r in rows
         ]
 
+    # --- the scheduler's job store (APScheduler's own table, when it shares the state's database) ------------
+
+    def stored_job_time(self, table: str, job_id: str) -> float | None:
+        """The stored next run time (a UNIX time) of a scheduler job; None without the table or the job."""
+        if table not in self._conn.tables():
+            return None
+        row = self._conn.execute(f"SELECT next_run_time FROM {table} WHERE id = ?", (job_id,)).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     # --- seed parse cache -----------------------------------------------------------------------
 
     def cached_files(self, *, with_scans: bool) -> dict[str, CachedFile]:
@@ -937,7 +818,9 @@ class Store:
     def cache_scans(self, rows: Iterable[tuple[str, int, int, str, bytes]]) -> None:
         """Remember parsed seed files so unchanged files are not parsed again."""
         self._conn.executemany(
-            "INSERT OR REPLACE INTO seed_files (path, size, mtime_ns, sha256, scan) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO seed_files (path, size, mtime_ns, sha256, scan) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
+            " sha256 = excluded.sha256, scan = excluded.scan, settled = 0",
             rows,
         )
 

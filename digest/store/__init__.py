@@ -1,0 +1,59 @@
+"""The state: every entry, issue, subscriber and delivery, in a SQLite file (the default) or a PostgreSQL
+database that several hosts share.
+
+backend.py is the interface every backend implements; queries.py holds every query, written once; sqlite.py and
+postgresql.py hold only what differs (connecting, transactions, migrations, the writer lock); copy.py moves a
+state from one backend to the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from digest.errors import SettingsError
+from digest.store.backend import SCHEMA_VERSION, TABLES, Backend
+from digest.store.queries import (
+    IssueSummary,
+    Store,
+    SubscriberRecord,
+    email_hash,
+    email_key,
+    new_token_nonce,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "Backend",
+    "IssueSummary",
+    "Store",
+    "SubscriberRecord",
+    "backend_for",
+    "email_hash",
+    "email_key",
+    "is_postgresql_url",
+    "new_token_nonce",
+]
+
+
+def is_postgresql_url(location: str) -> bool:
+    """Whether a state location names a PostgreSQL database."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def backend_for(location: Path | str) -> Backend:
+    """The backend of a state location: `postgresql://user@host:port/db`, `sqlite:///path`, or a file path."""
+    if isinstance(location, str) and is_postgresql_url(location):
+        from digest.store.postgresql import PostgresBackend  # psycopg is imported only for PostgreSQL
+
+        return PostgresBackend(location)
+    from digest.store.sqlite import SqliteBackend
+
+    text = str(location)
+    if text.startswith("sqlite://"):
+        if not text.startswith("sqlite:///"):
+            raise SettingsError(f"state URL {text!r}: a SQLite URL is sqlite:///relative/path or sqlite:////abs/path")
+        text = text[len("sqlite:///") :]
+    elif "://" in text:
+        raise SettingsError(f"state URL {text!r}: use postgresql://user@host:port/database, sqlite:///path or a path")
+    return SqliteBackend(Path(text))

@@ -1,0 +1,128 @@
+"""What every state backend provides, and nothing more: a connection that runs the shared queries, transactions,
+the schema's migrations, a writer lock and a place for the scheduler's jobs.
+
+The queries themselves (queries.py) are written once, in the SQL that SQLite and PostgreSQL both accept, with `?`
+placeholders; a backend's connection adapter translates what its driver needs and turns driver errors into
+`StoreError`. sqlite.py and postgresql.py hold only what truly differs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+#: The schema version this digest writes. Both backends reach it: SQLite through its numbered migrations from 1,
+#: PostgreSQL from its consolidated schema (which is version 7) and the same numbered steps after it.
+SCHEMA_VERSION = 7
+
+#: Every table of the state, parents before children (the order a copy inserts them), with its primary key.
+TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("meta", ("key",)),
+    ("entries", ("id",)),
+    ("issues", ("number",)),
+    ("issue_entries", ("issue", "position")),
+    ("seed_files", ("path",)),
+    ("subscribers", ("id",)),
+    ("deliveries", ("issue", "subscriber")),
+    ("suppressions", ("email_hash",)),
+    ("paper_topics", ("topic", "issue", "position")),
+    ("bounce_reports", ("key",)),
+    ("rate_events", ("bucket", "at")),
+)
+
+
+class Cursor(Protocol):
+    """What the queries read from a statement: rows (tuples) and how many rows a write changed."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(ABC):
+    """One session with the state database, in autocommit mode outside `begin()` ... `commit()`."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
+        """Run one statement written with `?` placeholders."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run one statement for every row."""
+
+    @abstractmethod
+    def begin(self) -> None:
+        """Start a write transaction (raises StoreError when the state is locked for longer than the wait)."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Commit the transaction."""
+
+    @abstractmethod
+    def rollback(self) -> None:
+        """Roll the transaction back."""
+
+    @abstractmethod
+    def serialize(self, key: str) -> None:
+        """Inside a transaction: wait until no other transaction holds `key`, then hold it until the end.
+
+        For decisions that read, then write (a rate limit's count, a signup's existing row): SQLite's write
+        transactions are serial already, PostgreSQL takes a transaction-level advisory lock on the key."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The version of the schema in this database (0: empty)."""
+
+    @abstractmethod
+    def migrate(self, version: int) -> None:
+        """Inside a transaction: bring the schema from `version` to SCHEMA_VERSION."""
+
+    @abstractmethod
+    def columns(self, table: str) -> list[str]:
+        """The columns of a table, in their stored order."""
+
+    @abstractmethod
+    def tables(self) -> set[str]:
+        """Every table in the database (including ones digest did not make)."""
+
+    @abstractmethod
+    def after_copy(self) -> None:
+        """After rows were copied in with their ids: let the database continue numbering after them."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the session (an open transaction is rolled back)."""
+
+
+class Backend(ABC):
+    """Where the state lives: a SQLite file or a PostgreSQL database."""
+
+    name: str
+    #: The location as shown in messages (never a password).
+    where: str
+
+    @abstractmethod
+    def connect(self, busy_timeout: float) -> Connection:
+        """A new session; `busy_timeout` is how long a statement waits for a lock held by another writer."""
+
+    @abstractmethod
+    def writer_lock(self, timeout: float, what: str) -> AbstractContextManager[None]:
+        """Hold the writer lock (one render/send/run at a time on this state), waiting up to `timeout` seconds;
+        raises BusyError. The lock dies with the process (and with its host)."""
+
+    @abstractmethod
+    def job_store_url(self, jobs_path: Path) -> str:
+        """The SQLAlchemy URL of the scheduler's job store."""
+
+    @property
+    def journals_optouts(self) -> bool:
+        """Whether the web app journals an unsubscribe when the state is busy (SQLite: one writer at a time)."""
+        return False
