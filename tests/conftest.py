@@ -9,12 +9,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pytest
 
 from digest.model import Issue, Site
 from digest.render import make_environment
+from tests.postgres_util import Cluster, find_postgres
 from tests.render_samples import make_issues, make_site, seed_entries
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,6 +29,16 @@ class Workspace:
 
     root: Path
     env: dict[str, str] = field(default_factory=dict)
+    state_url: str = ""  # a PostgreSQL database when the test runs on that backend
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.state_url else "sqlite"
+
+    @property
+    def state_location(self) -> Path | str:
+        """What Store.open takes for this workspace's state."""
+        return self.state_url or self.state
 
     @property
     def seeds(self) -> Path:
@@ -39,6 +51,10 @@ class Workspace:
     @property
     def state(self) -> Path:
         return self.root / "state" / "digest.db"
+
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run one statement (`?` placeholders) on the workspace's state, whatever its backend; its rows."""
+        return run_sql(self.state_location, query, *params)
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run `python -m digest ARGS` in the workspace, like a user in a shell."""
@@ -79,8 +95,53 @@ class Workspace:
         return path
 
 
+# --- the state's backends: tests marked `both_states` run once on SQLite and once on a real PostgreSQL -----
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("both_states") and "state" in metafunc.fixturenames:
+        metafunc.parametrize("state", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL server for this test session (one per xdist worker), stopped at the end."""
+    bin_dir = find_postgres()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed and cannot be (not root, or apt-get failed)")
+    cluster = Cluster.start(bin_dir)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Workspace]:
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's state lives: a SQLite file (the default) or, for `both_states` tests, also a fresh
+    PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        cluster: Cluster = request.getfixturevalue("postgres")
+        return cluster.create_database()
+    return tmp_path / "work" / "state" / "digest.db"
+
+
+def run_sql(location: Path | str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """One statement on a state (a SQLite path or a PostgreSQL URL), committed; its rows."""
+    if isinstance(location, str):
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            cursor = conn.execute(query.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return [tuple(r) for r in cursor.fetchall()] if cursor.description else []
+    import sqlite3
+
+    with sqlite3.connect(location, timeout=30, isolation_level=None) as db:
+        return [tuple(r) for r in db.execute(query, params).fetchall()]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, state: Path | str) -> Iterator[Workspace]:
     """A fresh working directory holding a copy of the sample seeds and no config file."""
     root = tmp_path / "work"
     root.mkdir()
@@ -96,7 +157,10 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
             "PYTHONPATH": str(REPO),
         }
     )
-    yield Workspace(root=root, env=env)
+    state_url = state if isinstance(state, str) else ""
+    if state_url:
+        env["DIGEST_STATE_URL"] = state_url
+    yield Workspace(root=root, env=env, state_url=state_url)
 
 
 # --- renderer fixtures: the sample seeds as three issues of a pinned site ------------------------------

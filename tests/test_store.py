@@ -1,14 +1,21 @@
-"""The state file: migrations keep what an older digest recorded."""
+"""The state on both backends: the shared queries, migrations that keep what an older digest recorded, the writer
+lock, and writes that race."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.model import DeliveryStatus, SubscriberSource, SubscriberStatus
-from digest.store import Store, email_hash
+import pytest
+
+from digest.errors import BusyError, StoreConflict
+from digest.model import CachedFile, DeliveryStatus, Entry, Issue, SubscriberSource, SubscriberStatus
+from digest.store import Store, backend_for, email_hash
 from digest.store.sqlite import MIGRATIONS
+from tests.conftest import run_sql
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -52,8 +59,9 @@ def test_migration_4_turns_the_active_flag_into_a_status_and_keeps_the_ledger(tm
         assert store.delivery_counts(1)[DeliveryStatus.BOUNCED] == 1
 
 
-def test_only_active_subscribers_are_claimed_for_a_delivery(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "digest.db") as store, store.transaction():
+@pytest.mark.both_states
+def test_only_active_subscribers_are_claimed_for_a_delivery(state: Path | str) -> None:
+    with Store.open(state) as store, store.transaction():
         store.add_subscriber("p@example.org", "", NOW, status=SubscriberStatus.PENDING, source=SubscriberSource.FORM)
         store.add_subscriber("a@example.org", "", NOW)
         pending, active = (store.subscriber(a) for a in ("p@example.org", "a@example.org"))
@@ -65,12 +73,78 @@ def test_only_active_subscribers_are_claimed_for_a_delivery(tmp_path: Path) -> N
         assert not store.set_subscriber_status(pending.id, SubscriberStatus.ACTIVE, NOW)
 
 
-def test_suppression_keeps_only_a_hash_of_the_address(tmp_path: Path) -> None:
-    path = tmp_path / "digest.db"
-    with Store.open(path) as store, store.transaction():
+@pytest.mark.both_states
+def test_suppression_keeps_only_a_hash_of_the_address(state: Path | str) -> None:
+    with Store.open(state) as store, store.transaction():
         store.suppress("Gone@Example.org", "deleted by the subscriber", NOW)
         assert store.suppression("gone@example.org") == "deleted by the subscriber"
         assert store.suppression("other@example.org") is None
-    written = b"".join(f.read_bytes() for f in tmp_path.iterdir())  # the database and its WAL
-    assert b"gone@example.org" not in written.lower() and email_hash("gone@example.org").encode() in written
+    if isinstance(state, Path):
+        written = b"".join(f.read_bytes() for f in state.parent.iterdir())  # the database and its WAL
+        assert b"gone@example.org" not in written.lower() and email_hash("gone@example.org").encode() in written
+    assert run_sql(state, "SELECT email_hash FROM suppressions") == [(email_hash("gone@example.org"),)]
     assert email_hash("GONE@example.org ") == email_hash("gone@example.org")
+
+
+@pytest.mark.both_states
+def test_the_shared_queries_round_trip_on_each_backend(state: Path | str) -> None:
+    entry = Entry(
+        id="arxiv:2401.00001",
+        title_en="A paper",
+        title_zh="论文",
+        url="https://arxiv.org/abs/2401.00001",
+        abstract=("第一段。", "second"),
+        source="seeds/a.md",
+        line=3,
+        topics=("llm",),
+    )
+    with Store.open(state) as store:
+        with store.transaction():
+            store.set_meta("k", "1")
+            store.set_meta("k", "2")  # an upsert, not a second row
+            store.record_seen([entry], NOW)
+            store.record_issue(Issue(number=1, published=NOW, entries=(entry,), slot="s1"), NOW)
+            store.cache_scans([("seeds/a.md", 10, 2**62, "h", b"\x00\xff")])
+            store.set_settled([("seeds/a.md", True)])
+            store.cache_scans([("seeds/a.md", 11, 2**62, "h2", b"\x01")])  # a rescan is not settled yet
+            assert store.set_paper_topics(1, [("llm", 0), ("llm", 0)]) == {"llm"}
+            store.add_subscriber("ada@example.org", "Ada", NOW)
+            sub = store.subscriber("ADA@example.org")
+            assert sub is not None
+            assert store.claim_delivery(1, sub.id, "<m@x>", NOW)
+            assert not store.claim_delivery(1, sub.id, "<m@x>", NOW)
+            store.record_delivery(1, sub.id, DeliveryStatus.FAILED, "550", NOW, bounce="hard")
+        assert store.meta("k") == "2"
+        assert store.load_issues([1])[0].entries == (entry,)
+        assert store.issue_for_slot("s1") == 1 and store.next_issue_number() == 2
+        assert store.cached_files(with_scans=True)["seeds/a.md"] == CachedFile(11, 2**62, "h2", b"\x01", False)
+        assert store.bounce_counts(1) == (1, 1, 0, 0)
+        assert store.newest_topic_papers("llm", 5) == [(1, 0)]
+        with pytest.raises(StoreConflict), store.transaction():  # a paper is never published twice
+            store.record_issue(Issue(number=2, published=NOW, entries=(entry,)), NOW)
+        assert store.issue_count() == 1
+
+
+@pytest.mark.both_states
+def test_one_address_added_by_many_sessions_at_once_is_one_subscriber(state: Path | str) -> None:
+    Store.open(state).close()  # the schema exists before the race
+
+    def add(n: int) -> str:
+        with Store.open(state) as store, store.transaction():
+            return store.add_subscriber("Race@example.org", f"n{n}", NOW)
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(add, range(16)))
+    assert sorted(outcomes) == ["added"] + ["exists"] * 15
+    assert run_sql(state, "SELECT COUNT(*) FROM subscribers") == [(1,)]
+
+
+@pytest.mark.both_states
+def test_the_writer_lock_admits_one_holder_and_names_it(state: Path | str) -> None:
+    backend = backend_for(state)
+    with backend.writer_lock(5, "render"):
+        with pytest.raises(BusyError) as busy, backend.writer_lock(0.2, "send"):
+            pass
+        assert "render" in str(busy.value) and str(os.getpid()) in str(busy.value)
+    with backend.writer_lock(0.2, "send"):  # released
+        pass
