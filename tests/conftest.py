@@ -56,6 +56,12 @@ class Workspace:
         """Run one statement (`?` placeholders) on the workspace's state, whatever its backend; its rows."""
         return run_sql(self.state_location, query, *params)
 
+    def has_state(self) -> bool:
+        """Whether a digest command created the state yet."""
+        if not self.state_url:
+            return self.state.exists()
+        return run_sql(self.state_url, "SELECT to_regclass('issues') IS NOT NULL") == [(True,)]
+
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run `python -m digest ARGS` in the workspace, like a user in a shell."""
         result = subprocess.run(

@@ -8,11 +8,12 @@ bounce comes back later; the rates show in `status`; importing is idempotent and
 from __future__ import annotations
 
 import re
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests import test_send_cli
 from tests.conftest import Workspace
@@ -50,10 +51,10 @@ def dsn_for(envelope_sender: str, message_id: str = "<20261204050425.A1A9816E08F
 
 
 def statuses(ws: Workspace) -> dict[str, str]:
-    with sqlite3.connect(ws.state) as conn:
-        return dict(conn.execute("SELECT email, status FROM subscribers").fetchall())
+    return dict(ws.sql("SELECT email, status FROM subscribers"))
 
 
+@pytest.mark.both_states
 def test_dead_addresses_are_mailed_once_then_never_again(mail_ws: Workspace, smtp_server: MailServer) -> None:
     readers = add_subscribers(mail_ws, 4)
     smtp_server.reject = {"reader1@example.org"}  # 550 5.1.1 at RCPT TO
@@ -101,6 +102,7 @@ def test_dead_addresses_are_mailed_once_then_never_again(mail_ws: Workspace, smt
     assert sorted(r for m in second_issue for r in m.rcpt_tos) == [readers[0], readers[3]]
 
 
+@pytest.mark.both_states
 def test_complaint_unsubscribes_and_counts_in_the_rates(mail_ws: Workspace, smtp_server: MailServer) -> None:
     add_subscribers(mail_ws, 3)
     mail_ws.run("send")
@@ -149,6 +151,7 @@ def test_mbox_and_single_file_and_missing_path(mail_ws: Workspace) -> None:
     assert "Traceback" not in missing.stderr + mbox.stderr
 
 
+@pytest.mark.both_states
 def test_soft_bounces_suppress_only_after_a_streak_across_issues(mail_ws: Workspace, smtp_server: MailServer) -> None:
     mail_ws.env["DIGEST_SOFT_BOUNCE_LIMIT"] = "2"
     add_subscribers(mail_ws, 2)
@@ -164,6 +167,7 @@ def test_soft_bounces_suppress_only_after_a_streak_across_issues(mail_ws: Worksp
     assert statuses(mail_ws)["reader0@example.org"] == "active"
 
 
+@pytest.mark.both_states
 def test_kill_9_during_import_loses_nothing_and_counts_nothing_twice(
     mail_ws: Workspace, smtp_server: MailServer
 ) -> None:
@@ -203,16 +207,14 @@ def test_kill_9_during_import_loses_nothing_and_counts_nothing_twice(
     applied, repeated = map(int, re.search(r"(\d+) reports applied, (\d+) already imported", final.stderr).groups())  # type: ignore[union-attr]
     assert applied + repeated == len(bouncing) and repeated > 0
     assert bounced(mail_ws) == set(bouncing)
-    with sqlite3.connect(mail_ws.state) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM bounce_reports").fetchone()[0] == len(bouncing)
+    assert mail_ws.sql("SELECT COUNT(*) FROM bounce_reports") == [(len(bouncing),)]
     assert f"{len(readers)} mailed: {len(readers) - len(bouncing)} delivered, {len(bouncing)} hard-bounced" in (
         mail_ws.run("status").stdout
     )
 
 
 def bounced(ws: Workspace) -> set[str]:
-    with sqlite3.connect(ws.state, timeout=30) as conn:
-        return {r[0] for r in conn.execute("SELECT email FROM subscribers WHERE status = 'bounced'")}
+    return {r[0] for r in ws.sql("SELECT email FROM subscribers WHERE status = 'bounced'")}
 
 
 def test_sender_hygiene_helo_name_and_feedback_id(mail_ws: Workspace, smtp_server: MailServer) -> None:

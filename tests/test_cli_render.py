@@ -9,7 +9,6 @@ import pty
 import random
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -32,8 +31,7 @@ def paper(title: str, zh: str, url: str, abstract: str = "这是一段摘要。W
 
 def issue_entries(ws: Workspace) -> dict[int, list[str]]:
     """Issue number -> entry ids in order, straight from the state file."""
-    with sqlite3.connect(ws.state) as db:
-        rows = db.execute("SELECT issue, entry_id FROM issue_entries ORDER BY issue, position").fetchall()
+    rows = ws.sql("SELECT issue, entry_id FROM issue_entries ORDER BY issue, position")
     result: dict[int, list[str]] = {}
     for issue, entry in rows:
         result.setdefault(issue, []).append(entry)
@@ -46,6 +44,7 @@ def feed_ids(ws: Workspace) -> list[str]:
     return [e.id for e in parsed.entries]
 
 
+@pytest.mark.both_states
 def test_first_render_publishes_issue_1_with_every_sample_paper(workspace: Workspace) -> None:
     result = workspace.run("render", "--now", NOW)
     assert "published issue 1 with 23 papers" in result.stdout
@@ -57,6 +56,7 @@ def test_first_render_publishes_issue_1_with_every_sample_paper(workspace: Works
     assert len(feed_ids(workspace)) == 23
 
 
+@pytest.mark.both_states
 def test_second_render_publishes_nothing_and_changes_no_file(workspace: Workspace) -> None:
     workspace.run("render", "--now", NOW)
     before = {p: p.read_bytes() for p in workspace.site.rglob("*") if p.is_file()}
@@ -67,6 +67,7 @@ def test_second_render_publishes_nothing_and_changes_no_file(workspace: Workspac
     assert after == before
 
 
+@pytest.mark.both_states
 def test_new_file_with_a_v2_link_of_a_published_paper_publishes_only_new_papers(workspace: Workspace) -> None:
     workspace.run("render", "--now", NOW)
     workspace.add_seed(
@@ -177,6 +178,7 @@ def test_a_seed_file_linking_out_of_the_seeds_folder_is_skipped_with_a_warning(w
     assert "24 valid entries" in checked.stdout and "seeds/010_\\x1blink.md: skipped" in checked.stderr
 
 
+@pytest.mark.both_states
 def test_corrected_translation_is_not_republished_but_updates_the_feed_item(workspace: Workspace) -> None:
     workspace.run("render", "--now", NOW)
     first = workspace.seeds / "000_2075edd4e1164766.txt"
@@ -197,6 +199,7 @@ def test_corrected_translation_is_not_republished_but_updates_the_feed_item(work
     assert "免调优" in page
 
 
+@pytest.mark.both_states
 def test_dry_run_lists_entries_writes_preview_and_records_nothing(workspace: Workspace) -> None:
     workspace.run("render", "--now", NOW)
     workspace.add_seed(
@@ -275,6 +278,7 @@ def test_hostile_seed_text_never_becomes_markup_in_any_output(workspace: Workspa
     assert any('<script>alert("t")</script>' in p["en"] for p in papers)
 
 
+@pytest.mark.both_states
 def test_rebuild_is_byte_identical_and_restores_deleted_outputs(workspace: Workspace) -> None:
     workspace.run("render", "--now", NOW)
     workspace.add_seed("002_new.md", paper("A New Paper", "新论文", "https://arxiv.org/abs/2501.00001"))
@@ -318,6 +322,7 @@ def test_every_command_has_help(workspace: Workspace, command: str) -> None:
     assert "Usage:" in result.stdout
 
 
+@pytest.mark.both_states
 def test_two_concurrent_renders_yield_one_issue(workspace: Workspace) -> None:
     procs = [workspace.popen("render", "--now", NOW) for _ in range(3)]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -326,6 +331,7 @@ def test_two_concurrent_renders_yield_one_issue(workspace: Workspace) -> None:
     assert list(issue_entries(workspace)) == [1]
 
 
+@pytest.mark.both_states
 @pytest.mark.slow
 def test_killing_render_at_random_points_never_duplicates_or_loses_a_paper(workspace: Workspace) -> None:
     rng = random.Random(20261123)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -106,20 +105,18 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, logs: lis
 
 def issues(ws: Workspace) -> list[tuple[int, str | None, int]]:
     """(number, slot, entry count) of every issue."""
-    if not ws.state.exists():
+    if not ws.has_state():
         return []
-    with sqlite3.connect(ws.state) as conn:
-        return conn.execute(
-            "SELECT i.number, i.slot, COUNT(ie.entry_id) FROM issues i LEFT JOIN issue_entries ie"
-            " ON ie.issue = i.number GROUP BY i.number ORDER BY i.number"
-        ).fetchall()
+    return ws.sql(  # type: ignore[return-value]
+        "SELECT i.number, i.slot, COUNT(ie.entry_id) FROM issues i LEFT JOIN issue_entries ie"
+        " ON ie.issue = i.number GROUP BY i.number ORDER BY i.number"
+    )
 
 
 def ledger(ws: Workspace) -> list[tuple[int, str, str]]:
-    with sqlite3.connect(ws.state) as conn:
-        return conn.execute(
-            "SELECT d.issue, s.email, d.status FROM deliveries d JOIN subscribers s ON s.id = d.subscriber"
-        ).fetchall()
+    return ws.sql(  # type: ignore[return-value]
+        "SELECT d.issue, s.email, d.status FROM deliveries d JOIN subscribers s ON s.id = d.subscriber"
+    )
 
 
 def copies(server: MailServer) -> dict[tuple[str, str], int]:
@@ -153,6 +150,7 @@ def assert_no_duplicates(server: MailServer) -> None:
     assert not doubled, f"mailed more than once: {doubled}"
 
 
+@pytest.mark.both_states
 def test_one_issue_per_slot_as_seed_files_appear(run_ws: Workspace, smtp_server: MailServer, runners: list[Runner]):
     runner = Runner(run_ws, "run")
     runners.append(runner)
@@ -181,6 +179,7 @@ def test_one_issue_per_slot_as_seed_files_appear(run_ws: Workspace, smtp_server:
     assert "SIGTERM received" in log and "scheduler stopped" in log
 
 
+@pytest.mark.both_states
 def test_two_schedulers_on_one_state_make_one_issue_per_slot(
     run_ws: Workspace,
     smtp_server: MailServer,
@@ -206,6 +205,7 @@ def test_two_schedulers_on_one_state_make_one_issue_per_slot(
     assert logs.count("published issue 1 ") == 1 and logs.count("published issue 2 ") == 1
 
 
+@pytest.mark.both_states
 def test_kill_9_then_restart_catches_up_once(run_ws: Workspace, smtp_server: MailServer, runners: list[Runner]) -> None:
     runner = Runner(run_ws, "run1")
     runners.append(runner)
@@ -253,6 +253,7 @@ def test_a_run_missed_for_longer_than_the_grace_time_is_not_caught_up(
     assert_no_duplicates(smtp_server)
 
 
+@pytest.mark.both_states
 def test_sigterm_during_a_send_leaves_a_consistent_ledger_and_the_next_firing_finishes(
     run_ws: Workspace,
     smtp_server: MailServer,
@@ -284,6 +285,7 @@ def test_sigterm_during_a_send_leaves_a_consistent_ledger_and_the_next_firing_fi
     assert sorted(set(status for _, _, status in ledger(run_ws))) == ["sent"]
 
 
+@pytest.mark.both_states
 def test_once_is_idempotent_per_slot_and_stale_issues_are_not_mailed(
     workspace: Workspace,
     smtp_server: MailServer,

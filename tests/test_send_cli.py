@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -54,13 +53,12 @@ def add_subscribers(ws: Workspace, count: int, *, prefix: str = "reader") -> lis
 
 
 def ledger(ws: Workspace, issue: int = 1) -> dict[str, tuple[str, str]]:
-    with sqlite3.connect(ws.state) as conn:
-        rows = conn.execute(
-            "SELECT s.email, d.status, d.detail FROM deliveries d JOIN subscribers s ON s.id = d.subscriber"
-            " WHERE d.issue = ?",
-            (issue,),
-        )
-        return {email: (status, detail) for email, status, detail in rows}
+    rows = ws.sql(
+        "SELECT s.email, d.status, d.detail FROM deliveries d JOIN subscribers s ON s.id = d.subscriber"
+        " WHERE d.issue = ?",
+        issue,
+    )
+    return {email: (status, detail) for email, status, detail in rows}
 
 
 def html_part_as_transmitted(data: bytes) -> bytes:
@@ -71,6 +69,7 @@ def html_part_as_transmitted(data: bytes) -> bytes:
     return data[body:end]
 
 
+@pytest.mark.both_states
 def test_every_active_subscriber_gets_one_well_formed_message(mail_ws: Workspace, smtp_server: MailServer) -> None:
     readers = add_subscribers(mail_ws, 5)
     mail_ws.run("subscribers", "add", "Hostile@Example.org", "--name", "Mallory\r\nBcc: victim@example.net\n")
@@ -102,6 +101,7 @@ def test_every_active_subscriber_gets_one_well_formed_message(mail_ws: Workspace
     assert hostile["To"].addresses[0].addr_spec == "Hostile@example.org"
 
 
+@pytest.mark.both_states
 def test_personal_unsubscribe_link_in_headers_and_both_parts(mail_ws: Workspace, smtp_server: MailServer) -> None:
     add_subscribers(mail_ws, 1)
     mail_ws.run("send")
@@ -109,7 +109,7 @@ def test_personal_unsubscribe_link_in_headers_and_both_parts(mail_ws: Workspace,
     https_link, mailto = [part.strip(" <>") for part in str(msg["List-Unsubscribe"]).split(",")]
     assert mailto.startswith("mailto:leave@example.org")
     token = parse_qs(urlsplit(https_link).query)["token"][0]
-    with Store.open(mail_ws.state) as store:
+    with Store.open(mail_ws.state_location) as store:
         subscriber = store.subscriber("reader0@example.org")
     assert subscriber is not None and "reader0" not in https_link
     subject = read_token(SECRET, Purpose.UNSUBSCRIBE, https_link.split("?")[0], token, now=datetime.now(UTC))
@@ -120,6 +120,7 @@ def test_personal_unsubscribe_link_in_headers_and_both_parts(mail_ws: Workspace,
     assert msg["Message-ID"].endswith("@digest.example.org>")
 
 
+@pytest.mark.both_states
 def test_second_send_sends_nothing_new(mail_ws: Workspace, smtp_server: MailServer) -> None:
     add_subscribers(mail_ws, 3)
     mail_ws.run("send")
@@ -132,6 +133,7 @@ def test_second_send_sends_nothing_new(mail_ws: Workspace, smtp_server: MailServ
     assert max(smtp_server.recipients().values()) == 1
 
 
+@pytest.mark.both_states
 def test_451_is_deferred_then_sent_by_a_later_run(mail_ws: Workspace, smtp_server: MailServer) -> None:
     add_subscribers(mail_ws, 4)
     smtp_server.temp_fail_after = 2  # the server is "busy" after two messages, for the rest of this run
@@ -170,6 +172,7 @@ def test_550_fails_one_recipient_with_the_server_reply_and_the_batch_goes_on(
     assert smtp_server.to("reader1@example.org") == []
 
 
+@pytest.mark.both_states
 def test_drop_after_data_is_unknown_and_only_resent_on_request(mail_ws: Workspace, smtp_server: MailServer) -> None:
     add_subscribers(mail_ws, 3)
     smtp_server.drop_after_data = {"reader1@example.org"}
@@ -246,10 +249,10 @@ def test_hostile_title_and_subject_never_reach_a_header_line(mail_ws: Workspace,
 
 
 def _unsubscribed_addresses(ws: Workspace) -> set[str]:
-    with sqlite3.connect(ws.state) as conn:
-        return {r[0] for r in conn.execute("SELECT email FROM subscribers WHERE status = 'unsubscribed'")}
+    return {r[0] for r in ws.sql("SELECT email FROM subscribers WHERE status = 'unsubscribed'")}
 
 
+@pytest.mark.both_states
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_duplicates_or_skips(mail_ws: Workspace, smtp_server: MailServer) -> None:
     readers = add_subscribers(mail_ws, 60)
@@ -307,6 +310,7 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_cleanly(mail_ws: Works
     assert smtp_server.recipients() == {f"reader{i}@example.org": 1 for i in range(40)}
 
 
+@pytest.mark.both_states
 def test_unsubscribe_link_works_against_digest_serve(mail_ws: Workspace, smtp_server: MailServer) -> None:
     """RFC 8058 one-click: POST `List-Unsubscribe=One-Click` to the header's URL; the next issue skips the reader."""
     import httpx

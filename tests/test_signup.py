@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,17 +13,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from digest.store import Store
+from digest.store import TABLES, Store
 from digest.tokens import Purpose, make_token, preferences_link, unsubscribe_link
+from tests.conftest import Workspace
 from tests.mail_util import MailServer, free_port, smtp_server_fixture  # noqa: F401  (fixture)
 from tests.test_web import NOW, SECRET, Server, make_workspace, start_server
 
 LINK = re.compile(r"https?://\S+")
 
 
-def serve_with_mail(root: Path, smtp: MailServer, **settings: str) -> Server:
+def serve_with_mail(root: Path, smtp: MailServer, state: Path | str | None = None, **settings: str) -> Server:
     """Render the sample site for a server on a free port (so the site's forms post to it), then serve it."""
-    ws = make_workspace(root)
+    ws = make_workspace(root, state)
     port = free_port()
     ws.env.update(
         {
@@ -41,8 +41,8 @@ def serve_with_mail(root: Path, smtp: MailServer, **settings: str) -> Server:
 
 
 @pytest.fixture
-def srv(tmp_path: Path, smtp_server: MailServer) -> Iterator[Server]:
-    server = serve_with_mail(tmp_path / "work", smtp_server, signup_address_limit="2")
+def srv(tmp_path: Path, smtp_server: MailServer, state: Path | str) -> Iterator[Server]:
+    server = serve_with_mail(tmp_path / "work", smtp_server, state, signup_address_limit="2")
     yield server
     server.stop()
 
@@ -69,31 +69,31 @@ def link_in(body: str, path: str) -> str:
     return next(url for url in LINK.findall(body) if path in url)
 
 
-def status_of(state: Path, email: str) -> str | None:
-    with sqlite3.connect(state) as db:
-        row = db.execute("SELECT status FROM subscribers WHERE email_key = ?", (email.lower(),)).fetchone()
-    return str(row[0]) if row else None
+def status_of(ws: Workspace, email: str) -> str | None:
+    rows = ws.sql("SELECT status FROM subscribers WHERE email_key = ?", email.lower())
+    return str(rows[0][0]) if rows else None
 
 
 def csrf_of(page: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
 
 
-def subscriber(state: Path, email: str) -> object:
-    with Store.open(state) as store:
+def subscriber(ws: Workspace, email: str) -> object:
+    with Store.open(ws.state_location) as store:
         return store.subscriber(email)
 
 
 # --- the whole flow ------------------------------------------------------------------------------------
 
 
+@pytest.mark.both_states
 def test_sign_up_confirm_and_receive_the_issue(srv: Server, browser: httpx.Client, smtp_server: MailServer) -> None:
     # The short form on every issue page posts here.
     issue_page = browser.get("/issues/1/").text
     assert f'action="{srv.base}/subscribe"' in issue_page and 'name="website"' in issue_page
     answer = browser.post("/subscribe", data={"email": "Ada@Example.org", "website": ""})
     assert answer.status_code == 200 and "Check your inbox" in answer.text
-    assert status_of(srv.ws.state, "ada@example.org") == "pending"
+    assert status_of(srv.ws, "ada@example.org") == "pending"
 
     # Pending addresses get no issue.
     srv.ws.env.update({"DIGEST_SMTP__HOST": "127.0.0.1", "DIGEST_SMTP__PORT": str(smtp_server.port)})
@@ -105,10 +105,10 @@ def test_sign_up_confirm_and_receive_the_issue(srv: Server, browser: httpx.Clien
     # GET (what a link scanner does) confirms nobody; the page's button POSTs.
     page = browser.get(confirm_url)
     assert page.status_code == 200 and "确认订阅" in page.text and "Confirm" in page.text
-    assert status_of(srv.ws.state, "ada@example.org") == "pending"
+    assert status_of(srv.ws, "ada@example.org") == "pending"
     done = browser.post(confirm_url, data={"csrf": csrf_of(page.text)})
     assert done.status_code == 200 and "You are subscribed" in done.text
-    assert status_of(srv.ws.state, "ada@example.org") == "active"
+    assert status_of(srv.ws, "ada@example.org") == "active"
 
     welcome = mails_to(smtp_server, "ada@example.org", 2)[1]
     assert f"{srv.base}/issues/1/" in welcome
@@ -145,7 +145,7 @@ def test_a_cross_site_post_mails_nobody(srv: Server, smtp_server: MailServer) ->
     response = httpx.post(srv.base + "/subscribe", data={"email": "victim@example.org"}, headers=headers)
     assert response.status_code == 403 and "Please press Subscribe once more" in response.text
     assert 'value="victim@example.org"' in response.text
-    assert status_of(srv.ws.state, "victim@example.org") is None
+    assert status_of(srv.ws, "victim@example.org") is None
     time.sleep(0.5)
     assert smtp_server.to("victim@example.org") == []
 
@@ -165,10 +165,11 @@ def test_the_answer_is_the_same_whatever_the_address_state(srv: Server, browser:
     assert {r.status_code for r in pages.values()} == {200}
     assert len({r.text for r in pages.values()}) == 1
     # The unsubscribed address goes through confirmation again; the active one stays active.
-    assert status_of(srv.ws.state, "gone@example.org") == "pending"
-    assert status_of(srv.ws.state, "known@example.org") == "active"
+    assert status_of(srv.ws, "gone@example.org") == "pending"
+    assert status_of(srv.ws, "known@example.org") == "active"
 
 
+@pytest.mark.both_states
 def test_confirmation_mails_per_address_are_limited(
     srv: Server, browser: httpx.Client, smtp_server: MailServer
 ) -> None:
@@ -187,7 +188,7 @@ def test_signups_per_ip_are_limited(tmp_path: Path, smtp_server: MailServer) -> 
             for i in range(5)
         ]
         assert codes == [200, 200, 200, 429, 429]
-        assert status_of(server.ws.state, "p4@example.org") is None
+        assert status_of(server.ws, "p4@example.org") is None
         # The limit lives in the state: a restarted server still knows it.
         server.stop()
         server = start_server(server.ws, port=server.port)
@@ -200,7 +201,7 @@ def test_signups_per_ip_are_limited(tmp_path: Path, smtp_server: MailServer) -> 
 def test_the_honeypot_catches_bots(srv: Server, browser: httpx.Client, smtp_server: MailServer) -> None:
     answer = browser.post("/subscribe", data={"email": "bot@example.org", "website": "http://spam.example"})
     assert answer.status_code == 200 and "Check your inbox" in answer.text
-    assert status_of(srv.ws.state, "bot@example.org") is None
+    assert status_of(srv.ws, "bot@example.org") is None
     time.sleep(0.5)
     assert smtp_server.to("bot@example.org") == []
 
@@ -228,7 +229,7 @@ def test_oversized_and_odd_bodies_get_clear_4xx(srv: Server, browser: httpx.Clie
 
 def pending(srv: Server, browser: httpx.Client, email: str) -> object:
     browser.post("/subscribe", data={"email": email})
-    found = subscriber(srv.ws.state, email)
+    found = subscriber(srv.ws, email)
     assert found is not None
     return found
 
@@ -256,10 +257,11 @@ def test_forged_expired_and_wrong_purpose_tokens_are_refused(srv: Server, browse
     )
     # Without the page's CSRF token the good link confirms nobody either.
     assert browser.post(f"/confirm/{good}", data={}).status_code == 403
-    assert status_of(srv.ws.state, "tok@example.org") == "pending"
+    assert status_of(srv.ws, "tok@example.org") == "pending"
     assert browser.get(f"/confirm/{good}").status_code == 200
 
 
+@pytest.mark.both_states
 def test_a_new_signup_kills_the_links_of_the_old_subscription(
     srv: Server, browser: httpx.Client, smtp_server: MailServer
 ) -> None:
@@ -270,9 +272,9 @@ def test_a_new_signup_kills_the_links_of_the_old_subscription(
     preferences = link_in(mails_to(smtp_server, "again@example.org", 2)[1], "/preferences/")
     prefs_page = browser.get(preferences)
     browser.post(preferences, data={"csrf": csrf_of(prefs_page.text), "action": "stop"})
-    assert status_of(srv.ws.state, "again@example.org") == "unsubscribed"
+    assert status_of(srv.ws, "again@example.org") == "unsubscribed"
     browser.post("/subscribe", data={"email": "again@example.org"})
-    assert status_of(srv.ws.state, "again@example.org") == "pending"
+    assert status_of(srv.ws, "again@example.org") == "pending"
     assert browser.get(preferences).status_code == 410
     assert browser.get(first).status_code == 410
 
@@ -288,6 +290,7 @@ def confirmed(srv: Server, browser: httpx.Client, smtp: MailServer, email: str, 
     return link_in(mails_to(smtp, email, 2)[1], "/preferences/")
 
 
+@pytest.mark.both_states
 def test_preferences_name_pause_resume_and_data(srv: Server, browser: httpx.Client, smtp_server: MailServer) -> None:
     url = confirmed(srv, browser, smtp_server, "pref@example.org", name="Pref")
     page = browser.get(url)
@@ -301,12 +304,12 @@ def test_preferences_name_pause_resume_and_data(srv: Server, browser: httpx.Clie
     renamed = browser.post(url, data={"csrf": csrf, "action": "name", "name": "<b>Grace</b>"})
     assert renamed.status_code == 200 and "&lt;b&gt;Grace&lt;/b&gt;" in renamed.text and "<b>Grace" not in renamed.text
     assert browser.post(url, data={"csrf": csrf, "action": "pause"}).status_code == 200
-    assert status_of(srv.ws.state, "pref@example.org") == "paused"
+    assert status_of(srv.ws, "pref@example.org") == "paused"
     assert browser.post(url, data={"csrf": csrf, "action": "resume"}).status_code == 200
-    assert status_of(srv.ws.state, "pref@example.org") == "active"
+    assert status_of(srv.ws, "pref@example.org") == "active"
     assert browser.post(url, data={"csrf": "forged", "action": "pause"}).status_code == 403
     assert browser.post(url, data={"csrf": csrf, "action": "explode"}).status_code == 400
-    assert status_of(srv.ws.state, "pref@example.org") == "active"
+    assert status_of(srv.ws, "pref@example.org") == "active"
 
     data = browser.get(url + "/data.json")
     assert data.status_code == 200 and data.headers["content-type"].startswith("application/json")
@@ -317,18 +320,18 @@ def test_preferences_name_pause_resume_and_data(srv: Server, browser: httpx.Clie
     assert mine["consent"]["confirmed"] and mine["deliveries"] == []
 
 
+@pytest.mark.both_states
 def test_delete_me_erases_the_row_and_an_import_needs_resubscribe(
     srv: Server, browser: httpx.Client, smtp_server: MailServer
 ) -> None:
     url = confirmed(srv, browser, smtp_server, "leave@example.org")
     csrf = csrf_of(browser.get(url).text)
     unconfirmed = browser.post(url, data={"csrf": csrf, "action": "delete"})
-    assert unconfirmed.status_code == 400 and status_of(srv.ws.state, "leave@example.org") == "active"
+    assert unconfirmed.status_code == 400 and status_of(srv.ws, "leave@example.org") == "active"
     gone = browser.post(url, data={"csrf": csrf, "action": "delete", "confirm_delete": "yes"})
     assert gone.status_code == 200 and "Deleted" in gone.text
-    assert status_of(srv.ws.state, "leave@example.org") is None
-    with sqlite3.connect(srv.ws.state) as db:
-        dump = "\n".join(db.iterdump())
+    assert status_of(srv.ws, "leave@example.org") is None
+    dump = repr([srv.ws.sql(f"SELECT * FROM {table}") for table, _ in TABLES])
     assert "leave@example.org" not in dump  # only the hash is left
     assert browser.get(url).status_code == 410
 
@@ -336,9 +339,9 @@ def test_delete_me_erases_the_row_and_an_import_needs_resubscribe(
     csv.write_text("email\nleave@example.org\n", encoding="utf-8")
     refused = srv.ws.run("subscribers", "import", str(csv))
     assert "0 added" in refused.stdout and "1 kept unsubscribed or suppressed" in refused.stdout
-    assert status_of(srv.ws.state, "leave@example.org") is None
+    assert status_of(srv.ws, "leave@example.org") is None
     added = srv.ws.run("subscribers", "add", "leave@example.org", check=False)
     assert added.returncode == 1 and "suppressed" in added.stdout
     forced = srv.ws.run("subscribers", "import", "--resubscribe", str(csv))
     assert "1 added" in forced.stdout
-    assert status_of(srv.ws.state, "leave@example.org") == "active"
+    assert status_of(srv.ws, "leave@example.org") == "active"

@@ -93,12 +93,16 @@ def start_server(ws: Workspace, log_name: str = "serve.log", port: int | None = 
     raise AssertionError(f"digest serve did not answer within 30 s:\n{server.log()}")
 
 
-def make_workspace(root: Path) -> Workspace:
+def make_workspace(root: Path, state: Path | str | None = None) -> Workspace:
+    """A workspace; `state` a PostgreSQL URL puts its state there (a path: the default SQLite file)."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SAMPLE_SEEDS, root / "seeds")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update({"DIGEST_SECRET_KEY": SECRET, "DIGEST_TIMEZONE": "Asia/Shanghai", "PYTHONPATH": str(REPO)})
-    return Workspace(root=root, env=env)
+    state_url = state if isinstance(state, str) else ""
+    if state_url:
+        env["DIGEST_STATE_URL"] = state_url
+    return Workspace(root=root, env=env, state_url=state_url)
 
 
 @pytest.fixture(scope="module")
