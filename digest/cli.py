@@ -244,16 +244,24 @@ def status(ctx: Context) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option(
+    "--no-static",
+    is_flag=True,
+    help="Serve only signup, confirmation, preferences and unsubscribe, not the site's files (a web-only host).",
+)
 @pass_ctx
 @reports_errors
-def serve(ctx: Context, host: str, port: int) -> None:
+def serve(ctx: Context, host: str, port: int, no_static: bool) -> None:
     """Serve the archive, the feeds and one-click unsubscribe over HTTP until Ctrl-C.
+
+    Without the output folder (or with --no-static, or web_static = false) only the dynamic endpoints answer.
 
     Example: digest serve --host 0.0.0.0 --port 8080
     """
     from digest.web import serve as run_server
 
-    run_server(ctx.settings, host, port)
+    settings = ctx.settings.model_copy(update={"web_static": False}) if no_static else ctx.settings
+    run_server(settings, host, port)
 
 
 # --- subscribers and sending ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ the commit; when it does not match the state, the next run re-renders the shared
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -54,6 +55,8 @@ from digest.sending import SendReport, delivery_status, rates_status
 from digest.settings import Settings
 from digest.store import Backend, Store, backend_for
 from digest.topics import topic_problems
+
+log = logging.getLogger("digest.publisher")
 
 BUILD_MARKER = ".digest-build.json"
 MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
@@ -650,6 +653,7 @@ class Publisher:
                 not_sent = "no active subscribers: nothing to mail"
             else:
                 try:
+                    self._email_on_this_host(head.number)
                     send = self.sender().send(issue=head.number, stop=stop)
                 except BusyError:
                     raise
@@ -666,6 +670,18 @@ class Publisher:
             not_sent=not_sent,
             mail_error=mail_error,
         )
+
+    def _email_on_this_host(self, number: int) -> None:
+        """Write the issue's email files from the state when this host's output folder lacks them: with a shared
+        PostgreSQL state, the scheduler that published the issue may have been another host (rendering is
+        deterministic, so the copy is the same)."""
+        if (self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER).is_dir():
+            return
+        with self.open_store() as store:
+            issue = store.load_issues([number])[0]
+            files = self._email_files(self.site(store), issue)
+        write_bundle(self.settings.output_dir, files)
+        log.info("issue %d: its email was rendered by another host; rendered it here from the state", number)
 
     def check_ready_to_mail(self) -> None:
         """Raise a SettingsError when there are subscribers but mail cannot be signed (no secret_key)."""

@@ -24,7 +24,6 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from digest.errors import DigestError
 from digest.settings import Settings
 
 log = logging.getLogger("digest.web")
@@ -140,12 +139,12 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """Run the app under uvicorn until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both)."""
     import uvicorn
 
-    from digest.web import create_app
+    from digest.web import create_app, serves_site
 
     settings.require_secret_key()
     output = Path(settings.output_dir)
-    if not output.is_dir():
-        raise DigestError(f"{output}/: output folder not found; run `digest render` first")
+    if settings.web_static and not output.is_dir():
+        log.warning("%s/: output folder not found: serving signup and unsubscribe only (run `digest render`)", output)
     app = create_app(settings)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     repeat = RepeatFilter(settings.log_repeat_interval)
@@ -167,7 +166,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     )
     server = uvicorn.Server(config)
     shown_host = f"[{host}]" if ":" in host else host
-    log.info("serving %s/, signup, preferences and unsubscribe on http://%s:%d/", output, shown_host, port)
+    what = f"{output}/, signup" if serves_site(settings) else "signup"
+    log.info("serving %s, preferences and unsubscribe on http://%s:%d/", what, shown_host, port)
     # uvicorn re-raises the captured SIGINT after a clean shutdown; a stop by Ctrl-C is not an error.
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
