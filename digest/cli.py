@@ -216,6 +216,37 @@ def check(ctx: Context) -> None:
         sys.exit(1)
 
 
+@main.command("migrate-state")
+@click.option(
+    "--to", "target", required=True, help="The empty state to fill: postgresql://..., sqlite:///PATH or PATH."
+)
+@click.option("--from", "source", default=None, help="The state to copy (default: the configured state).")
+@pass_ctx
+@reports_errors
+def migrate_state(ctx: Context, target: str, source: str | None) -> None:
+    """Copy the whole state into an empty database of either backend, verified by counts and checksums.
+
+    Stop `digest run`, `serve` and cron jobs first; then point DIGEST_STATE_URL at the target.
+
+    Example: digest migrate-state --to postgresql://digest@db.example.org/digest
+    """
+    from digest.store import backend_for
+    from digest.store.copy import copy_state
+
+    def progress(table: str, done: int, total: int) -> None:
+        _say(f"{table}: {done}/{total} rows", err=True)
+
+    origin = backend_for(source or ctx.settings.state_location)
+    destination = backend_for(target)
+    # The writer lock of the source: no render or send changes it while it is copied.
+    with origin.writer_lock(ctx.settings.lock_timeout, "migrate-state"):
+        tables = copy_state(origin, destination, progress)
+    for copied in tables:
+        _say(f"{copied.table}: {copied.rows} rows, sha256 {copied.checksum[:16]} on both sides")
+    total = sum(c.rows for c in tables)
+    _say(f"copied {total} rows in {len(tables)} tables from {origin.where} to {destination.where}; verified")
+
+
 @main.command()
 @pass_ctx
 @reports_errors

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.errors import BusyError, StoreConflict
+from digest.errors import BusyError, StoreConflict, StoreError
 from digest.model import CachedFile, DeliveryStatus, Entry, Issue, SubscriberSource, SubscriberStatus
 from digest.store import Store, backend_for, email_hash
 from digest.store.sqlite import MIGRATIONS
@@ -148,3 +148,14 @@ def test_the_writer_lock_admits_one_holder_and_names_it(state: Path | str) -> No
         assert "render" in str(busy.value) and str(os.getpid()) in str(busy.value)
     with backend.writer_lock(0.2, "send"):  # released
         pass
+
+
+@pytest.mark.both_states
+def test_serialize_holds_its_key_until_the_transaction_ends(state: Path | str) -> None:
+    with Store.open(state, busy_timeout=0.2) as first, Store.open(state, busy_timeout=0.2) as second:
+        with first.transaction():
+            first.serialize("signup-ip:192.0.2.1")
+            with pytest.raises(StoreError), second.transaction():
+                second.serialize("signup-ip:192.0.2.1")  # waits 0.2 s for the key, then gives up
+        with second.transaction():
+            second.serialize("signup-ip:192.0.2.1")  # free once the first transaction committed

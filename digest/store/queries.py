@@ -178,6 +178,11 @@ class Store:
                 return
             self._conn.commit()
 
+    @property
+    def session(self) -> Connection:
+        """The connection itself (for copying whole tables; everything else goes through the methods below)."""
+        return self._conn
+
     def serialize(self, key: str) -> None:
         """Inside a transaction: wait for any other transaction holding `key` to end, and hold it until this one
         ends (a decision that counts rows, then writes, must not race a twin on another host)."""
