@@ -13,9 +13,10 @@ import pytest
 
 from digest.errors import BusyError, StoreConflict, StoreError
 from digest.model import CachedFile, DeliveryStatus, Entry, Issue, SubscriberSource, SubscriberStatus
-from digest.store import Store, backend_for, email_hash
+from digest.store import SCHEMA_VERSION, TABLES, Store, backend_for, email_hash
 from digest.store.sqlite import MIGRATIONS
 from tests.conftest import run_sql
+from tests.postgres_util import Cluster
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -159,3 +160,12 @@ def test_serialize_holds_its_key_until_the_transaction_ends(state: Path | str) -
                 second.serialize("signup-ip:192.0.2.1")  # waits 0.2 s for the key, then gives up
         with second.transaction():
             second.serialize("signup-ip:192.0.2.1")  # free once the first transaction committed
+
+
+def test_both_backends_have_the_same_tables_and_columns(tmp_path: Path, postgres: Cluster) -> None:
+    """The PostgreSQL schema (consolidated, then numbered steps) and SQLite's migrations from 1 end up alike."""
+    with Store.open(tmp_path / "digest.db") as lite, Store.open(postgres.create_database()) as pg:
+        for table, _ in TABLES:
+            assert sorted(lite.session.columns(table)) == sorted(pg.session.columns(table)), table
+        assert {t for t, _ in TABLES} == lite.session.tables() == pg.session.tables() - {"digest_schema"}
+        assert lite.session.schema_version() == pg.session.schema_version() == SCHEMA_VERSION
