@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -492,6 +493,95 @@ def _send_rows(
     return rows
 
 
+# --- the same scenarios on PostgreSQL (issue 11) -------------------------------------------------------
+
+
+def postgresql(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
+    """7. First publish, no-op, one new week and send with the state in PostgreSQL (a throwaway local server,
+    durability off like the test server: compare with the SQLite rows above, which fsync)."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.postgres_util import Cluster, find_postgres
+
+    bin_dir = find_postgres()
+    if bin_dir is None:
+        return [Row("7 postgresql", "", measured="not available (no PostgreSQL server)")]
+    log("  starting a throwaway PostgreSQL")
+    cluster = Cluster.start(bin_dir)
+    try:
+        return _postgresql_rows(base, sizes, log, cluster)
+    finally:
+        cluster.stop()
+
+
+def _postgresql_rows(base: Path, sizes: Sizes, log: Callable[[str], None], cluster: Any) -> list[Row]:
+    rows: list[Row] = []
+    n = sizes.first_publish
+    ws = Workspace(base / "pg-first")
+    corpus.write_corpus(ws.seeds, n)
+    runs = []
+    for i in range(sizes.repeats):
+        ws.reset_outputs()
+        ws.env["DIGEST_STATE_URL"] = cluster.create_database("bench")
+        log(f"  postgresql first publish {fmt_size(n)}: run {i + 1}/{sizes.repeats}")
+        runs.append(ws.digest("render", "--now", iso(FIRST_ISSUE)))
+    wall = median([r.wall for r in runs])
+    rows.append(Row("7 postgresql: 1 first publish", f"{fmt_size(n)} entries", wall, max(r.rss_mb for r in runs),
+                    f"{n / wall:,.0f} entries/s", runs=[r.wall for r in runs]))  # fmt: skip
+
+    large = sizes.noop[1]
+    ws = Workspace(base / "pg-archive")
+    corpus.write_corpus(ws.seeds, large)
+    log(f"  postgresql: a {fmt_size(large)}-entry archive, built in SQLite and moved with migrate-state")
+    issues = ws.build_archive()
+    url = cluster.create_database("bench")
+    moved = ws.digest("migrate-state", "--to", url)
+    archive = f"{fmt_size(large)} entries, {fmt_size(issues)} issues"
+    how = "SQLite -> empty PostgreSQL, verified by counts and checksums"
+    rows.append(Row("7 postgresql: migrate-state", archive, moved.wall, moved.rss_mb, note=how))
+    ws.env["DIGEST_STATE_URL"] = url
+    now = iso(FIRST_ISSUE + issues * WEEK)
+    ws.digest("render", "--now", now)  # fills the parse cache and writes the shared pages (not timed)
+    noops = [ws.digest("render", "--now", now) for _ in range(sizes.repeats)]
+    rows.append(Row("7 postgresql: 2 no-op render", archive, median([r.wall for r in noops]),
+                    max(r.rss_mb for r in noops), runs=[r.wall for r in noops]))  # fmt: skip
+    weeks = []
+    for week in range(1, sizes.repeats + 1):
+        corpus.add_week(ws.seeds)
+        weeks.append(ws.digest("render", "--now", iso(FIRST_ISSUE + (issues + week) * WEEK)))
+    rows.append(Row("7 postgresql: 3 new week", f"+10 on {fmt_size(large)} entries", median([r.wall for r in weeks]),
+                    max(r.rss_mb for r in weeks), runs=[r.wall for r in weeks]))  # fmt: skip
+
+    subscribers = sizes.subscribers
+    ws = Workspace(
+        base / "pg-send",
+        DIGEST_STATE_URL=cluster.create_database("bench"),
+        DIGEST_SMTP__HOST="127.0.0.1",
+        DIGEST_SMTP__SECURITY="none",
+        DIGEST_SECRET_KEY="benchmark-secret-key-0123456789abcdef",
+        DIGEST_SMTP_CONNECTIONS="2",
+        DIGEST_MAX_MESSAGES_PER_SECOND="1000000",
+        DIGEST_FROM_ADDRESS="Paper Digest <digest@localhost>",
+    )
+    corpus.write_corpus(ws.seeds, 10)
+    ws.digest("render", "--now", iso(FIRST_ISSUE))
+    addresses = ws.root / "subscribers.csv"
+    addresses.write_text("email,name\n" + "".join(f"reader{i}@example.org,Reader {i}\n" for i in range(subscribers)))
+    ws.digest("subscribers", "import", str(addresses))
+    sink = SmtpSink(ws.env)
+    ws.env["DIGEST_SMTP__PORT"] = str(sink.port)
+    try:
+        log(f"  postgresql: digest send to {fmt_size(subscribers)} subscribers")
+        run = ws.digest("send", "--issue", "1")
+    finally:
+        received = sink.stop()
+    if received != subscribers:
+        raise ScenarioError(f"digest send on PostgreSQL delivered {received} of {subscribers} messages")
+    rate = f"{subscribers / run.wall:,.0f} msg/s"
+    size = f"{fmt_size(subscribers)} subscribers, 2 connections"
+    rows.append(Row("7 postgresql: 5 digest send", size, run.wall, run.rss_mb, rate, note="plain SMTP"))
+    return rows
+
+
 # --- report --------------------------------------------------------------------------------------
 
 
@@ -526,7 +616,7 @@ def print_table(rows: list[Row], out: Callable[[str], None]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="digest benchmarks (issue 5): a report, not a test.")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): under a minute")
-    parser.add_argument("--only", default="123456", help="which scenarios to run, e.g. --only 23 (default all)")
+    parser.add_argument("--only", default="1234567", help="which scenarios to run, e.g. --only 23 (default all)")
     parser.add_argument("--workdir", type=Path, help="build corpora here and keep them (default: a temp folder)")
     parser.add_argument("--smtp-workers", type=int, default=2, help="SMTP connections / bare-loop workers")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -559,6 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("4", lambda: rebuild(base, sizes, log)),
             ("5", lambda: send(base, sizes, log, args.smtp_workers)),
             ("6", lambda: huge_word(base, sizes, log)),
+            ("7", lambda: postgresql(base, sizes, log)),
         ]
         for key, step in steps:
             if key not in args.only:
