@@ -42,6 +42,7 @@ class Sizes:
     rebuild_issues: int
     subscribers: int
     repeats: int
+    backlog: tuple[int, int] = (1_000, 100_000)  # entries in the seeds, all but the first issue waiting
 
 
 FULL = Sizes(
@@ -53,7 +54,13 @@ FULL = Sizes(
     repeats=5,
 )
 QUICK = Sizes(
-    first_publish=1_000, noop=(100, 1_000), new_week=(100, 1_000), rebuild_issues=50, subscribers=200, repeats=3
+    first_publish=1_000,
+    noop=(100, 1_000),
+    new_week=(100, 1_000),
+    rebuild_issues=50,
+    subscribers=200,
+    repeats=3,
+    backlog=(1_000, 5_000),
 )
 
 
@@ -266,6 +273,38 @@ def rebuild(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
         Row("4 rebuild", f"{fmt_size(issues)} issues", wall, max(r.rss_mb for r in runs), f"{wall:.2f} s", "< 5 s",
             wall < 5.0, note="first run writes every file, later runs compare", runs=[r.wall for r in runs])
     ]  # fmt: skip
+
+
+def backlog(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
+    """6. The next issue from a backlog: every entry seen, one issue published, the rest waiting; no seed file
+    changed. Median over consecutive issues (each takes the next max_entries_per_issue papers)."""
+    rows: list[Row] = []
+    walls: dict[int, float] = {}
+    for n in sizes.backlog:
+        ws = Workspace(base / f"backlog-{n}")
+        corpus.write_corpus(ws.seeds, n)
+        log(f"  backlog of {fmt_size(n)} entries: first issue (not timed)")
+        ws.digest("render", "--now", iso(FIRST_ISSUE))
+        runs = []
+        for week in range(1, sizes.repeats + 1):
+            run = ws.digest("render", "--now", iso(FIRST_ISSUE + week * WEEK))
+            if f"published issue {week + 1} " not in run.stdout:
+                raise ScenarioError(f"backlog run did not publish issue {week + 1}: {run.stdout}")
+            runs.append(run)
+        walls[n] = median([r.wall for r in runs])
+        rows.append(
+            Row("6 backlog next issue", f"{fmt_size(n)} entries, ~{fmt_size(n - 100)} waiting", walls[n],
+                max(r.rss_mb for r in runs), runs=[r.wall for r in runs])
+        )  # fmt: skip
+    small, large = sizes.backlog
+    ratio = walls[large] / walls[small]
+    rows[1].measured = f"{walls[large]:.3f} s"
+    rows[0].note = "no seed file changed between runs; each run publishes the next 100 papers"
+    rows.append(
+        Row("6 backlog next issue", f"{fmt_size(large)} vs {fmt_size(small)}", None, None, f"{ratio:.2f}x",
+            "<= 1.2x (backlog-independent)", ratio <= 1.2)
+    )  # fmt: skip
+    return rows
 
 
 # --- sending -------------------------------------------------------------------------------------
@@ -505,7 +544,7 @@ def print_table(rows: list[Row], out: Callable[[str], None]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="digest benchmarks (issue 5): a report, not a test.")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): under a minute")
-    parser.add_argument("--only", default="12345", help="which scenarios to run, e.g. --only 23 (default all)")
+    parser.add_argument("--only", default="123456", help="which scenarios to run, e.g. --only 23 (default all)")
     parser.add_argument("--workdir", type=Path, help="build corpora here and keep them (default: a temp folder)")
     parser.add_argument("--smtp-workers", type=int, default=2, help="SMTP connections / bare-loop workers")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -537,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("3", lambda: new_week(base, sizes, log, archives)),
             ("4", lambda: rebuild(base, sizes, log)),
             ("5", lambda: send(base, sizes, log, args.smtp_workers)),
+            ("6", lambda: backlog(base, sizes, log)),
         ]
         for key, step in steps:
             if key not in args.only:

@@ -171,7 +171,7 @@ def _scan_file(file: SeedFile) -> tuple[bytes, str]:
 
 def build_incremental(
     files: Sequence[SeedFile],
-    cached: Mapping[str, CachedFile],
+    cached: Mapping[str, CachedFile] | None,
     last_problems: Sequence[Problem],
     prior: Callable[[list[str]], Mapping[str, PriorEntry]],
     firsts_in: Callable[[list[str]], set[str]],
@@ -182,16 +182,19 @@ def build_incremental(
     every paper of the seeds where it first occurs), or None when the full path is needed (see module doc).
 
     `prior` must describe the seeds as of the last run (the full path leaves it so, and so does this one): what
-    the unchanged files hold is read from it, not from their cached scans.
+    the unchanged files hold is read from it, not from their cached scans. `cached` is None when the listing is
+    the one the last run scanned (nothing to compare file by file).
     """
     present = {f.source for f in files}
-    if set(cached) - present:
+    if cached is not None and set(cached) - present:
         return None  # a removed file can promote a duplicate elsewhere to first occurrence
-    order = {f.source: position for position, f in enumerate(files)}
-    changed = [f for f in files if (hit := cached.get(f.source)) is None or not hit.matches(f)]
+    changed = (
+        [] if cached is None else [f for f in files if (hit := cached.get(f.source)) is None or not hit.matches(f)]
+    )
     if len(changed) > MAX_INCREMENTAL_FILES:
         return None  # a bulk import: the streaming full path keeps memory flat
     unchanged = present - {f.source for f in changed}
+    order = {f.source: position for position, f in enumerate(files)}
     catalog = Catalog(known={})
     firsts_before = firsts_in([f.source for f in changed])
     scans = [(file, *_parse(file, catalog)) for file in changed]

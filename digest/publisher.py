@@ -183,7 +183,7 @@ class Publisher:
             if not dry_run and (quiet := self._nothing_changed(store, fingerprint)) is not None:
                 return PublishResult(None, quiet, 0, 0, out_dir, 0)
             with store.transaction(commit=not dry_run):
-                catalog = self._catalog(store, now, files, dry_run=dry_run)
+                catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run)
                 limit = self.settings.max_entries_per_issue
                 if catalog.known is not None:  # only changed files were read: the rest is what the state says
                     known = catalog.known
@@ -244,6 +244,7 @@ class Publisher:
         store: Store,
         now: datetime,
         files: Sequence[SeedFile],
+        fingerprint: str,
         *,
         dry_run: bool,
     ) -> Catalog:
@@ -256,7 +257,8 @@ class Publisher:
 
         if not dry_run and store.meta(ENTRIES_KEY) == "1":
             problems = _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
-            cached = store.cached_files(with_scans=False)
+            same_listing = store.meta(SEEDS_KEY) == fingerprint  # then no file needs comparing with its cache row
+            cached = None if same_listing else store.cached_files(with_scans=False)
             catalog = build_incremental(files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record)
             if catalog is not None:
                 return catalog
