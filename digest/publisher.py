@@ -212,13 +212,16 @@ class Publisher:
                 store.set_meta(SEEDS_KEY, fingerprint)
                 store.set_meta(PROBLEMS_KEY, _encode_problems(catalog.problems))
                 bundle = self._changed_outputs(store, revised_issues, issue, topics, repair=not dry_run)
-                changed = write_bundle(out_dir, bundle)
+                written: list[str] = []
+                changed = write_bundle(out_dir, bundle, written=written)
                 reports: tuple[EntryReport, ...] = ()
                 if dry_run:
                     titles = {i: e.title_en for i, e in catalog.parsed.items()}
                     reports = tuple(describe(catalog.refs, catalog.problems, known, plan, number, titles))
             if not dry_run:
                 self._write_build_marker(store)
+        if not dry_run:
+            self._announce_feeds(written)
         return PublishResult(
             issue=issue,
             problems=tuple(catalog.problems),
@@ -457,15 +460,33 @@ class Publisher:
                     touched = self._index_topics(store, None, set())
                 changed += self._write_archive_pages(store, numbers)
                 changed += self._write_topic_pages(store)
+                written: list[str] = []
                 changed += write_bundle(
-                    self.settings.output_dir, self.render_outputs(store, pages=(), emails=(), topics=touched)
+                    self.settings.output_dir,
+                    self.render_outputs(store, pages=(), emails=(), topics=touched),
+                    written=written,
                 )
                 for future in as_completed(futures):
                     changed += future.result()
                     if progress:
                         progress(futures[future])
             self._write_build_marker(store)
+        self._announce_feeds(written)
         return changed
+
+    def _announce_feeds(self, written: Sequence[str]) -> None:
+        """Ping the WebSub hub (if one is set) for every subscription feed this run changed; once the outputs
+        are written and the state committed, so the hub fetches what subscribers should get. Failures are
+        warnings (logged by `digest.websub`), never a failed render."""
+        from digest.render.feeds import is_subscription_feed
+
+        hub = self.settings.websub_hub
+        feeds = [path for path in written if is_subscription_feed(path)]
+        if hub and feeds:
+            from digest.websub import ping_hub
+
+            site_url = self.settings.site_url
+            ping_hub(hub, [site_url + path for path in feeds])
 
     def _write_archive_pages(self, store: Store, numbers: Sequence[int]) -> int:
         """Render and write every archive page (only `rebuild` needs the old, stable ones)."""
