@@ -266,8 +266,13 @@ class Publisher:
             if catalog is not None:
                 return catalog
         reconcile = store.has_entries()  # a first import has no recorded paper that could have left the seeds
+
+        def record_new(entries: Sequence[EntryRef]) -> None:
+            store.record_new(entries, now)  # the refs are first occurrences: no id comes twice
+
         with_scans = {} if dry_run else store.cached_files(with_scans=True)
-        catalog = build_catalog(files, with_scans, sink=record, keep_parsed=dry_run, workers=os.cpu_count() or 1)
+        sink = record if reconcile else record_new
+        catalog = build_catalog(files, with_scans, sink=sink, keep_parsed=dry_run, workers=os.cpu_count() or 1)
         if reconcile:
             store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})
         store.set_meta(ENTRIES_KEY, "1")
