@@ -43,6 +43,8 @@ class Sizes:
     subscribers: int
     repeats: int
     huge_word: int = 2_000_000  # characters of the one-word abstract of scenario 6 (issue 12)
+    backlog: tuple[int, int] = (1_000, 100_000)  # entries in the seeds, all but the first issue waiting
+    pelican_entries: int = 2_000  # the same entries as a whole static site: digest rebuild vs Pelican
 
 
 FULL = Sizes(
@@ -54,7 +56,14 @@ FULL = Sizes(
     repeats=5,
 )
 QUICK = Sizes(
-    first_publish=1_000, noop=(100, 1_000), new_week=(100, 1_000), rebuild_issues=50, subscribers=200, repeats=3
+    first_publish=1_000,
+    noop=(100, 1_000),
+    new_week=(100, 1_000),
+    rebuild_issues=50,
+    subscribers=200,
+    repeats=3,
+    backlog=(1_000, 5_000),
+    pelican_entries=200,
 )
 
 
@@ -286,6 +295,79 @@ def huge_word(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]
         Row("6 huge word", f"1 entry, {fmt_size(sizes.huge_word)}-char word", wall, max(r.rss_mb for r in runs),
             f"{wall:.2f} s", "< 2 s", wall < 2.0, runs=[r.wall for r in runs],
             note="every output, the 2 MB feeds and pages included; it took 36 s when wrapping was quadratic")
+    ]  # fmt: skip
+
+
+def backlog(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
+    """7. The next issue from a backlog: every entry seen, one issue published, the rest waiting; no seed file
+    changed. Median over consecutive issues (each takes the next max_entries_per_issue papers)."""
+    rows: list[Row] = []
+    walls: dict[int, float] = {}
+    for n in sizes.backlog:
+        ws = Workspace(base / f"backlog-{n}")
+        corpus.write_corpus(ws.seeds, n)
+        log(f"  backlog of {fmt_size(n)} entries: first issue (not timed)")
+        ws.digest("render", "--now", iso(FIRST_ISSUE))
+        runs = []
+        for week in range(1, sizes.repeats + 1):
+            run = ws.digest("render", "--now", iso(FIRST_ISSUE + week * WEEK))
+            if f"published issue {week + 1} " not in run.stdout:
+                raise ScenarioError(f"backlog run did not publish issue {week + 1}: {run.stdout}")
+            runs.append(run)
+        walls[n] = median([r.wall for r in runs])
+        rows.append(
+            Row("7 backlog next issue", f"{fmt_size(n)} entries, ~{fmt_size(n - 100)} waiting", walls[n],
+                max(r.rss_mb for r in runs), runs=[r.wall for r in runs])
+        )  # fmt: skip
+    small, large = sizes.backlog
+    ratio = walls[large] / walls[small]
+    rows[1].measured = f"{walls[large]:.3f} s"
+    rows[0].note = "no seed file changed between runs; each run publishes the next 100 papers"
+    rows.append(
+        Row("7 backlog next issue", f"{fmt_size(large)} vs {fmt_size(small)}", None, None, f"{ratio:.2f}x",
+            "<= 1.2x (backlog-independent)", ratio <= 1.2)
+    )  # fmt: skip
+    return rows
+
+
+def _has_pelican() -> bool:
+    found = subprocess.run([sys.executable, "-c", "import pelican, markdown"], capture_output=True)
+    return found.returncode == 0
+
+
+def pelican_baseline(base: Path, sizes: Sizes, log: Callable[[str], None], install: bool) -> list[Row]:
+    """8. The same entries as a whole static site: `digest rebuild` (issue pages, emails, archive, topics, feeds,
+    search) against Pelican 4 building one Markdown article per paper (articles, indexes, categories, feeds),
+    each from an empty output folder."""
+    n = sizes.pelican_entries
+    if not _has_pelican():
+        if not install:
+            hint = "Pelican is not installed: pip install -e '.[bench]', or run.py --install-pelican"
+            return [Row("8 vs Pelican", f"{fmt_size(n)} entries", measured="not run", note=hint)]
+        log("  installing pelican and markdown into this environment")
+        run_child([sys.executable, "-m", "pip", "install", "-q", "pelican>=4.9", "markdown>=3.5"], env=dict(os.environ),
+                  cwd=base)  # fmt: skip
+    ws = Workspace(base / "pelican")
+    corpus.write_corpus(ws.seeds, n)
+    issues = ws.build_archive()
+    articles = int(ws.python("pelican_site.py", "--seeds", "seeds", "--out", "pelican").stdout.split()[-1])
+    ours, theirs = [], []
+    for i in range(sizes.repeats):
+        log(f"  {fmt_size(articles)} entries as a site: digest rebuild and pelican, run {i + 1}/{sizes.repeats}")
+        shutil.rmtree(ws.root / "site", ignore_errors=True)
+        ours.append(ws.digest("rebuild"))
+        shutil.rmtree(ws.root / "pelican" / "output", ignore_errors=True)
+        theirs.append(run_child([sys.executable, "-m", "pelican", "pelican/content", "-o", "pelican/output", "-s",
+                                 "pelican/pelicanconf.py", "-q"], env=ws.env, cwd=ws.root))  # fmt: skip
+    wall, baseline = median([r.wall for r in ours]), median([r.wall for r in theirs])
+    size = f"{fmt_size(articles)} entries ({fmt_size(issues)} issues)"
+    return [
+        Row("8 digest rebuild (whole site)", size, wall, max(r.rss_mb for r in ours), runs=[r.wall for r in ours],
+            note="empty output folder each run; issue pages and emails on 2 cores"),
+        Row("8 Pelican (same entries)", size, baseline, max(r.rss_mb for r in theirs), runs=[r.wall for r in theirs],
+            note="one Markdown article per paper, default theme, feeds on; Pelican uses one core"),
+        Row("8 vs Pelican", size, measured=f"{baseline / wall:.1f}x", target="Pelican time / digest time > 1",
+            ok=baseline > wall),
     ]  # fmt: skip
 
 
@@ -526,7 +608,8 @@ def print_table(rows: list[Row], out: Callable[[str], None]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="digest benchmarks (issue 5): a report, not a test.")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): under a minute")
-    parser.add_argument("--only", default="123456", help="which scenarios to run, e.g. --only 23 (default all)")
+    parser.add_argument("--install-pelican", action="store_true", help="pip-install Pelican for scenario 8")
+    parser.add_argument("--only", default="12345678", help="which scenarios to run, e.g. --only 23 (default all)")
     parser.add_argument("--workdir", type=Path, help="build corpora here and keep them (default: a temp folder)")
     parser.add_argument("--smtp-workers", type=int, default=2, help="SMTP connections / bare-loop workers")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -559,6 +642,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("4", lambda: rebuild(base, sizes, log)),
             ("5", lambda: send(base, sizes, log, args.smtp_workers)),
             ("6", lambda: huge_word(base, sizes, log)),
+            ("7", lambda: backlog(base, sizes, log)),
+            ("8", lambda: pelican_baseline(base, sizes, log, args.install_pelican)),
         ]
         for key, step in steps:
             if key not in args.only:
