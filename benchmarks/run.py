@@ -44,6 +44,8 @@ class Sizes:
     subscribers: int
     repeats: int
     huge_word: int = 2_000_000  # characters of the one-word abstract of scenario 6 (issue 12)
+    backlog: tuple[int, int] = (1_000, 100_000)  # entries in the seeds, all but the first issue waiting
+    pelican_entries: int = 2_000  # the same entries as a whole static site: digest rebuild vs Pelican
 
 
 FULL = Sizes(
@@ -55,7 +57,14 @@ FULL = Sizes(
     repeats=5,
 )
 QUICK = Sizes(
-    first_publish=1_000, noop=(100, 1_000), new_week=(100, 1_000), rebuild_issues=50, subscribers=200, repeats=3
+    first_publish=1_000,
+    noop=(100, 1_000),
+    new_week=(100, 1_000),
+    rebuild_issues=50,
+    subscribers=200,
+    repeats=3,
+    backlog=(1_000, 5_000),
+    pelican_entries=200,
 )
 
 
@@ -290,6 +299,79 @@ def huge_word(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]
     ]  # fmt: skip
 
 
+def backlog(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
+    """7. The next issue from a backlog: every entry seen, one issue published, the rest waiting; no seed file
+    changed. Median over consecutive issues (each takes the next max_entries_per_issue papers)."""
+    rows: list[Row] = []
+    walls: dict[int, float] = {}
+    for n in sizes.backlog:
+        ws = Workspace(base / f"backlog-{n}")
+        corpus.write_corpus(ws.seeds, n)
+        log(f"  backlog of {fmt_size(n)} entries: first issue (not timed)")
+        ws.digest("render", "--now", iso(FIRST_ISSUE))
+        runs = []
+        for week in range(1, sizes.repeats + 1):
+            run = ws.digest("render", "--now", iso(FIRST_ISSUE + week * WEEK))
+            if f"published issue {week + 1} " not in run.stdout:
+                raise ScenarioError(f"backlog run did not publish issue {week + 1}: {run.stdout}")
+            runs.append(run)
+        walls[n] = median([r.wall for r in runs])
+        rows.append(
+            Row("7 backlog next issue", f"{fmt_size(n)} entries, ~{fmt_size(n - 100)} waiting", walls[n],
+                max(r.rss_mb for r in runs), runs=[r.wall for r in runs])
+        )  # fmt: skip
+    small, large = sizes.backlog
+    ratio = walls[large] / walls[small]
+    rows[1].measured = f"{walls[large]:.3f} s"
+    rows[0].note = "no seed file changed between runs; each run publishes the next 100 papers"
+    rows.append(
+        Row("7 backlog next issue", f"{fmt_size(large)} vs {fmt_size(small)}", None, None, f"{ratio:.2f}x",
+            "<= 1.2x (backlog-independent)", ratio <= 1.2)
+    )  # fmt: skip
+    return rows
+
+
+def _has_pelican() -> bool:
+    found = subprocess.run([sys.executable, "-c", "import pelican, markdown"], capture_output=True)
+    return found.returncode == 0
+
+
+def pelican_baseline(base: Path, sizes: Sizes, log: Callable[[str], None], install: bool) -> list[Row]:
+    """8. The same entries as a whole static site: `digest rebuild` (issue pages, emails, archive, topics, feeds,
+    search) against Pelican 4 building one Markdown article per paper (articles, indexes, categories, feeds),
+    each from an empty output folder."""
+    n = sizes.pelican_entries
+    if not _has_pelican():
+        if not install:
+            hint = "Pelican is not installed: pip install -e '.[bench]', or run.py --install-pelican"
+            return [Row("8 vs Pelican", f"{fmt_size(n)} entries", measured="not run", note=hint)]
+        log("  installing pelican and markdown into this environment")
+        run_child([sys.executable, "-m", "pip", "install", "-q", "pelican>=4.9", "markdown>=3.5"], env=dict(os.environ),
+                  cwd=base)  # fmt: skip
+    ws = Workspace(base / "pelican")
+    corpus.write_corpus(ws.seeds, n)
+    issues = ws.build_archive()
+    articles = int(ws.python("pelican_site.py", "--seeds", "seeds", "--out", "pelican").stdout.split()[-1])
+    ours, theirs = [], []
+    for i in range(sizes.repeats):
+        log(f"  {fmt_size(articles)} entries as a site: digest rebuild and pelican, run {i + 1}/{sizes.repeats}")
+        shutil.rmtree(ws.root / "site", ignore_errors=True)
+        ours.append(ws.digest("rebuild"))
+        shutil.rmtree(ws.root / "pelican" / "output", ignore_errors=True)
+        theirs.append(run_child([sys.executable, "-m", "pelican", "pelican/content", "-o", "pelican/output", "-s",
+                                 "pelican/pelicanconf.py", "-q"], env=ws.env, cwd=ws.root))  # fmt: skip
+    wall, baseline = median([r.wall for r in ours]), median([r.wall for r in theirs])
+    size = f"{fmt_size(articles)} entries ({fmt_size(issues)} issues)"
+    return [
+        Row("8 digest rebuild (whole site)", size, wall, max(r.rss_mb for r in ours), runs=[r.wall for r in ours],
+            note="empty output folder each run; issue pages and emails on 2 cores"),
+        Row("8 Pelican (same entries)", size, baseline, max(r.rss_mb for r in theirs), runs=[r.wall for r in theirs],
+            note="one Markdown article per paper, default theme, feeds on; Pelican uses one core"),
+        Row("8 vs Pelican", size, measured=f"{baseline / wall:.1f}x", target="Pelican time / digest time > 1",
+            ok=baseline > wall),
+    ]  # fmt: skip
+
+
 # --- sending -------------------------------------------------------------------------------------
 
 
@@ -497,14 +579,14 @@ def _send_rows(
 
 
 def postgresql(base: Path, sizes: Sizes, log: Callable[[str], None]) -> list[Row]:
-    """7. First publish, no-op, one new week and send with the state in PostgreSQL (a throwaway local server,
+    """9. First publish, no-op, one new week and send with the state in PostgreSQL (a throwaway local server,
     durability off like the test server: compare with the SQLite rows above, which fsync)."""
     sys.path.insert(0, str(HERE.parent))
     from tests.postgres_util import Cluster, find_postgres
 
     bin_dir = find_postgres()
     if bin_dir is None:
-        return [Row("7 postgresql", "", measured="not available (no PostgreSQL server)")]
+        return [Row("9 postgresql", "", measured="not available (no PostgreSQL server)")]
     log("  starting a throwaway PostgreSQL")
     cluster = Cluster.start(bin_dir)
     try:
@@ -525,7 +607,7 @@ def _postgresql_rows(base: Path, sizes: Sizes, log: Callable[[str], None], clust
         log(f"  postgresql first publish {fmt_size(n)}: run {i + 1}/{sizes.repeats}")
         runs.append(ws.digest("render", "--now", iso(FIRST_ISSUE)))
     wall = median([r.wall for r in runs])
-    rows.append(Row("7 postgresql: 1 first publish", f"{fmt_size(n)} entries", wall, max(r.rss_mb for r in runs),
+    rows.append(Row("9 postgresql: 1 first publish", f"{fmt_size(n)} entries", wall, max(r.rss_mb for r in runs),
                     f"{n / wall:,.0f} entries/s", runs=[r.wall for r in runs]))  # fmt: skip
 
     large = sizes.noop[1]
@@ -537,18 +619,18 @@ def _postgresql_rows(base: Path, sizes: Sizes, log: Callable[[str], None], clust
     moved = ws.digest("migrate-state", "--to", url)
     archive = f"{fmt_size(large)} entries, {fmt_size(issues)} issues"
     how = "SQLite -> empty PostgreSQL, verified by counts and checksums"
-    rows.append(Row("7 postgresql: migrate-state", archive, moved.wall, moved.rss_mb, note=how))
+    rows.append(Row("9 postgresql: migrate-state", archive, moved.wall, moved.rss_mb, note=how))
     ws.env["DIGEST_STATE_URL"] = url
     now = iso(FIRST_ISSUE + issues * WEEK)
     ws.digest("render", "--now", now)  # fills the parse cache and writes the shared pages (not timed)
     noops = [ws.digest("render", "--now", now) for _ in range(sizes.repeats)]
-    rows.append(Row("7 postgresql: 2 no-op render", archive, median([r.wall for r in noops]),
+    rows.append(Row("9 postgresql: 2 no-op render", archive, median([r.wall for r in noops]),
                     max(r.rss_mb for r in noops), runs=[r.wall for r in noops]))  # fmt: skip
     weeks = []
     for week in range(1, sizes.repeats + 1):
         corpus.add_week(ws.seeds)
         weeks.append(ws.digest("render", "--now", iso(FIRST_ISSUE + (issues + week) * WEEK)))
-    rows.append(Row("7 postgresql: 3 new week", f"+10 on {fmt_size(large)} entries", median([r.wall for r in weeks]),
+    rows.append(Row("9 postgresql: 3 new week", f"+10 on {fmt_size(large)} entries", median([r.wall for r in weeks]),
                     max(r.rss_mb for r in weeks), runs=[r.wall for r in weeks]))  # fmt: skip
 
     subscribers = sizes.subscribers
@@ -578,7 +660,7 @@ def _postgresql_rows(base: Path, sizes: Sizes, log: Callable[[str], None], clust
         raise ScenarioError(f"digest send on PostgreSQL delivered {received} of {subscribers} messages")
     rate = f"{subscribers / run.wall:,.0f} msg/s"
     size = f"{fmt_size(subscribers)} subscribers, 2 connections"
-    rows.append(Row("7 postgresql: 5 digest send", size, run.wall, run.rss_mb, rate, note="plain SMTP"))
+    rows.append(Row("9 postgresql: 5 digest send", size, run.wall, run.rss_mb, rate, note="plain SMTP"))
     return rows
 
 
@@ -616,7 +698,8 @@ def print_table(rows: list[Row], out: Callable[[str], None]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="digest benchmarks (issue 5): a report, not a test.")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): under a minute")
-    parser.add_argument("--only", default="1234567", help="which scenarios to run, e.g. --only 23 (default all)")
+    parser.add_argument("--install-pelican", action="store_true", help="pip-install Pelican for scenario 8")
+    parser.add_argument("--only", default="123456789", help="which scenarios to run, e.g. --only 23 (default all)")
     parser.add_argument("--workdir", type=Path, help="build corpora here and keep them (default: a temp folder)")
     parser.add_argument("--smtp-workers", type=int, default=2, help="SMTP connections / bare-loop workers")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -649,7 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("4", lambda: rebuild(base, sizes, log)),
             ("5", lambda: send(base, sizes, log, args.smtp_workers)),
             ("6", lambda: huge_word(base, sizes, log)),
-            ("7", lambda: postgresql(base, sizes, log)),
+            ("7", lambda: backlog(base, sizes, log)),
+            ("8", lambda: pelican_baseline(base, sizes, log, args.install_pelican)),
+            ("9", lambda: postgresql(base, sizes, log)),
         ]
         for key, step in steps:
             if key not in args.only:

@@ -1,13 +1,17 @@
 """The seed catalog: every entry in the seeds folder, in publication order, re-reading only changed files.
 
-Parsing 100,000 entries takes seconds; a weekly run should cost what the new week costs. Two paths:
+Parsing 100,000 entries takes seconds; a weekly run should cost what the new week costs, however many papers
+wait and however large the archive. The state records every paper where it first occurs in the seeds (id,
+file, line, content hash), so that it always describes the seeds as of the last run. Two paths:
 
 - `build_catalog` (the reference): every file, its light scan (ids, content hashes, lines, problems) taken from
-  the cache in the state when the file's size and mtime (or bytes) are unchanged, parsed otherwise.
-- `build_incremental`: when no file was removed and every unchanged file is *settled* (all its papers published
-  with the recorded text), only the new or changed files are parsed and checked against the state by id. Any
-  case it cannot decide locally (a new file sorting before a paper's first occurrence, a paper dropped from a
-  changed file) returns None, and the caller falls back to `build_catalog`.
+  the cache in the state when the file's size and mtime (or bytes) are unchanged, parsed otherwise. Every first
+  occurrence goes to the `sink`, and the caller forgets recorded papers that are no longer in the seeds.
+- `build_incremental`: when no file was removed, only the new or changed files are parsed and checked against
+  the state by id; the unchanged files are what the state says they are (the publisher takes the next issue
+  from the state's queue of waiting papers, in seed order). Any case it cannot decide locally (a new occurrence
+  sorting before a paper's first occurrence, a paper dropped from a changed file) returns None, and the caller
+  falls back to `build_catalog`.
 
 Parsed entries are handed to a `sink` file by file (the publisher records them), so memory stays flat.
 """
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 
 from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, PriorEntry, Problem, ProblemKind, SeedFile
 from digest.seedfiles import read_seed_file
-from digest.seeds import deduplicate, parse_seed
+from digest.seeds import deduplicate, duplicate_problem, parse_seed
 
 Sink = Callable[[Sequence[EntryRef]], None]
 MAX_INCREMENTAL_FILES = 200
@@ -76,12 +80,15 @@ class Catalog:
     scanned: list[str] = field(default_factory=list)
     known: dict[str, KnownEntry] | None = None
 
-    def reparse(self, sources: set[str], files: Sequence[SeedFile]) -> None:
-        """Parse these files fully (their text recorded in the state is stale) and keep their entries."""
+    def reparse(self, refs: Sequence[EntryRef], files: Sequence[SeedFile]) -> None:
+        """Parse the files holding these refs (their text is not in the state) and keep the entries they name."""
+        wanted = {(r.source, r.line): r.id for r in refs}
+        sources = {r.source for r in refs}
         for file in files:
             if file.source in sources:
                 for entry in parse_seed(read_seed_file(file), file.source).entries:
-                    self.parsed.setdefault(entry.id, entry)
+                    if wanted.get((entry.source, entry.line)) == entry.id:
+                        self.parsed[entry.id] = entry
 
 
 def _parse(file: SeedFile, catalog: Catalog) -> tuple[FileScan, dict[str, Entry]]:
@@ -103,18 +110,19 @@ def build_catalog(
 ) -> Catalog:
     """Every seed file's entries, parsing only files that changed since their cached scan (the reference path).
 
-    A bulk of files to parse is spread over `workers` processes, which send back light scans only.
+    A bulk of files to parse is spread over `workers` processes, which send back light scans only. Every first
+    occurrence goes to `sink`, also from unchanged files (a removed or edited file may have moved one there).
     """
     catalog = Catalog()
     seen: dict[str, Located] = {}
-    for file, scan, parsed, fresh in _scans(files, cached, catalog, keep_parsed, workers):
+    for file, scan, parsed in _scans(files, cached, catalog, keep_parsed, workers):
         found = list(scan.problems)
         kept = deduplicate(scan.refs, seen, found)
         catalog.refs.extend(kept)
         found.sort(key=lambda p: p.line)
         catalog.problems.extend(found)
         catalog.scanned.append(file.source)
-        if fresh and sink:
+        if sink:
             sink(kept)
         if keep_parsed:
             catalog.parsed.update((r.id, parsed[r.id]) for r in kept if r.id in parsed)
@@ -124,8 +132,8 @@ def build_catalog(
 
 def _scans(
     files: Sequence[SeedFile], cached: Mapping[str, CachedFile], catalog: Catalog, keep_parsed: bool, workers: int
-) -> Iterator[tuple[SeedFile, FileScan, dict[str, Entry], bool]]:
-    """(file, scan, parsed entries, parsed now?) in file order: cached scans, or parsed here or in workers."""
+) -> Iterator[tuple[SeedFile, FileScan, dict[str, Entry]]]:
+    """(file, scan, parsed entries) in file order: cached scans, or parsed here or in workers."""
     stale = [f for f in files if (hit := cached.get(f.source)) is None or hit.scan is None or not hit.matches(f)]
     parallel = workers > 1 and not keep_parsed and len(stale) >= PARALLEL_MIN_FILES
     fresh: Iterator[tuple[bytes, str]] | None = None
@@ -141,14 +149,14 @@ def _scans(
             if file.source not in stale_sources:
                 data = cached[file.source].scan
                 assert data is not None
-                yield file, FileScan.decode(file.source, data), {}, False
+                yield file, FileScan.decode(file.source, data), {}
             elif fresh is not None:
                 encoded, digest = next(fresh)
                 catalog.cache_updates.append((file.source, file.size, file.mtime_ns, digest, encoded))
-                yield file, FileScan.decode(file.source, encoded), {}, True
+                yield file, FileScan.decode(file.source, encoded), {}
             else:
                 scan, parsed = _parse(file, catalog)
-                yield file, scan, parsed, True
+                yield file, scan, parsed
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -163,31 +171,37 @@ def _scan_file(file: SeedFile) -> tuple[bytes, str]:
 
 def build_incremental(
     files: Sequence[SeedFile],
-    cached: Mapping[str, CachedFile],
+    cached: Mapping[str, CachedFile] | None,
     last_problems: Sequence[Problem],
     prior: Callable[[list[str]], Mapping[str, PriorEntry]],
     firsts_in: Callable[[list[str]], set[str]],
     *,
     sink: Sink | None = None,
 ) -> Catalog | None:
-    """Only the new and changed files' entries, or None when the full path is needed (see module doc)."""
+    """Only the new and changed files' first occurrences (recorded through `sink`, so that the state again holds
+    every paper of the seeds where it first occurs), or None when the full path is needed (see module doc).
+
+    `prior` must describe the seeds as of the last run (the full path leaves it so, and so does this one): what
+    the unchanged files hold is read from it, not from their cached scans. `cached` is None when the listing is
+    the one the last run scanned (nothing to compare file by file).
+    """
     present = {f.source for f in files}
-    if set(cached) - present:
+    if cached is not None and set(cached) - present:
         return None  # a removed file can promote a duplicate elsewhere to first occurrence
-    order = {f.source: position for position, f in enumerate(files)}
-    changed = [f for f in files if (hit := cached.get(f.source)) is None or not hit.matches(f)]
+    changed = (
+        [] if cached is None else [f for f in files if (hit := cached.get(f.source)) is None or not hit.matches(f)]
+    )
     if len(changed) > MAX_INCREMENTAL_FILES:
         return None  # a bulk import: the streaming full path keeps memory flat
     unchanged = present - {f.source for f in changed}
-    if any(not cached[source].settled for source in unchanged):
-        return None
+    order = {f.source: position for position, f in enumerate(files)}
     catalog = Catalog(known={})
     firsts_before = firsts_in([f.source for f in changed])
     scans = [(file, *_parse(file, catalog)) for file in changed]
     ids = [ref.id for _, scan, _ in scans for ref in scan.refs]
     known_before = prior(ids)
     seen: dict[str, Located] = {}
-    new_firsts: set[str] = set()
+    new_firsts: dict[str, EntryRef] = {}
     for file, scan, parsed in scans:
         found = list(scan.problems)
         candidates = []
@@ -199,13 +213,13 @@ def build_incremental(
                 seen[ref.id] = EntryRef(ref.id, before.content_hash, before.source, before.line)
             candidates.append(ref)
         kept = deduplicate(candidates, seen, found)
-        new_firsts.update(r.id for r in kept)
+        new_firsts.update((r.id, r) for r in kept)
         catalog.refs.extend(kept)
         found.sort(key=lambda p: p.line)
         catalog.problems.extend(found)
         catalog.scanned.append(file.source)
         catalog.parsed.update((r.id, parsed[r.id]) for r in kept)
-    if firsts_before - new_firsts:
+    if firsts_before - new_firsts.keys():
         return None  # a paper left a changed file: a duplicate elsewhere may now be its first occurrence
     if sink:
         sink(catalog.refs)
@@ -213,6 +227,14 @@ def build_incremental(
     for ref in catalog.refs:
         if (before := known_before.get(ref.id)) is not None:
             catalog.known[ref.id] = KnownEntry(before.content_hash, before.issue)
-    kept_old = [p for p in last_problems if p.source in unchanged]
+    # Problems of unchanged files stay, except that a duplicate's "first at" follows its first occurrence when
+    # that moved inside a changed file.
+    kept_old = [
+        duplicate_problem(p.source, p.line, new_firsts[p.entry_id])
+        if p.kind is ProblemKind.DUPLICATE and p.entry_id in new_firsts
+        else p
+        for p in last_problems
+        if p.source in unchanged
+    ]
     catalog.problems = sorted([*kept_old, *catalog.problems], key=lambda p: (order[p.source], p.line))
     return catalog

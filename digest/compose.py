@@ -14,10 +14,10 @@ R = TypeVar("R", bound=Located)
 
 @dataclass(frozen=True)
 class IssuePlan(Generic[R]):
-    """The next issue's entries, the ones left for later, and published entries whose text changed."""
+    """The next issue's entries, how many are left for later, and published entries whose text changed."""
 
     new: tuple[R, ...]
-    waiting: tuple[R, ...]
+    waiting: int
     revised: tuple[R, ...]
 
     @property
@@ -38,9 +38,23 @@ def plan_next_issue(entries: Sequence[R], known: Mapping[str, KnownEntry], max_e
             revised.append(entry)
     return IssuePlan(
         new=tuple(unpublished[:max_entries]),
-        waiting=tuple(unpublished[max_entries:]),
+        waiting=max(0, len(unpublished) - max_entries),
         revised=tuple(revised),
     )
+
+
+def plan_from_queue(
+    head: Sequence[R], waiting: int, scanned: Sequence[R], known: Mapping[str, KnownEntry], max_entries: int
+) -> IssuePlan[R]:
+    """The same plan when the unpublished entries come as the head of a queue in seed order (`waiting` of them
+    in all) and only some entries were read again (`scanned`): corrections can only be among those."""
+    revised = [
+        e
+        for e in scanned
+        if (r := known.get(e.id)) is not None and r.issue is not None and r.content_hash != e.content_hash
+    ]
+    new = tuple(head[:max_entries])
+    return IssuePlan(new=new, waiting=waiting - len(new), revised=tuple(revised))
 
 
 class EntryStatus(StrEnum):

@@ -89,7 +89,6 @@ class CachedFile:
     mtime_ns: int
     sha256: str = ""
     scan: bytes | None = None
-    settled: bool = False
 
     def matches(self, file: SeedFile) -> bool:
         """Same size and mtime: the file is taken as unchanged without reading it."""

@@ -52,8 +52,14 @@ def remove_stale_temp_files(folder: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def write_bundle(root: Path, files: Mapping[str, bytes], progress: Callable[[int], None] | None = None) -> int:
-    """Write every file of a rendered bundle under `root`; returns how many files changed.
+def write_bundle(
+    root: Path,
+    files: Mapping[str, bytes],
+    progress: Callable[[int], None] | None = None,
+    written: list[str] | None = None,
+) -> int:
+    """Write every file of a rendered bundle under `root`; returns how many files changed (and appends their
+    bundle paths to `written`, when given).
 
     The caller holds the writer lock, so temp files found in the folders written to are leftovers of a killed
     run: they are removed first.
@@ -68,7 +74,10 @@ def write_bundle(root: Path, files: Mapping[str, bytes], progress: Callable[[int
         if target.parent not in cleaned:
             cleaned.add(target.parent)
             remove_stale_temp_files(target.parent)
-        changed += write_atomic(target, data)
+        if write_atomic(target, data):
+            changed += 1
+            if written is not None:
+                written.append(relative)
         if progress:
             progress(1)
     return changed

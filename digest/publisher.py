@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -33,13 +33,12 @@ if TYPE_CHECKING:
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
 
-from digest.compose import EntryReport, IssuePlan, describe, plan_next_issue
+from digest.compose import EntryReport, describe, plan_from_queue, plan_next_issue
 from digest.errors import BusyError, DigestError
 from digest.model import (
     Entry,
     EntryRef,
     Issue,
-    KnownEntry,
     Problem,
     ProblemKind,
     SeedFile,
@@ -64,6 +63,7 @@ BACKLOG_KEY = "unpublished_after_last_run"
 TOPIC_RULES_KEY = "topic_rules_of_index"
 PROBLEMS_KEY = "problems_of_last_run"
 SEEDS_KEY = "seed_listing_of_last_run"
+ENTRIES_KEY = "entries_match_seeds"  # "1" once a full scan recorded every paper where the seeds have it
 Progress = Callable[[int], None]
 
 
@@ -196,14 +196,19 @@ class Publisher:
             if not dry_run and (quiet := self._nothing_changed(store, fingerprint)) is not None:
                 return PublishResult(None, quiet, 0, 0, out_dir, 0)
             with store.transaction(commit=not dry_run):
-                catalog = self._catalog(store, now, files, dry_run=dry_run)
-                known = catalog.known if catalog.known is not None else store.published_entries()
-                plan = plan_next_issue(catalog.refs, known, self.settings.max_entries_per_issue)
+                catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run)
+                limit = self.settings.max_entries_per_issue
+                if catalog.known is not None:  # only changed files were read: the rest is what the state says
+                    known = catalog.known
+                    head = store.waiting_entries(limit)
+                    plan = plan_from_queue(head, store.waiting_count(), catalog.refs, known, limit)
+                else:
+                    known = store.published_entries()
+                    plan = plan_next_issue(catalog.refs, known, limit)
                 number = store.next_issue_number()
-                entries = self._materialize(store, catalog, [*plan.new, *plan.revised])
+                entries = self._materialize(store, catalog, files, [*plan.new, *plan.revised])
                 store.cache_scans(catalog.cache_updates)
                 store.forget_scans(catalog.removed)
-                store.set_settled(_settled_files(catalog, known, plan))
                 store.record_revisions([entries[r.id] for r in plan.revised], now)
                 issue = None
                 if plan.has_issue:
@@ -216,22 +221,25 @@ class Publisher:
                 catalog.problems.extend(
                     topic_problems([entries[r.id] for r in [*plan.new, *plan.revised]], self.settings.topic_list)
                 )
-                store.set_meta(BACKLOG_KEY, str(len(plan.waiting)))
+                store.set_meta(BACKLOG_KEY, str(plan.waiting))
                 store.set_meta(SEEDS_KEY, fingerprint)
                 store.set_meta(PROBLEMS_KEY, _encode_problems(catalog.problems))
                 bundle = self._changed_outputs(store, revised_issues, issue, topics, repair=not dry_run)
-                changed = write_bundle(out_dir, bundle)
+                written: list[str] = []
+                changed = write_bundle(out_dir, bundle, written=written)
                 reports: tuple[EntryReport, ...] = ()
                 if dry_run:
                     titles = {i: e.title_en for i, e in catalog.parsed.items()}
                     reports = tuple(describe(catalog.refs, catalog.problems, known, plan, number, titles))
             if not dry_run:
                 self._write_build_marker(store)
+        if not dry_run:
+            self._announce_feeds(written)
         return PublishResult(
             issue=issue,
             problems=tuple(catalog.problems),
             revised=len(plan.revised),
-            waiting=len(plan.waiting),
+            waiting=plan.waiting,
             output_dir=out_dir,
             files_changed=changed,
             dry_run=dry_run,
@@ -252,6 +260,7 @@ class Publisher:
         store: Store,
         now: datetime,
         files: Sequence[SeedFile],
+        fingerprint: str,
         *,
         dry_run: bool,
     ) -> Catalog:
@@ -262,26 +271,44 @@ class Publisher:
         def record(entries: Sequence[EntryRef]) -> None:
             store.record_seen(entries, now)
 
-        if not dry_run:
+        if not dry_run and store.meta(ENTRIES_KEY) == "1":
             problems = _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
-            cached = store.cached_files(with_scans=False)
+            same_listing = store.meta(SEEDS_KEY) == fingerprint  # then no file needs comparing with its cache row
+            cached = None if same_listing else store.cached_files(with_scans=False)
             catalog = build_incremental(files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record)
             if catalog is not None:
                 return catalog
-        with_scans = {} if dry_run else store.cached_files(with_scans=True)
-        return build_catalog(files, with_scans, sink=record, keep_parsed=dry_run, workers=os.cpu_count() or 1)
+        reconcile = store.has_entries()  # a first import has no recorded paper that could have left the seeds
 
-    def _materialize(self, store: Store, catalog: Catalog, refs: Sequence[EntryRef]) -> dict[str, Entry]:
-        """Full entries for these refs: parsed this run, else recorded when their file was parsed earlier."""
+        def record_new(entries: Sequence[EntryRef]) -> None:
+            store.record_new(entries, now)  # the refs are first occurrences: no id comes twice
+
+        with_scans = {} if dry_run else store.cached_files(with_scans=True)
+        sink = record if reconcile else record_new
+        catalog = build_catalog(files, with_scans, sink=sink, keep_parsed=dry_run, workers=os.cpu_count() or 1)
+        if reconcile:
+            store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})
+        store.set_meta(ENTRIES_KEY, "1")
+        return catalog
+
+    def _materialize(
+        self, store: Store, catalog: Catalog, files: Sequence[SeedFile], refs: Sequence[EntryRef]
+    ) -> dict[str, Entry]:
+        """Full entries for these refs: parsed this run, else recorded when they were published, else parsed now
+        from the few files that hold them (a waiting paper's text is not stored)."""
         found = {r.id: catalog.parsed[r.id] for r in refs if r.id in catalog.parsed}
         missing = [r for r in refs if r.id not in found]
         if missing:
             recorded = store.load_entries([r.id for r in missing])
-            stale = {r.source for r in missing if r.id not in recorded or recorded[r.id].content_hash != r.content_hash}
+            stale = [r for r in missing if r.id not in recorded or recorded[r.id].content_hash != r.content_hash]
             if stale:
-                catalog.reparse(stale, list_seed_files(self.settings.seeds_dir))
+                catalog.reparse(stale, files)
+            reread = {r.id for r in stale}
             for ref in missing:
-                found[ref.id] = catalog.parsed.get(ref.id) or recorded[ref.id]
+                entry = catalog.parsed.get(ref.id) if ref.id in reread else recorded[ref.id]
+                if entry is None:
+                    raise DigestError(f"{ref.source} changed while digest was reading it: run again")
+                found[ref.id] = entry
         return found
 
     def _changed_outputs(
@@ -461,15 +488,33 @@ class Publisher:
                     touched = self._index_topics(store, None, set())
                 changed += self._write_archive_pages(store, numbers)
                 changed += self._write_topic_pages(store)
+                written: list[str] = []
                 changed += write_bundle(
-                    self.settings.output_dir, self.render_outputs(store, pages=(), emails=(), topics=touched)
+                    self.settings.output_dir,
+                    self.render_outputs(store, pages=(), emails=(), topics=touched),
+                    written=written,
                 )
                 for future in as_completed(futures):
                     changed += future.result()
                     if progress:
                         progress(futures[future])
             self._write_build_marker(store)
+        self._announce_feeds(written)
         return changed
+
+    def _announce_feeds(self, written: Sequence[str]) -> None:
+        """Ping the WebSub hub (if one is set) for every subscription feed this run changed; once the outputs
+        are written and the state committed, so the hub fetches what subscribers should get. Failures are
+        warnings (logged by `digest.websub`), never a failed render."""
+        from digest.render.feeds import is_subscription_feed
+
+        hub = self.settings.websub_hub
+        feeds = [path for path in written if is_subscription_feed(path)]
+        if hub and feeds:
+            from digest.websub import ping_hub
+
+            site_url = self.settings.site_url
+            ping_hub(hub, [site_url + path for path in feeds])
 
     def _write_archive_pages(self, store: Store, numbers: Sequence[int]) -> int:
         """Render and write every archive page (only `rebuild` needs the old, stable ones)."""
@@ -785,16 +830,3 @@ class _InProcess:
         future: Future[int] = Future()
         future.set_result(fn(*args))
         return future
-
-
-def _settled_files(
-    catalog: Catalog, known: Mapping[str, KnownEntry], plan: IssuePlan[EntryRef]
-) -> list[tuple[str, bool]]:
-    """Seed files whose first-occurrence papers are all published once this run commits."""
-    new = {ref.id for ref in plan.new}
-    settled = dict.fromkeys(catalog.scanned, True)
-    for ref in catalog.refs:
-        record = known.get(ref.id)
-        if ref.id not in new and (record is None or record.issue is None):
-            settled[ref.source] = False
-    return list(settled.items())

@@ -24,7 +24,7 @@ from digest.model import Entry, Located, Problem, ProblemKind, SeedScan
 from digest.seedfiles import list_seed_files, read_seed_file
 from digest.text import XML_ILLEGAL, join_soft_lines, remove_xml_illegal, resolve_latex_accents
 
-__all__ = ["deduplicate", "entry_id", "merge_scans", "parse_seed", "read_seeds"]
+__all__ = ["deduplicate", "duplicate_problem", "entry_id", "merge_scans", "parse_seed", "read_seeds"]
 
 
 _LINK_HINT = '"[中文标题](https://...)"'
@@ -275,16 +275,19 @@ def deduplicate(entries: Iterable[_Located], seen: dict[str, Located], problems:
             seen[entry.id] = entry
             kept.append(entry)
         else:
-            problems.append(
-                Problem(
-                    entry.source,
-                    entry.line,
-                    f"duplicate of {entry.id} (first at {first.source}:{first.line})",
-                    kind=ProblemKind.DUPLICATE,
-                    entry_id=entry.id,
-                )
-            )
+            problems.append(duplicate_problem(entry.source, entry.line, first))
     return kept
+
+
+def duplicate_problem(source: str, line: int, first: Located) -> Problem:
+    """The problem reported for a repeat, at `source:line`, of the paper first seen as `first`."""
+    return Problem(
+        source,
+        line,
+        f"duplicate of {first.id} (first at {first.source}:{first.line})",
+        kind=ProblemKind.DUPLICATE,
+        entry_id=first.id,
+    )
 
 
 def parse_seed(data: bytes | str, source: str) -> SeedScan:

@@ -92,6 +92,7 @@ class IssueSender:
         from digest.errors import DeliveryError
         from digest.mailer import DeliveryPool, Job, RateLimiter, SmtpMessenger
         from digest.model import Delivery, DeliveryStatus
+        from digest.optouts import drain_into
 
         secret = self.settings.require_secret_key()
         if not self.settings.unsubscribe_endpoint.startswith("https://"):
@@ -120,6 +121,9 @@ class IssueSender:
                     self._check_rates(store, mail.issue)
                 with store.transaction():
                     report.expired = store.expire_pending(clock())
+                applied = drain_into(store, self.settings.state_path) if store.backend.journals_optouts else 0
+                if applied:
+                    log.info("applied %d unsubscribes journaled by digest serve before mailing", applied)
             statuses = store.delivery_statuses(mail.issue)
             again = {None, DeliveryStatus.DEFERRED} | ({DeliveryStatus.UNKNOWN} if retry_unknown else set())
             active = store.active_subscribers()

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = ("1 first publish", "2 no-op render", "3 new week", "4 rebuild", "5 ", "6 huge word", "7 postgresql: ")
+SCENARIOS = (
+    "1 first publish",
+    "2 no-op render",
+    "3 new week",
+    "4 rebuild",
+    "5 ",
+    "6 huge word",
+    "7 backlog",
+    "8 ",
+    "9 postgresql: ",
+)
 
 
 @pytest.mark.slow

@@ -98,9 +98,25 @@ def _paper(n: int, text: str = "摘要") -> str:
     return f"## Paper {n}\n[论文 {n}](https://arxiv.org/abs/2601.{n:05d})\n\n{text} {n}。\n\n"
 
 
-def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(seeds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Thirty random edits (new files sorting anywhere, duplicates, corrections, deletions, broken and fixed
-    entries); after each render the published papers, their text and the problems match a full re-parse."""
+def _published(state: Path) -> list[tuple[int, list[tuple[str, str, str, int]]]]:
+    from digest.store import Store
+
+    with Store.open(state) as store:
+        return [
+            (i.number, [(e.id, e.content_hash, e.source, e.line) for e in i.entries])
+            for i in store.load_issues(store.issue_numbers())
+        ]
+
+
+@pytest.mark.parametrize("max_entries", [100, 2])
+def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(
+    seeds: Path, monkeypatch: pytest.MonkeyPatch, max_entries: int
+) -> None:
+    """Forty random edits (new files sorting anywhere, duplicates, corrections, deletions, papers dropped and
+    brought back, shifted lines, broken and fixed entries, weeks with no change); after each render the issues,
+    their papers and text, the backlog and the problems match those of a twin state that always takes the full
+    path, and the problems match a full re-parse. With 2 papers per issue most weeks have a backlog, so the next
+    issue comes from the state's queue."""
     import random
     from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
@@ -108,7 +124,6 @@ def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(seeds: Path, m
     from digest.publisher import Publisher
     from digest.seeds import read_seeds
     from digest.settings import load_settings
-    from digest.store import Store
 
     for key in [k for k in os.environ if k.startswith("DIGEST_")]:
         monkeypatch.delenv(key)
@@ -116,39 +131,56 @@ def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(seeds: Path, m
 
     paths: list[str] = []
     incremental = digest.catalog.build_incremental
+    reference_run = [False]
 
     def spy(*args: object, **kwargs: object) -> Catalog | None:
+        if reference_run[0]:
+            return None
         found = incremental(*args, **kwargs)  # type: ignore[arg-type]
         paths.append("incremental" if found is not None else "full")
         return found
 
     monkeypatch.setattr(digest.catalog, "build_incremental", spy)
-    publisher = Publisher(load_settings())
-    rng = random.Random(7)
+    publisher = Publisher(load_settings(max_entries_per_issue=max_entries))
+    twin = Publisher(
+        load_settings(
+            max_entries_per_issue=max_entries,
+            state_path=Path("twin/digest.db"),
+            output_dir=Path("twin-site"),
+            preview_dir=Path("twin-preview"),
+        )
+    )
+    rng = random.Random(7 + max_entries)
     now = datetime(2026, 11, 23, 8, tzinfo=ZoneInfo("Asia/Shanghai"))
     counter = 100
+    dropped: list[str] = []  # entry texts taken out of the seeds, to bring back later
 
     def write(path: Path, text: str) -> None:
         old = path.stat().st_mtime_ns if path.exists() else 0
         path.write_text(text, encoding="utf-8")
         os.utime(path, ns=(old + 10**9, max(old + 10**9, path.stat().st_mtime_ns)))
 
-    for step in range(30):
+    def entries_of(text: str) -> list[str]:
+        head, *chunks = text.split("\n## ")
+        return [head, *("## " + c for c in chunks)] if head.startswith("## ") else ["## " + c for c in chunks]
+
+    ops = ["new", "new", "dup", "dup_late", "correct", "delete", "broken", "fix", "touch", "new_first"]
+    ops += ["none", "none", "drop", "revive", "shift", "new", "new"]
+    for step in range(40):
         files = sorted(seeds.iterdir())
-        op = rng.choice(["new", "new", "dup", "correct", "delete", "broken", "fix", "touch", "new_first"])
+        op = rng.choice(ops)
         if op in ("new", "new_first"):
-            counter += 2
+            counter += 3
             name = f"{'000' if op == 'new_first' else '9'}{step:02d}_n.md"
-            write(seeds / name, _paper(counter) + _paper(counter + 1))
-        elif op == "dup":
+            write(seeds / name, _paper(counter) + _paper(counter + 1) + _paper(counter + 2))
+        elif op in ("dup", "dup_late"):
             counter += 1
-            victim = rng.choice([f for f in files])
-            first_id = read_seeds(seeds).entries[rng.randrange(3)].id
+            entries = read_seeds(seeds).entries
+            first_id = entries[rng.randrange(3) if op == "dup" else rng.randrange(len(entries))].id
             write(
-                seeds / f"5{step:02d}_d.md",
+                seeds / f"{'5' if op == 'dup' else '95'}{step:02d}_d.md",
                 f"## Again\n[再](https://arxiv.org/pdf/{first_id}v2)\n\n重复。\n\n" + _paper(counter),
             )
-            del victim
         elif op == "correct":
             target = rng.choice(files)
             write(target, target.read_text(encoding="utf-8").replace("。", "．", 1))
@@ -163,21 +195,40 @@ def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(seeds: Path, m
         elif op == "touch":
             target = rng.choice(files)
             os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 10**9))
+        elif op == "drop":  # a paper leaves its file (published or still waiting)
+            target = rng.choice(files)
+            chunks = entries_of(target.read_text(encoding="utf-8"))
+            if len(chunks) > 1:
+                dropped.append(chunks.pop(rng.randrange(len(chunks))))
+                write(target, "\n".join(chunks))
+        elif op == "revive" and dropped:  # ... and comes back in a new file, after every other one
+            write(seeds / f"99{step:02d}_r.md", dropped.pop(0).replace("。", "!", 1))
+        elif op == "shift":  # lines move: duplicates elsewhere must name the new line of the first occurrence
+            target = rng.choice(files)
+            write(target, "前言\n\n" + target.read_text(encoding="utf-8"))
 
         now += timedelta(days=7)
         result = publisher.publish_next_issue(now)
+        reference_run[0] = True
+        try:
+            expected = twin.publish_next_issue(now)
+        finally:
+            reference_run[0] = False
         reference = read_seeds(seeds)
         assert sorted(map(str, result.problems)) == sorted(map(str, reference.problems)), (step, op)
-        with Store.open(Path("state/digest.db")) as store:
-            issues = store.load_issues(store.issue_numbers())
-        published = {e.id: e for issue in issues for e in issue.entries}
-        assert len(published) == sum(len(i.entries) for i in issues), "a paper was published twice"
-        expected = {e.id: e for e in reference.entries}
-        assert set(expected) <= set(published), (step, op, set(expected) - set(published))
-        for entry_id, entry in expected.items():
-            assert published[entry_id].content_hash == entry.content_hash, (step, op, entry_id)
+        assert sorted(map(str, result.problems)) == sorted(map(str, expected.problems)), (step, op)
+        assert (result.waiting, result.revised) == (expected.waiting, expected.revised), (step, op)
+        issues = _published(Path("state/digest.db"))
+        assert issues == _published(Path("twin/digest.db")), (step, op)
+        published = {paper[0]: paper for _, papers in issues for paper in papers}
+        assert len(published) == sum(len(papers) for _, papers in issues), "a paper was published twice"
+        for entry in reference.entries:
+            if entry.id in published:
+                assert published[entry.id][1] == entry.content_hash, (step, op, entry.id)
+        if max_entries >= 100:
+            assert {e.id for e in reference.entries} <= set(published), (step, op)
     # Both paths were exercised (the no-op fast path skips the catalog altogether).
-    assert paths.count("incremental") >= 5 and paths.count("full") >= 3, paths
+    assert paths.count("incremental") >= 10 and paths.count("full") >= 2, paths
 
 
 def test_a_bulk_scan_in_worker_processes_matches_the_sequential_scan(

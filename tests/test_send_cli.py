@@ -348,3 +348,20 @@ def test_a_plain_http_unsubscribe_link_is_warned_about(mail_ws: Workspace) -> No
     assert "not https" not in mail_ws.run("send", "--dry-run", str(mail_ws.root / "a")).stderr
     mail_ws.env["DIGEST_UNSUBSCRIBE_URL"] = "http://lists.example.org/unsubscribe"
     assert "is not https" in mail_ws.run("send", "--dry-run", str(mail_ws.root / "b")).stderr
+
+
+def test_an_unsubscribe_journaled_during_a_render_is_applied_before_mailing(
+    mail_ws: Workspace, smtp_server: MailServer
+) -> None:
+    """`digest serve` journals an opt-out when a render holds the state; the mailing that follows the render (the
+    scheduler publishes, then mails at once) applies the journal first and does not mail the reader who left."""
+    from digest.optouts import OptOut, OptOutJournal
+
+    readers = add_subscribers(mail_ws, 3)
+    [(subscriber_id, nonce)] = mail_ws.sql("SELECT id, token_nonce FROM subscribers WHERE email = ?", readers[1])
+    OptOutJournal.beside(mail_ws.state).append(OptOut(datetime.now(UTC), subscriber_id, nonce))
+    result = mail_ws.run("send")
+    assert "applied 1 unsubscribes journaled" in result.stderr
+    assert {m.rcpt_tos[0] for m in smtp_server.received} == {readers[0], readers[2]}
+    assert _unsubscribed_addresses(mail_ws) == {readers[1]}
+    assert not OptOutJournal.beside(mail_ws.state).waiting()

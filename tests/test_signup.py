@@ -17,6 +17,7 @@ from digest.store import TABLES, Store
 from digest.tokens import Purpose, make_token, preferences_link, unsubscribe_link
 from tests.conftest import Workspace
 from tests.mail_util import MailServer, free_port, smtp_server_fixture  # noqa: F401  (fixture)
+from tests.test_cli_render import paper
 from tests.test_web import NOW, SECRET, Server, make_workspace, start_server
 
 LINK = re.compile(r"https?://\S+")
@@ -122,6 +123,14 @@ def test_sign_up_confirm_and_receive_the_issue(srv: Server, browser: httpx.Clien
     assert "1 sent" in result.stdout
     issue_mail = smtp_server.to("ada@example.org")[-1].message
     assert "第 1 期" in str(issue_mail["Subject"])
+
+    # The next issue, published after she joined, reaches her once.
+    srv.ws.add_seed("002_next.md", paper("A Later Paper", "后来的论文", "https://arxiv.org/abs/2410.00001"))
+    srv.ws.run("render", "--now", "2024-09-30T08:00:00+08:00")
+    assert "1 sent" in srv.ws.run("send").stdout
+    assert "第 2 期" in str(smtp_server.to("ada@example.org")[-1].message["Subject"])
+    again = srv.ws.run("send").stdout
+    assert "0 sent" in again and "1 skipped" in again
 
     listing = srv.ws.run("subscribers", "list").stdout
     assert re.search(r"Ada@example.org\s+active\s+form", listing)

@@ -106,8 +106,7 @@ def test_the_shared_queries_round_trip_on_each_backend(state: Path | str) -> Non
             store.record_seen([entry], NOW)
             store.record_issue(Issue(number=1, published=NOW, entries=(entry,), slot="s1"), NOW)
             store.cache_scans([("seeds/a.md", 10, 2**62, "h", b"\x00\xff")])
-            store.set_settled([("seeds/a.md", True)])
-            store.cache_scans([("seeds/a.md", 11, 2**62, "h2", b"\x01")])  # a rescan is not settled yet
+            store.cache_scans([("seeds/a.md", 11, 2**62, "h2", b"\x01")])  # a rescan replaces the row
             assert store.set_paper_topics(1, [("llm", 0), ("llm", 0)]) == {"llm"}
             store.add_subscriber("ada@example.org", "Ada", NOW)
             sub = store.subscriber("ADA@example.org")
@@ -118,7 +117,7 @@ def test_the_shared_queries_round_trip_on_each_backend(state: Path | str) -> Non
         assert store.meta("k") == "2"
         assert store.load_issues([1])[0].entries == (entry,)
         assert store.issue_for_slot("s1") == 1 and store.next_issue_number() == 2
-        assert store.cached_files(with_scans=True)["seeds/a.md"] == CachedFile(11, 2**62, "h2", b"\x01", False)
+        assert store.cached_files(with_scans=True)["seeds/a.md"] == CachedFile(11, 2**62, "h2", b"\x01")
         assert store.bounce_counts(1) == (1, 1, 0, 0)
         assert store.newest_topic_papers("llm", 5) == [(1, 0)]
         with pytest.raises(StoreConflict), store.transaction():  # a paper is never published twice

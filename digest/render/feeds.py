@@ -33,6 +33,15 @@ FEED_FILES: tuple[tuple[str, str, str], ...] = (
     ("issues.xml", "application/atom+xml", "每期合集 (Atom)"),
 )
 
+
+def is_subscription_feed(path: str) -> bool:
+    """Whether an output path is a feed people subscribe to (the site's or a topic's; archive documents are
+    not): the feeds that announce the WebSub hub and whose changes are pinged to it."""
+    folder, _, name = path.rpartition("/")
+    is_topic = folder.startswith("topics/") and folder.count("/") == 1
+    return any(name == feed for feed, _, _ in FEED_FILES) and (folder == "" or is_topic)
+
+
 #: A feed with no items still needs a fixed `updated`; the epoch keeps the output deterministic.
 _EMPTY_FEED_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _SUMMARY_CHARS = 160

@@ -32,9 +32,10 @@ SCHEMA_BASE = 7
 SCHEMA = """
 CREATE TABLE digest_schema (version INTEGER NOT NULL);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- seed files are read in file-name order: byte order (as SQLite and Python compare), whatever the database's collation
 CREATE TABLE entries (
     id TEXT PRIMARY KEY,
-    source TEXT NOT NULL,
+    source TEXT COLLATE "C" NOT NULL,
     line INTEGER NOT NULL,
     content_hash TEXT NOT NULL,
     data TEXT NOT NULL,
@@ -119,7 +120,13 @@ CREATE INDEX rate_events_bucket ON rate_events (bucket, at);
 """
 
 #: Steps after SCHEMA_BASE, numbered like SQLite's migrations (8, 9, ...), in PostgreSQL's dialect.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    # 8 (backlog): the queue of waiting papers in seed order, read through a partial index
+    8: """
+    UPDATE entries SET data = '' WHERE NOT EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id);
+    CREATE INDEX entries_waiting ON entries (source, line) WHERE data = '';
+    """,
+}
 
 # Advisory lock keys are 64-bit integers; derive them from names so they read as what they guard.
 _KEY = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"

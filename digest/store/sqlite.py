@@ -144,6 +144,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX rate_events_bucket ON rate_events (bucket, at);
     """,
+    # 8 (backlog): the queue of waiting papers (seen, not published: their text is not stored yet) in seed order,
+    #    so that the next issue is read from the head of it whatever the backlog and the archive
+    """
+    UPDATE entries SET data = '' WHERE NOT EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id);
+    CREATE INDEX entries_waiting ON entries (source, line) WHERE data = '';
+    """,
 )
 
 

@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 
+from digest.optouts import OptOutJournal
 from digest.settings import Settings
 from digest.web import preferences, signup, unsubscribe
 from digest.web.forms import BodyLimit
-from digest.web.optouts import OptOutJournal
 from digest.web.pages import Clock, Text, Web
 from digest.web.server import serve
 from digest.web.static import SiteFiles

@@ -2,14 +2,14 @@
 client, or the button) unsubscribes at once. The token alone authorizes the POST: no session, no CSRF token.
 
 Reading never waits for a writer. Writing waits at most `web_db_wait` seconds: when a render holds the state
-longer, the opt-out goes to the journal (digest.web.optouts), the reader is told it is done, and the app applies it
+longer, the opt-out goes to the journal (digest.optouts), the reader is told it is done, and the app applies it
 as soon as the state is free.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from urllib.parse import urlencode
@@ -20,15 +20,14 @@ from starlette.routing import Route
 
 from digest.errors import StoreError
 from digest.model import Subscriber, SubscriberStatus
+from digest.optouts import LEAVING as _LEAVING
+from digest.optouts import OptOut, OptOutJournal, apply_optouts
 from digest.store import Store
 from digest.tokens import BadToken, Purpose, TokenSubject, read_legacy_unsubscribe_token, read_token
 from digest.web.forms import read_form
-from digest.web.optouts import OptOut, OptOutJournal
 from digest.web.pages import Text, Web
 
 log = logging.getLogger("digest.web")
-
-_LEAVING = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
 
 
 class Outcome(Enum):
@@ -88,18 +87,6 @@ def find(store: Store, token: TokenSubject | str) -> Subscriber | Outcome:
     if record is None:
         return Outcome.UNKNOWN
     return record.subscriber if token.matches(record.subscriber) else Outcome.STALE
-
-
-def apply_optouts(store: Store, optouts: Sequence[OptOut]) -> None:
-    """Unsubscribe every journaled opt-out still valid, in one transaction (applying one twice changes nothing)."""
-    with store.transaction():
-        for optout in optouts:
-            if optout.subscriber_id is not None:
-                found = find(store, TokenSubject(optout.subscriber_id, optout.nonce))
-                if isinstance(found, Subscriber):
-                    store.set_subscriber_status(found.id, SubscriberStatus.UNSUBSCRIBED, optout.at, only_from=_LEAVING)
-            elif optout.email:
-                store.unsubscribe(optout.email, optout.at)
 
 
 def drain_journal(web: Web, journal: OptOutJournal) -> int:
