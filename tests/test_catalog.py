@@ -98,7 +98,7 @@ def _paper(n: int, text: str = "摘要") -> str:
     return f"## Paper {n}\n[论文 {n}](https://arxiv.org/abs/2601.{n:05d})\n\n{text} {n}。\n\n"
 
 
-def _published(state: Path) -> list[tuple[int, list[tuple[str, str, str, int]]]]:
+def _published(state: Path | str) -> list[tuple[int, list[tuple[str, str, str, int]]]]:
     from digest.store import Store
 
     with Store.open(state) as store:
@@ -108,9 +108,10 @@ def _published(state: Path) -> list[tuple[int, list[tuple[str, str, str, int]]]]
         ]
 
 
+@pytest.mark.both_states
 @pytest.mark.parametrize("max_entries", [100, 2])
 def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(
-    seeds: Path, monkeypatch: pytest.MonkeyPatch, max_entries: int
+    seeds: Path, monkeypatch: pytest.MonkeyPatch, max_entries: int, state: Path | str
 ) -> None:
     """Forty random edits (new files sorting anywhere, duplicates, corrections, deletions, papers dropped and
     brought back, shifted lines, broken and fixed entries, weeks with no change); after each render the issues,
@@ -141,7 +142,9 @@ def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(
         return found
 
     monkeypatch.setattr(digest.catalog, "build_incremental", spy)
-    publisher = Publisher(load_settings(max_entries_per_issue=max_entries))
+    # The state under test on either backend; the twin always in SQLite.
+    on = {"state_url": state} if isinstance(state, str) else {}
+    publisher = Publisher(load_settings(max_entries_per_issue=max_entries, **on))
     twin = Publisher(
         load_settings(
             max_entries_per_issue=max_entries,
@@ -218,7 +221,7 @@ def test_random_seed_edits_publish_exactly_what_a_full_parse_sees(
         assert sorted(map(str, result.problems)) == sorted(map(str, reference.problems)), (step, op)
         assert sorted(map(str, result.problems)) == sorted(map(str, expected.problems)), (step, op)
         assert (result.waiting, result.revised) == (expected.waiting, expected.revised), (step, op)
-        issues = _published(Path("state/digest.db"))
+        issues = _published(state if isinstance(state, str) else Path("state/digest.db"))
         assert issues == _published(Path("twin/digest.db")), (step, op)
         published = {paper[0]: paper for _, papers in issues for paper in papers}
         assert len(published) == sum(len(papers) for _, papers in issues), "a paper was published twice"

@@ -59,6 +59,10 @@ class Connection(ABC):
         """Run one statement for every row."""
 
     @abstractmethod
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+        """Insert many new rows at once (SQLite: executemany; PostgreSQL: COPY, several times faster)."""
+
+    @abstractmethod
     def begin(self) -> None:
         """Start a write transaction (raises StoreError when the state is locked for longer than the wait)."""
 

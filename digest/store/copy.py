@@ -1,9 +1,9 @@
 """Moving a state from one backend to the other (`digest migrate-state`): every table copied in one transaction of
 the target, then verified by row counts and per-table checksums before it commits. The target must be empty.
 
-A checksum is the sha256 of a table's rows sorted by primary key (sorted here, not by the database, whose
-collations differ), each row normalised to JSON with its columns in a fixed order and bytes as hex: the same rows
-give the same checksum on SQLite and PostgreSQL.
+A checksum is the sha256 over a table's rows in primary-key order (sorted here, not by the database, whose
+collations differ), each row as the sha256 of its JSON with the columns in a fixed order and bytes as hex: the same
+rows give the same checksum on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from digest.errors import StoreError
@@ -41,25 +42,24 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def _sort_key(row: Sequence[Any]) -> tuple[tuple[bool, Any], ...]:
-    return tuple((value is None, "" if value is None else value) for value in row)
+def _key(row: Sequence[Any], width: int) -> tuple[tuple[bool, Any], ...]:
+    return tuple((value is None, "" if value is None else value) for value in row[:width])
 
 
-def _rows(conn: Connection, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Every row of `table` (primary key columns first), normalised and sorted by primary key."""
-    rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
-    normal = [tuple(_normal(v) for v in row) for row in rows]
-    normal.sort(key=_sort_key)
-    return normal
+def _row_hash(row: Sequence[Any]) -> bytes:
+    text = json.dumps([_normal(v) for v in row], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).digest()
 
 
-def checksum(rows: Sequence[Sequence[Any]]) -> str:
-    """The sha256 of normalised, sorted rows."""
+def table_checksum(conn: Connection, table: str, columns: Sequence[str], width: int) -> tuple[int, str]:
+    """(rows, checksum) of a table: the sha256 of its rows' hashes in primary-key order (the first `width`
+    columns), sorted here so that both databases agree whatever their collation; memory holds keys and hashes only."""
+    keyed = [(_key(row, width), _row_hash(row)) for row in conn.execute(f"SELECT {', '.join(columns)} FROM {table}")]
+    keyed.sort()
     digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-        digest.update(b"\n")
-    return digest.hexdigest()
+    for _, row_hash in keyed:
+        digest.update(row_hash)
+    return len(keyed), digest.hexdigest()
 
 
 def _columns(source: Connection, target: Connection, table: str, key: Sequence[str]) -> list[str]:
@@ -98,26 +98,23 @@ def copy_state(source: Backend, target: Backend, progress: Progress | None = Non
         reader = src.session
         for table, key in TABLES:
             columns = _columns(reader, out, table, key)
-            rows = _rows(reader, table, columns)
-            insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-            for start in range(0, len(rows), BATCH):
-                out.executemany(insert, [_raw(row) for row in rows[start : start + BATCH]])
+            total = int(reader.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            rows = iter(reader.execute(f"SELECT {', '.join(columns)} FROM {table}"))
+            done = 0
+            while batch := list(islice(rows, BATCH)):
+                out.insert_rows(table, columns, batch)
+                done += len(batch)
                 if progress:
-                    progress(table, min(start + BATCH, len(rows)), len(rows))
-            if progress and not rows:
+                    progress(table, done, total)
+            if progress and not total:
                 progress(table, 0, 0)
-            written = _rows(out, table, columns)
-            expected, found = checksum(rows), checksum(written)
-            if len(written) != len(rows) or found != expected:
+            expected = table_checksum(reader, table, columns, len(key))
+            found = table_checksum(out, table, columns, len(key))
+            if found != expected:
                 raise StoreError(
-                    f"table {table}: the copy does not match ({len(rows)} rows, sha256 {expected[:12]}; "
-                    f"copied {len(written)} rows, sha256 {found[:12]}); nothing was written"
+                    f"table {table}: the copy does not match ({expected[0]} rows, sha256 {expected[1][:12]}; "
+                    f"copied {found[0]} rows, sha256 {found[1][:12]}); nothing was written"
                 )
-            copied.append(CopiedTable(table, len(rows), expected))
+            copied.append(CopiedTable(table, expected[0], expected[1]))
         out.after_copy()
     return copied
-
-
-def _raw(row: Sequence[Any]) -> tuple[Any, ...]:
-    """A normalised row back as values to insert (bytes again)."""
-    return tuple(bytes.fromhex(v["hex"]) if isinstance(v, dict) else v for v in row)

@@ -173,6 +173,14 @@ class PostgresConnection(Connection):
         except psycopg.Error as exc:
             self._fail(exc)
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+        try:
+            with self._conn.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            self._fail(exc)
+
     def begin(self) -> None:
         # READ COMMITTED: each statement sees what was committed before it. Writes that race are made safe by
         # the queries themselves (conditional UPDATEs, ON CONFLICT) and by serialize() where a count decides.

@@ -236,9 +236,10 @@ class Store:
     def record_new(self, entries: Iterable[Located], now: datetime) -> None:
         """`record_seen` for papers the state has never seen (a first import): a plain INSERT, ~15% cheaper."""
         seen = now.isoformat()
-        self._conn.executemany(
-            "INSERT INTO entries (id, source, line, content_hash, data, first_seen) VALUES (?, ?, ?, ?, '', ?)",
-            ((e.id, e.source, e.line, e.content_hash, seen) for e in entries),
+        self._conn.insert_rows(
+            "entries",
+            ("id", "source", "line", "content_hash", "data", "first_seen"),
+            ((e.id, e.source, e.line, e.content_hash, "", seen) for e in entries),
         )
 
     def load_entries(self, ids: Sequence[str]) -> dict[str, Entry]:

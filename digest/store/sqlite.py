@@ -177,6 +177,10 @@ class SqliteConnection(Connection):
         except sqlite3.Error as exc:
             self._fail(exc)
 
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
     def begin(self) -> None:
         # IMMEDIATE: take the write lock now (waiting up to the busy timeout), not at the first write, so two
         # writers never both read and then fail to upgrade.
