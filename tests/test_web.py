@@ -412,10 +412,33 @@ def test_serve_refuses_to_start_without_a_secret_key(workspace: Workspace) -> No
     assert "DIGEST_SECRET_KEY" in result.stderr
 
 
-def test_serve_needs_a_rendered_site(workspace: Workspace) -> None:
-    result = workspace.run("serve", "--port", str(free_port()), check=False, timeout=30)
-    assert result.returncode != 0
-    assert "run `digest render` first" in result.stderr
+@pytest.mark.parametrize("how", ["no site folder", "--no-static"])
+def test_serve_without_a_site_answers_only_the_dynamic_endpoints(tmp_path: Path, how: str) -> None:
+    ws = make_workspace(tmp_path / "work")
+    if how == "--no-static":
+        ws.run("render", "--now", NOW)
+    port = free_port()
+    log_path = ws.root / "serve.log"
+    with log_path.open("wb") as log:
+        args = [sys.executable, "-m", "digest", "serve", "--port", str(port)]
+        proc = subprocess.Popen(args + (["--no-static"] if how == "--no-static" else []), cwd=ws.root, env=ws.env,
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    srv = Server(ws, proc, port, log_path)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(srv.base + "/subscribe", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert answer.status_code == 200 and "subscribe" in answer.text.lower()
+        assert httpx.get(srv.base + "/").status_code == 404
+        assert httpx.get(srv.base + "/rss.xml").status_code == 404
+        if how == "no site folder":
+            assert "output folder not found: serving signup and unsubscribe only" in srv.log()
+    finally:
+        srv.stop()
 
 
 @pytest.mark.slow

@@ -300,7 +300,14 @@ class PostgresBackend(Backend):
         label = f"digest {what} (pid {os.getpid()} on {socket.gethostname()})"[:63]
         conn = self._connect(_keepalive_options(), label)
         try:
-            deadline = time.monotonic() + timeout
+            self._acquire(conn, timeout)
+            yield
+        finally:
+            conn.close()  # ending the session releases the lock (as a crash or a lost host does)
+
+    def _acquire(self, conn: psycopg.Connection[Any], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        try:
             while not conn.execute(
                 "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (WRITER_LOCK_NAME,)
             ).fetchone()[0]:  # type: ignore[index]
@@ -310,13 +317,8 @@ class PostgresBackend(Backend):
                         f"waited {timeout:g}s, try again later"
                     )
                 time.sleep(0.05)
-            yield
-            # Closing the session releases the lock; unlocking first keeps the lock's end explicit.
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (WRITER_LOCK_NAME,))
         except psycopg.Error as exc:
-            raise StoreError(f"{self.where}: writer lock: {exc}") from exc
-        finally:
-            conn.close()
+            raise StoreError(f"{self.where}: cannot take the writer lock: {exc}") from exc
 
     @staticmethod
     def _holder(conn: psycopg.Connection[Any]) -> str:
