@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from digest.catalog import Catalog
     from digest.mailer import SendResult
     from digest.model import Subscriber
-    from digest.render.email import EmailOptions
+    from digest.render.email import EmailOptions, RenderedEmail
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
@@ -628,7 +628,22 @@ class Publisher:
         """What mails an issue (`digest send`, and the mailing half of a scheduled run)."""
         from digest.sending import IssueSender
 
-        return IssueSender(self.settings, self.open_store, self.lock, clock=lambda: datetime.now(self.settings.tz))
+        return IssueSender(
+            self.settings,
+            self.open_store,
+            self.lock,
+            clock=lambda: datetime.now(self.settings.tz),
+            render_topics=self.topic_email,
+        )
+
+    def topic_email(self, store: Store, issue: Issue, topics: frozenset[str]) -> RenderedEmail:
+        """Issue `issue`'s email holding only the papers of `topics` (for the subscribers who chose them)."""
+        from digest.render.email import render_email
+
+        options = self.email_options(issue.number, topics)
+        return render_email(
+            self.site(store), issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options
+        )
 
     # --- scheduled runs (`digest run`) -------------------------------------------------------
 
