@@ -285,9 +285,10 @@ def _sections(site: Site, issue: Issue, steps: int) -> list[_Section]:
 
 
 def _highlights(site: Site, issue: Issue, options: EmailOptions) -> list[_Paper]:
-    """The first `options.highlights` papers of the issue (the editor's order), with their numbers in the contents."""
-    if options.highlights <= 0 or len(issue.entries) <= 1:
-        return []
+    """The first `options.highlights` papers of the issue (the editor's order), with their numbers in the contents;
+    none when the issue has no more papers than that."""
+    if options.highlights <= 0 or len(issue.entries) <= options.highlights:
+        return []  # a short email (a reader's topics) is all highlights: the contents say enough
     numbers = {entry.id: number for section in topic_sections(site, issue) for number, entry in section.papers}
     return [_paper(site, issue, numbers[e.id], e, 0) for e in issue.entries[: options.highlights]]
 
