@@ -528,6 +528,7 @@ def send(
         f"issue {report.issue}: {report.sent} sent, {report.failed} failed, {report.deferred} deferred,"
         f" {report.unknown} unknown, {report.skipped} skipped"
         + (f", {report.bounced} bounced (suppressed)" if report.bounced else "")
+        + (f", {report.no_paper} not mailed (no paper in their topics)" if report.no_paper else "")
         + f" ({report.seconds:.1f} s{rate})"
     )
     if report.expired:

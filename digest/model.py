@@ -255,6 +255,7 @@ class DeliveryStatus(StrEnum):
     UNKNOWN = "unknown"
     BOUNCED = "bounced"  # accepted, then a bounce (DSN) came back, or refused permanently as a non-existent mailbox
     COMPLAINED = "complained"  # delivered, then reported as spam (ARF)
+    SKIPPED = "skipped"  # not mailed: none of the subscriber's chosen topics has a paper in this issue
 
 
 @dataclass(frozen=True)

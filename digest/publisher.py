@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from digest.catalog import Catalog
     from digest.mailer import SendResult
     from digest.model import Subscriber
+    from digest.render.email import EmailOptions, RenderedEmail
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
@@ -58,6 +59,7 @@ from digest.topics import topic_problems
 log = logging.getLogger("digest.publisher")
 
 BUILD_MARKER = ".digest-build.json"
+NOTES_FOLDER = "_notes"  # in the seeds folder: `<number>.md`, the editor's note of that issue's email
 MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
 BACKLOG_KEY = "unpublished_after_last_run"
 TOPIC_RULES_KEY = "topic_rules_of_index"
@@ -453,7 +455,8 @@ class Publisher:
 
         from digest.render.email import render_email, web_copy
 
-        rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes)
+        options = self.email_options(issue.number)
+        rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options)
         neutral = site.link("subscribe")
         folder = f"issues/{issue.number}"
         return {
@@ -463,6 +466,26 @@ class Publisher:
             f"{folder}/{MAIL_FOLDER}/email.txt": rendered.text.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/slots.json": json.dumps(asdict(rendered.slots)).encode("utf-8"),
         }
+
+    def email_options(self, number: int, topics: frozenset[str] = frozenset()) -> EmailOptions:
+        """What issue `number`'s email shows besides its papers: the editor's note (`<seeds>/_notes/<number>.md`
+        or `.txt`, if there is one), the highlights and the sender's address from the settings, and the reader's
+        `topics`."""
+        from digest.render.email import EmailOptions
+        from digest.text import clean_text
+
+        note = ""
+        for suffix in (".md", ".txt"):
+            path = self.settings.seeds_dir / NOTES_FOLDER / f"{number}{suffix}"
+            try:
+                note = clean_text(path.read_text(encoding="utf-8", errors="replace"))
+                break
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise DigestError(f"{path}: cannot read the editor's note ({exc.strerror})") from None
+        s = self.settings
+        return EmailOptions(note=note, highlights=s.highlights, sender_address=s.sender_address, topics=topics)
 
     # --- rebuild ------------------------------------------------------------------------------
 
@@ -660,7 +683,22 @@ class Publisher:
         """What mails an issue (`digest send`, and the mailing half of a scheduled run)."""
         from digest.sending import IssueSender
 
-        return IssueSender(self.settings, self.open_store, self.lock, clock=lambda: datetime.now(self.settings.tz))
+        return IssueSender(
+            self.settings,
+            self.open_store,
+            self.lock,
+            clock=lambda: datetime.now(self.settings.tz),
+            render_topics=self.topic_email,
+        )
+
+    def topic_email(self, store: Store, issue: Issue, topics: frozenset[str]) -> RenderedEmail:
+        """Issue `issue`'s email holding only the papers of `topics` (for the subscribers who chose them)."""
+        from digest.render.email import render_email
+
+        options = self.email_options(issue.number, topics)
+        return render_email(
+            self.site(store), issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options
+        )
 
     # --- scheduled runs (`digest run`) -------------------------------------------------------
 

@@ -26,7 +26,13 @@ if TYPE_CHECKING:
     from digest.bounces.rates import IssueRates
     from digest.mailer import Messenger, SendResult, Step
     from digest.message import DkimKey, IssueMail, WireMessage
-    from digest.model import Delivery, DeliveryStatus, Subscriber
+    from digest.model import Delivery, DeliveryStatus, Issue, Subscriber
+    from digest.render.email import RenderedEmail
+
+#: Renders an issue's email holding only the papers of some topics (the publisher's renderer).
+TopicRenderer = Callable[[Store, "Issue", frozenset[str]], "RenderedEmail"]
+#: The ledger detail of a subscriber left out because no paper of the issue is in their topics.
+NO_PAPER_DETAIL = "skipped: no paper in your topics"
 
 
 @dataclass
@@ -40,6 +46,7 @@ class SendReport:
     unknown: int = 0
     bounced: int = 0  # refused for good (address does not exist): the subscriber is suppressed
     skipped: int = 0  # active subscribers not sent to: done in an earlier run, or unsubscribed meanwhile
+    no_paper: int = 0  # subscribers whose chosen topics have no paper in this issue: no mail, a 'skipped' row
     expired: int = 0  # 'pending' rows of a crashed run, now 'unknown'
     stopped: bool = False
     test_copy: str | None = None
@@ -56,11 +63,13 @@ class IssueSender:
         open_store: Callable[[], Store],
         lock: Callable[[str], AbstractContextManager[None]],
         clock: Callable[[], datetime],
+        render_topics: TopicRenderer | None = None,
     ) -> None:
         self.settings = settings
         self.open_store = open_store
         self.lock = lock
         self.clock = clock  # the publisher's: deliveries are stamped with the time each one happens
+        self.render_topics = render_topics  # without it, every subscriber gets the whole issue
 
     def send(
         self,
@@ -80,7 +89,8 @@ class IssueSender:
         Each delivery is written 'pending' and committed before its message data goes out, in the same transaction
         as the outcome of the previous message on that connection, so a crash leaves at most one message per
         connection unresolved (the one on the wire); the next run marks them 'unknown' and never sends them again
-        unless `retry_unknown`. `to` sends one unrecorded test copy;
+        unless `retry_unknown`. A subscriber who chose topics gets only their papers (one render per distinct
+        choice), and no mail but a 'skipped' row when none of them has a paper. `to` sends one unrecorded test copy;
         `dry_run_dir` writes .eml files instead of sending. `stop` ends the run after the messages in flight.
         A mailing does not start while the previous issue's bounce or complaint rate is over its limit, unless
         `force`.
@@ -129,19 +139,31 @@ class IssueSender:
             active = store.active_subscribers()
             todo = [s for s in active if statuses.get(s.id) in again]
             report.skipped = len(active) - len(todo)
+            mails = self._topic_mails(store, mail, todo)
+            left_out = [s for s in todo if mails[s.id] is None]
+            todo = [s for s in todo if mails[s.id] is not None]
+            report.no_paper = len(left_out)
             if dry_run_dir is not None:
-                self._write_eml_files(mail, todo, dry_run_dir, secret, dkim, clock)
+                self._write_eml_files(mails, todo, dry_run_dir, secret, dkim, clock)
                 report.dry_run_dir, report.sent = dry_run_dir, len(todo)
                 return report
+            if left_out:
+                with store.transaction():
+                    now = clock()
+                    for sub in left_out:
+                        store.skip_delivery(mail.issue, sub.id, NO_PAPER_DETAIL, now)
             if not todo:
                 return report
 
             first = messenger()
             first.open()  # an unreachable server or a bad login stops here, before anything is recorded
             try:
-                # The longest address and name make the largest message: if it fits, every message fits.
-                widest = max(todo, key=lambda s: len(s.email.encode()) + len(s.name.encode()))
-                self._build(mail, widest, secret, dkim, clock(), first.eight_bit)
+                # The longest address and name make the largest message: if it fits, every message of that mail fits.
+                for shared in {id(m): m for m in mails.values() if m is not None}.values():
+                    group = [s for s in todo if mails[s.id] is shared]
+                    if group:
+                        widest = max(group, key=lambda s: len(s.email.encode()) + len(s.name.encode()))
+                        self._build(shared, widest, secret, dkim, clock(), first.eight_bit)
             except DeliveryError:
                 first.close()
                 raise
@@ -157,7 +179,7 @@ class IssueSender:
             )
             by_id = {s.id: s for s in todo}
             for sub in todo:
-                build = self._builder(mail, sub, secret, dkim, clock)
+                build = self._builder(mails[sub.id] or mail, sub, secret, dkim, clock)
                 sender = self._envelope_sender(secret, mail.issue, sub.id)
                 pool.submit(Job(sub.id, sender, _smtp_recipient(sub.email), build))
             pool.finish()
@@ -224,6 +246,54 @@ class IssueSender:
                 msgid = message_id(mail.issue, email_key(sub.email), mail.domain)
                 claims.append(store.claim_delivery(mail.issue, sub.id, msgid, now, retry_unknown=retry_unknown))
         return claims
+
+    def _topic_mails(
+        self, store: Store, mail: IssueMail, subscribers: Sequence[Subscriber]
+    ) -> dict[int, IssueMail | None]:
+        """subscriber id -> the mail they get: the whole issue, the issue's papers in their chosen topics (rendered
+        once per distinct choice), or None when none of their topics has a paper in it."""
+        import dataclasses
+
+        from digest.message import format_subject
+        from digest.topics import papers_in_topics
+
+        chosen = store.subscriber_topics() if self.render_topics is not None else {}
+        topics = self.settings.topic_list
+        configured = frozenset(t.slug for t in topics)
+        issue: Issue | None = None
+        by_choice: dict[frozenset[str], IssueMail | None] = {}
+        mails: dict[int, IssueMail | None] = {}
+        for sub in subscribers:
+            choice = frozenset(chosen.get(sub.id, ())) & configured
+            if not choice or choice == configured or self.render_topics is None:
+                mails[sub.id] = mail
+                continue
+            if choice not in by_choice:
+                issue = issue or store.load_issues([mail.issue])[0]
+                papers = papers_in_topics(issue.entries, topics, choice)
+                if not papers:
+                    by_choice[choice] = None
+                elif len(papers) == len(issue.entries):
+                    by_choice[choice] = mail
+                else:
+                    rendered = self.render_topics(store, issue, choice)
+                    subject = format_subject(
+                        self.settings.subject,
+                        title=self.settings.title,
+                        number=issue.number,
+                        date=issue.published.astimezone(self.settings.tz).strftime("%Y-%m-%d"),
+                        count=len(papers),
+                    )
+                    by_choice[choice] = dataclasses.replace(
+                        mail,
+                        html=rendered.html,
+                        text=rendered.text,
+                        subject=subject,
+                        unsubscribe_mark=rendered.slots.unsubscribe,
+                        preferences_mark=rendered.slots.preferences,
+                    )
+            mails[sub.id] = by_choice[choice]
+        return mails
 
     def _issue_mail(self, store: Store, number: int | None) -> IssueMail:
         """The shared parts of one issue's email, read from the rendered email.html / email.txt."""
@@ -377,7 +447,7 @@ class IssueSender:
 
     def _write_eml_files(
         self,
-        mail: IssueMail,
+        mails: dict[int, IssueMail | None],
         subscribers: Sequence[Subscriber],
         folder: Path,
         secret: str,
@@ -388,6 +458,9 @@ class IssueSender:
         import re
 
         for sub in subscribers:
+            mail = mails[sub.id]
+            if mail is None:
+                continue
             name = re.sub(r"[^A-Za-z0-9@._+-]", "_", sub.email)
             data = self._build(mail, sub, secret, dkim, clock(), True).message
             write_atomic(folder / f"issue-{mail.issue}-{sub.id:06d}-{name}.eml", data)

@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     feed_max_items: int = Field(default=50, ge=1, le=10_000)
     archive_page_size: int = Field(default=50, ge=1, le=1000)
     email_max_bytes: int = Field(default=100_000, ge=10_000)
+    highlights: int = Field(default=3, ge=0, le=50)  # the email's "本周要点": the issue's first N papers
+    sender_address: str = ""  # the sender's postal address, in the email's footer (CAN-SPAM)
     topics: list[TopicSetting] = Field(default_factory=lambda: [TopicSetting.of(t) for t in DEFAULT_TOPICS])
     websub_hub: str = ""  # a WebSub hub announced in the feeds and pinged after each render
 
@@ -236,7 +238,7 @@ class Settings(BaseSettings):
         """The topics as renderers see them, in the configured order."""
         return tuple(t.to_topic() for t in self.topics)
 
-    @field_validator("title", "subject", "author", "list_id")
+    @field_validator("title", "subject", "author", "list_id", "sender_address")
     @classmethod
     def _one_line(cls, value: str) -> str:
         if _CONTROL.search(value):

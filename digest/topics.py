@@ -26,6 +26,7 @@ __all__ = [
     "assign_topics",
     "compile_topics",
     "group_by_topic",
+    "papers_in_topics",
     "primary_topic",
     "topic_problems",
 ]
@@ -186,6 +187,15 @@ def group_by_topic(entries: Sequence[Entry], topics: tuple[Topic, ...]) -> list[
     if None in groups:
         ordered.append((None, groups[None]))
     return ordered
+
+
+def papers_in_topics(entries: Sequence[Entry], topics: tuple[Topic, ...], chosen: Iterable[str]) -> tuple[Entry, ...]:
+    """The entries (in order) having at least one of the `chosen` topic slugs among their topics: what a reader
+    who picked those topics gets. Slugs no longer configured are ignored; none left means every entry."""
+    wanted = frozenset(chosen) & compile_topics(topics).slugs
+    if not wanted:
+        return tuple(entries)
+    return tuple(e for e in entries if wanted.intersection(assign_topics(e, topics)))
 
 
 def topic_problems(entries: Iterable[Entry], topics: tuple[Topic, ...]) -> list[Problem]:

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 _INSTALL_LOCK = Path(tempfile.gettempdir()) / "digest-chromium-install.lock"
@@ -86,9 +87,18 @@ def find_chromium() -> str | None:
         return _which()
 
 
-def measure_page(html_path: Path, width: int, png_out: Path, *, height: int = 900, query: str = "") -> int:
+def measure_page(
+    html_path: Path,
+    width: int,
+    png_out: Path,
+    *,
+    height: int = 900,
+    query: str = "",
+    color_scheme: Literal["light", "dark"] = "light",
+) -> int:
     """Open `html_path` in headless Chromium with a `width` x `height` CSS px viewport, save a full-page
-    screenshot to `png_out`, and return the page's scrollWidth.
+    screenshot to `png_out`, and return the page's scrollWidth. `color_scheme` is what the page's
+    `prefers-color-scheme` media query sees.
 
     A scrollWidth larger than `width` means something overflows horizontally (the reader must scroll sideways).
     Playwright drives Debian's Chromium (no browser download): unlike `chromium --screenshot`, it sets the
@@ -103,7 +113,7 @@ def measure_page(html_path: Path, width: int, png_out: Path, *, height: int = 90
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            page = browser.new_page(viewport={"width": width, "height": height}, color_scheme=color_scheme)
             page.goto(html_path.resolve().as_uri() + (f"?{query}" if query else ""), wait_until="load")
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(png_out), full_page=True)

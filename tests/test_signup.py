@@ -324,9 +324,45 @@ def test_preferences_name_pause_resume_and_data(srv: Server, browser: httpx.Clie
     assert data.status_code == 200 and data.headers["content-type"].startswith("application/json")
     assert "attachment" in data.headers["content-disposition"]
     mine = json.loads(data.text)
-    assert mine["subscriber"] == {"email": "pref@example.org", "name": "<b>Grace</b>", "status": "active"}
+    assert mine["subscriber"] == {"email": "pref@example.org", "name": "<b>Grace</b>", "status": "active", "topics": []}
     assert mine["consent"]["source"] == "form" and mine["consent"]["signup_ip"] == "127.0.0.1"
     assert mine["consent"]["confirmed"] and mine["deliveries"] == []
+
+
+@pytest.mark.both_states
+def test_preferences_pick_topics_and_the_next_send_holds_only_their_papers(
+    srv: Server, browser: httpx.Client, smtp_server: MailServer
+) -> None:
+    url = confirmed(srv, browser, smtp_server, "robots@example.org")
+    page = browser.get(url).text
+    boxes = re.findall(r'<input type="checkbox" name="topic-([a-z-]+)" value="yes"( checked)?>', page)
+    assert [slug for slug, _ in boxes][:2] == ["robotics", "agents"] and len(boxes) == 9
+    assert not any(checked for _, checked in boxes)  # none ticked: every paper
+    csrf = csrf_of(page)
+
+    forged = browser.post(url, data={"csrf": "forged", "action": "topics", "topic-robotics": "yes"})
+    assert forged.status_code == 403
+    saved = browser.post(url, data={"csrf": csrf, "action": "topics", "topic-robotics": "yes", "topic-nope": "yes"})
+    assert saved.status_code == 200 and "Your topics are saved" in saved.text
+    assert 'name="topic-robotics" value="yes" checked' in saved.text
+    assert 'name="topic-agents" value="yes">' in saved.text
+    with Store.open(srv.ws.state_location) as store:
+        sub = store.subscriber("robots@example.org")
+        assert sub is not None and store.subscriber_topics(sub.id) == {sub.id: ("robotics",)}
+    assert json.loads(browser.get(url + "/data.json").text)["subscriber"]["topics"] == ["robotics"]
+
+    # The next send: only the robotics paper of the sample issue.
+    srv.ws.run("send")
+    issue_mail = [m for m in smtp_server.to("robots@example.org") if "第 1 期" in str(m.message["Subject"])]
+    [received] = issue_mail
+    text = str(received.message.get_body(preferencelist=("plain",)).get_content())
+    assert "RACER" in text and "ShowUI" not in text and "1 / 23 篇论文" in text
+
+    # Ticking none again means every paper.
+    cleared = browser.post(url, data={"csrf": csrf, "action": "topics"})
+    assert cleared.status_code == 200 and " checked" not in cleared.text.split("主题")[1].split("</form>")[0]
+    with Store.open(srv.ws.state_location) as store:
+        assert store.subscriber_topics() == {}
 
 
 @pytest.mark.both_states

@@ -1,13 +1,19 @@
 """The email of an issue: Jinja2 -> MJML -> HTML (kept under Gmail's clipping size), plus its plain-text twin.
 
+Laid out as an editor lays out a weekly paper digest: a masthead, the editor's note, the highlights (the first
+papers of the issue), a numbered table of contents grouped by topic (the issue page's grouping and numbering), then
+the papers topic by topic, and a footer saying why the reader gets it, who sends it, and where to change that.
+
 Pure: model objects in, strings out; no clock, no files besides the templates the environment loads.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -16,7 +22,9 @@ from markupsafe import Markup, escape
 
 from digest.errors import RenderError
 from digest.model import Entry, Issue, Site
+from digest.render.feeds import is_arxiv_id, paper_url, topic_sections
 from digest.text import first_sentence, linkify, split_bytes, truncate, wrap_text
+from digest.topics import papers_in_topics
 
 #: Generic markers of the personal links (for hand-made mails in tests); a rendered issue uses `personal_slots`.
 UNSUBSCRIBE_PLACEHOLDER = "%%UNSUBSCRIBE_URL%%"
@@ -27,21 +35,13 @@ TEXT_TEMPLATE = "email.txt.j2"
 
 #: Gmail clips messages above 102 KB; the default leaves room for the personal unsubscribe URL.
 MAX_HTML_BYTES = 100_000
-#: Abstract length (characters) at the "cut" level, and of the first sentence at the "first-sentence" level.
-CUT_CHARS = 300
+#: Length (characters) of a highlight's one-sentence teaser.
 SENTENCE_CHARS = 140
 PREHEADER_TITLES = 3
-
-# How much of one paper the email shows, richest first; "hidden" papers are only counted ("and M more").
-Shape = Literal["full", "cut", "sentence", "title", "hidden"]
-_SHAPES: tuple[Shape, ...] = ("full", "cut", "sentence", "title", "hidden")
-_LEVEL_NAMES = {
-    "full": "full",
-    "cut": "cut",
-    "sentence": "first-sentence",
-    "title": "titles",
-    "hidden": "some-titles",
-}
+#: How finely the shortening searches: every abstract keeps k/STEPS of its length (k = STEPS: whole).
+STEPS = 64
+#: A shortened abstract keeps at least this many characters, or none (a stub of a few words says nothing).
+MIN_KEPT_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,6 @@ class PersonalSlots:
 
 def personal_slots(site: Site, issue: Issue) -> PersonalSlots:
     """This issue's markers (the same every time the issue is rendered, so a rebuild changes no file)."""
-    import hashlib
-
     payload = "\0".join([site.feed_id, str(issue.number), *(e.content_hash for e in issue.entries)])
     nonce = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
     return PersonalSlots(f"%%UNSUBSCRIBE-{nonce}%%", f"%%PREFERENCES-{nonce}%%")
@@ -70,11 +68,28 @@ def web_copy(rendered: str, slots: PersonalSlots, link: str) -> str:
 
 
 @dataclass(frozen=True)
+class EmailOptions:
+    """What an issue's email shows besides the papers: from the settings, the seed folder and the reader.
+
+    `note`: the editor's note (plain text, paragraphs separated by blank lines; escaped, URLs linked).
+    `highlights`: how many of the issue's first papers "本周要点" names (0: none).
+    `sender_address`: the sender's postal address for the footer (CAN-SPAM asks for one).
+    `topics`: the reader's topic slugs; the email then holds only their papers (empty: every paper).
+    """
+
+    note: str = ""
+    highlights: int = 3
+    sender_address: str = ""
+    topics: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class RenderedEmail:
     """An issue's email: `html` (MJML-compiled) and `text`, with `detail` saying how much of it fits the html.
 
-    `level` is the poorest presentation used ("full", "cut", "first-sentence", "titles", "some-titles");
-    `entries_in_full` counts papers whose whole abstract is in the html.
+    `level` is "full" (every abstract whole), "shortened" (every abstract cut to the same share of its length) or
+    "titles" (no abstracts); `entries_in_full` counts papers whose whole abstract is in the html, `kept` the share
+    of each abstract kept.
     """
 
     html: str
@@ -83,80 +98,109 @@ class RenderedEmail:
     level: str = "full"
     entries_in_full: int = 0
     slots: PersonalSlots = PersonalSlots(UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
+    kept: float = 1.0
 
 
 @dataclass(frozen=True)
 class _Paper:
     """What the templates see of one paper; the Markup fields are escaped (and linkified) already."""
 
+    entry: Entry
+    number: int
+    anchor: str
     title_en: Markup
     title_zh: Markup
-    url: str
+    url: str | None
+    host: str
     web_url: str
+    teaser: Markup
     paragraphs: tuple[Markup, ...]
     shortened: bool
 
 
-def render_email(
-    site: Site, issue: Issue, env: jinja2.Environment, *, max_html_bytes: int = MAX_HTML_BYTES
-) -> RenderedEmail:
-    """Render `issue` as email HTML of at most `max_html_bytes` (UTF-8) and its full plain-text version.
+@dataclass(frozen=True)
+class _Section:
+    name_zh: str
+    name_en: str
+    papers: tuple[_Paper, ...]
 
-    Shows as much as fits: full abstracts, then cut ones, first sentences, titles, and at last only the first
-    titles with a link to the rest on the web page. Raises RenderError when a template or MJML fails, or when
-    even the shortest form does not fit.
+
+@dataclass(frozen=True)
+class _Names:
+    zh: str
+    en: str
+
+
+def render_email(
+    site: Site,
+    issue: Issue,
+    env: jinja2.Environment,
+    *,
+    max_html_bytes: int = MAX_HTML_BYTES,
+    options: EmailOptions = EmailOptions(),
+) -> RenderedEmail:
+    """Render `issue` (only the papers of `options.topics`, when given) as email HTML of at most `max_html_bytes`
+    (UTF-8) and its full plain-text version.
+
+    When the whole issue does not fit, every abstract is shortened to the same share of its length (the largest
+    share that fits), down to titles only. Raises RenderError when a template or MJML fails, when the reader's
+    topics hold no paper, or when even titles alone do not fit.
     """
-    for entry in issue.entries:
-        if not entry.url.lower().startswith(("http://", "https://")):
-            raise RenderError(f"{entry.source}:{entry.line}: paper URL is not http(s): {entry.url!r}")
-    count = len(issue.entries)
+    total = len(issue.entries)
+    if options.topics:
+        shown = papers_in_topics(issue.entries, site.topics, options.topics)
+        if not shown:
+            raise RenderError(f"issue {issue.number}: no paper in the topics {', '.join(sorted(options.topics))}")
+        issue = Issue(issue.number, issue.published, shown, issue.slot)
     slots = personal_slots(site, issue)
     date = issue.published.astimezone(ZoneInfo(site.timezone)).strftime("%Y-%m-%d")
+    context = _context(site, issue, date, total, options, slots)
     html_template = _template(env, HTML_TEMPLATE)
 
-    def attempt(step: int) -> tuple[str, tuple[Shape, ...]]:
-        shapes = _plan(count, step)
-        return _render_html(site, issue, html_template, date, shapes, slots), shapes
+    def attempt(steps: int) -> str:
+        return _render_html(html_template, context, _sections(site, issue, steps), _highlights(site, issue, options))
 
-    # Steps make the email poorer one paper at a time; the smallest step that fits is the richest email.
-    last = 4 * count
-    html, shapes = attempt(0)
+    # Every abstract keeps steps/STEPS of its length: the largest share that fits is the richest email.
+    kept = STEPS
+    html = attempt(kept)
     if _size(html) > max_html_bytes:
-        smallest, smallest_shapes = attempt(last)
+        smallest = attempt(0)
         if _size(smallest) > max_html_bytes:
             raise RenderError(
-                f"issue {issue.number}: even the shortest email is {_size(smallest)} bytes,"
-                f" over the limit of {max_html_bytes}"
+                f"issue {issue.number}: even with titles only the email is {_size(smallest)} bytes,"
+                f" over the limit of {max_html_bytes} (email_max_bytes)"
             )
-        low, high = 0, last  # attempt(low) is too big, attempt(high) fits
-        html, shapes = smallest, smallest_shapes
+        low, high, html = 0, STEPS, smallest  # attempt(low) fits, attempt(high) does not
         while high - low > 1:
             middle = (low + high) // 2
-            candidate, candidate_shapes = attempt(middle)
+            candidate = attempt(middle)
             if _size(candidate) <= max_html_bytes:
-                high, html, shapes = middle, candidate, candidate_shapes
+                low, html = middle, candidate
             else:
-                low = middle
+                high = middle
+        kept = low
 
-    level = _LEVEL_NAMES[shapes[-1]] if shapes else "full"
-    in_full = sum(1 for entry, shape in zip(issue.entries, shapes, strict=True) if _is_whole(entry, shape))
-    listed = sum(1 for shape in shapes if shape != "hidden")
-    detail = f"{level}: {in_full} of {count} entries in full, {listed} listed, {_size(html)} bytes"
-    text = _render_text(site, issue, _template(env, TEXT_TEMPLATE), date, slots)
-    return RenderedEmail(html=html, text=text, detail=detail, level=level, entries_in_full=in_full, slots=slots)
+    in_full = sum(1 for entry in issue.entries if _kept_paragraphs(entry, kept) == _paragraphs(entry))
+    level = "full" if kept == STEPS else "shortened" if kept else "titles"
+    share = f"{kept * 100 // STEPS}% of each abstract" if level == "shortened" else level
+    detail = f"{share}: {in_full} of {len(issue.entries)} entries in full, {_size(html)} bytes"
+    text = _render_text(_template(env, TEXT_TEMPLATE), context, site, issue, options)
+    return RenderedEmail(
+        html=html, text=text, detail=detail, level=level, entries_in_full=in_full, slots=slots, kept=kept / STEPS
+    )
 
 
-def _plan(count: int, step: int) -> tuple[Shape, ...]:
-    """The shapes of the papers at `step` (0 .. 4*count): each step moves one paper, last first, one shape down."""
-    if count == 0:
-        return ()
-    stage, moved = divmod(step, count)
-    if stage >= len(_SHAPES) - 1:
-        hidden: tuple[Shape, ...] = ("hidden",)
-        return hidden * count
-    richer: Shape = _SHAPES[stage]
-    poorer: Shape = _SHAPES[stage + 1]
-    return (richer,) * (count - moved) + (poorer,) * moved
+def note_paragraphs(note: str) -> tuple[str, ...]:
+    """The editor's note as paragraphs (blank lines separate them; lines within one are joined)."""
+    from digest.text import join_soft_lines
+
+    paragraphs: list[list[str]] = [[]]
+    for line in note.replace("\r\n", "\n").split("\n"):
+        if line.strip():
+            paragraphs[-1].append(line)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    return tuple(join_soft_lines(p) for p in paragraphs if p)
 
 
 def _size(html: str) -> int:
@@ -179,98 +223,151 @@ def _linked(text: str) -> Markup:
     return Markup(str(linkify(text)).replace("%%", "&#37;%"))
 
 
-def _shown_paragraphs(entry: Entry, shape: Shape) -> tuple[str, ...]:
-    """The abstract as the email shows it in `shape`."""
-    paragraphs = tuple(p for p in entry.abstract if p.strip())
-    if shape == "full":
+def _paragraphs(entry: Entry) -> tuple[str, ...]:
+    return tuple(p.strip() for p in entry.abstract if p.strip())
+
+
+def _kept_paragraphs(entry: Entry, steps: int) -> tuple[str, ...]:
+    """The abstract shortened to `steps`/STEPS of its length (whole paragraphs first, the last one cut)."""
+    paragraphs = _paragraphs(entry)
+    if steps >= STEPS:
         return paragraphs
-    if shape == "sentence":
-        return (truncate(first_sentence(paragraphs[0]), SENTENCE_CHARS),) if paragraphs else ()
-    if shape == "cut":
-        shown: list[str] = []
-        budget = CUT_CHARS
-        for paragraph in paragraphs:
-            if budget < CUT_CHARS // 5:  # not worth starting another paragraph
-                break
-            shown.append(truncate(paragraph, budget))
-            budget -= len(paragraph)
-        return tuple(shown)
-    return ()
+    budget = math.ceil(sum(len(p) for p in paragraphs) * steps / STEPS)
+    if budget < MIN_KEPT_CHARS:
+        return ()
+    kept: list[str] = []
+    for paragraph in paragraphs:
+        if budget < MIN_KEPT_CHARS:
+            break
+        kept.append(truncate(paragraph, budget))
+        budget -= len(paragraph)
+    return tuple(kept)
 
 
-def _is_whole(entry: Entry, shape: Shape) -> bool:
-    return shape in ("full", "cut", "sentence") and _shown_paragraphs(entry, shape) == _shown_paragraphs(entry, "full")
+def _host(entry: Entry, url: str | None) -> str:
+    if url is None:
+        return ""
+    if is_arxiv_id(entry.id):
+        return "arXiv"
+    host = urlsplit(url).hostname or "原文"
+    return host.removeprefix("www.")
 
 
-def _paper(site: Site, issue: Issue, entry: Entry, shape: Shape) -> _Paper:
-    shown = _shown_paragraphs(entry, shape)
+def _paper(site: Site, issue: Issue, number: int, entry: Entry, steps: int) -> _Paper:
+    shown = _kept_paragraphs(entry, steps)
+    url = paper_url(entry)
+    paragraphs = _paragraphs(entry)
     return _Paper(
+        entry=entry,
+        number=number,
+        anchor=entry.anchor,
         title_en=_html_text(entry.title_en),
         title_zh=_html_text(entry.title_zh),
-        url=entry.url,
+        url=url,
+        host=_host(entry, url),
         web_url=site.link(f"issues/{issue.number}/#{entry.anchor}"),
+        teaser=_html_text(truncate(first_sentence(paragraphs[0]), SENTENCE_CHARS)) if paragraphs else Markup(""),
         paragraphs=tuple(_linked(p) for p in shown),
-        shortened=shown != _shown_paragraphs(entry, "full"),
+        shortened=shown != paragraphs,
     )
 
 
-def _render_html(
-    site: Site, issue: Issue, template: jinja2.Template, date: str, shapes: Sequence[Shape], slots: PersonalSlots
-) -> str:
-    shaped = list(zip(issue.entries, shapes, strict=True))
-    cards = [_paper(site, issue, e, s) for e, s in shaped if s in ("full", "cut", "sentence")]
-    listed = [_paper(site, issue, e, s) for e, s in shaped if s == "title"]
+def _sections(site: Site, issue: Issue, steps: int) -> list[_Section]:
+    """The issue page's topic sections and numbering, each paper shortened to `steps`/STEPS."""
+    sections = []
+    for section in topic_sections(site, issue):
+        names = (section.topic.name_zh, section.topic.name_en) if section.topic else ("本期论文", "Papers")
+        if names[1] == names[0]:  # "AI for Science" is its own Chinese name: say it once
+            names = (names[0], "")
+        papers = tuple(_paper(site, issue, number, entry, steps) for number, entry in section.papers)
+        sections.append(_Section(names[0], names[1], papers))
+    return sections
+
+
+def _highlights(site: Site, issue: Issue, options: EmailOptions) -> list[_Paper]:
+    """The first `options.highlights` papers of the issue (the editor's order), with their numbers in the contents;
+    none when the issue has no more papers than that."""
+    if options.highlights <= 0 or len(issue.entries) <= options.highlights:
+        return []  # a short email (a reader's topics) is all highlights: the contents say enough
+    numbers = {entry.id: number for section in topic_sections(site, issue) for number, entry in section.papers}
+    return [_paper(site, issue, numbers[e.id], e, 0) for e in issue.entries[: options.highlights]]
+
+
+def _context(
+    site: Site, issue: Issue, date: str, total: int, options: EmailOptions, slots: PersonalSlots
+) -> dict[str, object]:
     number = issue.number
-    preheader = " · ".join(e.title_en for e in issue.entries[:PREHEADER_TITLES])
-    if len(issue.entries) > PREHEADER_TITLES:
+    count = len(issue.entries)
+    preheader = " · ".join(e.title_zh for e in issue.entries[:PREHEADER_TITLES])
+    if count > PREHEADER_TITLES:
         preheader += " …"
-    context = {
+    selected = [_Names(t.name_zh, t.name_en) for t in site.topics if t.slug in options.topics]
+    return {
         "lang": site.language,
         "site": site,
         "number": number,
         "date": date,
-        "total": len(issue.entries),
+        "total": total,
+        "shown": count,
+        "selected": selected,
         "title": f"{site.title} · 第 {number} 期 / Issue {number}",
-        "preheader": _html_text(f"本期 {len(issue.entries)} 篇论文 / {len(issue.entries)} papers: {preheader}"),
+        "preheader": _html_text(f"本期 {count} 篇论文 / {count} papers: {preheader}"),
         "view_url": site.link(f"issues/{number}/"),
-        "cards": cards,
-        "listed": listed,
-        "more_count": shapes.count("hidden"),
+        "note_text": note_paragraphs(options.note),
+        "note": tuple(_linked(p) for p in note_paragraphs(options.note)),
+        "sender_address": options.sender_address,
+        "reason": _Names(
+            f"你收到这封邮件，是因为你在 {site.url} 订阅了《{site.title}》。",
+            f"You get this email because you subscribed to {site.title} at {site.url}.",
+        ),
         "unsubscribe_url": slots.unsubscribe,
         "preferences_url": slots.preferences,
     }
+
+
+def _render_html(
+    template: jinja2.Template, context: dict[str, object], sections: Sequence[_Section], highlights: list[_Paper]
+) -> str:
     try:
-        source = template.render(context)
+        source = template.render(context, sections=sections, highlights=highlights)
     except jinja2.TemplateError as error:
         raise RenderError(f"template {template.name}: {error}") from error
     try:
         html: str = mjml.mjml2html(source)
     except ValueError as error:
         raise RenderError(
-            f"template {template.name}: MJML could not compile issue {number} ({error});"
+            f"template {template.name}: MJML could not compile issue {context['number']} ({error});"
             " check the template for unclosed tags and raw '<' outside markup"
         ) from error
     return html
 
 
-def _render_text(site: Site, issue: Issue, template: jinja2.Template, date: str, slots: PersonalSlots) -> str:
-    papers = [
-        {"title_en": e.title_en, "title_zh": e.title_zh, "url": e.url, "paragraphs": e.abstract} for e in issue.entries
+def _render_text(
+    template: jinja2.Template, context: dict[str, object], site: Site, issue: Issue, options: EmailOptions
+) -> str:
+    """The plain-text part: the same structure as the HTML (highlights, contents, numbered papers), whole abstracts."""
+    sections = [
+        {"name_zh": s.name_zh, "name_en": s.name_en, "papers": [_text_paper(p) for p in s.papers]}
+        for s in _sections(site, issue, STEPS)
     ]
-    context = {
-        "site": site,
-        "number": issue.number,
-        "date": date,
-        "total": len(issue.entries),
-        "view_url": site.link(f"issues/{issue.number}/"),
-        "papers": papers,
-        "unsubscribe_url": slots.unsubscribe,
-        "preferences_url": slots.preferences,
-        "wrap": wrap_text,
-    }
+    highlights = [_text_paper(p) for p in _highlights(site, issue, options)]
     try:
-        text = template.render(context)
+        text = template.render(context, sections=sections, highlights=highlights, wrap=wrap_text)
     except jinja2.TemplateError as error:
         raise RenderError(f"template {template.name}: {error}") from error
     # Whatever the template does, no line may reach the 998-octet limit of RFC 5322.
     return "\n".join(line for raw in text.split("\n") for line in split_bytes(raw))
+
+
+def _text_paper(paper: _Paper) -> dict[str, object]:
+    """A paper as the text template sees it: plain strings (no escaping in a text part)."""
+    entry = paper.entry
+    return {
+        "number": paper.number,
+        "title_en": entry.title_en,
+        "title_zh": entry.title_zh,
+        "url": paper.url or "",
+        "web_url": paper.web_url,
+        "teaser": truncate(first_sentence(_paragraphs(entry)[0]), SENTENCE_CHARS) if _paragraphs(entry) else "",
+        "paragraphs": _paragraphs(entry),
+    }

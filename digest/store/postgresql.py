@@ -126,6 +126,12 @@ MIGRATIONS: dict[int, str] = {
     UPDATE entries SET data = '' WHERE NOT EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id);
     CREATE INDEX entries_waiting ON entries (source, line) WHERE data = '';
     """,
+    # 9 (email topics): a 'skipped' ledger outcome; PostgreSQL changes the CHECK in place
+    9: """
+    ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check,
+        ADD CONSTRAINT deliveries_status_check CHECK (status IN
+            ('pending', 'sent', 'failed', 'deferred', 'unknown', 'bounced', 'complained', 'skipped'));
+    """,
 }
 
 # Advisory lock keys are 64-bit integers; derive them from names so they read as what they guard.

@@ -569,6 +569,20 @@ class Store:
         )
         return [self._subscriber(r) for r in rows]
 
+    def subscriber_topics(self, subscriber_id: int | None = None) -> dict[int, tuple[str, ...]]:
+        """subscriber id -> the topic slugs it chose, for every subscriber who chose some (or only `subscriber_id`);
+        a subscriber who chose none gets every paper and is not listed."""
+        sql, params = "SELECT id, topics FROM subscribers WHERE topics != ''", []
+        if subscriber_id is not None:
+            sql, params = sql + " AND id = ?", [subscriber_id]
+        rows = self._conn.execute(sql, params).fetchall()
+        return {int(r[0]): tuple(t for t in str(r[1]).split(",") if t) for r in rows}
+
+    def set_subscriber_topics(self, subscriber_id: int, slugs: Iterable[str]) -> None:
+        """Choose the topics whose papers the subscriber gets (none: every paper)."""
+        value = ",".join(dict.fromkeys(s for s in slugs if s and "," not in s))
+        self._conn.execute("UPDATE subscribers SET topics = ? WHERE id = ?", (value, subscriber_id))
+
     def suppress(self, email: str, reason: str, now: datetime) -> None:
         """Remember an address only as a one-way hash, so an import cannot silently re-add it."""
         self._conn.execute(
@@ -648,6 +662,18 @@ class Store:
             " ON CONFLICT(issue, subscriber) DO UPDATE SET status = 'pending', message_id = excluded.message_id,"
             f" updated = excluded.updated WHERE deliveries.status IN ({','.join('?' * len(again))})",
             (issue, message_id, now.isoformat(), subscriber_id, *again),
+        )
+        return cursor.rowcount > 0
+
+    def skip_delivery(self, issue: int, subscriber_id: int, detail: str, now: datetime) -> bool:
+        """Record that (issue, subscriber) is not mailed ('skipped'), if the subscriber is active and has no row yet
+        or a 'deferred' one; False when a row already says otherwise."""
+        cursor = self._conn.execute(
+            "INSERT INTO deliveries (issue, subscriber, status, attempts, detail, updated)"
+            " SELECT ?, id, 'skipped', 0, ?, ? FROM subscribers WHERE id = ? AND status = 'active'"
+            " ON CONFLICT(issue, subscriber) DO UPDATE SET status = 'skipped', detail = excluded.detail,"
+            " updated = excluded.updated WHERE deliveries.status = 'deferred'",
+            (issue, detail, now.isoformat(), subscriber_id),
         )
         return cursor.rowcount > 0
 

@@ -150,6 +150,27 @@ MIGRATIONS: tuple[str, ...] = (
     UPDATE entries SET data = '' WHERE NOT EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id);
     CREATE INDEX entries_waiting ON entries (source, line) WHERE data = '';
     """,
+    # 9 (email topics): a 'skipped' ledger outcome, for a subscriber whose chosen topics have no paper in an issue
+    #   (no mail; the row keeps them from being mailed that issue later). SQLite cannot change a CHECK in place.
+    """
+    CREATE TABLE deliveries_v9 (
+        issue INTEGER NOT NULL REFERENCES issues(number),
+        subscriber INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        status TEXT NOT NULL CHECK (status IN
+            ('pending', 'sent', 'failed', 'deferred', 'unknown', 'bounced', 'complained', 'skipped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL DEFAULT '',
+        message_id TEXT,
+        updated TEXT NOT NULL,
+        bounce TEXT CHECK (bounce IN ('hard', 'soft')),
+        PRIMARY KEY (issue, subscriber)
+    );
+    INSERT INTO deliveries_v9 (issue, subscriber, status, attempts, detail, message_id, updated, bounce)
+        SELECT issue, subscriber, status, attempts, detail, message_id, updated, bounce FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v9 RENAME TO deliveries;
+    CREATE INDEX deliveries_status ON deliveries (issue, status);
+    """,
 )
 
 

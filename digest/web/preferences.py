@@ -1,5 +1,6 @@
 """The personal preference page, `/preferences/<token>` (linked from every issue mail and the welcome mail):
-change the name, pause or resume the email, stop it, see the topics (once they exist), download my data as JSON,
+change the name, pause or resume the email, stop it, choose topics (the email then holds only their papers; none
+ticked is every paper), download my data as JSON,
 and delete me (the row and its deliveries are erased; only a one-way hash of the address stays, in the
 suppression list, so an import cannot silently add it back).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +28,8 @@ from digest.web.pages import Text, Web
 log = logging.getLogger("digest.web")
 
 MAX_NAME = 100
-ACTIONS = ("name", "pause", "resume", "stop", "delete")
+ACTIONS = ("name", "pause", "resume", "stop", "topics", "delete")
+TOPIC_FIELD = "topic-"  # one checkbox per topic, `topic-<slug>=yes` (distinct names: a form field has one value)
 _STATUS_TEXT = {
     SubscriberStatus.PENDING: Text("等待确认", "waiting for confirmation"),
     SubscriberStatus.ACTIVE: Text("正在接收邮件", "receiving the email"),
@@ -40,11 +43,14 @@ _DONE = {
     "pause": Text("邮件已暂停，随时可以恢复。", "The email is paused; resume it any time."),
     "resume": Text("邮件已恢复。", "The email is on again."),
     "stop": Text("已退订，不会再收到邮件。", "You are unsubscribed and will get no further email."),
+    "topics": Text("主题已保存，下一期起生效。", "Your topics are saved; they apply from the next issue."),
 }
 _LEAVING = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
 
 
-def personal_data(record: SubscriberRecord, deliveries: list[tuple[Any, ...]]) -> dict[str, Any]:
+def personal_data(
+    record: SubscriberRecord, deliveries: list[tuple[Any, ...]], topics: Sequence[str] = ()
+) -> dict[str, Any]:
     """Everything the state holds about one subscriber, as `download my data` returns it."""
 
     def when(moment: datetime | None) -> str | None:
@@ -52,7 +58,7 @@ def personal_data(record: SubscriberRecord, deliveries: list[tuple[Any, ...]]) -
 
     sub = record.subscriber
     return {
-        "subscriber": {"email": sub.email, "name": sub.name, "status": sub.status.value},
+        "subscriber": {"email": sub.email, "name": sub.name, "status": sub.status.value, "topics": list(topics)},
         "consent": {
             "source": record.source.value,
             "created": when(record.created),
@@ -74,10 +80,14 @@ class Change:
 
     status: int
     record: SubscriberRecord | None = None
+    topics: tuple[str, ...] = ()
 
 
-def apply_change(store: Store, subject: TokenSubject, action: str, name: str, now: datetime) -> Change:
-    """Apply one preference action to the token's subscription, in one transaction."""
+def apply_change(
+    store: Store, subject: TokenSubject, action: str, name: str, now: datetime, topics: Sequence[str] = ()
+) -> Change:
+    """Apply one preference action to the token's subscription, in one transaction (`topics`: the slugs ticked
+    for the "topics" action)."""
     with store.transaction():
         record = store.subscriber_record(subject.subscriber_id)
         if record is None or not subject.matches(record.subscriber):
@@ -91,11 +101,13 @@ def apply_change(store: Store, subject: TokenSubject, action: str, name: str, no
             store.set_subscriber_status(sub_id, SubscriberStatus.ACTIVE, now, only_from=[SubscriberStatus.PAUSED])
         elif action == "stop":
             store.set_subscriber_status(sub_id, SubscriberStatus.UNSUBSCRIBED, now, only_from=_LEAVING)
+        elif action == "topics":
+            store.set_subscriber_topics(sub_id, topics)
         elif action == "delete":
             store.erase_subscriber(sub_id)
             store.suppress(email, "deleted by its owner on the preference page", now)
             return Change(200)
-        return Change(200, store.subscriber_record(sub_id))
+        return Change(200, store.subscriber_record(sub_id), store.subscriber_topics(sub_id).get(sub_id, ()))
 
 
 def routes(web: Web) -> list[Route]:
@@ -110,10 +122,12 @@ def routes(web: Web) -> list[Route]:
         except BadToken:
             return None
 
-    def load(subject: TokenSubject) -> SubscriberRecord | None:
+    def load(subject: TokenSubject) -> tuple[SubscriberRecord, tuple[str, ...]] | None:
         with web.open_store() as store:
             record = store.subscriber_record(subject.subscriber_id)
-        return record if record is not None and subject.matches(record.subscriber) else None
+            if record is None or not subject.matches(record.subscriber):
+                return None
+            return record, store.subscriber_topics(subject.subscriber_id).get(subject.subscriber_id, ())
 
     def invalid(status: int) -> Response:
         texts = {
@@ -129,8 +143,14 @@ def routes(web: Web) -> list[Route]:
         heading, text = texts[status]
         return web.page(heading, [text], status=status)
 
-    def page(request: Request, record: SubscriberRecord, notice: Text | None = None, status: int = 200) -> Response:
+    def page(
+        request: Request,
+        loaded: tuple[SubscriberRecord, Sequence[str]],
+        notice: Text | None = None,
+        status: int = 200,
+    ) -> Response:
         token = request.path_params["token"]
+        record, chosen = loaded
         sub = record.subscriber
         return web.page(
             Text("订阅设置", "Your subscription"),
@@ -145,6 +165,11 @@ def routes(web: Web) -> list[Route]:
             state=sub.status.value,
             state_text=_STATUS_TEXT[sub.status],
             signup_form=sub.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED),
+            topics=[
+                {"slug": t.slug, "zh": t.name_zh, "en": t.name_en, "chosen": t.slug in chosen}
+                for t in settings.topic_list
+            ],
+            topic_field=TOPIC_FIELD,
         )
 
     async def preferences(request: Request) -> Response:
@@ -152,8 +177,8 @@ def routes(web: Web) -> list[Route]:
         if subject is None:
             return invalid(400)
         if request.method == "GET":
-            record = await web.in_thread(load, subject)
-            return page(request, record) if record is not None else invalid(410)
+            loaded = await web.in_thread(load, subject)
+            return page(request, loaded) if loaded is not None else invalid(410)
         form = await read_form(request, settings.web_body_timeout)
         now = web.now()
         record = await web.in_thread(load, subject)
@@ -171,9 +196,11 @@ def routes(web: Web) -> list[Route]:
             need = Text("请勾选确认框再删除。", "Tick the box to confirm the deletion.")
             return page(request, record, need, 400)
 
+        topics = [t.slug for t in settings.topic_list if form.get(TOPIC_FIELD + t.slug) == "yes"]
+
         def work() -> Change:
             with web.open_store() as store:
-                return apply_change(store, subject, action, name, now)
+                return apply_change(store, subject, action, name, now, topics)
 
         change = await web.in_thread(work)
         if change.status != 200:
@@ -184,7 +211,7 @@ def routes(web: Web) -> list[Route]:
                 Text("已删除", "Deleted"),
                 [Text("您的订阅和所有相关记录已删除。", "Your subscription and every record of it are deleted.")],
             )
-        return page(request, change.record, _DONE[action])
+        return page(request, (change.record, change.topics), _DONE[action])
 
     async def data(request: Request) -> Response:
         subject = subject_of(request)
@@ -196,7 +223,8 @@ def routes(web: Web) -> list[Route]:
                 record = store.subscriber_record(subject.subscriber_id)
                 if record is None or not subject.matches(record.subscriber):
                     return None
-                return personal_data(record, list(store.subscriber_deliveries(subject.subscriber_id)))
+                chosen = store.subscriber_topics(subject.subscriber_id).get(subject.subscriber_id, ())
+                return personal_data(record, list(store.subscriber_deliveries(subject.subscriber_id)), chosen)
 
         found = await web.in_thread(work)
         if found is None:
