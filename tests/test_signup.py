@@ -365,6 +365,25 @@ def test_preferences_pick_topics_and_the_next_send_holds_only_their_papers(
         assert store.subscriber_topics() == {}
 
 
+def test_topics_ticked_on_the_signup_form_are_kept_but_cannot_change_an_active_subscription(
+    srv: Server, browser: httpx.Client, smtp_server: MailServer
+) -> None:
+    form = browser.get("/subscribe").text
+    assert re.findall(r'name="topic-([a-z-]+)" value="yes">', form)[:2] == ["robotics", "agents"]
+    picked = {"email": "picky@example.org", "topic-robotics": "yes", "topic-agents": "yes", "topic-nope": "yes"}
+    assert browser.post("/subscribe", data=picked).status_code == 200
+    with Store.open(srv.ws.state_location) as store:
+        sub = store.subscriber("picky@example.org")
+        assert sub is not None and store.subscriber_topics(sub.id) == {sub.id: ("robotics", "agents")}
+    # Once active, a stranger posting the form with the address cannot change what the reader gets.
+    url = confirmed(srv, browser, smtp_server, "active@example.org")
+    assert browser.post("/subscribe", data={"email": "active@example.org", "topic-llm": "yes"}).status_code == 200
+    with Store.open(srv.ws.state_location) as store:
+        active = store.subscriber("active@example.org")
+        assert active is not None and store.subscriber_topics(active.id) == {}
+    assert " checked" not in browser.get(url).text
+
+
 @pytest.mark.both_states
 def test_delete_me_erases_the_row_and_an_import_needs_resubscribe(
     srv: Server, browser: httpx.Client, smtp_server: MailServer

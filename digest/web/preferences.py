@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest.model import SubscriberStatus
+from digest.settings import Settings
 from digest.store import Store, SubscriberRecord
 from digest.subscribers import clean_name
 from digest.tokens import BadToken, Purpose, TokenSubject, read_token
@@ -30,6 +31,18 @@ log = logging.getLogger("digest.web")
 MAX_NAME = 100
 ACTIONS = ("name", "pause", "resume", "stop", "topics", "delete")
 TOPIC_FIELD = "topic-"  # one checkbox per topic, `topic-<slug>=yes` (distinct names: a form field has one value)
+
+
+def topic_choices(settings: Settings, chosen: Sequence[str]) -> list[dict[str, Any]]:
+    """The topic checkboxes of a form (signup or preferences), the `chosen` ones ticked."""
+    return [{"slug": t.slug, "zh": t.name_zh, "en": t.name_en, "chosen": t.slug in chosen} for t in settings.topic_list]
+
+
+def chosen_topics(settings: Settings, form: Mapping[str, str]) -> list[str]:
+    """The configured topics ticked in a posted form (unknown slugs are ignored)."""
+    return [t.slug for t in settings.topic_list if form.get(TOPIC_FIELD + t.slug) == "yes"]
+
+
 _STATUS_TEXT = {
     SubscriberStatus.PENDING: Text("等待确认", "waiting for confirmation"),
     SubscriberStatus.ACTIVE: Text("正在接收邮件", "receiving the email"),
@@ -165,10 +178,7 @@ def routes(web: Web) -> list[Route]:
             state=sub.status.value,
             state_text=_STATUS_TEXT[sub.status],
             signup_form=sub.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED),
-            topics=[
-                {"slug": t.slug, "zh": t.name_zh, "en": t.name_en, "chosen": t.slug in chosen}
-                for t in settings.topic_list
-            ],
+            topics=topic_choices(settings, chosen),
             topic_field=TOPIC_FIELD,
         )
 
@@ -196,7 +206,7 @@ def routes(web: Web) -> list[Route]:
             need = Text("请勾选确认框再删除。", "Tick the box to confirm the deletion.")
             return page(request, record, need, 400)
 
-        topics = [t.slug for t in settings.topic_list if form.get(TOPIC_FIELD + t.slug) == "yes"]
+        topics = chosen_topics(settings, form)
 
         def work() -> Change:
             with web.open_store() as store:

@@ -10,6 +10,7 @@ confirmation mails per address (over the limit: the same answer, no mail), plus 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -36,6 +37,7 @@ from digest.web.forms import (
 )
 from digest.web.mails import Notice, build_notice, render_notice
 from digest.web.pages import Text, Web, client_ip
+from digest.web.preferences import TOPIC_FIELD, chosen_topics, topic_choices
 
 log = logging.getLogger("digest.web")
 
@@ -59,9 +61,18 @@ class SignupResult:
     subscriber: Subscriber | None = None
 
 
-def record_signup(store: Store, settings: Settings, email: str, name: str, ip: str, now: datetime) -> SignupResult:
+def record_signup(
+    store: Store,
+    settings: Settings,
+    email: str,
+    name: str,
+    ip: str,
+    now: datetime,
+    topics: Sequence[str] = (),
+) -> SignupResult:
     """In one transaction: count the request against its IP, make the address pending (unless it is active or
-    paused already) and decide the mail, counted against the address."""
+    paused already) with the topics ticked on the form, and decide the mail, counted against the address. An active
+    subscriber's topics are changed only on its preference page (the form must not let anyone change them)."""
     with store.transaction():
         # The limits count rows, then add one: hold the IP's and the address's keys (always in this order) so
         # that concurrent requests on other hosts count after this one.
@@ -88,6 +99,9 @@ def record_signup(store: Store, settings: Settings, email: str, name: str, ip: s
                 source=SubscriberSource.FORM,
                 signup_ip=ip if settings.keep_signup_ip else None,
             )
+            joined = store.subscriber(email)
+            if joined is not None:
+                store.set_subscriber_topics(joined.id, topics)
         elif existing.status is not SubscriberStatus.PENDING:
             notice = Notice.ALREADY
         subscriber = store.subscriber(email)
@@ -133,7 +147,9 @@ def routes(web: Web) -> list[Route]:
     """The signup and confirmation endpoints."""
     settings = web.settings
 
-    def form_page(status: int, message: Text | None, email: str = "", name: str = "") -> Response:
+    def form_page(
+        status: int, message: Text | None, email: str = "", name: str = "", chosen: Sequence[str] = ()
+    ) -> Response:
         cookie = new_csrf_cookie()
         response = web.page(
             Text("邮件订阅", "Subscribe by email"),
@@ -145,6 +161,8 @@ def routes(web: Web) -> list[Route]:
             email=email,
             name=name,
             honeypot=HONEYPOT,
+            topics=topic_choices(settings, chosen),
+            topic_field=TOPIC_FIELD,
         )
         secure = urlsplit(settings.site_url).scheme == "https"
         response.set_cookie(
@@ -162,11 +180,12 @@ def routes(web: Web) -> list[Route]:
             return form_page(200, None, email=request.query_params.get("email", "")[:320])
         form = await read_form(request, settings.web_body_timeout)
         email_text, name_text = form.get("email", "").strip(), form.get("name", "")
+        topics = chosen_topics(settings, form)
         now = web.now()
         token_ok = csrf_ok(web.secret, request.cookies.get(CSRF_COOKIE, ""), form.get(CSRF_FIELD, ""), now)
         if not token_ok and not same_origin(request, settings.site_url):
             again = Text("请再按一次订阅", "Please press Subscribe once more")
-            return form_page(403, again, email=email_text[:320], name=name_text[:MAX_NAME])
+            return form_page(403, again, email=email_text[:320], name=name_text[:MAX_NAME], chosen=topics)
         if form.get(HONEYPOT):
             log.info("signup with the honeypot filled: ignored")
             return check_inbox()
@@ -174,15 +193,15 @@ def routes(web: Web) -> list[Route]:
             email = normalize_address(email_text)
         except InvalidAddress:
             bad = Text("邮件地址无效，请检查后重试。", "That is not a valid email address; please check it.")
-            return form_page(400, bad, email=email_text[:320], name=name_text[:MAX_NAME])
+            return form_page(400, bad, email=email_text[:320], name=name_text[:MAX_NAME], chosen=topics)
         name = clean_name(name_text)
         if len(name) > MAX_NAME:
             long = Text(f"名字最长 {MAX_NAME} 个字符。", f"The name can be at most {MAX_NAME} characters.")
-            return form_page(400, long, email=email, name=name[:MAX_NAME])
+            return form_page(400, long, email=email, name=name[:MAX_NAME], chosen=topics)
 
         def work() -> SignupResult:
             with web.open_store() as store:
-                return record_signup(store, settings, email, name, client_ip(request), now)
+                return record_signup(store, settings, email, name, client_ip(request), now, topics)
 
         result = await web.in_thread(work)
         if result.ip_limited:
