@@ -689,6 +689,7 @@ class Publisher:
             self.lock,
             clock=lambda: datetime.now(self.settings.tz),
             render_topics=self.topic_email,
+            render_missing=self._email_on_this_host,
         )
 
     def topic_email(self, store: Store, issue: Issue, topics: frozenset[str]) -> RenderedEmail:
@@ -736,7 +737,6 @@ class Publisher:
                 not_sent = "no active subscribers: nothing to mail"
             else:
                 try:
-                    self._email_on_this_host(head.number)
                     send = self.sender().send(issue=head.number, stop=stop)
                 except BusyError:
                     raise
@@ -756,15 +756,15 @@ class Publisher:
 
     def _email_on_this_host(self, number: int) -> None:
         """Write the issue's email files from the state when this host's output folder lacks them: with a shared
-        PostgreSQL state, the scheduler that published the issue may have been another host (rendering is
-        deterministic, so the copy is the same)."""
+        PostgreSQL state, the issue may have been published by another host, and a site rendered before the mailer
+        kept its own copy (`.mail/`) has none (rendering is deterministic, so the copy is the same)."""
         if (self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER).is_dir():
             return
         with self.open_store() as store:
             issue = store.load_issues([number])[0]
             files = self._email_files(self.site(store), issue)
         write_bundle(self.settings.output_dir, files)
-        log.info("issue %d: its email was rendered by another host; rendered it here from the state", number)
+        log.info("issue %d: no rendered email on this host; rendered it here from the state", number)
 
     def check_ready_to_mail(self) -> None:
         """Raise a SettingsError when there are subscribers but mail cannot be signed (no secret_key)."""

@@ -64,12 +64,16 @@ class IssueSender:
         lock: Callable[[str], AbstractContextManager[None]],
         clock: Callable[[], datetime],
         render_topics: TopicRenderer | None = None,
+        render_missing: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.open_store = open_store
         self.lock = lock
         self.clock = clock  # the publisher's: deliveries are stamped with the time each one happens
         self.render_topics = render_topics  # without it, every subscriber gets the whole issue
+        # Writes an issue's email files from the state when this host has none (another host published it, or
+        # the site was rendered by a digest that kept no mailer's copy); without it, a missing copy is an error.
+        self.render_missing = render_missing
 
     def send(
         self,
@@ -311,6 +315,8 @@ class IssueSender:
             raise DeliveryError(f"no such issue: {number} (see `digest status` for the latest)")
         head = summaries[0]
         folder = self.settings.output_dir / "issues" / str(number) / ".mail"
+        if self.render_missing is not None and not folder.is_dir():
+            self.render_missing(number)
         try:
             html = (folder / "email.html").read_text(encoding="utf-8")
             text = (folder / "email.txt").read_text(encoding="utf-8")

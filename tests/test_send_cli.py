@@ -373,3 +373,19 @@ def test_an_unsubscribe_journaled_during_a_render_is_applied_before_mailing(
     assert {m.rcpt_tos[0] for m in smtp_server.received} == {readers[0], readers[2]}
     assert _unsubscribed_addresses(mail_ws) == {readers[1]}
     assert not OptOutJournal.beside(mail_ws.state).waiting()
+
+
+def test_send_renders_the_mailers_copy_from_the_state_when_this_host_has_none(
+    mail_ws: Workspace, smtp_server: MailServer
+) -> None:
+    """A site rendered by an older digest (no `.mail/` copy), or an issue another host published into a shared
+    state: `send` renders the email from the state instead of refusing."""
+    import shutil
+
+    add_subscribers(mail_ws, 2)
+    shutil.rmtree(mail_ws.site / "issues" / "1" / ".mail")
+    result = mail_ws.run("send")
+    assert "2 sent" in result.stdout
+    assert "no rendered email on this host; rendered it here from the state" in result.stderr
+    assert (mail_ws.site / "issues" / "1" / ".mail" / "slots.json").is_file()
+    assert len(smtp_server.received) == 2
