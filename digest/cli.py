@@ -283,9 +283,11 @@ def status(ctx: Context) -> None:
 @pass_ctx
 @reports_errors
 def serve(ctx: Context, host: str, port: int, no_static: bool) -> None:
-    """Serve the archive, the feeds and one-click unsubscribe over HTTP until Ctrl-C.
+    """Serve the site and feeds, signup with double opt-in, preferences and one-click unsubscribe until Ctrl-C.
 
-    Without the output folder (or with --no-static, or web_static = false) only the dynamic endpoints answer.
+    Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /unsubscribe?token=..., and the files of
+    output_dir. Without the output folder (or with --no-static, or web_static = false) only the dynamic endpoints
+    answer. Behind a reverse proxy, list it in trusted_proxies so the client IP comes from X-Forwarded-For.
 
     Example: digest serve --host 0.0.0.0 --port 8080
     """

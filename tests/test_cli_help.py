@@ -24,7 +24,18 @@ COMMANDS = all_commands(main)
 
 def test_the_cli_has_the_commands_of_the_issues() -> None:
     names = {" ".join(c) for c in COMMANDS}
-    assert {"render", "rebuild", "check", "status", "send", "serve", "run", "subscribers add"} <= names
+    assert {
+        "render",
+        "rebuild",
+        "check",
+        "status",
+        "send",
+        "serve",
+        "run",
+        "subscribers add",
+        "bounces import",
+        "migrate-state",
+    } <= names
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "digest")
