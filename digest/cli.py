@@ -173,8 +173,10 @@ def _summary(result: PublishResult) -> str:
     if result.revised:
         parts.append(f"{result.revised} corrected")
     parts.append(f"{invalid} invalid, {duplicates} duplicate")
-    where = f"{result.output_dir}/" + (f"issues/{result.issue.number}/" if result.issue else "")
-    parts.append(f"{result.files_changed} files written in {printable(where)}")
+    written = f"{result.files_changed} files written in {printable(str(result.output_dir))}/"
+    if result.issue is not None:
+        written += f" (the issue: {printable(f'{result.output_dir}/issues/{result.issue.number}/')})"
+    parts.append(written)
     text = "; ".join(parts)
     if invalid:
         text += "\ninvalid entries were skipped and will be picked up once fixed (see `digest check`)"
