@@ -168,3 +168,27 @@ def test_both_backends_have_the_same_tables_and_columns(tmp_path: Path, postgres
             assert sorted(lite.session.columns(table)) == sorted(pg.session.columns(table)), table
         assert {t for t, _ in TABLES} == lite.session.tables() == pg.session.tables() - {"digest_schema"}
         assert lite.session.schema_version() == pg.session.schema_version() == SCHEMA_VERSION
+
+
+def test_the_web_apps_postgresql_sessions_are_reused_and_a_dropped_one_is_replaced(postgres: Cluster) -> None:
+    """`digest serve` borrows sessions from a pool (no new connection per request); a session the server ended
+    (a restart, a failover, an idle timeout) is replaced, not handed to a request that would then fail."""
+    url = postgres.create_database()
+    backend = backend_for(url).for_requests(2)
+    assert backend_for(url).for_requests(2) is not backend_for(url)  # the plain backend stays per-session
+
+    def session_pid() -> int:
+        with Store.open(backend, busy_timeout=1) as store:
+            return int(store._conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+    try:
+        used = {session_pid() for _ in range(8)}
+        assert 1 <= len(used) <= 2, "eight requests, at most the pool's two sessions"
+        for pid in used:
+            run_sql(url, "SELECT pg_terminate_backend(?)", pid)
+        again = {session_pid() for _ in range(4)}
+        assert again and not again & used, "every ended session was replaced"
+        with Store.open(backend, busy_timeout=1) as store:
+            assert store.issue_count() == 0
+    finally:
+        backend.close()

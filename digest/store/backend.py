@@ -130,3 +130,11 @@ class Backend(ABC):
     def journals_optouts(self) -> bool:
         """Whether the web app journals an unsubscribe when the state is busy (SQLite: one writer at a time)."""
         return False
+
+    def for_requests(self, size: int) -> Backend:
+        """This backend as a long-lived web app uses it: sessions may be reused, at most `size` at a time.
+        The default opens one per request (a SQLite session is a file open)."""
+        return self
+
+    def close(self) -> None:  # noqa: B027 - a hook with nothing to do for most backends, not an abstract method
+        """Release what the backend keeps between sessions (pooled connections); nothing by default."""

@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from digest.errors import BusyError, StoreConflict, StoreError
 from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor
@@ -258,6 +260,16 @@ class PostgresConnection(Connection):
         self._conn.close()
 
 
+def _session_options(busy_timeout: float) -> str:
+    # lock_timeout: how long a statement waits for a row or advisory lock held by another transaction
+    # (SQLite's busy timeout); 0 would mean forever in PostgreSQL, so at least 1 ms.
+    return f"-c lock_timeout={max(1, int(busy_timeout * 1000))} {_keepalive_options()}"
+
+
+def _application() -> str:
+    return f"digest pid {os.getpid()}"
+
+
 def _keepalive_options(idle: int = 30) -> str:
     # The server notices a vanished client (a host that lost power or its network) after about
     # idle + 3 * 10 seconds and ends its session, which releases the writer lock; a killed process closes its
@@ -296,10 +308,10 @@ class PostgresBackend(Backend):
             raise StoreError(f"{self.where}: cannot open the state database: {exc}") from exc
 
     def connect(self, busy_timeout: float) -> Connection:
-        # lock_timeout: how long a statement waits for a row or advisory lock held by another transaction
-        # (SQLite's busy timeout); 0 would mean forever in PostgreSQL, so at least 1 ms.
-        options = f"-c lock_timeout={max(1, int(busy_timeout * 1000))} {_keepalive_options()}"
-        return PostgresConnection(self._connect(options, f"digest pid {os.getpid()}"), self.where)
+        return PostgresConnection(self._connect(_session_options(busy_timeout), _application()), self.where)
+
+    def for_requests(self, size: int) -> Backend:
+        return PooledPostgresBackend(self.url, size)
 
     @contextmanager
     def writer_lock(self, timeout: float, what: str) -> Iterator[None]:
@@ -342,3 +354,68 @@ class PostgresBackend(Backend):
 
 
 assert SCHEMA_BASE + len(MIGRATIONS) == SCHEMA_VERSION, "every SQLite migration needs its PostgreSQL form"
+
+
+class _PooledConnection(PostgresConnection):
+    """A session borrowed from a pool: closing it gives it back (rolled back first if a transaction is open)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], where: str, pool: ConnectionPool[Any]) -> None:
+        super().__init__(conn, where)
+        self._pool = pool
+
+    def close(self) -> None:
+        self._pool.putconn(self._conn)
+
+
+class PooledPostgresBackend(PostgresBackend):
+    """PostgreSQL for `digest serve`: sessions come from a psycopg_pool pool (one per lock timeout), so a request
+    does not pay a new connection (TCP, maybe TLS, authentication) to a database on another host."""
+
+    def __init__(self, url: str, size: int) -> None:
+        super().__init__(url)
+        self.size = max(1, size)
+        self._pools: dict[str, ConnectionPool[Any]] = {}
+        self._guard = threading.Lock()
+
+    def _pool(self, options: str) -> ConnectionPool[Any]:
+        with self._guard:
+            pool = self._pools.get(options)
+            if pool is None:
+                pool = ConnectionPool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.size,
+                    kwargs={
+                        "autocommit": True,
+                        "options": options,
+                        "application_name": _application(),
+                        "connect_timeout": 10,
+                        "keepalives": 1,
+                        "keepalives_idle": 30,
+                        "keepalives_interval": 10,
+                        "keepalives_count": 3,
+                    },
+                    check=ConnectionPool.check_connection,  # a session the server dropped is replaced, not handed out
+                    open=True,
+                    name=f"digest {self.where}",
+                )
+                self._pools[options] = pool
+            return pool
+
+    def connect(self, busy_timeout: float) -> Connection:
+        pool = self._pool(_session_options(busy_timeout))
+        try:
+            conn = pool.getconn(timeout=30)
+        except (PoolTimeout, psycopg.Error) as exc:
+            raise StoreError(f"{self.where}: cannot open the state database: {exc}") from exc
+        return _PooledConnection(conn, self.where, pool)
+
+    def for_requests(self, size: int) -> Backend:
+        return self
+
+    def close(self) -> None:
+        """Close every pooled session (when the web app stops)."""
+        with self._guard:
+            for pool in self._pools.values():
+                pool.close()
+            self._pools.clear()

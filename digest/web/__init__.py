@@ -109,6 +109,7 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
                 tasks.start_soon(apply_journal, journal)
             yield
             tasks.cancel_scope.cancel()
+        web.backend.close()
 
     routes: list[BaseRoute] = [
         *unsubscribe.routes(web, journal),

@@ -61,7 +61,8 @@ class Web:
     backend: Backend = field(init=False)
 
     def __post_init__(self) -> None:
-        self.backend = backend_for(self.settings.state_location)
+        # As many pooled sessions (PostgreSQL) as threads that may use one at a time.
+        self.backend = backend_for(self.settings.state_location).for_requests(int(self.db_limiter.total_tokens))
 
     @property
     def site(self) -> Site:
