@@ -207,10 +207,17 @@ _NO_START = set("，。、；：？！）」』】〉》〕…—％,.;:?!)]}%'\
 _NO_END = set("（「『【〈《〔“‘([{")
 
 
+@lru_cache(maxsize=16384)
+def _char_columns(char: str) -> int:
+    return 2 if unicodedata.east_asian_width(char) in "WF" else 1
+
+
 def _columns(text: str) -> int:
     if text.isascii():  # the common case, and the per-character lookup is most of the cost of a long word
         return len(text)
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    if len(text) == 1:  # a CJK character: most pieces of a Chinese abstract
+        return _char_columns(text)
+    return sum(map(_char_columns, text))
 
 
 # A run of visible ASCII: after its first character it only ever extends the current token (narrow, no space).
@@ -236,7 +243,7 @@ def _tokens(text: str) -> list[tuple[bool, str]]:
             space, in_word = True, False
             pos += 1
             continue
-        wide = unicodedata.east_asian_width(char) in "WF"
+        wide = _char_columns(char) == 2
         glue = current and not space and (char in _NO_START or current[-1][-1] in _NO_END)
         if current and (glue or (in_word and not wide)):
             current.append(char)
@@ -247,7 +254,7 @@ def _tokens(text: str) -> list[tuple[bool, str]]:
         in_word = not wide
         space = False
         pos += 1
-        run = _ASCII_RUN.match(text, pos - 1)
+        run = _ASCII_RUN.match(text, pos - 1) if char < "\x7f" else None  # only an ASCII character starts one
         if run is not None:  # the rest of the run joins this piece whatever it holds
             current.append(text[pos : run.end()])
             pos = run.end()

@@ -113,6 +113,15 @@ class TopicRules:
 
     topics: tuple[Topic, ...]
     matchers: tuple[re.Pattern[str] | None, ...]
+    # Per topic, the lower-case strings one of which any match must contain (None: the topic has regexes, which
+    # cannot be screened): a substring test is far cheaper than the regular expression, which then runs only on
+    # the texts that pass.
+    stems: tuple[tuple[str, ...] | None, ...] = ()
+
+    def may_match(self, index: int, lowered: str) -> bool:
+        """Whether topic `index` can match the lower-cased text at all."""
+        stems = self.stems[index] if self.stems else None
+        return stems is None or any(stem in lowered for stem in stems)
 
     @property
     def slugs(self) -> frozenset[str]:
@@ -133,14 +142,17 @@ class TopicRules:
 def compile_topics(topics: tuple[Topic, ...]) -> TopicRules:
     """Compile the rules (cached: every renderer calls this with the same `Site.topics`)."""
     matchers: list[re.Pattern[str] | None] = []
+    stems: list[tuple[str, ...] | None] = []
     for topic in topics:
-        parts = [_keyword_pattern(k.lower()) for k in topic.keywords if k.strip()]
+        keywords = [k.lower() for k in topic.keywords if k.strip()]
+        parts = [_keyword_pattern(k) for k in keywords]
         parts += [f"(?:{p})" for p in topic.patterns]
         matchers.append(re.compile("|".join(parts), re.IGNORECASE) if parts else None)
-    return TopicRules(topics, tuple(matchers))
+        stems.append(None if topic.patterns else tuple(k.rstrip("*") for k in keywords))
+    return TopicRules(topics, tuple(matchers), tuple(stems))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)  # a rebuild asks about every paper twice (topic index, search): keep a 1,000-issue archive
 def assign_topics(entry: Entry, topics: tuple[Topic, ...]) -> tuple[str, ...]:
     """The slugs of `entry`'s topics, primary first (see the module docstring for the order of precedence).
 
@@ -150,17 +162,19 @@ def assign_topics(entry: Entry, topics: tuple[Topic, ...]) -> tuple[str, ...]:
     if chosen:
         return tuple(dict.fromkeys(chosen))
     titles = f"{entry.title_en}\n{entry.title_zh}"
+    lowered = titles.lower()
     in_titles = tuple(
         topic.slug
-        for topic, matcher in zip(rules.topics, rules.matchers, strict=True)
-        if matcher and matcher.search(titles)
+        for index, (topic, matcher) in enumerate(zip(rules.topics, rules.matchers, strict=True))
+        if matcher and rules.may_match(index, lowered) and matcher.search(titles)
     )
     if in_titles:
         return in_titles
     abstract = "\n".join(entry.abstract)
+    lowered = abstract.lower()
     best, best_hits = None, 0
-    for topic, matcher in zip(rules.topics, rules.matchers, strict=True):
-        hits = len(matcher.findall(abstract)) if matcher else 0
+    for index, (topic, matcher) in enumerate(zip(rules.topics, rules.matchers, strict=True)):
+        hits = len(matcher.findall(abstract)) if matcher and rules.may_match(index, lowered) else 0
         if hits > best_hits:
             best, best_hits = topic.slug, hits
     if best is not None:

@@ -102,3 +102,28 @@ def test_settings_ship_the_defaults_and_refuse_bad_rules() -> None:
         Settings(topics=[{"slug": "a", "name_zh": "甲", "name_en": "A", "regexes": ["("]}])
     with pytest.raises(ValueError, match="slug"):
         Settings(topics=[{"slug": "Bad Slug", "name_zh": "甲", "name_en": "A"}])
+
+
+def test_screening_by_substring_never_changes_an_assignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cheap substring screen in front of each topic's regular expression only skips texts that cannot match."""
+    import digest.topics as topics_module
+
+    tricky = [
+        replace(seed_entries()[0], title_en=title, title_zh="", abstract=(abstract,))
+        for title, abstract in [
+            ("LLMs and GUIs", ""),
+            ("Guided Sampling", "We evaluate guided quantization of KV Cache in VLMs."),
+            ("DIFFUSION Models", "扩散模型用于图像生成。"),
+            ("Robots", "使用LLM的机器人。Benchmarks, benchmarking, evaluated."),
+            ("Nothing here", "Plain text with no keyword at all."),
+        ]
+    ]
+    entries = [*seed_entries(), *tricky]
+    screened = [assign_topics(e, DEFAULT_TOPICS) for e in entries]
+    unscreened_rules = replace(topics_module.compile_topics(DEFAULT_TOPICS), stems=())
+    monkeypatch.setattr(topics_module, "compile_topics", lambda topics: unscreened_rules)
+    assign_topics.cache_clear()
+    try:
+        assert [assign_topics(e, DEFAULT_TOPICS) for e in entries] == screened
+    finally:
+        assign_topics.cache_clear()
