@@ -847,9 +847,17 @@ def _decode_problems(text: str) -> tuple[Problem, ...]:
     return tuple(Problem(src, line, msg, ProblemKind(kind), eid) for src, line, msg, kind, eid in json.loads(text))
 
 
+_WORKER_PUBLISHERS: dict[str, Publisher] = {}
+
+
 def _rebuild_issues(settings_dump: dict[str, object], numbers: list[int], newest: int | None) -> int:
-    """Worker of `rebuild`: render and write the pages and emails of some issues; returns files changed."""
-    publisher = Publisher(Settings.model_validate(settings_dump))
+    """Worker of `rebuild`: render and write the pages and emails of some issues; returns files changed.
+
+    A worker process keeps its publisher across chunks, so its templates are compiled once, not once per chunk."""
+    key = json.dumps(settings_dump, sort_keys=True, default=str)
+    publisher = _WORKER_PUBLISHERS.get(key)
+    if publisher is None:
+        publisher = _WORKER_PUBLISHERS.setdefault(key, Publisher(Settings.model_validate(settings_dump)))
     with publisher.open_store() as store:
         bundle = publisher.render_issue_files(store, numbers, newest)
     return write_bundle(publisher.settings.output_dir, bundle)

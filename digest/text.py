@@ -224,16 +224,17 @@ def _columns(text: str) -> int:
 _ASCII_RUN = re.compile(r"[!-~]{2,}")
 
 
-def _tokens(text: str) -> list[tuple[bool, str]]:
-    """Split into unbreakable pieces, each with whether a space comes before it.
+def _tokens(text: str) -> list[tuple[bool, str, int]]:
+    """Split into unbreakable pieces, each with whether a space comes before it and its display columns.
 
     Latin words and URLs stay whole; every CJK character is a piece of its own (a line may break between two),
     except that closing punctuation sticks to what precedes it and opening punctuation to what follows.
     Linear in the length of the text: a piece grows in a list, never by copying the string (a 2 MB word took 36 s).
     """
-    tokens: list[tuple[bool, str]] = []
+    tokens: list[tuple[bool, str, int]] = []
     current: list[str] = []  # the piece being built, joined when the next one starts
     current_space = False
+    current_width = 0
     space = False
     in_word = False
     pos, size = 0, len(text)
@@ -243,23 +244,26 @@ def _tokens(text: str) -> list[tuple[bool, str]]:
             space, in_word = True, False
             pos += 1
             continue
-        wide = _char_columns(char) == 2
+        columns = _char_columns(char)
+        wide = columns == 2
         glue = current and not space and (char in _NO_START or current[-1][-1] in _NO_END)
         if current and (glue or (in_word and not wide)):
             current.append(char)
+            current_width += columns
         else:
             if current:
-                tokens.append((current_space, "".join(current)))
-            current, current_space = [char], space
+                tokens.append((current_space, "".join(current), current_width))
+            current, current_space, current_width = [char], space, columns
         in_word = not wide
         space = False
         pos += 1
         run = _ASCII_RUN.match(text, pos - 1) if char < "\x7f" else None  # only an ASCII character starts one
         if run is not None:  # the rest of the run joins this piece whatever it holds
             current.append(text[pos : run.end()])
+            current_width += run.end() - pos
             pos = run.end()
     if current:
-        tokens.append((current_space, "".join(current)))
+        tokens.append((current_space, "".join(current), current_width))
     return tokens
 
 
@@ -271,8 +275,7 @@ def wrap_text(text: str, indent: str = "", first: str = "") -> str:
     """
     lines: list[str] = []
     line, width, prefix = first, _columns(first), first
-    for space, token in _tokens(text):
-        token_width = _columns(token)
+    for space, token, token_width in _tokens(text):
         gap = 1 if space and line != prefix else 0
         if line != prefix and width + gap + token_width > TEXT_COLUMNS:
             lines.append(line)
