@@ -222,6 +222,9 @@ def _columns(text: str) -> int:
 
 # A run of visible ASCII: after its first character it only ever extends the current token (narrow, no space).
 _ASCII_RUN = re.compile(r"[!-~]{2,}")
+# A run of CJK ideographs and Hangul syllables (all wide, none of them punctuation): after a wide character that
+# opens nothing, each one is a piece of its own, so a run is cut into pieces at once instead of one step each.
+_IDEOGRAPH_RUN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3]+")
 
 
 def _tokens(text: str) -> list[tuple[bool, str, int]]:
@@ -257,6 +260,15 @@ def _tokens(text: str) -> list[tuple[bool, str, int]]:
         in_word = not wide
         space = False
         pos += 1
+        if wide and char not in _NO_END and pos < size and text[pos] >= "\u3400":
+            ideographs = _IDEOGRAPH_RUN.match(text, pos)
+            if ideographs is not None:
+                chunk = ideographs.group()
+                tokens.append((current_space, "".join(current), current_width))
+                tokens.extend((False, c, 2) for c in chunk[:-1])
+                current, current_space, current_width = [chunk[-1]], False, 2
+                pos = ideographs.end()
+            continue
         run = _ASCII_RUN.match(text, pos - 1) if char < "\x7f" else None  # only an ASCII character starts one
         if run is not None:  # the rest of the run joins this piece whatever it holds
             current.append(text[pos : run.end()])

@@ -292,3 +292,16 @@ def test_no_line_passes_the_mail_byte_limit_even_for_one_endless_word() -> None:
     pieces = split_bytes("链" * 1000)
     assert len(pieces) > 1 and all(len(p.encode("utf-8")) <= 900 for p in pieces)
     assert "".join(pieces) == "链" * 1000
+
+
+@given(st.text(alphabet="ab 12 ，。（）「」中文扩散模型한국어éü—(.)\n\u3000", max_size=300))
+def test_wrapping_loses_and_reorders_nothing(text: str) -> None:
+    wrapped = wrap_text(text, indent="   ", first="1. ")
+    assert "".join(wrapped[3:].split()) == "".join(text.split())
+
+
+@given(st.text(alphabet="中文扩散模型한국어㐀", min_size=1, max_size=500))
+def test_runs_of_ideographs_fill_lines_to_76_columns(text: str) -> None:
+    lines = wrap_text(text).split("\n")
+    assert all(len(line) * 2 <= 76 for line in lines)
+    assert all(len(line) * 2 > 74 for line in lines[:-1])  # full lines: a break only where the next would not fit
