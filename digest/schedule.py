@@ -280,6 +280,24 @@ def run_once(settings: Settings, now: datetime) -> ScheduledRun | None:
         return fire(settings, now)
 
 
+def _create_jobs_table(jobstore: Any, where: object, attempts: int = 5) -> None:
+    """Create APScheduler's table before the scheduler starts. Two `digest run` processes starting together on a
+    new PostgreSQL database both see no table and both create it; one gets a duplicate-key error from the catalog
+    (CREATE TABLE IF NOT EXISTS is not safe against a concurrent CREATE). Trying again finds the other's table."""
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            jobstore.jobs_t.create(jobstore.engine, checkfirst=True)
+            return
+        except DBAPIError as exc:
+            if attempt == attempts - 1:
+                raise StoreError(f"{where}: cannot create the scheduler's job store: {exc.orig}") from None
+            time.sleep(0.2 * (attempt + 1))
+
+
 def run_forever(settings: Settings, config: Path | None) -> None:
     """`digest run`: fire on the schedule until SIGTERM or Ctrl-C, then let the running job stop cleanly."""
     from apscheduler.executors.pool import ThreadPoolExecutor
@@ -297,8 +315,10 @@ def run_forever(settings: Settings, config: Path | None) -> None:
             settings.jobs_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"{settings.jobs_path}: cannot create the job store's folder: {exc.strerror}") from None
+    jobstore = SQLAlchemyJobStore(url=backend.job_store_url(settings.jobs_path))
+    _create_jobs_table(jobstore, where)
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=backend.job_store_url(settings.jobs_path))},
+        jobstores={"default": jobstore},
         executors={"default": ThreadPoolExecutor(1)},
         timezone=settings.tz,
     )
