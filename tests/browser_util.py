@@ -6,18 +6,14 @@ as root); `measure_page()` screenshots a page at a given width and reports how w
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from tests.debian_util import ensure_packages
+
 _NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "digest-chromium-install.lock"
 
 # Without the background-networking flags Chromium keeps trying to reach the (closed) network.
 _FLAGS = (
@@ -45,17 +41,6 @@ def _which() -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _install_lock() -> Iterator[None]:
-    # pytest-xdist workers may all want the browser at once: one installs, the others wait.
-    with open(_INSTALL_LOCK, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _has_cjk_font() -> bool:
     if shutil.which("fc-list") is None:
         return False
@@ -70,21 +55,8 @@ def find_chromium() -> str | None:
     Returns None when no browser can be provided (not root, no apt-get, install failed), so that callers can
     fail with a clear message.
     """
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return _which()
-    with _install_lock():
-        missing = [] if _which() else ["chromium"]
-        if not _has_cjk_font():
-            missing.append("fonts-noto-cjk")
-        if missing:
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            # Wait for a concurrent apt/dpkg run instead of failing on its lock; update the lists if stale.
-            install = ["apt-get", "-o", "DPkg::Lock::Timeout=900", "install", "-y", "--no-install-recommends", *missing]
-            for command in (install, ["apt-get", "-o", "DPkg::Lock::Timeout=900", "update"], install):
-                result = subprocess.run(command, env=env, capture_output=True, timeout=1800, check=False)
-                if command is install and result.returncode == 0:
-                    break
-        return _which()
+    ensure_packages(lambda: ([] if _which() else ["chromium"]) + ([] if _has_cjk_font() else ["fonts-noto-cjk"]))
+    return _which()
 
 
 def measure_page(

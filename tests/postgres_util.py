@@ -8,8 +8,6 @@ its unix socket in the same temporary folder; `stop()` shuts it down and removes
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import pwd
 import shutil
@@ -17,11 +15,11 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-_INSTALL_LOCK = Path(tempfile.gettempdir()) / "digest-postgresql-install.lock"
+from tests.debian_util import ensure_packages
+
 _SERVER_USER = "postgres"  # created by Debian's postgresql package
 
 
@@ -30,32 +28,12 @@ def _bin_dir() -> Path | None:
     return found[-1].parent if found else None
 
 
-@contextlib.contextmanager
-def _install_lock() -> Iterator[None]:
-    # pytest-xdist workers may all want the server at once: one installs, the others wait.
-    with open(_INSTALL_LOCK, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def find_postgres() -> Path | None:
     """The folder holding initdb/pg_ctl/postgres. As root, installs Debian's `postgresql` when it is missing.
     None when no server can be provided (not root and not installed, no apt-get, install failed)."""
-    if _bin_dir() is not None or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return _bin_dir()
-    with _install_lock():
-        if _bin_dir() is None:
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            install = ["apt-get", "-o", "DPkg::Lock::Timeout=900", "install", "-y", "--no-install-recommends"]
-            install.append("postgresql")
-            for command in (install, ["apt-get", "-o", "DPkg::Lock::Timeout=900", "update"], install):
-                result = subprocess.run(command, env=env, capture_output=True, timeout=1800, check=False)
-                if command is install and result.returncode == 0:
-                    break
-        return _bin_dir()
+    if _bin_dir() is None:
+        ensure_packages(lambda: [] if _bin_dir() else ["postgresql"])
+    return _bin_dir()
 
 
 def _free_port() -> int:
