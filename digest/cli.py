@@ -575,14 +575,14 @@ def bounces_import(ctx: Context, source: str, quiet: bool, now: str | None) -> N
     stdin = sys.stdin.buffer
     counts = {"applied": 0, "repeated": 0, "problems": 0}
     for result in ctx.publisher().import_bounces(read_messages(source, stdin), ctx.now(now)):
-        name = click.format_filename(result.name)
+        # File names and remote servers' diagnostics are outside text: printed with their controls escaped.
         if result.problem:
             counts["problems"] += 1
-            click.echo(f"{name}: {result.outcome}", err=True)
+            _say(f"{result.name}: {result.outcome}", err=True)
             continue
         counts["repeated" if result.repeated else "applied"] += 1
         if not quiet:
-            click.echo(f"{name}: {result.outcome}")
+            _say(f"{result.name}: {result.outcome}")
     click.echo(
         f"{counts['applied']} reports applied, {counts['repeated']} already imported, {counts['problems']} skipped",
         err=True,

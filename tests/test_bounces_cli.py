@@ -127,7 +127,7 @@ def test_unreadable_and_unmatched_reports_are_named_and_skipped(mail_ws: Workspa
     sender = next(m.mail_from for m in smtp_server.received if m.rcpt_tos == ["reader0@example.org"])
     (box / "new" / "1.good").write_bytes(dsn_for(sender))
     (box / "new" / "2.no-verp").write_bytes((FIXTURES / "postfix-5.1.1-no-verp.eml").read_bytes())
-    (box / "new" / "3.junk").write_bytes(b"\x00\xff not a message at all")
+    (box / "new" / "3.junk\x1b[31m").write_bytes(b"\x00\xff not a message at all")  # a name that recolours
     verp_id = sender.split("+")[1].split("@")[0]
     forged = dsn_for(sender, "<forged@x>").replace(verp_id.encode(), b"aaaaa" + verp_id[5:].encode())
     (box / "cur" / "4.forged").write_bytes(forged)
@@ -135,7 +135,7 @@ def test_unreadable_and_unmatched_reports_are_named_and_skipped(mail_ws: Workspa
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "1.good: hard bounce: reader0@example.org" in result.stdout
     assert re.search(r"2\.no-verp: unmatched dsn report for nobody-here@digest\.test: no valid VERP id", result.stderr)
-    assert "3.junk: not a bounce or complaint report" in result.stderr
+    assert "3.junk\\x1b[31m: not a bounce or complaint report" in result.stderr and "\x1b" not in result.stderr
     assert "4.forged: unmatched" in result.stderr
     assert "1 reports applied, 0 already imported, 3 skipped" in result.stderr
     assert statuses(mail_ws) == {"reader0@example.org": "bounced", "reader1@example.org": "active"}
