@@ -134,6 +134,10 @@ MIGRATIONS: dict[int, str] = {
         ADD CONSTRAINT deliveries_status_check CHECK (status IN
             ('pending', 'sent', 'failed', 'deferred', 'unknown', 'bounced', 'complained', 'skipped'));
     """,
+    # 10: `seed_files.settled` has not been read since the waiting queue (8) replaced it
+    10: """
+    ALTER TABLE seed_files DROP COLUMN settled;
+    """,
 }
 
 # Advisory lock keys are 64-bit integers; derive them from names so they read as what they guard.

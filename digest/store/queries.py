@@ -829,8 +829,6 @@ class Store:
         rows = self._conn.execute("SELECT path, size, mtime_ns FROM seed_files")
         return {r[0]: CachedFile(int(r[1]), int(r[2])) for r in rows}
 
-    # The `settled` column of migration 3 is no longer read: the waiting queue (migration 6) replaced it.
-
     def waiting_entries(self, limit: int) -> list[EntryRef]:
         """The first `limit` papers seen but not published, in seed order (file name, then line): the head of the
         queue, read through its partial index without touching the archive or the rest of the backlog."""

@@ -171,6 +171,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE deliveries_v9 RENAME TO deliveries;
     CREATE INDEX deliveries_status ON deliveries (issue, status);
     """,
+    # 10: `seed_files.settled` (migration 3) has not been read since the waiting queue (8) replaced it
+    """
+    ALTER TABLE seed_files DROP COLUMN settled;
+    """,
 )
 
 
