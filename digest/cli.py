@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from digest.errors import DigestError, printable
-from digest.model import SubscriberSource
+from digest.model import SubscriberSource, SubscriberStatus
 
 if TYPE_CHECKING:
     from digest.publisher import Publisher, PublishResult
@@ -386,8 +386,13 @@ def subscribers_list(ctx: Context) -> None:
         if record.unsubscribed:
             status += f" {record.unsubscribed:%Y-%m-%d}"
         _say(f"{sub.email:<{width}}  {status:<23}  {record.source.value:<6}  {sub.name}".rstrip())
-    active = sum(r.subscriber.active for r in records)
-    click.echo(f"{len(records)} subscribers: {active} active, {len(records) - active} unsubscribed", err=True)
+    from collections import Counter
+
+    counts = Counter(r.subscriber.status for r in records)
+    others = "".join(
+        f", {counts[s]} {s.value}" for s in SubscriberStatus if s is not SubscriberStatus.ACTIVE and counts[s]
+    )
+    click.echo(f"{len(records)} subscribers: {counts[SubscriberStatus.ACTIVE]} active{others}", err=True)
 
 
 @subscribers.command("import")
