@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, PriorEntry, Problem, ProblemKind, SeedFile
 from digest.seedfiles import read_seed_file
-from digest.seeds import deduplicate, duplicate_problem, parse_seed
+from digest.seeds import deduplicate, duplicate_problem, parse_seed, scan_seed
 
 Sink = Callable[[Sequence[EntryRef]], None]
 MAX_INCREMENTAL_FILES = 200
@@ -136,7 +136,7 @@ def _scans(
     """(file, scan, parsed entries) in file order: cached scans, or parsed here or in workers."""
     stale = [f for f in files if (hit := cached.get(f.source)) is None or hit.scan is None or not hit.matches(f)]
     parallel = workers > 1 and not keep_parsed and len(stale) >= PARALLEL_MIN_FILES
-    fresh: Iterator[tuple[bytes, str]] | None = None
+    fresh: Iterator[tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]] | None = None
     pool = None
     if parallel:
         from concurrent.futures import ProcessPoolExecutor
@@ -151,9 +151,10 @@ def _scans(
                 assert data is not None
                 yield file, FileScan.decode(file.source, data), {}
             elif fresh is not None:
-                encoded, digest = next(fresh)
+                encoded, digest, rows, problems = next(fresh)
                 catalog.cache_updates.append((file.source, file.size, file.mtime_ns, digest, encoded))
-                yield file, FileScan.decode(file.source, encoded), {}
+                source = file.source
+                yield file, FileScan(tuple([EntryRef(i, h, source, line) for i, h, line in rows]), tuple(problems)), {}
             else:
                 scan, parsed = _parse(file, catalog)
                 yield file, scan, parsed
@@ -162,11 +163,13 @@ def _scans(
             pool.shutdown(cancel_futures=True)
 
 
-def _scan_file(file: SeedFile) -> tuple[bytes, str]:
-    """Worker side of a bulk scan: the file's light scan (encoded) and its SHA-256; no text crosses back."""
+def _scan_file(file: SeedFile) -> tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]:
+    """Worker side of a bulk scan: the file's light scan (encoded for the cache, and as plain tuples, which cross
+    back cheaper than anything that must be decoded again) and its SHA-256; no text crosses back."""
     data = read_seed_file(file)
-    parsed = parse_seed(data, file.source)
-    return FileScan.of(parsed.entries, parsed.problems).encode(), hashlib.sha256(data).hexdigest()
+    refs, problems = scan_seed(data, file.source)
+    encoded = FileScan(tuple(refs), tuple(problems)).encode()
+    return encoded, hashlib.sha256(data).hexdigest(), [(r.id, r.content_hash, r.line) for r in refs], problems
 
 
 def build_incremental(

@@ -8,23 +8,25 @@ Format of one entry (see seeds/*.txt)::
 
     <abstract: one or more paragraphs>
 
-The `Topics:` line may stand anywhere in the entry after the link line; only syntax is checked here (slugs are
-checked against the configured topics where those are known: `digest.topics.topic_problems`).
+The `Topics:` line (`topics:` and `TOPICS:` too) may stand anywhere in the entry after the link line; only syntax
+is checked here (slugs are checked against the configured topics where those are known:
+`digest.topics.topic_problems`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from digest.model import Entry, Located, Problem, ProblemKind, SeedScan
+from digest.model import Entry, EntryRef, Located, Problem, ProblemKind, SeedScan
 from digest.seedfiles import list_seed_files, read_seed_file
 from digest.text import XML_ILLEGAL, join_soft_lines, remove_xml_illegal, resolve_latex_accents
 
-__all__ = ["deduplicate", "duplicate_problem", "entry_id", "merge_scans", "parse_seed", "read_seeds"]
+__all__ = ["deduplicate", "duplicate_problem", "entry_id", "merge_scans", "parse_seed", "read_seeds", "scan_seed"]
 
 
 _LINK_HINT = '"[中文标题](https://...)"'
@@ -50,8 +52,18 @@ _XML_ILLEGAL_BUT_BAD_BYTES = re.compile(XML_ILLEGAL.replace("\ud800-\udfff", "\u
 _NOT_IN_URL = re.compile(r'[\s"<>\\]')
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 # "Topics: llm, agents" on a line of its own (a full-width colon and comma too: the line is often typed in Chinese).
-_TOPICS_LINE = re.compile(r"^[ \t]*topics[ \t]*[:：](.*)$", re.IGNORECASE | re.MULTILINE)
+_TOPICS_LINE = re.compile(r"^[ \t]*(?:[Tt]opics|TOPICS)[ \t]*[:：](.*)$", re.MULTILINE)
 _TOPIC_SEPARATORS = re.compile(r"[\s,，、;；]+")
+# The common entry head, whose fields need no normalizing: "## title" (words one space apart, no backslash),
+# the link line right after it (same for the text; an http(s) URL with nothing to percent-encode), and the
+# arXiv id when the URL is a plain arXiv link (else `entry_id` decides). `scan_seed` takes it as it stands.
+_PLAIN_WORDS = r"[^\s\\{extra}]+(?: [^\s\\{extra}]+)*"
+_FAST_ENTRY = re.compile(
+    "## (" + _PLAIN_WORDS.format(extra="") + r")\n+"
+    r"\[(" + _PLAIN_WORDS.format(extra=r"\[\]") + r")\]"
+    r"\((https?://(?:(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/(\d{4}\.\d{4,5})(?:v\d+)?(?:\.pdf)?/?(?=\))"
+    r"|[^\s/?#\\:@()<>\"][^\s()<>\"\\]*))\)[ \t]*\n+"
+)
 
 
 def entry_id(url: str) -> str:
@@ -157,6 +169,11 @@ def _quote(line: str, limit: int = 60) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _may_name_topics(body: str) -> bool:
+    """False only when `body` has no Topics line (a substring test, much cheaper than the line's regex)."""
+    return "opics" in body or "OPICS" in body
+
+
 def _paragraphs(body: str) -> list[str]:
     """The abstract's paragraphs: blank lines separate them, soft breaks inside are joined."""
     paragraphs: list[str] = []
@@ -218,7 +235,7 @@ def _parse_entry(chunk: str, start: int, source: str) -> Entry | Problem:
             f'the URL {_quote(url)!r} contains a space or one of " < > \\; percent-encode it (a space is %20)',
         )
     topics: tuple[str, ...] = ()
-    if "opics" in body:  # cheap pre-check: most entries have no Topics line
+    if _may_name_topics(body):  # most entries have no Topics line
         found = _TOPICS_LINE.search(body)
         if found:
             topics = tuple(dict.fromkeys(t.lower() for t in _TOPIC_SEPARATORS.split(found.group(1)) if t))
@@ -290,14 +307,14 @@ def duplicate_problem(source: str, line: int, first: Located) -> Problem:
     )
 
 
-def parse_seed(data: bytes | str, source: str) -> SeedScan:
-    """Parse one seed file's content; never raises: bad entries become problems, the rest are returned."""
+def _clean_text(data: bytes | str) -> tuple[str, bool]:
+    """A seed file's text ready to split into entries (BOM, CRs and XML-illegal characters gone), and whether
+    it held bytes that are not UTF-8 (kept as lone surrogates, so each entry that holds one is reported)."""
     undecodable = False
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            # Keep the bad bytes as lone surrogates, so each entry that holds one is reported at its line.
             text = data.decode("utf-8", "surrogateescape")
             undecodable = True
     else:
@@ -310,6 +327,12 @@ def parse_seed(data: bytes | str, source: str) -> SeedScan:
     illegal = _XML_ILLEGAL_BUT_BAD_BYTES if undecodable else _XML_ILLEGAL
     if illegal.search(text):
         text = illegal.sub("", text)
+    return text, undecodable
+
+
+def parse_seed(data: bytes | str, source: str) -> SeedScan:
+    """Parse one seed file's content; never raises: bad entries become problems, the rest are returned."""
+    text, undecodable = _clean_text(data)
     offsets = _heading_offsets(text)
     problems: list[Problem] = []
     parsed: list[Entry] = []
@@ -330,6 +353,58 @@ def parse_seed(data: bytes | str, source: str) -> SeedScan:
     entries = deduplicate(parsed, {}, problems)
     problems.sort(key=lambda p: p.line)
     return SeedScan(tuple(entries), tuple(problems))
+
+
+def scan_seed(data: bytes | str, source: str) -> tuple[list[EntryRef], list[Problem]]:
+    """What `parse_seed` finds, as refs (id, content hash, where) and problems, without building entries.
+
+    A first import reads every paper only to record it, so the common entry shape (`## title`, the link line,
+    one-line paragraphs; nothing to normalize) is checked and hashed straight from the file's text; any other
+    entry goes through `_parse_entry`. tests/test_seeds.py holds both to the same answers.
+    """
+    text, undecodable = _clean_text(data)
+    if undecodable:  # rare: the careful path reports every bad byte where it is
+        scan = parse_seed(data, source)
+        return [EntryRef(e.id, e.content_hash, e.source, e.line) for e in scan.entries], list(scan.problems)
+    offsets = _heading_offsets(text)
+    problems: list[Problem] = []
+    refs: list[EntryRef] = []
+    line = 1 + text.count("\n", 0, offsets[0]) if offsets else 0
+    fast = _FAST_ENTRY.match
+    for start, end in zip(offsets, [*offsets[1:], len(text)], strict=False):
+        head = fast(text, start, end)
+        if head is not None:
+            stop = end
+            while stop > start and text[stop - 1] == "\n":
+                stop -= 1
+            body = text[head.end() : stop]
+            if body and not (body[0].isspace() or body[-1].isspace() or "\\" in body or _may_name_topics(body)):
+                if "\n" in body:
+                    body = body.replace("\n\n", "\x1f") if _plain_paragraphs(body) else ""
+                if body:  # the paragraphs joined as `Entry.content_hash` joins them
+                    title_en, title_zh, url, arxiv = head.groups()
+                    payload = f"{title_en}\x1e{title_zh}\x1e{url}\x1e{body}".encode()
+                    refs.append(EntryRef(arxiv or entry_id(url), hashlib.sha256(payload).hexdigest(), source, line))
+                    line += text.count("\n", start, end)
+                    continue
+        result = _parse_entry(text[start:end], line, source)
+        if isinstance(result, Problem):
+            problems.append(result)
+        else:
+            refs.append(EntryRef(result.id, result.content_hash, source, line))
+        line += text.count("\n", start, end)
+    kept = deduplicate(refs, {}, problems)
+    problems.sort(key=lambda p: p.line)
+    return kept, problems
+
+
+def _plain_paragraphs(body: str) -> bool:
+    """Whether a trimmed abstract of several lines is one-line paragraphs, each trimmed, one blank line apart:
+    then its paragraphs are exactly `body.split("\\n\\n")`, as `_paragraphs` would find them."""
+    for paragraph in body.split("\n\n"):
+        if not paragraph or "\n" in paragraph or paragraph[0].isspace() or paragraph[-1].isspace():
+            return False
+    return True
 
 
 def _not_utf8(source: str, line: int, chunk: str) -> Problem | None:

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.errors import DigestError
-from digest.model import Entry, ProblemKind, SeedScan
+from digest.model import Entry, EntryRef, ProblemKind, SeedScan
 from digest.seedfiles import list_seed_files
-from digest.seeds import entry_id, merge_scans, parse_seed, read_seeds
+from digest.seeds import entry_id, merge_scans, parse_seed, read_seeds, scan_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "seeds.json"
@@ -441,3 +441,136 @@ def test_every_heading_gives_an_entry_or_a_problem(text: str) -> None:
     lines = XML_ILLEGAL.sub("", text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")).split("\n")
     headings = sum(1 for ln in lines if ln.startswith("## ") or ln.rstrip() == "##")
     assert len(scan.entries) + len(scan.problems) == headings
+
+
+# scan_seed: the light scan a bulk import takes, held to parse_seed's answers
+
+
+def refs_of(data: str | bytes) -> tuple[list[EntryRef], list[object]]:
+    scan = parse_seed(data, "s")
+    return [EntryRef(e.id, e.content_hash, e.source, e.line) for e in scan.entries], list(scan.problems)
+
+
+# Entries of the common shape, and near misses that differ from it in one place, which its fast path must send
+# back to the careful parser: spaces to collapse or trim (Unicode ones too), accents to resolve, a Topics line,
+# paragraphs two blank lines apart or soft-wrapped, odd URLs, arXiv ids that are not quite ids.
+plain_words = st.lists(st.sampled_from(["模型", "Large", "GPT-4", "“引号”", "(1)", "é"]), min_size=1, max_size=4).map(
+    " ".join
+)
+NEAR_MISSES: list[tuple[str, str, str]] = [  # (part, old, new): replace in that part of a plain entry
+    *[("title", " ", odd) for odd in ("  ", "\t", "\u3000", "\xa0")],
+    *[("title", "", odd) for odd in (" ", "\u3000", 'T\\"ULU ', "a\x1fb ")],
+    *[("text", " ", odd) for odd in ("  ", "\u3000", " [v2] ")],
+    *[("text", "", odd) for odd in (" ", "\u3000")],
+    *[
+        ("url", "https://arxiv.org/abs/2409.13346", odd)
+        for odd in (
+            "https://arxiv.org/abs/2409.13346v3",
+            "http://export.arxiv.org/pdf/2409.13346v2.pdf",
+            "https://www.arxiv.org/html/2409.1334/",
+            "https://arxiv.org/abs/2409.133461",
+            "https://arxiv.org/abs/hep-th/9901001",
+            "https://ARXIV.org/abs/2409.13346",
+            "https://e.com/a_(b)",
+            "https://E.com:443/x/",
+            "https://e.com/x?y#z",
+            "HTTPS://e.com/x",
+            "ftp://e.com/x",
+            "<https://e.com/x>",
+        )
+    ],
+    *[("gap", "", odd) for odd in ("\n", " \n")],
+    *[("tail", "", odd) for odd in (" ", "\t", "x")],
+    *[("lead", "\n", odd) for odd in ("", "\n\n", "\n \n")],
+    *[
+        ("body", "\n\n", odd)
+        for odd in (
+            "\n\n\n",
+            "\n\n\n\n",
+            "\n",
+            "\n \n",
+            "\n\n ",
+            " \n\n",
+            "\n\nTopics: llm\n\n",
+            "\n\nTOPICS: llm\n\n",
+            "\n\ntopics：llm\n\n",
+        )
+    ],
+    *[
+        ("body", "", odd)
+        for odd in (" ", "\t", "\u3000", "a\\b ", "Topics: llm\n", "TOPICS：agents\n", "topics:\n", "opics ")
+    ],
+    *[("end", "\n\n", odd) for odd in (" \n", "\n\n\n", "", "\u3000\n")],
+]
+
+
+PLAIN_PARTS = {"title": "Large 模型", "gap": "", "text": "大 模型", "url": "https://arxiv.org/abs/2409.13346",
+               "tail": "", "lead": "\n", "body": "第一段。\n\n第二段。", "end": "\n\n"}  # fmt: skip
+
+
+def seed_entry(parts: dict[str, str]) -> str:
+    p = parts
+    return f"## {p['title']}\n{p['gap']}[{p['text']}]({p['url']}){p['tail']}\n{p['lead']}{p['body']}{p['end']}"
+
+
+def near_miss(parts: dict[str, str], miss: tuple[str, str, str], at_start: bool) -> dict[str, str]:
+    part, old, odd = miss
+    text = parts[part]
+    if old == "":  # at the start or at the end
+        return {**parts, part: odd + text if at_start else text + odd}
+    return {**parts, part: text.replace(old, odd, 1)}
+
+
+@st.composite
+def near_entry(draw: st.DrawFn) -> str:
+    parts = {
+        **PLAIN_PARTS,
+        "title": draw(plain_words),
+        "text": draw(plain_words),
+        "url": draw(st.sampled_from(["https://arxiv.org/abs/2409.13346", "https://e.com/p/1"])),
+        "body": draw(st.lists(plain_words, min_size=1, max_size=3).map("\n\n".join)),
+    }
+    for miss in draw(st.lists(st.sampled_from(NEAR_MISSES), max_size=2)):  # none: a plain entry
+        parts = near_miss(parts, miss, draw(st.booleans()))
+    return seed_entry(parts)
+
+
+near_document = st.lists(st.one_of(near_entry(), near_entry(), line), max_size=8).map("".join)
+
+
+@pytest.mark.parametrize("at_start", [True, False])
+@pytest.mark.parametrize("miss", NEAR_MISSES, ids=repr)
+def test_the_light_scan_takes_each_near_miss_as_the_parser_does(miss: tuple[str, str, str], at_start: bool) -> None:
+    for parts in (PLAIN_PARTS, {**PLAIN_PARTS, "body": "一段。"}):
+        plain = seed_entry(parts)
+        odd = seed_entry(near_miss(parts, miss, at_start))
+        for text in (odd, plain + odd, odd + plain):
+            assert scan_seed(text, "s") == refs_of(text)
+
+
+@settings(max_examples=500)
+@given(near_document)
+def test_the_light_scan_finds_what_the_parser_finds(text: str) -> None:
+    assert scan_seed(text, "s") == refs_of(text)
+    assert scan_seed(text.encode("utf-8", "surrogatepass"), "s") == refs_of(text.encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=300)
+@given(document)
+def test_the_light_scan_agrees_on_seed_like_garbage(text: str) -> None:
+    assert scan_seed(text, "s") == refs_of(text)
+
+
+def test_the_light_scan_agrees_on_the_sample_seeds_and_takes_their_fast_path() -> None:
+    for path in sorted((ROOT / "seeds").iterdir()):
+        data = path.read_bytes()
+        assert scan_seed(data, "s") == refs_of(data)
+    # The real entries have the common shape, so the check above compared the fast path, not the parser twice.
+    plain = "## Plain Title\n[中文 标题](https://arxiv.org/abs/2409.13346v2)\n\n第一段。\n\n第二段。\n"
+    refs, problems = scan_seed(plain, "s")
+    assert problems == [] and refs == refs_of(plain)[0] and refs[0].id == "2409.13346"
+
+
+def test_a_topics_line_may_be_written_in_capitals() -> None:
+    found = only_entry(parse_seed(entry(abstract="TOPICS: llm\n\n摘要。"), "s"))
+    assert found.topics == ("llm",) and found.abstract == ("摘要。",)

@@ -265,6 +265,9 @@ class SqliteBackend(Backend):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # 32 MB of page cache instead of 2 MB: a first import of 100,000 papers inserts into three indexes
+            # of the entries table, and with the default cache every insert reads back evicted index pages.
+            conn.execute("PRAGMA cache_size=-32768")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
         except OSError as exc:
