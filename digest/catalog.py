@@ -107,14 +107,18 @@ def build_catalog(
     sink: Sink | None = None,
     keep_parsed: bool = False,
     workers: int = 1,
+    head: tuple[int, Callable[[Sequence[EntryRef]], None]] | None = None,
 ) -> Catalog:
     """Every seed file's entries, parsing only files that changed since their cached scan (the reference path).
 
     A bulk of files to parse is spread over `workers` processes, which send back light scans only. Every first
     occurrence goes to `sink`, also from unchanged files (a removed or edited file may have moved one there).
+    `head` = (n, call): `call` gets the first n first occurrences (all of them, when there are fewer) once they
+    are known and sunk, while the workers go on parsing the rest.
     """
     catalog = Catalog()
     seen: dict[str, Located] = {}
+    wanted, on_head = head if head is not None else (0, None)
     for file, scan, parsed in _scans(files, cached, catalog, keep_parsed, workers):
         found = list(scan.problems)
         kept = deduplicate(scan.refs, seen, found)
@@ -126,6 +130,11 @@ def build_catalog(
             sink(kept)
         if keep_parsed:
             catalog.parsed.update((r.id, parsed[r.id]) for r in kept if r.id in parsed)
+        if on_head is not None and len(catalog.refs) >= wanted:
+            on_head(catalog.refs[:wanted])
+            on_head = None
+    if on_head is not None:
+        on_head(list(catalog.refs))
     catalog.removed = sorted(set(cached) - {f.source for f in files})
     return catalog
 

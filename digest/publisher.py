@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,12 +34,13 @@ if TYPE_CHECKING:
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
 
-from digest.compose import EntryReport, describe, plan_from_queue, plan_next_issue
+from digest.compose import EntryReport, IssuePlan, describe, plan_from_queue, plan_next_issue
 from digest.errors import BusyError, DigestError
 from digest.model import (
     Entry,
     EntryRef,
     Issue,
+    KnownEntry,
     Problem,
     ProblemKind,
     SeedFile,
@@ -198,55 +199,81 @@ class Publisher:
             if not dry_run and (quiet := self._nothing_changed(store, fingerprint)) is not None:
                 return PublishResult(None, quiet, 0, 0, out_dir, 0)
             with store.transaction(commit=not dry_run):
-                catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run)
                 limit = self.settings.max_entries_per_issue
-                if catalog.known is not None:  # only changed files were read: the rest is what the state says
-                    known = catalog.known
-                    head = store.waiting_entries(limit)
-                    plan = plan_from_queue(head, store.waiting_count(), catalog.refs, known, limit)
+                early: _Published | None = None
+
+                def publish_head(head: Sequence[EntryRef]) -> None:
+                    # A first import: nothing is published yet, so the issue is the first papers of the seeds,
+                    # known long before the rest is read. Render it now, while the workers parse the rest.
+                    nonlocal early
+                    plan = plan_next_issue(head, {}, limit)
+                    early = self._publish(store, _fresh_catalog(), files, plan, now, slot, out_dir, dry_run)
+
+                catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head))
+                known: Mapping[str, KnownEntry] = {}
+                if early is not None:
+                    done = early
+                    plan = replace(done.plan, waiting=len(catalog.refs) - len(done.plan.new))
                 else:
-                    known = store.published_entries()
-                    plan = plan_next_issue(catalog.refs, known, limit)
-                number = store.next_issue_number()
-                entries = self._materialize(store, catalog, files, [*plan.new, *plan.revised])
+                    if catalog.known is not None:  # only changed files were read: the rest is what the state says
+                        known = catalog.known
+                        queue = store.waiting_entries(limit)
+                        plan = plan_from_queue(queue, store.waiting_count(), catalog.refs, known, limit)
+                    else:
+                        known = store.published_entries()
+                        plan = plan_next_issue(catalog.refs, known, limit)
+                    done = self._publish(store, catalog, files, plan, now, slot, out_dir, dry_run)
                 store.cache_scans(catalog.cache_updates)
                 store.forget_scans(catalog.removed)
-                store.record_revisions([entries[r.id] for r in plan.revised], now)
-                issue = None
-                if plan.has_issue:
-                    issue = Issue(
-                        number=number, published=now, entries=tuple(entries[r.id] for r in plan.new), slot=slot
-                    )
-                    store.record_issue(issue, now)
-                revised_issues = store.issues_of_entries(r.id for r in plan.revised)
-                topics = self._index_topics(store, issue, revised_issues)
-                catalog.problems.extend(
-                    topic_problems([entries[r.id] for r in [*plan.new, *plan.revised]], self.settings.topic_list)
-                )
+                fresh = [done.entries[r.id] for r in [*plan.new, *plan.revised]]
+                catalog.problems.extend(topic_problems(fresh, self.settings.topic_list))
                 store.set_meta(BACKLOG_KEY, str(plan.waiting))
                 store.set_meta(SEEDS_KEY, fingerprint)
                 store.set_meta(PROBLEMS_KEY, _encode_problems(catalog.problems))
-                bundle = self._changed_outputs(store, revised_issues, issue, topics, repair=not dry_run)
-                written: list[str] = []
-                changed = write_bundle(out_dir, bundle, written=written)
                 reports: tuple[EntryReport, ...] = ()
                 if dry_run:
                     titles = {i: e.title_en for i, e in catalog.parsed.items()}
-                    reports = tuple(describe(catalog.refs, catalog.problems, known, plan, number, titles))
+                    reports = tuple(describe(catalog.refs, catalog.problems, known, plan, done.number, titles))
             if not dry_run:
                 self._write_build_marker(store)
         if not dry_run:
-            self._announce_feeds(written)
+            self._announce_feeds(done.written)
         return PublishResult(
-            issue=issue,
+            issue=done.issue,
             problems=tuple(catalog.problems),
             revised=len(plan.revised),
             waiting=plan.waiting,
             output_dir=out_dir,
-            files_changed=changed,
+            files_changed=done.changed,
             dry_run=dry_run,
             reports=reports,
         )
+
+    def _publish(
+        self,
+        store: Store,
+        catalog: Catalog,
+        files: Sequence[SeedFile],
+        plan: IssuePlan[EntryRef],
+        now: datetime,
+        slot: str | None,
+        out_dir: Path,
+        dry_run: bool,
+    ) -> _Published:
+        """Record the plan's issue and corrections in the open transaction and write every output they change."""
+        number = store.next_issue_number()
+        entries = self._materialize(store, catalog, files, [*plan.new, *plan.revised])
+        store.record_revisions([entries[r.id] for r in plan.revised], now)
+        issue = None
+        if plan.has_issue:
+            issue = Issue(number=number, published=now, entries=tuple(entries[r.id] for r in plan.new), slot=slot)
+            store.record_issue(issue, now)
+        revised_issues = store.issues_of_entries(r.id for r in plan.revised)
+        topics = self._index_topics(store, issue, revised_issues)
+        bundle = self._changed_outputs(store, revised_issues, issue, topics, repair=not dry_run)
+        written: list[str] = []
+        changed = write_bundle(out_dir, bundle, written=written)
+        return _Published(plan, number, entries, issue, written, changed)
 
     def _nothing_changed(self, store: Store, fingerprint: str) -> tuple[Problem, ...] | None:
         """The fast no-op: the seed listing (names, sizes, mtimes) is the one the last run scanned, nothing
@@ -265,9 +292,11 @@ class Publisher:
         fingerprint: str,
         *,
         dry_run: bool,
+        head: tuple[int, Callable[[Sequence[EntryRef]], None]] | None = None,
     ) -> Catalog:
         """Scan the seeds: only new and changed files when that is enough to decide, else every file (parsing
-        the ones changed since the last run; all of them in a dry run, which lists every title)."""
+        the ones changed since the last run; all of them in a dry run, which lists every title). On a first
+        import, `head` is called with the first papers as soon as they are known (see `build_catalog`)."""
         from digest.catalog import build_catalog, build_incremental
 
         def record(entries: Sequence[EntryRef]) -> None:
@@ -287,7 +316,14 @@ class Publisher:
 
         with_scans = {} if dry_run else store.cached_files(with_scans=True)
         sink = record if reconcile else record_new
-        catalog = build_catalog(files, with_scans, sink=sink, keep_parsed=dry_run, workers=os.cpu_count() or 1)
+        catalog = build_catalog(
+            files,
+            with_scans,
+            sink=sink,
+            keep_parsed=dry_run,
+            workers=os.cpu_count() or 1,
+            head=None if reconcile or dry_run else head,
+        )
         if reconcile:
             store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})
         store.set_meta(ENTRIES_KEY, "1")
@@ -815,6 +851,24 @@ class Publisher:
 
     def _write_build_marker(self, store: Store) -> None:
         write_atomic(self.settings.output_dir / BUILD_MARKER, self._build_marker(store))
+
+
+@dataclass(frozen=True)
+class _Published:
+    """What `Publisher._publish` recorded and wrote."""
+
+    plan: IssuePlan[EntryRef]
+    number: int
+    entries: dict[str, Entry]
+    issue: Issue | None
+    written: list[str]
+    changed: int
+
+
+def _fresh_catalog() -> Catalog:
+    from digest.catalog import Catalog
+
+    return Catalog()
 
 
 def _rules_fingerprint(topics: Sequence[Topic]) -> str:
