@@ -3,6 +3,8 @@ compiled for real, escaped, readable (headings, lang, contrast, dark mode), and 
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
 import time
@@ -15,11 +17,20 @@ from zoneinfo import ZoneInfo
 import jinja2
 import lxml.html
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from digest.errors import RenderError
 from digest.model import Entry, Issue, Site
 from digest.render import make_environment
-from digest.render.email import UNSUBSCRIBE_PLACEHOLDER, EmailOptions, RenderedEmail, render_email
+from digest.render.email import (
+    STEPS,
+    UNSUBSCRIBE_PLACEHOLDER,
+    EmailOptions,
+    RenderedEmail,
+    _largest_fitting,
+    render_email,
+)
 from digest.render.feeds import topic_sections
 from digest.seeds import read_seeds
 from digest.topics import DEFAULT_TOPICS, assign_topics
@@ -279,6 +290,34 @@ def test_a_huge_issue_stays_under_gmails_clipping_limit_and_lists_everything(
     links = hrefs(email.html)
     assert all(e.url in links for e in issue.entries)
     assert all(f"https://digest.example.org/issues/3/#{e.anchor}" in links for e in issue.entries)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(0, 3000), min_size=STEPS + 1, max_size=STEPS + 1), st.integers(0, 200_000))
+def test_the_share_kept_is_the_largest_that_fits_as_bisection_finds_it(growth: list[int], limit: int) -> None:
+    sizes = list(itertools.accumulate(growth))  # any growing size per step, not only a linear one
+    fits = [step for step, n in enumerate(sizes) if n <= limit]
+    assume(fits and sizes[STEPS] > limit)
+    tries: list[int] = []
+
+    def attempt(step: int) -> str:
+        tries.append(step)
+        return "x" * sizes[step]
+
+    kept, html = _largest_fitting(attempt, limit, (0, attempt(0)), (STEPS, attempt(STEPS)))
+    assert kept == fits[-1] and len(html) == sizes[kept]
+    assert len(tries) - 2 <= 2 + math.ceil(math.log2(STEPS))  # at worst two more than bisection's 6
+
+
+def test_a_linear_size_is_found_in_a_few_compiles() -> None:
+    tries: list[int] = []
+
+    def attempt(step: int) -> str:
+        tries.append(step)
+        return "x" * (20_000 + 1_000 * step)
+
+    kept, _ = _largest_fitting(attempt, 50_500, (0, attempt(0)), (STEPS, attempt(STEPS)))
+    assert kept == 30 and len(tries) - 2 <= 2  # bisection needs 6
 
 
 def test_an_issue_too_big_even_as_titles_is_an_error(env: jinja2.Environment) -> None:
