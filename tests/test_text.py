@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from markupsafe import Markup
 
+from digest.text import _tokens as wrap_pieces
 from digest.text import (
     clean_text,
     first_sentence,
@@ -298,6 +299,40 @@ def test_no_line_passes_the_mail_byte_limit_even_for_one_endless_word() -> None:
 def test_wrapping_loses_and_reorders_nothing(text: str) -> None:
     wrapped = wrap_text(text, indent="   ", first="1. ")
     assert "".join(wrapped[3:].split()) == "".join(text.split())
+
+
+def wrap_piece_by_piece(text: str, indent: str, first: str) -> str:
+    """The plain greedy fill, with every character of a run of ideographs a piece of its own."""
+    pieces = [
+        (space and not i, char, 2) if run else (space, token, columns)
+        for space, token, columns, run in wrap_pieces(text)
+        for i, char in enumerate(token if run else [token])
+    ]
+    lines, line, prefix = [], first, first
+    width = sum(2 if is_cjk(c) else 1 for c in first)
+    for space, piece, columns in pieces:
+        gap = 1 if space and line != prefix else 0
+        if line != prefix and width + gap + columns > 76:
+            lines.append(line)
+            line, width, prefix, gap = indent, len(indent), indent, 0
+        line, width = line + " " * gap + piece, width + gap + columns
+    lines.append(line)
+    return "\n".join(piece for raw in lines for piece in split_bytes(raw.rstrip()))
+
+
+ideographs = st.text(alphabet="中文扩散模型한국어", min_size=1, max_size=90)
+odd_bits = st.text(alphabet="ab 12 ，。（）「」éü—(.)\n\u3000", min_size=1, max_size=4)
+
+
+@given(
+    st.lists(st.one_of(ideographs, odd_bits), max_size=12).map("".join),
+    st.sampled_from([("", ""), ("   ", "1. "), (" " * 80, ""), ("", "一" * 37), ("", "x" * 90)]),
+)
+@example("中" * 100, (" " * 80, ""))  # an indent wider than a line: one character per line
+@example("a" + "中" * 100, ("", ""))  # an odd number of columns left: the next character does not fit
+def test_a_run_of_ideographs_wraps_as_one_piece_per_character_would(text: str, prefixes: tuple[str, str]) -> None:
+    indent, first = prefixes
+    assert wrap_text(text, indent, first) == wrap_piece_by_piece(text, indent, first)
 
 
 @given(st.text(alphabet="中文扩散模型한국어㐀", min_size=1, max_size=500))
