@@ -157,8 +157,13 @@ def render_email(
     context = _context(site, issue, date, total, options, slots)
     html_template = _template(env, HTML_TEMPLATE)
 
+    # Computed once: the whole-abstract sections serve the first try and the text part, the highlights every try.
+    whole = _sections(site, issue, STEPS)
+    highlights = _highlights(site, issue, options)
+
     def attempt(steps: int) -> str:
-        return _render_html(html_template, context, _sections(site, issue, steps), _highlights(site, issue, options))
+        sections = whole if steps == STEPS else _sections(site, issue, steps)
+        return _render_html(html_template, context, sections, highlights)
 
     # Every abstract keeps steps/STEPS of its length: the largest share that fits is the richest email.
     kept = STEPS
@@ -176,7 +181,7 @@ def render_email(
     level = "full" if kept == STEPS else "shortened" if kept else "titles"
     share = f"{kept * 100 // STEPS}% of each abstract" if level == "shortened" else level
     detail = f"{share}: {in_full} of {len(issue.entries)} entries in full, {_size(html)} bytes"
-    text = _render_text(_template(env, TEXT_TEMPLATE), context, site, issue, options)
+    text = _render_text(_template(env, TEXT_TEMPLATE), context, whole, highlights)
     return RenderedEmail(
         html=html, text=text, detail=detail, level=level, entries_in_full=in_full, slots=slots, kept=kept / STEPS
     )
@@ -364,14 +369,14 @@ def _render_html(
 
 
 def _render_text(
-    template: jinja2.Template, context: dict[str, object], site: Site, issue: Issue, options: EmailOptions
+    template: jinja2.Template, context: dict[str, object], whole: Sequence[_Section], highlighted: Sequence[_Paper]
 ) -> str:
-    """The plain-text part: the same structure as the HTML (highlights, contents, numbered papers), whole abstracts."""
+    """The plain-text part: the same structure as the HTML (highlights, contents, numbered papers), whole abstracts
+    (`whole`: the sections with every abstract in full)."""
     sections = [
-        {"name_zh": s.name_zh, "name_en": s.name_en, "papers": [_text_paper(p) for p in s.papers]}
-        for s in _sections(site, issue, STEPS)
+        {"name_zh": s.name_zh, "name_en": s.name_en, "papers": [_text_paper(p) for p in s.papers]} for s in whole
     ]
-    highlights = [_text_paper(p) for p in _highlights(site, issue, options)]
+    highlights = [_text_paper(p) for p in highlighted]
     try:
         text = template.render(context, sections=sections, highlights=highlights, wrap=wrap_text)
     except jinja2.TemplateError as error:
