@@ -14,7 +14,7 @@ How a paper is matched, in order:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -96,15 +96,27 @@ DEFAULT_TOPICS: tuple[Topic, ...] = (
 _ASCII_WORD_START = re.compile(r"^[a-z0-9]", re.IGNORECASE)
 
 
-def _keyword_pattern(keyword: str) -> str:
+def _keyword_pattern(keyword: str, *, lowered: bool = False) -> str:
     # An ASCII keyword is a whole word, plural allowed ("gui" is not in "guided", "benchmark" matches
     # "benchmarks"), or a word prefix when it ends with "*" ("evaluat*"); a CJK keyword is a plain substring
-    # (Chinese puts no spaces between words).
+    # (Chinese puts no spaces between words). `lowered`: the form for lower-cased text, case-sensitive, with the
+    # word-start test after the first letter (`g(?<![a-z0-9]g)pt`, the same as `(?<![a-z0-9])gpt`), so that every
+    # branch starts with a plain letter and the regex engine skips ahead to the letters that can start a match.
     prefix = keyword.endswith("*")
-    escaped = re.escape(keyword.rstrip("*"))
+    word = keyword.rstrip("*")
+    escaped = re.escape(word)
     if not _ASCII_WORD_START.match(keyword):
         return escaped
-    return rf"(?<![a-z0-9]){escaped}" + ("" if prefix else r"(?:s|es)?(?![a-z0-9])")
+    end = "" if prefix else r"(?:s|es)?(?![a-z0-9])"
+    if lowered:
+        first = re.escape(word[0])
+        return rf"{first}(?<![a-z0-9]{first}){re.escape(word[1:])}{end}"
+    return rf"(?<![a-z0-9]){escaped}{end}"
+
+
+# The only characters whose lower-case form is not what case-insensitive matching takes them for (İ grows into
+# two characters; ı and ſ match "i" and "s" only case-insensitively): text holding one is matched the slow way.
+_FOLDS_APART = "İıſ"
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,9 @@ class TopicRules:
     # cannot be screened): a substring test is far cheaper than the regular expression, which then runs only on
     # the texts that pass.
     stems: tuple[tuple[str, ...] | None, ...] = ()
+    # Per topic, the same matcher for the lower-cased text: keywords case-sensitive (several times faster),
+    # patterns still case-insensitive. Finds what `matchers` find in the original text (tests/test_topics.py).
+    lowered: tuple[re.Pattern[str] | None, ...] = ()
 
     def may_match(self, index: int, lowered: str) -> bool:
         """Whether topic `index` can match the lower-cased text at all."""
@@ -143,13 +158,16 @@ def compile_topics(topics: tuple[Topic, ...]) -> TopicRules:
     """Compile the rules (cached: every renderer calls this with the same `Site.topics`)."""
     matchers: list[re.Pattern[str] | None] = []
     stems: list[tuple[str, ...] | None] = []
+    lowered: list[re.Pattern[str] | None] = []
     for topic in topics:
         keywords = [k.lower() for k in topic.keywords if k.strip()]
         parts = [_keyword_pattern(k) for k in keywords]
         parts += [f"(?:{p})" for p in topic.patterns]
         matchers.append(re.compile("|".join(parts), re.IGNORECASE) if parts else None)
         stems.append(None if topic.patterns else tuple(k.rstrip("*") for k in keywords))
-    return TopicRules(topics, tuple(matchers), tuple(stems))
+        fast = [_keyword_pattern(k, lowered=True) for k in keywords] + [f"(?i:{p})" for p in topic.patterns]
+        lowered.append(re.compile("|".join(fast)) if fast else None)
+    return TopicRules(topics, tuple(matchers), tuple(stems), tuple(lowered))
 
 
 @lru_cache(maxsize=16384)  # a rebuild asks about every paper twice (topic index, search): keep a 1,000-issue archive
@@ -157,29 +175,41 @@ def assign_topics(entry: Entry, topics: tuple[Topic, ...]) -> tuple[str, ...]:
     """The slugs of `entry`'s topics, primary first (see the module docstring for the order of precedence).
 
     Cached: one render asks about the same paper for its issue page, search shard and every feed it is in."""
-    rules = compile_topics(topics)
+    return _assign(entry, compile_topics(topics))
+
+
+def _assign(entry: Entry, rules: TopicRules, *, fast: bool = True) -> tuple[str, ...]:
+    """`assign_topics` with compiled rules; `fast`: match the lower-cased text where that finds the same."""
     chosen = [slug for slug in entry.topics if slug in rules.slugs]
     if chosen:
         return tuple(dict.fromkeys(chosen))
     titles = f"{entry.title_en}\n{entry.title_zh}"
-    lowered = titles.lower()
-    in_titles = tuple(
-        topic.slug
-        for index, (topic, matcher) in enumerate(zip(rules.topics, rules.matchers, strict=True))
-        if matcher and rules.may_match(index, lowered) and matcher.search(titles)
-    )
+    in_titles = tuple(rules.topics[index].slug for index, _ in _hits(rules, titles, fast, first_only=True))
     if in_titles:
         return in_titles
-    abstract = "\n".join(entry.abstract)
-    lowered = abstract.lower()
     best, best_hits = None, 0
-    for index, (topic, matcher) in enumerate(zip(rules.topics, rules.matchers, strict=True)):
-        hits = len(matcher.findall(abstract)) if matcher and rules.may_match(index, lowered) else 0
+    for index, hits in _hits(rules, "\n".join(entry.abstract), fast, first_only=False):
         if hits > best_hits:
-            best, best_hits = topic.slug, hits
+            best, best_hits = rules.topics[index].slug, hits
     if best is not None:
         return (best,)
     return (rules.fallback,) if rules.fallback else ()
+
+
+def _hits(rules: TopicRules, text: str, fast: bool, *, first_only: bool) -> Iterator[tuple[int, int]]:
+    """(topic index, number of matches) for every topic matching `text`, in rule order; with `first_only`, 1
+    stands for "at least one"."""
+    lowered = text.lower()
+    if fast and not any(char in text for char in _FOLDS_APART):
+        matchers, subject = rules.lowered, lowered
+    else:
+        matchers, subject = rules.matchers, text
+    for index, matcher in enumerate(matchers):
+        if matcher is None or not rules.may_match(index, lowered):
+            continue
+        hits = (matcher.search(subject) is not None) if first_only else len(matcher.findall(subject))
+        if hits:
+            yield index, int(hits)
 
 
 def primary_topic(entry: Entry, topics: tuple[Topic, ...]) -> str | None:

@@ -5,11 +5,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest.model import Entry, Topic
 from digest.seeds import parse_seed
 from digest.settings import Settings
-from digest.topics import DEFAULT_TOPICS, assign_topics, group_by_topic, primary_topic, topic_problems
+from digest.topics import (
+    DEFAULT_TOPICS,
+    _assign,
+    assign_topics,
+    compile_topics,
+    group_by_topic,
+    primary_topic,
+    topic_problems,
+)
 from tests.render_samples import seed_entries
 
 
@@ -127,3 +137,37 @@ def test_screening_by_substring_never_changes_an_assignment(monkeypatch: pytest.
         assert [assign_topics(e, DEFAULT_TOPICS) for e in entries] == screened
     finally:
         assign_topics.cache_clear()
+
+
+# The lower-cased matchers: the same assignments, several times faster
+
+ODD_TOPICS = (
+    *DEFAULT_TOPICS[:-1],
+    Topic("cased", "大写", "Cased", patterns=(r"[A-Z]{3}\d", r"\bΣοφία\b", r"(?:kelvin|K)\b")),
+    Topic("greek", "希腊", "Greek", keywords=("σύστημα", "straße", "işlem", "c++", ".net", "o1")),
+    DEFAULT_TOPICS[-1],
+)
+tricky_text = st.lists(
+    st.sampled_from(
+        [*"aAgGpPtTsSkKıİſσςΣßé -.+1o", "\u212a", "GPT", "Gpts", "LLM", "robot", "ROBOTS", "agent", "benchmark",
+         "Evaluat", "扩散", "图像生成", "模型", "c++", ".NET", "O1", "ABC1", "ΣΟΦΊΑ", "σοφία", "STRASSE", "İŞLEM"]
+    ),
+    max_size=20,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(tricky_text, tricky_text, st.lists(tricky_text, max_size=2))
+def test_the_lower_cased_matchers_assign_what_the_case_insensitive_ones_do(
+    title: str, title_zh: str, abstract: list[str]
+) -> None:
+    entry = replace(seed_entries()[0], title_en=title, title_zh=title_zh, abstract=tuple(abstract))
+    for topics in (DEFAULT_TOPICS, ODD_TOPICS):
+        rules = compile_topics(topics)
+        assert _assign(entry, rules, fast=True) == _assign(entry, rules, fast=False)
+
+
+def test_the_lower_cased_matchers_assign_the_sample_papers_as_before() -> None:
+    rules = compile_topics(DEFAULT_TOPICS)
+    for entry in seed_entries():
+        assert _assign(entry, rules, fast=True) == _assign(entry, rules, fast=False)
