@@ -200,12 +200,11 @@ def _hits(rules: TopicRules, text: str, fast: bool, *, first_only: bool) -> Iter
     """(topic index, number of matches) for every topic matching `text`, in rule order; with `first_only`, 1
     stands for "at least one"."""
     lowered = text.lower()
-    if fast and not any(char in text for char in _FOLDS_APART):
-        matchers, subject = rules.lowered, lowered
-    else:
-        matchers, subject = rules.matchers, text
+    # The lower-cased matchers skip ahead by first letter: faster without the substring screen the others need.
+    screen = not fast or any(char in text for char in _FOLDS_APART)
+    matchers, subject = (rules.matchers, text) if screen else (rules.lowered, lowered)
     for index, matcher in enumerate(matchers):
-        if matcher is None or not rules.may_match(index, lowered):
+        if matcher is None or (screen and not rules.may_match(index, lowered)):
             continue
         hits = (matcher.search(subject) is not None) if first_only else len(matcher.findall(subject))
         if hits:
