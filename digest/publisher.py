@@ -528,24 +528,36 @@ class Publisher:
     def rebuild(self, progress: Progress | None = None, chunk: int = 50, workers: int | None = None) -> int:
         """Re-render every output from the state (after a template change); creates no issue.
 
-        Issue pages and emails are rendered in chunks on every core (each worker opens the state read-only);
-        this process renders the archive pages and feeds meanwhile.
+        The issues are rendered on every core (each worker opens the state read-only), archive page by archive
+        page: a worker renders a page's issue pages and emails, then the page with its search shard, RFC 5005
+        document and sitemap from the same papers (their topics and links already worked out in that process).
+        This process indexes the topics and renders the topic pages and feeds meanwhile.
         """
         from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        from digest.render.site import archive_pages_for
 
         with self.lock("rebuild"), self.open_store() as store:
             numbers = store.issue_numbers()
             newest = numbers[-1] if numbers else None
-            chunks = [numbers[i : i + chunk] for i in range(0, len(numbers), chunk)]
-            jobs = workers if workers is not None else min(os.cpu_count() or 1, max(1, len(chunks)))
+            pages = archive_pages_for(numbers, self.settings.archive_page_size)
+            # (issues, and after the last part of a page: the page and all its issues)
+            tasks: list[tuple[list[int], tuple[int, Sequence[int]] | None]] = []
+            for page, page_numbers in pages.items():
+                ordered = sorted(page_numbers)
+                parts = [ordered[i : i + chunk] for i in range(0, len(ordered), chunk)]
+                tasks.extend((part, (page, page_numbers) if part is parts[-1] else None) for part in parts)
+            jobs = workers if workers is not None else min(os.cpu_count() or 1, max(1, len(tasks)))
             changed = 0
-            with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(chunks) > 1 else _InProcess() as pool:
+            with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(tasks) > 1 else _InProcess() as pool:
                 dump = self.settings.model_dump()
-                futures = {pool.submit(_rebuild_issues, dump, batch, newest): len(batch) for batch in chunks}
+                futures = {
+                    pool.submit(_rebuild_issues, dump, part, newest, page, len(pages)): len(part)
+                    for part, page in tasks
+                }
                 store.set_meta(TOPIC_RULES_KEY, "")  # re-derive every paper's topics from the current rules
                 with store.transaction():
                     touched = self._index_topics(store, None, set())
-                changed += self._write_archive_pages(store, numbers)
                 changed += self._write_topic_pages(store)
                 written: list[str] = []
                 changed += write_bundle(
@@ -575,20 +587,20 @@ class Publisher:
             site_url = self.settings.site_url
             ping_hub(hub, [site_url + path for path in feeds])
 
-    def _write_archive_pages(self, store: Store, numbers: Sequence[int]) -> int:
-        """Render and write every archive page (only `rebuild` needs the old, stable ones)."""
-        from digest.render.site import archive_page_path, archive_pages_for, render_archive_page
+    def render_archive_files(
+        self, store: Store, page: int, numbers: Sequence[int], last_page: int, loaded: Sequence[Issue] = ()
+    ) -> Bundle:
+        """Archive page `page` (issues `numbers`, newest first) with its search shard, RFC 5005 archive document and
+        sitemap (only `rebuild` needs the old, stable pages); `loaded`: issues already loaded."""
+        from digest.render.site import archive_page_path, render_archive_page
 
-        site, size, changed = self.site(store), self.settings.archive_page_size, 0
-        pages = archive_pages_for(numbers, size)
-        for page_number, page_numbers in sorted(pages.items()):
-            page_issues = store.load_issues(list(page_numbers))
-            data = render_archive_page(site, page_number, page_issues, self.env, size)
-            changed += write_atomic(self.settings.output_dir / archive_page_path(page_number), data)
-            changed += write_bundle(
-                self.settings.output_dir, self._paged_extras(site, page_number, page_issues, len(pages))
-            )
-        return changed
+        site, size = self.site(store), self.settings.archive_page_size
+        issues = {i.number: i for i in loaded}
+        issues.update((i.number, i) for i in store.load_issues([n for n in numbers if n not in issues]))
+        page_issues = [issues[n] for n in numbers]
+        bundle = {archive_page_path(page): render_archive_page(site, page, page_issues, self.env, size)}
+        bundle.update(self._paged_extras(site, page, page_issues, last_page))
+        return bundle
 
     def _write_topic_pages(self, store: Store) -> int:
         """Render and write every page of every topic (only `rebuild` needs the old, stable ones)."""
@@ -606,8 +618,11 @@ class Publisher:
                 changed += write_atomic(self.settings.output_dir / topic_page_path(topic.slug, page), data)
         return changed
 
-    def render_issue_files(self, store: Store, numbers: Sequence[int], newest: int | None) -> Bundle:
-        """Issue pages and emails of these issues (what `rebuild` spreads over the cores)."""
+    def render_issue_files(
+        self, store: Store, numbers: Sequence[int], newest: int | None, loaded: list[Issue] | None = None
+    ) -> Bundle:
+        """Issue pages and emails of these issues (what `rebuild` spreads over the cores); the issues loaded are
+        added to `loaded`, when given."""
         from digest.render.site import issue_page_path, render_issue_page
 
         site = self.site(store)
@@ -615,6 +630,8 @@ class Publisher:
         for issue in store.load_issues(numbers):
             bundle[issue_page_path(issue.number)] = render_issue_page(site, issue, self.env, newest_number=newest)
             bundle.update(self._email_files(site, issue))
+            if loaded is not None:
+                loaded.append(issue)
         return bundle
 
     # --- status -------------------------------------------------------------------------------
@@ -904,8 +921,15 @@ def _decode_problems(text: str) -> tuple[Problem, ...]:
 _WORKER_PUBLISHERS: dict[str, Publisher] = {}
 
 
-def _rebuild_issues(settings_dump: dict[str, object], numbers: list[int], newest: int | None) -> int:
-    """Worker of `rebuild`: render and write the pages and emails of some issues; returns files changed.
+def _rebuild_issues(
+    settings_dump: dict[str, object],
+    numbers: list[int],
+    newest: int | None,
+    page: tuple[int, Sequence[int]] | None,
+    last_page: int,
+) -> int:
+    """Worker of `rebuild`: render and write the pages and emails of some issues, then archive page `page` (when
+    given) with its extras; returns files changed.
 
     A worker process keeps its publisher across chunks, so its templates are compiled once, not once per chunk."""
     key = json.dumps(settings_dump, sort_keys=True, default=str)
@@ -913,7 +937,10 @@ def _rebuild_issues(settings_dump: dict[str, object], numbers: list[int], newest
     if publisher is None:
         publisher = _WORKER_PUBLISHERS.setdefault(key, Publisher(Settings.model_validate(settings_dump)))
     with publisher.open_store() as store:
-        bundle = publisher.render_issue_files(store, numbers, newest)
+        loaded: list[Issue] = []
+        bundle = publisher.render_issue_files(store, numbers, newest, loaded)
+        if page is not None:
+            bundle.update(publisher.render_archive_files(store, *page, last_page, loaded))
     return write_bundle(publisher.settings.output_dir, bundle)
 
 
