@@ -45,10 +45,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temp_files(folder: Path) -> None:
-    """Delete `.<name>.<random>.tmp` files a killed writer left in `folder`."""
+def remove_stale_temp_files(folder: Path, *, below: bool = False) -> None:
+    """Delete `.<name>.<random>.tmp` files a killed writer left in `folder` (and in every folder under it)."""
     if folder.is_dir():
-        for leftover in folder.glob(".*.tmp"):
+        for leftover in folder.rglob(".*.tmp") if below else folder.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
 
 
@@ -57,12 +57,16 @@ def write_bundle(
     files: Mapping[str, bytes],
     progress: Callable[[int], None] | None = None,
     written: list[str] | None = None,
+    *,
+    clean: bool = True,
 ) -> int:
     """Write every file of a rendered bundle under `root`; returns how many files changed (and appends their
     bundle paths to `written`, when given).
 
     The caller holds the writer lock, so temp files found in the folders written to are leftovers of a killed
-    run: they are removed first.
+    run: they are removed first. Not with `clean=False`: processes writing into the same folders at once (the
+    workers of `rebuild`, which removes the leftovers of the whole output folder before it starts them) would
+    remove each other's temp files.
     """
     changed = 0
     base = root.resolve()
@@ -71,7 +75,7 @@ def write_bundle(
         target = (base / relative).resolve()
         if base not in target.parents:
             raise DigestError(f"refusing to write outside the output folder: {relative}")
-        if target.parent not in cleaned:
+        if clean and target.parent not in cleaned:
             cleaned.add(target.parent)
             remove_stale_temp_files(target.parent)
         if write_atomic(target, data):

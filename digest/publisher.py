@@ -49,7 +49,7 @@ from digest.model import (
     SubscriberSource,
     Topic,
 )
-from digest.output import write_atomic, write_bundle
+from digest.output import remove_stale_temp_files, write_atomic, write_bundle
 from digest.render import Bundle, make_environment
 from digest.seedfiles import list_seed_files
 from digest.sending import SendReport, delivery_status, rates_status
@@ -548,6 +548,9 @@ class Publisher:
                 parts = [ordered[i : i + chunk] for i in range(0, len(ordered), chunk)]
                 tasks.extend((part, (page, page_numbers) if part is parts[-1] else None) for part in parts)
             jobs = workers if workers is not None else min(os.cpu_count() or 1, max(1, len(tasks)))
+            # Several processes write into the same folders from here on: none may take another's temp file for
+            # a leftover of a killed run, so the leftovers go now, and every write below leaves temp files alone.
+            remove_stale_temp_files(self.settings.output_dir, below=True)
             changed = 0
             with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(tasks) > 1 else _InProcess() as pool:
                 dump = self.settings.model_dump()
@@ -564,6 +567,7 @@ class Publisher:
                     self.settings.output_dir,
                     self.render_outputs(store, pages=(), emails=(), topics=touched),
                     written=written,
+                    clean=False,
                 )
                 for future in as_completed(futures):
                     changed += future.result()
@@ -941,7 +945,7 @@ def _rebuild_issues(
         bundle = publisher.render_issue_files(store, numbers, newest, loaded)
         if page is not None:
             bundle.update(publisher.render_archive_files(store, *page, last_page, loaded))
-    return write_bundle(publisher.settings.output_dir, bundle)
+    return write_bundle(publisher.settings.output_dir, bundle, clean=False)  # `rebuild` removed the leftovers
 
 
 class _InProcess:
