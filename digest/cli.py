@@ -373,8 +373,8 @@ def subscribers_remove(ctx: Context, email: str, now: str | None) -> None:
 @pass_ctx
 @reports_errors
 def subscribers_list(ctx: Context) -> None:
-    """Show every subscriber with its status (pending/active/paused/unsubscribed/bounced/complained) and how it
-    joined (form, cli, import).
+    """Show every subscriber with its status (pending/active/paused/unsubscribed/bounced/complained) and since
+    when, and how it joined (form, cli, import).
 
     Example: digest subscribers list
     """
@@ -383,8 +383,8 @@ def subscribers_list(ctx: Context) -> None:
     for record in records:
         sub = record.subscriber
         status = sub.status.value
-        if record.unsubscribed:
-            status += f" {record.unsubscribed:%Y-%m-%d}"
+        if record.status_since:  # "pending 2026-12-01": since when
+            status += f" {record.status_since:%Y-%m-%d}"
         _say(f"{sub.email:<{width}}  {status:<23}  {record.source.value:<6}  {sub.name}".rstrip())
     from collections import Counter
 

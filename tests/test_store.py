@@ -74,6 +74,22 @@ def test_only_active_subscribers_are_claimed_for_a_delivery(state: Path | str) -
         assert not store.set_subscriber_status(pending.id, SubscriberStatus.ACTIVE, NOW)
 
 
+def test_a_record_says_since_when_its_status_holds_and_when_a_subscription_ended(state: Path | str) -> None:
+    later = datetime(2026, 2, 1, tzinfo=UTC)
+    with Store.open(state) as store, store.transaction():
+        for status in SubscriberStatus:
+            store.add_subscriber(f"{status.value}@example.org", "", NOW)
+            subscriber = store.subscriber(f"{status.value}@example.org")
+            assert subscriber is not None
+            store.set_subscriber_status(subscriber.id, status, later)
+        records = {r.subscriber.status: r for r in store.subscriber_records()}
+    assert records[SubscriberStatus.ACTIVE].status_since is None
+    assert all(r.status_since == later for s, r in records.items() if s is not SubscriberStatus.ACTIVE)
+    ended = {s for s, r in records.items() if r.unsubscribed == later}
+    assert ended == {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
+    assert all(r.unsubscribed is None for s, r in records.items() if s not in ended)  # pending, paused: not ended
+
+
 @pytest.mark.both_states
 def test_suppression_keeps_only_a_hash_of_the_address(state: Path | str) -> None:
     with Store.open(state) as store, store.transaction():

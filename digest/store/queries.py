@@ -60,11 +60,18 @@ class SubscriberRecord:
     confirmed: datetime | None
 
     @property
-    def unsubscribed(self) -> datetime | None:
-        """When the subscriber stopped getting mail (None while active)."""
+    def status_since(self) -> datetime | None:
+        """When the current status began (None while active: the join and confirmation dates say that)."""
         return None if self.subscriber.active else self.status_changed
 
+    @property
+    def unsubscribed(self) -> datetime | None:
+        """When the subscription ended (unsubscribed, bounced or complained); None for one that is still on,
+        paused or waiting for its confirmation."""
+        return self.status_changed if self.subscriber.status in _ENDED else None
 
+
+_ENDED = frozenset({SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED})
 _PUBLISHED = "EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id)"
 
 
