@@ -13,7 +13,7 @@ file, line, content hash), so that it always describes the seeds as of the last 
   sorting before a paper's first occurrence, a paper dropped from a changed file) returns None, and the caller
   falls back to `build_catalog`.
 
-Parsed entries are handed to a `sink` file by file (the publisher records them), so memory stays flat.
+First occurrences are handed to a `sink` (the publisher records them) thousands at a time, as files are read.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from digest.seeds import deduplicate, duplicate_problem, parse_seed, scan_seed
 Sink = Callable[[Sequence[EntryRef]], None]
 MAX_INCREMENTAL_FILES = 200
 PARALLEL_MIN_FILES = 500  # below this, starting worker processes costs more than it saves
+SINK_BATCH = 5_000  # first occurrences handed to the sink at a time
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,12 @@ def build_catalog(
     A bulk of files to parse is spread over `workers` processes, which send back light scans only. Every first
     occurrence goes to `sink`, also from unchanged files (a removed or edited file may have moved one there).
     `head` = (n, call): `call` gets the first n first occurrences (all of them, when there are fewer) once they
-    are known and sunk, while the workers go on parsing the rest.
+    are known and sunk, while the workers go on parsing the rest. The sink gets first occurrences in batches.
     """
     catalog = Catalog()
     seen: dict[str, Located] = {}
     wanted, on_head = head if head is not None else (0, None)
+    sunk = 0  # catalog.refs[:sunk] went to the sink: it gets thousands at a time (one COPY, not one per file)
     for file, scan, parsed in _scans(files, cached, catalog, keep_parsed, workers):
         found = list(scan.problems)
         kept = deduplicate(scan.refs, seen, found)
@@ -126,13 +128,17 @@ def build_catalog(
         found.sort(key=lambda p: p.line)
         catalog.problems.extend(found)
         catalog.scanned.append(file.source)
-        if sink:
-            sink(kept)
         if keep_parsed:
             catalog.parsed.update((r.id, parsed[r.id]) for r in kept if r.id in parsed)
-        if on_head is not None and len(catalog.refs) >= wanted:
+        due = on_head is not None and len(catalog.refs) >= wanted
+        if sink and (due or len(catalog.refs) - sunk >= SINK_BATCH):
+            sink(catalog.refs[sunk:])
+            sunk = len(catalog.refs)
+        if on_head is not None and due:
             on_head(catalog.refs[:wanted])
             on_head = None
+    if sink and len(catalog.refs) > sunk:
+        sink(catalog.refs[sunk:])
     if on_head is not None:
         on_head(list(catalog.refs))
     catalog.removed = sorted(set(cached) - {f.source for f in files})
