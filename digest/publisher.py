@@ -204,10 +204,11 @@ class Publisher:
 
                 def publish_head(head: Sequence[EntryRef]) -> None:
                     # A first import: nothing is published yet, so the issue is the first papers of the seeds,
-                    # known long before the rest is read. Render it now, while the workers parse the rest.
+                    # known long before the rest is read. Render it now, while the workers parse the rest (its
+                    # files are written below, once the whole scan went well, as on the other paths).
                     nonlocal early
                     plan = plan_next_issue(head, {}, limit)
-                    early = self._publish(store, _fresh_catalog(), files, plan, now, slot, out_dir, dry_run)
+                    early = self._publish(store, _fresh_catalog(), files, plan, now, slot, dry_run)
 
                 catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head))
                 known: Mapping[str, KnownEntry] = {}
@@ -222,7 +223,7 @@ class Publisher:
                     else:
                         known = store.published_entries()
                         plan = plan_next_issue(catalog.refs, known, limit)
-                    done = self._publish(store, catalog, files, plan, now, slot, out_dir, dry_run)
+                    done = self._publish(store, catalog, files, plan, now, slot, dry_run)
                 store.cache_scans(catalog.cache_updates)
                 store.forget_scans(catalog.removed)
                 fresh = [done.entries[r.id] for r in [*plan.new, *plan.revised]]
@@ -230,6 +231,8 @@ class Publisher:
                 store.set_meta(BACKLOG_KEY, str(plan.waiting))
                 store.set_meta(SEEDS_KEY, fingerprint)
                 store.set_meta(PROBLEMS_KEY, _encode_problems(catalog.problems))
+                written: list[str] = []
+                changed = write_bundle(out_dir, done.bundle, written=written)
                 reports: tuple[EntryReport, ...] = ()
                 if dry_run:
                     titles = {i: e.title_en for i, e in catalog.parsed.items()}
@@ -237,14 +240,14 @@ class Publisher:
             if not dry_run:
                 self._write_build_marker(store)
         if not dry_run:
-            self._announce_feeds(done.written)
+            self._announce_feeds(written)
         return PublishResult(
             issue=done.issue,
             problems=tuple(catalog.problems),
             revised=len(plan.revised),
             waiting=plan.waiting,
             output_dir=out_dir,
-            files_changed=done.changed,
+            files_changed=changed,
             dry_run=dry_run,
             reports=reports,
         )
@@ -257,10 +260,9 @@ class Publisher:
         plan: IssuePlan[EntryRef],
         now: datetime,
         slot: str | None,
-        out_dir: Path,
         dry_run: bool,
     ) -> _Published:
-        """Record the plan's issue and corrections in the open transaction and write every output they change."""
+        """Record the plan's issue and corrections in the open transaction and render every output they change."""
         number = store.next_issue_number()
         entries = self._materialize(store, catalog, files, [*plan.new, *plan.revised])
         store.record_revisions([entries[r.id] for r in plan.revised], now)
@@ -271,9 +273,7 @@ class Publisher:
         revised_issues = store.issues_of_entries(r.id for r in plan.revised)
         topics = self._index_topics(store, issue, revised_issues)
         bundle = self._changed_outputs(store, revised_issues, issue, topics, repair=not dry_run)
-        written: list[str] = []
-        changed = write_bundle(out_dir, bundle, written=written)
-        return _Published(plan, number, entries, issue, written, changed)
+        return _Published(plan, number, entries, issue, bundle)
 
     def _nothing_changed(self, store: Store, fingerprint: str) -> tuple[Problem, ...] | None:
         """The fast no-op: the seed listing (names, sizes, mtimes) is the one the last run scanned, nothing
@@ -876,14 +876,13 @@ class Publisher:
 
 @dataclass(frozen=True)
 class _Published:
-    """What `Publisher._publish` recorded and wrote."""
+    """What `Publisher._publish` recorded, and the files to write."""
 
     plan: IssuePlan[EntryRef]
     number: int
     entries: dict[str, Entry]
     issue: Issue | None
-    written: list[str]
-    changed: int
+    bundle: Bundle
 
 
 def _fresh_catalog() -> Catalog:

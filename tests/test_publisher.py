@@ -1,12 +1,20 @@
-"""The publisher facade, driven in-process: rebuild on several cores gives the same files as one core."""
+"""The publisher facade, driven in-process: rebuild on several cores gives the same files as one core; a first import
+that fails writes nothing."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from digest import catalog
+from digest.errors import DigestError
+from digest.model import SeedFile
 from digest.publisher import Publisher
 from digest.settings import load_settings
 from tests.conftest import Workspace
+
+NOW = datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
 
 
 def paper(n: int) -> str:
@@ -59,3 +67,35 @@ def test_rebuild_workers_writing_into_the_same_folders_keep_each_others_temp_fil
         assert not leftover.exists()
         after = {p.relative_to(workspace.site): p.read_bytes() for p in workspace.site.rglob("*") if p.is_file()}
         assert after == files
+
+
+def test_a_first_import_that_fails_after_its_issue_was_rendered_writes_nothing(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first import renders issue 1 as soon as its papers are read; a seed file that cannot be read later still
+    leaves the site and the state as they were (the files are written only after the whole scan)."""
+    workspace.env["DIGEST_MAX_ENTRIES_PER_ISSUE"] = "5"  # the first sample file holds issue 1 twice over
+    monkeypatch.chdir(workspace.root)
+    for key, value in workspace.env.items():
+        if key.startswith("DIGEST_"):
+            monkeypatch.setenv(key, value)
+    unreadable = sorted(p.name for p in workspace.seeds.iterdir())[-1]
+    real_read = catalog.read_seed_file
+
+    def read(file: SeedFile) -> bytes:
+        if file.source.endswith(unreadable):
+            raise DigestError(f"cannot read seed file {file.source}: Input/output error")
+        return real_read(file)
+
+    monkeypatch.setattr(catalog, "read_seed_file", read)
+    publisher = Publisher(load_settings())
+    with pytest.raises(DigestError, match=f"cannot read seed file .*{unreadable}"):
+        publisher.publish_next_issue(NOW)
+    assert not workspace.site.exists() or not any(workspace.site.rglob("*.html"))
+    assert workspace.sql("SELECT COUNT(*) FROM issues") == [(0,)]
+    assert workspace.sql("SELECT COUNT(*) FROM entries") == [(0,)]
+
+    monkeypatch.setattr(catalog, "read_seed_file", real_read)  # the file is readable again
+    result = publisher.publish_next_issue(NOW)
+    assert result.issue is not None and len(result.issue.entries) == 5
+    assert (workspace.site / "issues" / "1" / "index.html").is_file()
