@@ -604,14 +604,7 @@ def build_reference_message(
         msg.set_boundary(boundary)
 
     head, sep, body = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
-    name, address = _from_parts(mail.from_address)
-    head = (
-        address_field("From", name, address)
-        + _to_field(subscriber)
-        + text_field("Subject", mail.subject)
-        + f"Date: {format_datetime(date)}\r\n".encode("ascii")
-        + head
-    )
+    head = sender_fields(mail.from_address, _to_field(subscriber), mail.subject, date) + head
     raw = [
         ("Message-ID", clean_header(msgid)),
         ("List-Id", _list_id_header(mail.list_id)),
@@ -624,6 +617,30 @@ def build_reference_message(
     if dkim is not None:
         data = sign_dkim(data, dkim)
     return data
+
+
+def sender_fields(from_address: str, to_field: bytes, subject: str, date: datetime) -> bytes:
+    """From, To, Subject and Date as 7-bit header bytes, written by this module and never parsed by the `email`
+    package: the head of every message digest sends, issue mail and signup notices alike."""
+    name, address = _from_parts(from_address)
+    return (
+        address_field("From", name, address)
+        + to_field
+        + text_field("Subject", subject)
+        + f"Date: {format_datetime(date)}\r\n".encode("ascii")
+    )
+
+
+def build_notice_message(*, from_address: str, to: str, subject: str, body: str, date: datetime, msgid: str) -> bytes:
+    """A plain-text transactional message (the signup notices), its header written like an issue's
+    (`sender_fields`, To without a display name): `email` only encodes the body and writes the MIME fields."""
+    msg = EmailMessage(policy=_SMTP)
+    msg.set_content(body, subtype="plain", charset="utf-8", cte=_text_cte(body, eight_bit=False))
+    mime, sep, encoded = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
+    head = sender_fields(from_address, address_field("To", "", to), subject, date) + (
+        f"Message-ID: {clean_header(msgid).replace(' ', '')}\r\nAuto-Submitted: auto-generated\r\n".encode("ascii")
+    )
+    return head + mime + sep + encoded
 
 
 def _from_parts(value: str) -> tuple[str, str]:
