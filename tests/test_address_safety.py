@@ -22,12 +22,13 @@ from tests.test_header_injection import ENCODED_CRLF, ENDS_HEADERS, header_field
 NOW = datetime(2024, 9, 23, 0, 0, tzinfo=UTC)
 #: The address of the report: its local part is an encoded word holding CR LF and a Bcc field.
 ENCODED_LOCAL = "=?utf-8?q?a=0D=0ABcc=3A_evil=40attacker.example?=@catchall.example"
-#: 232 octets of local part: room for a whole phishing mail once decoded (email-validator's default accepts it).
-PHISHING_LOCAL = (
+#: 232 octets of local part (which email-validator's default mode accepts), all of it valid atom text, that decodes
+#: into Reply-To, an HTML Content-Type and a body: a whole phishing mail under the list's From.
+_PHISHING = (
     "=?utf-8?q?a=0D=0AReply-To=3A_evil=40attacker.example=0D=0AContent-Type=3A_text/html=0D=0A=0D=0A"
-    + "x" * 120
-    + "?=@catchall.example"
+    "=3Ch1=3EYour_account_is_locked=3C/h1=3E"
 )
+PHISHING_LOCAL = _PHISHING.ljust(230, "x") + "?=@catchall.example"
 NOTICE_FIELDS = [
     "From",
     "To",
@@ -45,6 +46,7 @@ NOTICE_FIELDS = [
     ("address", "why"),
     [
         (ENCODED_LOCAL, "encoded word"),
+        (PHISHING_LOCAL, "encoded word"),
         ("=?utf-8?b?YQ0KQmNjOiB4QGV2aWwuZXhhbXBsZQ==?=@example.org", "encoded word"),
         ("a" * (64 + 1) + "@example.org", "65 octets"),
         ("b" * 232 + "@example.org", "232 octets"),
