@@ -36,6 +36,7 @@ import idna
 from digest.errors import DeliveryError, SettingsError
 from digest.model import Subscriber
 from digest.render.email import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
+from digest.text import BIDI_CONTROLS
 
 #: Gmail clips a message whose HTML is larger than 102 KB; counted on the HTML part as transmitted.
 GMAIL_CLIP_BYTES = 102_000
@@ -51,6 +52,7 @@ _CRLF = "\r\n"
 _SMTP = policy.SMTP  # CRLF line ends, non-ASCII headers RFC 2047-encoded, raw headers 7-bit
 _SMTP_LINE: int = _SMTP.max_line_length or 78  # where `email` folds headers and wraps base64 / quoted-printable
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 _RAW_TEXT = ("style", "script", "pre", "textarea", "title", "xmp")
 
 
@@ -122,8 +124,9 @@ class DkimKey:
 
 
 def clean_header(value: str) -> str:
-    """A header value with every control character (CR, LF, NUL, TAB, NEL, U+2028 ...) turned into one space."""
-    return " ".join(_CONTROL.sub(" ", value).split())
+    """A header value with every control character (CR, LF, NUL, TAB, NEL, U+2028 ...) turned into one space and
+    bidi controls (U+202E ...) dropped: a name or subject reads as it is written."""
+    return " ".join(_CONTROL.sub(" ", _BIDI.sub("", value)).split())
 
 
 def format_subject(template: str, *, title: str, number: int, date: str, count: int) -> str:
