@@ -1,4 +1,5 @@
-"""One subscriber's email of an issue, as the bytes that go over SMTP. Pure: strings in, bytes out.
+"""One subscriber's email of an issue, as the bytes that go over SMTP, and the signup notices (`build_notice_message`)
+with the same header writer. Pure: strings in, bytes out.
 
 Header values are cleaned here, before the `email` package sees them: Python 3.11.7 (CVE-2024-6923) can turn an
 encoded newline into a real header line, and it raises on a raw CR/LF, which would stop a batch half-way. Headers that
