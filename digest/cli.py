@@ -210,7 +210,10 @@ def rebuild(ctx: Context, force: bool) -> None:
     from rich.progress import Progress
 
     publisher = ctx.publisher()
-    total = publisher.status().issues
+    try:
+        total = publisher.status().issues
+    except NoStateError:
+        total = 0  # the rebuild itself refuses a site whose state is lost
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("rendering issues", total=total)
         changed = publisher.rebuild(progress=lambda n: bar.advance(task, n), force=force)

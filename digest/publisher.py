@@ -56,6 +56,7 @@ from digest.sending import SendReport, delivery_status, rates_status
 from digest.settings import Settings
 from digest.store import Backend, Store, backend_for
 from digest.topics import topic_problems
+from digest.wording import counted
 
 log = logging.getLogger("digest.publisher")
 
@@ -898,7 +899,8 @@ class Publisher:
             return {}
         return {
             f"issue {newest} not mailed": (
-                f"{missing} active subscribers have not had it and it is older than max_send_age"
+                f"{counted(missing, 'active subscriber has', 'active subscribers have')} not had it and it is older"
+                " than max_send_age"
                 f" ({self.settings.max_send_age}s), so `digest run` will not mail it; it stays on the site and in"
                 f" the feeds; send it by hand with `digest send --issue {newest}`"
             )
