@@ -62,6 +62,16 @@ def test_render_after_a_site_url_change_leaves_the_old_url_in_no_file(workspace:
     assert "settings changed" not in again.stdout
 
 
+def test_the_scheduled_run_re_renders_after_a_settings_change_too(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    workspace.env["DIGEST_SITE_URL"] = NEW_URL
+
+    result = workspace.run("run", "--once", "--now", NEXT_WEEK)
+
+    assert "settings changed (site_url): re-rendering all pages" in result.stderr
+    assert files_containing(workspace.site, OLD_URL) == []
+
+
 def test_render_with_nothing_changed_rewrites_no_file(workspace: Workspace) -> None:
     workspace.run("render", "--now", NOW)
     before = files_under(workspace.site)
