@@ -57,3 +57,13 @@ class RenderError(DigestError):
 
 class DeliveryError(DigestError):
     """Mail could not be sent at all (bad SMTP settings, unreachable server)."""
+
+
+class NoStateError(StoreError):
+    """A read-only command found no state to read (it creates none)."""
+
+
+class ForeignSiteError(DigestError):
+    """The output folder was built from another state: writing over it would restart the numbering there."""
+
+    exit_code = 73  # EX_CANTCREAT: the output cannot be written (restore the state, or --force)

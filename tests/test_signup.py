@@ -95,7 +95,7 @@ def test_sign_up_confirm_and_receive_the_issue(srv: Server, browser: httpx.Clien
     answer = browser.post("/subscribe", data={"email": "Ada@Example.org", "website": ""})
     assert answer.status_code == 200 and "Check your inbox" in answer.text
     assert status_of(srv.ws, "ada@example.org") == "pending"
-    assert "1 subscribers: 0 active, 1 pending" in srv.ws.run("subscribers", "list").stderr
+    assert "1 subscriber: 0 active, 1 pending" in srv.ws.run("subscribers", "list").stderr
 
     # Pending addresses get no issue.
     srv.ws.env.update({"DIGEST_SMTP__HOST": "127.0.0.1", "DIGEST_SMTP__PORT": str(smtp_server.port)})

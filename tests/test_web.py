@@ -249,10 +249,18 @@ def test_no_path_outside_the_output_folder(server: Server, target: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/.digest-build.json", "/%2edigest-build.json", "/.x.tmp", "/issues/.hidden/", "/issues/.hidden/index.html"],
+    [
+        "/.digest-build.json",
+        "/.digest-state",
+        "/%2edigest-build.json",
+        "/.x.tmp",
+        "/issues/.hidden/",
+        "/issues/.hidden/index.html",
+    ],
 )
 def test_dotfiles_are_not_served(server: Server, client: httpx.Client, path: str) -> None:
     assert (server.ws.site / ".digest-build.json").is_file()
+    assert (server.ws.site / ".digest-state").is_file()  # which state built the site: not for the public either
     response = client.get(path)
     assert response.status_code == 404
     assert b"partial write" not in response.content and b"secret hidden page" not in response.content

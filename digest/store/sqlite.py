@@ -3,7 +3,9 @@ flock beside the file as the writer lock. Only what differs from PostgreSQL live
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -279,6 +281,53 @@ class SqliteBackend(Backend):
 
     def job_store_url(self, jobs_path: Path) -> str:
         return f"sqlite:///{jobs_path.resolve()}"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def backup(self, target: Path) -> int:
+        # SQLite's online backup API copies one consistent snapshot (a read transaction: in WAL mode it waits
+        # for no writer and no writer waits for it), so `digest run` and `serve` go on meanwhile. The copy is
+        # made beside the target under a temp name (mode 0600: it holds every subscriber's address), checked,
+        # made durable, and only then renamed into place.
+        if not self.exists():
+            raise StoreError(f"no state yet at {self.path}: nothing to back up")
+        if target.exists() and target.resolve() == self.path.resolve():
+            raise StoreError(f"{target}: that is the state itself; back it up into another file")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as exc:
+            raise StoreError(f"{target}: cannot write the backup: {exc}") from exc
+        os.close(fd)
+        try:
+            source = sqlite3.connect(self.path, timeout=60.0)
+            try:
+                copy = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    source.backup(copy)
+                    copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+                    problem = copy.execute("PRAGMA quick_check").fetchone()[0]
+                finally:
+                    copy.close()
+            finally:
+                source.close()
+            if problem != "ok":
+                raise StoreError(f"{target}: the copy of {self.path} fails its check ({problem}); nothing written")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            folder = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot back up the state: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"{target}: cannot write the backup: {exc}") from exc
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return target.stat().st_size
 
     @property
     def journals_optouts(self) -> bool:
