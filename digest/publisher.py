@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from digest.mailer import SendResult
     from digest.model import Subscriber
     from digest.render.email import EmailOptions, RenderedEmail
+    from digest.seeds import EntryLimits
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
@@ -67,6 +68,7 @@ TOPIC_RULES_KEY = "topic_rules_of_index"
 PROBLEMS_KEY = "problems_of_last_run"
 SEEDS_KEY = "seed_listing_of_last_run"
 ENTRIES_KEY = "entries_match_seeds"  # "1" once a full scan recorded every paper where the seeds have it
+LIMITS_KEY = "seed_entry_limits"  # the entry size limits the cached scans were made with
 Progress = Callable[[int], None]
 
 
@@ -184,7 +186,12 @@ class Publisher:
         """Parse every seed file (pure parsing over one directory read)."""
         from digest.seeds import read_seeds
 
-        return read_seeds(self.settings.seeds_dir)
+        return read_seeds(self.settings.seeds_dir, limits=self._entry_limits())
+
+    def _entry_limits(self) -> EntryLimits:
+        from digest.seeds import EntryLimits
+
+        return EntryLimits(entry=self.settings.entry_max_bytes, title=self.settings.title_max_bytes)
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -195,7 +202,7 @@ class Publisher:
             if slot is not None and (existing := store.issue_for_slot(slot)) is not None:
                 return PublishResult(None, (), 0, 0, out_dir, 0, existing_issue=existing)
             files = list_seed_files(self.settings.seeds_dir)
-            fingerprint = _fingerprint(files)
+            fingerprint = _fingerprint(files, self._entry_limits())
             if not dry_run and (quiet := self._nothing_changed(store, fingerprint)) is not None:
                 return PublishResult(None, quiet, 0, 0, out_dir, 0)
             with store.transaction(commit=not dry_run):
@@ -302,11 +309,15 @@ class Publisher:
         def record(entries: Sequence[EntryRef]) -> None:
             store.record_seen(entries, now)
 
-        if not dry_run and store.meta(ENTRIES_KEY) == "1":
+        limits = self._entry_limits()
+        same_limits = store.meta(LIMITS_KEY) == repr(limits)  # else every cached scan is stale: parse every file
+        if not dry_run and same_limits and store.meta(ENTRIES_KEY) == "1":
             problems = _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
             same_listing = store.meta(SEEDS_KEY) == fingerprint  # then no file needs comparing with its cache row
             cached = None if same_listing else store.cached_files(with_scans=False)
-            catalog = build_incremental(files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record)
+            catalog = build_incremental(
+                files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record, limits=limits
+            )
             if catalog is not None:
                 return catalog
         reconcile = store.has_entries()  # a first import has no recorded paper that could have left the seeds
@@ -314,7 +325,7 @@ class Publisher:
         def record_new(entries: Sequence[EntryRef]) -> None:
             store.record_new(entries, now)  # the refs are first occurrences: no id comes twice
 
-        with_scans = {} if dry_run else store.cached_files(with_scans=True)
+        with_scans = {} if dry_run or not same_limits else store.cached_files(with_scans=True)
         sink = record if reconcile else record_new
         catalog = build_catalog(
             files,
@@ -323,10 +334,13 @@ class Publisher:
             keep_parsed=dry_run,
             workers=os.cpu_count() or 1,
             head=None if reconcile or dry_run else head,
+            limits=limits,
         )
         if reconcile:
             store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})
         store.set_meta(ENTRIES_KEY, "1")
+        if not dry_run:
+            store.set_meta(LIMITS_KEY, repr(limits))
         return catalog
 
     def _materialize(
@@ -905,11 +919,12 @@ def _topic_rows(issue: Issue, topics: tuple[Topic, ...]) -> list[tuple[str, int]
     return [(slug, position) for position, entry in enumerate(issue.entries) for slug in assign_topics(entry, topics)]
 
 
-def _fingerprint(files: Sequence[SeedFile]) -> str:
-    """One value for the whole seed listing: a no-op run compares it instead of 10,000 cache rows."""
+def _fingerprint(files: Sequence[SeedFile], limits: EntryLimits) -> str:
+    """One value for the whole seed listing (and the entry limits it was read with): a no-op run compares it
+    instead of 10,000 cache rows."""
     import hashlib
 
-    listing = "\n".join(f"{f.source}\t{f.size}\t{f.mtime_ns}" for f in files)
+    listing = "\n".join([repr(limits), *(f"{f.source}\t{f.size}\t{f.mtime_ns}" for f in files)])
     return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
 
 
