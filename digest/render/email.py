@@ -165,8 +165,9 @@ def render_email(
     for the size (an issue is published whatever its email's size: at worst the email is over the limit).
     """
     total = len(issue.entries)
-    if options.topics:
-        shown = papers_in_topics(issue.entries, site.topics, options.topics)
+    chosen = options.topics & {t.slug for t in site.topics}  # slugs no longer configured are ignored
+    if chosen:
+        shown = papers_in_topics(issue.entries, site.topics, chosen)
         if not shown:
             raise RenderError(f"issue {issue.number}: no paper in the topics {', '.join(sorted(options.topics))}")
         issue = Issue(issue.number, issue.published, shown, issue.slot)
@@ -176,11 +177,11 @@ def render_email(
     html_template = _template(env, HTML_TEMPLATE)
 
     # Computed once: the whole-abstract sections serve the first try and the text part, the highlights every try.
-    whole = _sections(site, issue, STEPS)
-    highlights = _highlights(site, issue, options)
+    whole = _sections(site, issue, STEPS, chosen)
+    highlights = _highlights(site, issue, options, chosen)
 
     def attempt(steps: int) -> str:
-        sections = whole if steps == STEPS else _sections(site, issue, steps)
+        sections = whole if steps == STEPS else _sections(site, issue, steps, chosen)
         return _render_html(html_template, context, sections, highlights, FULL_LAYOUT)
 
     # Every abstract keeps steps/STEPS of its length: the largest share that fits is the richest email.
@@ -371,10 +372,11 @@ def _paper(site: Site, issue: Issue, number: int, entry: Entry, steps: int) -> _
     )
 
 
-def _sections(site: Site, issue: Issue, steps: int) -> list[_Section]:
-    """The issue page's topic sections and numbering, each paper shortened to `steps`/STEPS."""
+def _sections(site: Site, issue: Issue, steps: int, chosen: frozenset[str]) -> list[_Section]:
+    """The issue page's topic sections and numbering (only the `chosen` topics' sections, when a reader chose
+    some), each paper shortened to `steps`/STEPS."""
     sections = []
-    for section in topic_sections(site, issue):
+    for section in topic_sections(site, issue, chosen):
         names = (section.topic.name_zh, section.topic.name_en) if section.topic else ("本期论文", "Papers")
         if names[1] == names[0]:  # "AI for Science" is its own Chinese name: say it once
             names = (names[0], "")
@@ -383,12 +385,13 @@ def _sections(site: Site, issue: Issue, steps: int) -> list[_Section]:
     return sections
 
 
-def _highlights(site: Site, issue: Issue, options: EmailOptions) -> list[_Paper]:
+def _highlights(site: Site, issue: Issue, options: EmailOptions, chosen: frozenset[str]) -> list[_Paper]:
     """The first `options.highlights` papers of the issue (the editor's order), with their numbers in the contents;
     none when the issue has no more papers than that."""
     if options.highlights <= 0 or len(issue.entries) <= options.highlights:
         return []  # a short email (a reader's topics) is all highlights: the contents say enough
-    numbers = {entry.id: number for section in topic_sections(site, issue) for number, entry in section.papers}
+    sections = topic_sections(site, issue, chosen)
+    numbers = {entry.id: number for section in sections for number, entry in section.papers}
     return [_paper(site, issue, numbers[e.id], e, 0) for e in issue.entries[: options.highlights]]
 
 
