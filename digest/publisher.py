@@ -499,19 +499,19 @@ class Publisher:
 
     def _email_files(self, site: Site, issue: Issue) -> Bundle:
         """The issue's email twice: the copy the mailer fills in per subscriber (in the hidden `.mail/` folder, with
-        its link markers in slots.json) and the copy published on the site, whose personal links go to the
-        subscribe page instead."""
+        its link markers in slots.json) and the copy published on the site, which links the subscribe page and says
+        that the personal links are in the mail (`published_copy`)."""
         from dataclasses import asdict
 
-        from digest.render.email import render_email, web_copy
+        from digest.render.email import published_copy, render_email
 
         options = self.email_options(issue.number)
         rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options)
-        neutral = site.link("subscribe")
+        html, text = published_copy(rendered, site.link("subscribe"))
         folder = f"issues/{issue.number}"
         return {
-            f"{folder}/email.html": web_copy(rendered.html, rendered.slots, neutral).encode("utf-8"),
-            f"{folder}/email.txt": web_copy(rendered.text, rendered.slots, neutral).encode("utf-8"),
+            f"{folder}/email.html": html.encode("utf-8"),
+            f"{folder}/email.txt": text.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/email.html": rendered.html.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/email.txt": rendered.text.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/slots.json": json.dumps(asdict(rendered.slots)).encode("utf-8"),

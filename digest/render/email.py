@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -65,6 +66,33 @@ def personal_slots(site: Site, issue: Issue) -> PersonalSlots:
 def web_copy(rendered: str, slots: PersonalSlots, link: str) -> str:
     """A rendered part with the personal links replaced by one neutral `link` (the copy published on the site)."""
     return rendered.replace(slots.unsubscribe, link).replace(slots.preferences, link)
+
+
+#: What the copy of the email published on the site says where the mail had the reader's own links.
+PUBLISHED_NOTE = (
+    "退订与管理订阅：请用你收到的邮件里的个人链接",
+    "To unsubscribe or change your topics, use the personal links in the mail you received",
+)
+
+
+def published_copy(rendered: RenderedEmail, subscribe_url: str) -> tuple[str, str]:
+    """(html, text) of the copy of the email published on the site (`issues/N/email.html`): anyone can open it,
+    so instead of the reader's personal links it offers the subscribe page and says where those links are (an
+    "Unsubscribe" that led to the signup form only confused readers)."""
+    slots = rendered.slots
+    zh, en = PUBLISHED_NOTE
+    html, text = rendered.html, rendered.text
+    html = re.sub(
+        f'<a href="{re.escape(slots.preferences)}"([^>]*)>[^<]*</a>',
+        lambda m: f'<a href="{escape(subscribe_url)}"{m.group(1)}>订阅 / Subscribe</a>',
+        html,
+    )
+    html = re.sub(
+        f'<a href="{re.escape(slots.unsubscribe)}"[^>]*>[^<]*</a>', f'{zh} <span lang="en">/ {en}</span>', html
+    )
+    text = re.sub(f"^.*{re.escape(slots.preferences)}.*$", f"订阅 / Subscribe: {subscribe_url}", text, flags=re.M)
+    text = re.sub(f"^.*{re.escape(slots.unsubscribe)}.*$", f"{zh}\n{en}", text, flags=re.M)
+    return html, text
 
 
 @dataclass(frozen=True)
