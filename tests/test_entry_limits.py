@@ -98,3 +98,15 @@ def test_render_publishes_the_others_and_check_names_the_oversized_entries(works
     site_bytes = sum(p.stat().st_size for p in workspace.site.rglob("*") if p.is_file())
     assert site_bytes < 2_000_000
     assert (workspace.site / "issues" / "1" / "email.html").stat().st_size < 100_000
+
+
+def test_a_changed_limit_applies_to_seed_files_read_before(workspace: Workspace) -> None:
+    big = paper("Long read", "长文", "https://arxiv.org/abs/2501.00002", "摘" * 30_000)  # 90 KB
+    workspace.add_seed("002_week.md", OK_BEFORE + big)
+    first = workspace.run("render", "--now", NOW, check=False)
+    assert "seeds/002_week.md:6: the entry is" in first.stderr
+    assert "published issue 1 with 24 papers" in first.stdout  # the 23 samples and "Before"
+    workspace.env["DIGEST_ENTRY_MAX_BYTES"] = "131072"  # the file is unchanged: its cached scan must not count
+    second = workspace.run("render", "--now", "2026-11-30T08:00:00+08:00")
+    assert "published issue 2 with 1 paper" in second.stdout
+    assert "002_week.md" not in second.stderr
