@@ -215,7 +215,7 @@ class Publisher:
                     # files are written below, once the whole scan went well, as on the other paths).
                     nonlocal early
                     plan = plan_next_issue(head, {}, limit)
-                    early = self._publish(store, _fresh_catalog(), files, plan, now, slot, dry_run)
+                    early = self._publish(store, _fresh_catalog(self._entry_limits()), files, plan, now, slot, dry_run)
 
                 catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head))
                 known: Mapping[str, KnownEntry] = {}
@@ -899,10 +899,10 @@ class _Published:
     bundle: Bundle
 
 
-def _fresh_catalog() -> Catalog:
+def _fresh_catalog(limits: EntryLimits) -> Catalog:
     from digest.catalog import Catalog
 
-    return Catalog()
+    return Catalog(limits=limits)
 
 
 def _rules_fingerprint(topics: Sequence[Topic]) -> str:

@@ -110,3 +110,11 @@ def test_a_changed_limit_applies_to_seed_files_read_before(workspace: Workspace)
     second = workspace.run("render", "--now", "2026-11-30T08:00:00+08:00")
     assert "published issue 2 with 1 paper" in second.stdout
     assert "002_week.md" not in second.stderr
+
+
+def test_a_raised_limit_lets_a_first_import_publish_a_long_entry(workspace: Workspace) -> None:
+    workspace.add_seed("002_week.md", paper("Long read", "长文", "https://arxiv.org/abs/2501.00002", "摘" * 30_000))
+    workspace.env["DIGEST_ENTRY_MAX_BYTES"] = "131072"
+    result = workspace.run("render", "--now", NOW)
+    assert "published issue 1 with 24 papers" in result.stdout
+    assert "摘" * 30_000 in (workspace.site / "issues" / "1" / "index.html").read_text(encoding="utf-8")
