@@ -507,6 +507,9 @@ class Publisher:
 
         options = self.email_options(issue.number)
         rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options)
+        if len(rendered.html.encode("utf-8")) > self.settings.email_max_bytes:  # e.g. a very long editor's note
+            log.warning("issue %d: the email is %s; it is published anyway, mail clients may clip it", issue.number,
+                        rendered.detail)  # fmt: skip
         html, text = published_copy(rendered, site.link("subscribe"))
         folder = f"issues/{issue.number}"
         return {

@@ -113,3 +113,13 @@ def test_an_email_over_the_limit_even_as_a_bare_link_is_still_rendered(env: jinj
     assert email.level == "partial list" and email.listed == 0
     assert "over the limit of 10" in email.detail
     assert VIEW_URL in lxml.html.fromstring(email.html).xpath("//a/@href")
+
+
+def test_an_email_over_the_limit_anyway_is_published_with_a_warning(workspace: Workspace) -> None:
+    notes = workspace.seeds / "_notes"
+    notes.mkdir()
+    (notes / "1.md").write_text("编者按很长。" * 20_000, encoding="utf-8")  # 360 KB: no layout can fit it
+    result = workspace.run("render", "--now", NOW)
+    assert "published issue 1 with 23 papers" in result.stdout
+    assert "issue 1: the email is" in result.stderr and "over the limit of 100000 (email_max_bytes)" in result.stderr
+    assert (workspace.site / "issues" / "1" / "index.html").is_file()
