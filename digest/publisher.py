@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from digest.mailer import SendResult
     from digest.model import Subscriber
     from digest.render.email import EmailOptions, RenderedEmail
+    from digest.seeds import EntryLimits
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
@@ -86,6 +87,7 @@ TOPIC_RULES_KEY = "topic_rules_of_index"
 PROBLEMS_KEY = "problems_of_last_run"
 SEEDS_KEY = "seed_listing_of_last_run"
 ENTRIES_KEY = "entries_match_seeds"  # "1" once a full scan recorded every paper where the seeds have it
+LIMITS_KEY = "seed_entry_limits"  # the entry size limits the cached scans were made with
 Progress = Callable[[int], None]
 
 
@@ -212,7 +214,12 @@ class Publisher:
         """Parse every seed file (pure parsing over one directory read)."""
         from digest.seeds import read_seeds
 
-        return read_seeds(self.settings.seeds_dir)
+        return read_seeds(self.settings.seeds_dir, limits=self._entry_limits())
+
+    def _entry_limits(self) -> EntryLimits:
+        from digest.seeds import EntryLimits
+
+        return EntryLimits(entry=self.settings.entry_max_bytes, title=self.settings.title_max_bytes)
 
     # --- publishing ---------------------------------------------------------------------------
 
@@ -234,7 +241,7 @@ class Publisher:
             if slot is not None and (existing := store.issue_for_slot(slot)) is not None:
                 return PublishResult(None, (), 0, 0, out_dir, rebuilt, existing_issue=existing, rerendered=rerendered)
             files = list_seed_files(self.settings.seeds_dir)
-            fingerprint = _fingerprint(files)
+            fingerprint = _fingerprint(files, self._entry_limits())
             if not dry_run and (quiet := self._nothing_changed(store, fingerprint)) is not None:
                 return PublishResult(None, quiet, 0, 0, out_dir, rebuilt, rerendered=rerendered)
             with store.transaction(commit=not dry_run):
@@ -247,7 +254,7 @@ class Publisher:
                     # files are written below, once the whole scan went well, as on the other paths).
                     nonlocal early
                     plan = plan_next_issue(head, {}, limit)
-                    early = self._publish(store, _fresh_catalog(), files, plan, now, slot, dry_run)
+                    early = self._publish(store, _fresh_catalog(self._entry_limits()), files, plan, now, slot, dry_run)
 
                 catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head))
                 known: Mapping[str, KnownEntry] = {}
@@ -343,11 +350,15 @@ class Publisher:
         def record(entries: Sequence[EntryRef]) -> None:
             store.record_seen(entries, now)
 
-        if not dry_run and store.meta(ENTRIES_KEY) == "1":
+        limits = self._entry_limits()
+        same_limits = store.meta(LIMITS_KEY) == repr(limits)  # else every cached scan is stale: parse every file
+        if not dry_run and same_limits and store.meta(ENTRIES_KEY) == "1":
             problems = _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
             same_listing = store.meta(SEEDS_KEY) == fingerprint  # then no file needs comparing with its cache row
             cached = None if same_listing else store.cached_files(with_scans=False)
-            catalog = build_incremental(files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record)
+            catalog = build_incremental(
+                files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record, limits=limits
+            )
             if catalog is not None:
                 return catalog
         reconcile = store.has_entries()  # a first import has no recorded paper that could have left the seeds
@@ -355,7 +366,7 @@ class Publisher:
         def record_new(entries: Sequence[EntryRef]) -> None:
             store.record_new(entries, now)  # the refs are first occurrences: no id comes twice
 
-        with_scans = {} if dry_run else store.cached_files(with_scans=True)
+        with_scans = {} if dry_run or not same_limits else store.cached_files(with_scans=True)
         sink = record if reconcile else record_new
         catalog = build_catalog(
             files,
@@ -364,10 +375,13 @@ class Publisher:
             keep_parsed=dry_run,
             workers=os.cpu_count() or 1,
             head=None if reconcile or dry_run else head,
+            limits=limits,
         )
         if reconcile:
             store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})
         store.set_meta(ENTRIES_KEY, "1")
+        if not dry_run:
+            store.set_meta(LIMITS_KEY, repr(limits))
         return catalog
 
     def _materialize(
@@ -526,19 +540,22 @@ class Publisher:
 
     def _email_files(self, site: Site, issue: Issue) -> Bundle:
         """The issue's email twice: the copy the mailer fills in per subscriber (in the hidden `.mail/` folder, with
-        its link markers in slots.json) and the copy published on the site, whose personal links go to the
-        subscribe page instead."""
+        its link markers in slots.json) and the copy published on the site, which links the subscribe page and says
+        that the personal links are in the mail (`published_copy`)."""
         from dataclasses import asdict
 
-        from digest.render.email import render_email, web_copy
+        from digest.render.email import published_copy, render_email
 
         options = self.email_options(issue.number)
         rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options)
-        neutral = site.link("subscribe")
+        if len(rendered.html.encode("utf-8")) > self.settings.email_max_bytes:  # e.g. a very long editor's note
+            log.warning("issue %d: the email is %s; it is published anyway, mail clients may clip it", issue.number,
+                        rendered.detail)  # fmt: skip
+        html, text = published_copy(rendered, site.link("subscribe"))
         folder = f"issues/{issue.number}"
         return {
-            f"{folder}/email.html": web_copy(rendered.html, rendered.slots, neutral).encode("utf-8"),
-            f"{folder}/email.txt": web_copy(rendered.text, rendered.slots, neutral).encode("utf-8"),
+            f"{folder}/email.html": html.encode("utf-8"),
+            f"{folder}/email.txt": text.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/email.html": rendered.html.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/email.txt": rendered.text.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/slots.json": json.dumps(asdict(rendered.slots)).encode("utf-8"),
@@ -994,10 +1011,10 @@ class _Published:
     bundle: Bundle
 
 
-def _fresh_catalog() -> Catalog:
+def _fresh_catalog(limits: EntryLimits) -> Catalog:
     from digest.catalog import Catalog
 
-    return Catalog()
+    return Catalog(limits=limits)
 
 
 def _rules_fingerprint(topics: Sequence[Topic]) -> str:
@@ -1050,11 +1067,12 @@ def _read_claim(folder: Path) -> tuple[str, str] | None:
         return None
 
 
-def _fingerprint(files: Sequence[SeedFile]) -> str:
-    """One value for the whole seed listing: a no-op run compares it instead of 10,000 cache rows."""
+def _fingerprint(files: Sequence[SeedFile], limits: EntryLimits) -> str:
+    """One value for the whole seed listing (and the entry limits it was read with): a no-op run compares it
+    instead of 10,000 cache rows."""
     import hashlib
 
-    listing = "\n".join(f"{f.source}\t{f.size}\t{f.mtime_ns}" for f in files)
+    listing = "\n".join([repr(limits), *(f"{f.source}\t{f.size}\t{f.mtime_ns}" for f in files)])
     return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
 
 

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     feed_max_items: int = Field(default=50, ge=1, le=10_000)
     archive_page_size: int = Field(default=50, ge=1, le=1000)
     email_max_bytes: int = Field(default=100_000, ge=10_000)
+    entry_max_bytes: int = Field(default=65_536, ge=4096)  # one seed entry, heading to next heading (UTF-8)
+    title_max_bytes: int = Field(default=1024, ge=256)  # each title of an entry (UTF-8)
     highlights: int = Field(default=3, ge=0, le=50)  # the email's "本周要点": the first N papers
     sender_address: str = ""  # the sender's postal address, in the email's footer (CAN-SPAM)
     topics: list[TopicSetting] = Field(default_factory=lambda: [TopicSetting.of(t) for t in DEFAULT_TOPICS])

@@ -390,10 +390,11 @@ class TopicSection:
     papers: tuple[tuple[int, Entry], ...]
 
 
-def topic_sections(site: Site, issue: Issue) -> list[TopicSection]:
-    """An issue's papers grouped under their primary topics (rule order), numbered 1..n down the page."""
+def topic_sections(site: Site, issue: Issue, chosen: frozenset[str] = frozenset()) -> list[TopicSection]:
+    """An issue's papers grouped under their primary topics (rule order), numbered 1..n down the page; with
+    `chosen` topic slugs, only those topics' sections (see `group_by_topic`)."""
     sections, number = [], 0
-    for topic, entries in group_by_topic(issue.entries, site.topics):
+    for topic, entries in group_by_topic(issue.entries, site.topics, chosen):
         numbered = []
         for entry in entries:
             number += 1
