@@ -25,7 +25,7 @@ from digest.optouts import OptOutJournal
 from digest.settings import Settings
 from digest.web import preferences, signup, unsubscribe
 from digest.web.forms import BodyLimit
-from digest.web.pages import Clock, Text, Web
+from digest.web.pages import Clock, ForwardedClient, Text, Web
 from digest.web.server import serve
 from digest.web.static import SiteFiles
 
@@ -129,7 +129,10 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
         )
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)],
+        middleware=[
+            Middleware(ForwardedClient, trusted_proxies=settings.trusted_proxies),
+            Middleware(BodyLimit, max_bytes=settings.web_max_body_bytes),
+        ],
         # StateBusy by name: Starlette's handler for Exception answers, then re-raises into the server's log.
         exception_handlers={HTTPException: error_page, StateBusy: error_page, Exception: error_page},
         lifespan=lifespan,

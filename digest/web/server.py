@@ -157,8 +157,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         http=protocol_with_deadline(settings.web_header_timeout),
         log_config=None,
         lifespan="on",
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=list(settings.trusted_proxies) or None,
+        proxy_headers=False,  # the app reads X-Forwarded-For itself, and takes only IP addresses (ForwardedClient)
         server_header=False,
         timeout_keep_alive=settings.web_keep_alive_timeout,
         limit_concurrency=connection_limit(settings.web_max_connections),
