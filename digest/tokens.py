@@ -33,6 +33,12 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     PREFERENCES = "preferences"
     UNSUBSCRIBE = "unsubscribe"
+    PERSONAL_DATA = "personal-data"  # download or delete my data: mailed on request, short-lived
+
+
+# Tokens of these purposes carry their issue time and expire; the others live as long as their subscription.
+_TIMED = (Purpose.CONFIRM, Purpose.PERSONAL_DATA)
+PERSONAL_DATA_MAX_AGE = 3600  # seconds a download-or-delete link works
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,10 @@ def _timed(secret: str, salt: str, issued: datetime | None = None) -> URLSafeTim
 
 
 def make_token(secret: str, purpose: Purpose, scope: str, subscriber: Subscriber, *, issued: datetime) -> str:
-    """A token for one subscription and one purpose on the list at `scope`; `issued` dates confirm tokens."""
+    """A token for one subscription and one purpose on the list at `scope`; `issued` dates the tokens that expire
+    (confirm, personal data)."""
     payload = [subscriber.id, subscriber.token_nonce]
-    if purpose is Purpose.CONFIRM:
+    if purpose in _TIMED:
         return str(_timed(secret, _salt(purpose, scope), issued).dumps(payload))
     return str(_serializer(secret, _salt(purpose, scope)).dumps(payload))
 
@@ -89,13 +96,13 @@ def read_token(
     secret: str, purpose: Purpose, scope: str, token: str, *, now: datetime, max_age: float | None = None
 ) -> TokenSubject:
     """The subscription a token names; BadToken when it is not a valid token of this purpose and list, or when a
-    confirm token is older than `max_age` seconds at `now`."""
+    token that expires (confirm, personal data) is older than `max_age` seconds at `now`."""
     salt = _salt(purpose, scope)
     try:
-        if purpose is Purpose.CONFIRM:
+        if purpose in _TIMED:
             value, issued = _timed(secret, salt).loads(token, return_timestamp=True)
             if max_age is not None and (now - issued).total_seconds() > max_age:
-                raise BadToken("this confirmation link has expired", expired=True)
+                raise BadToken("this link has expired", expired=True)
         else:
             value = _serializer(secret, salt).loads(token)
     except SignatureExpired:  # pragma: no cover - expiry is checked above, against `now`
@@ -133,6 +140,13 @@ def preferences_link(site_url: str, secret: str, subscriber: Subscriber) -> str:
     """The personal preference page URL for `subscriber` (`site_url` ends with "/")."""
     token = make_token(secret, Purpose.PREFERENCES, site_url, subscriber, issued=_EPOCH)
     return f"{site_url}preferences/{token}"
+
+
+def personal_data_link(site_url: str, secret: str, subscriber: Subscriber, issued: datetime) -> str:
+    """The link mailed on request from the preference page: download or delete my data, for an hour (the
+    preference link in every issue never expires, so it cannot do either)."""
+    token = make_token(secret, Purpose.PERSONAL_DATA, site_url, subscriber, issued=issued)
+    return f"{site_url}my-data/{token}"
 
 
 def confirm_link(site_url: str, secret: str, subscriber: Subscriber, issued: datetime) -> str:

@@ -106,7 +106,8 @@ class RepeatFilter(logging.Filter):
 
 
 class RedactTokens(logging.Filter):
-    """Keep tokens out of the access log: query strings and the token part of /confirm/ and /preferences/."""
+    """Keep tokens out of the access log: query strings and the token part of /confirm/, /preferences/ and
+    /my-data/."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -118,7 +119,7 @@ class RedactTokens(logging.Filter):
 def redact(target: str) -> str:
     """A request target without its secrets."""
     path = target.split("?", 1)[0]
-    for prefix in ("/confirm/", "/preferences/"):
+    for prefix in ("/confirm/", "/preferences/", "/my-data/"):
         if prefix in path:
             head, _, rest = path.partition(prefix)
             path = head + prefix + "[redacted]" + ("/data.json" if rest.endswith("/data.json") else "")

@@ -341,8 +341,9 @@ def check_confirmation(web: Web, subject: TokenSubject, write: bool, now: dateti
         return Confirmation(200, record.subscriber)
 
 
-def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime) -> None:
-    """Render and mail one signup notice (runs after the answer was sent); failures are logged, not shown."""
+def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime, **values: str) -> None:
+    """Render and mail one signup notice (runs after the answer was sent), with `values` for its template beyond
+    the common ones; failures are logged, not shown."""
     from digest.publisher import Publisher
 
     settings = web.settings
@@ -363,6 +364,7 @@ def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime)
         expires_days=max(1, settings.confirm_token_max_age // 86_400),
         preferences_url=preferences_link(settings.site_url, web.secret, subscriber),
         latest_issue_url=latest,
+        **values,
     )
     message = build_notice(
         from_address=settings.from_address,
