@@ -362,7 +362,9 @@ def test_preferences_pick_topics_and_the_next_send_holds_only_their_papers(
     with Store.open(srv.ws.state_location) as store:
         sub = store.subscriber("robots@example.org")
         assert sub is not None and store.subscriber_topics(sub.id) == {sub.id: ("robotics",)}
-    assert json.loads(browser.get(url + "/data.json").text)["subscriber"]["topics"] == ["robotics"]
+    my_data = personal_data_url(browser, smtp_server, url, "robots@example.org", 3)
+    export = browser.post(my_data, data={"csrf": csrf_of(browser.get(my_data).text), "action": "export"})
+    assert json.loads(export.text)["subscriber"]["topics"] == ["robotics"]
 
     # The next send: only the robotics paper of the sample issue.
     srv.ws.run("send")
