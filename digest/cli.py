@@ -282,9 +282,10 @@ def status(ctx: Context) -> None:
     is_flag=True,
     help="Serve only signup, confirmation, preferences and unsubscribe, not the site's files (a web-only host).",
 )
+@NOW_OPTION
 @pass_ctx
 @reports_errors
-def serve(ctx: Context, host: str, port: int, no_static: bool) -> None:
+def serve(ctx: Context, host: str, port: int, no_static: bool, now: str | None) -> None:
     """Serve the site and feeds, signup with double opt-in, preferences and one-click unsubscribe until Ctrl-C.
 
     Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /unsubscribe?token=..., and the files of
@@ -296,7 +297,8 @@ def serve(ctx: Context, host: str, port: int, no_static: bool) -> None:
     from digest.web import serve as run_server
 
     settings = ctx.settings.model_copy(update={"web_static": False}) if no_static else ctx.settings
-    run_server(settings, host, port)
+    pinned = ctx.now(now) if now else None
+    run_server(settings, host, port, clock=(lambda: pinned) if pinned else None)
 
 
 # --- subscribers and sending ----------------------------------------------------------------------

@@ -8,13 +8,14 @@ point to (`site_url` for confirm and preference links, `unsubscribe_endpoint` fo
 `unsubscribe_link` and `preferences_link` are given that URL, and the web app knows it from its settings, so no
 signature has to change to carry a list id. Confirmation tokens also carry their issue time and expire.
 
-Links mailed before these tokens existed (salt "digest-unsubscribe-v1", payload = the address) still unsubscribe.
+Links mailed before these tokens existed (salt "digest-unsubscribe-v1", payload = the address) still unsubscribe,
+until the end of LEGACY_UNSUBSCRIBE_LAST_DAY: a signed address never dies otherwise, whatever its owner did since.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import urlencode
@@ -24,6 +25,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from digest.model import Subscriber
 
 LEGACY_UNSUBSCRIBE_SALT = "digest-unsubscribe-v1"
+LEGACY_UNSUBSCRIBE_LAST_DAY = date(2027, 6, 30)  # README says so; after it such links get "no longer valid"
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 
@@ -115,13 +117,18 @@ def read_token(
     raise BadToken("this link is not valid")
 
 
-def read_legacy_unsubscribe_token(secret: str, token: str) -> str | None:
-    """The address of an unsubscribe link mailed before tokens named subscriptions (None if it is not one)."""
+def read_legacy_unsubscribe_token(secret: str, token: str, now: datetime) -> str | None:
+    """The address of an unsubscribe link mailed before tokens named subscriptions (None if it is not one);
+    BadToken (`expired`) for one used after LEGACY_UNSUBSCRIBE_LAST_DAY (the date where `now` is)."""
     try:
         value = _serializer(secret, LEGACY_UNSUBSCRIBE_SALT).loads(token)
     except BadSignature:
         return None
-    return value if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        return None
+    if now.date() > LEGACY_UNSUBSCRIBE_LAST_DAY:
+        raise BadToken(f"unsubscribe links of this kind ended on {LEGACY_UNSUBSCRIBE_LAST_DAY}", expired=True)
+    return value
 
 
 def _with_token(url: str, token: str) -> str:

@@ -19,6 +19,8 @@ import contextlib
 import logging
 import resource
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +138,9 @@ def connection_limit(wanted: int) -> int:
     return allowed
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the app under uvicorn until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both)."""
+def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime] | None = None) -> None:
+    """Run the app under uvicorn until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both); `clock` pins
+    the time (tests)."""
     import uvicorn
 
     from digest.web import create_app, serves_site
@@ -146,7 +149,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     output = Path(settings.output_dir)
     if settings.web_static and not output.is_dir():
         log.warning("%s/: output folder not found: serving signup and unsubscribe only (run `digest render`)", output)
-    app = create_app(settings)
+    app = create_app(settings, clock)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     repeat = RepeatFilter(settings.log_repeat_interval)
     for handler in logging.getLogger().handlers:
