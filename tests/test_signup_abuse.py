@@ -36,9 +36,11 @@ def settled(srv: Server, smtp: MailServer, over_limit: int, mailed: int) -> None
 
 
 @pytest.fixture
-def proxied(tmp_path: Path, smtp_server: MailServer) -> Iterator[Server]:
+def proxied(tmp_path: Path, smtp_server: MailServer, state: Path | str) -> Iterator[Server]:
     """A server behind a trusted proxy on 127.0.0.1 (so X-Forwarded-For names the client), limit 3 mails."""
-    server = serve_with_mail(tmp_path / "work", smtp_server, trusted_proxies='["127.0.0.1"]', signup_address_limit="3")
+    server = serve_with_mail(
+        tmp_path / "work", smtp_server, state, trusted_proxies='["127.0.0.1"]', signup_address_limit="3"
+    )
     yield server
     server.stop()
 
@@ -84,6 +86,7 @@ def test_ipv6_clients_count_per_64(ip: str, network: str) -> None:
 # --- the must-show: one mailbox, many sub-addresses, many clients ---------------------------------------------
 
 
+@pytest.mark.both_states
 def test_ten_sub_addresses_from_ten_clients_reach_the_mailbox_at_most_limit_times(
     proxied: Server, smtp_server: MailServer
 ) -> None:
@@ -95,7 +98,7 @@ def test_ten_sub_addresses_from_ten_clients_reach_the_mailbox_at_most_limit_time
     assert victim_mails(smtp_server) == 3  # signup_address_limit
     # Each sub-address is still its own subscription, as before.
     assert status_of(proxied.ws, "victim+9@example.org") == "pending"
-    rows = proxied.ws.sql("SELECT signup_ip FROM subscribers WHERE email LIKE 'victim+%' ORDER BY id")
+    rows = proxied.ws.sql("SELECT signup_ip FROM subscribers WHERE email LIKE ? ORDER BY id", "victim+%")
     assert [r[0] for r in rows] == [f"203.0.113.{n + 1}" for n in range(10)]
 
 
@@ -125,6 +128,7 @@ def row_of(srv: Server, email: str) -> list[object]:
     return list(rows[0]) if rows else []
 
 
+@pytest.mark.both_states
 def test_a_suppressed_address_gets_the_same_answer_no_mail_and_keeps_its_record(
     proxied: Server, smtp_server: MailServer
 ) -> None:
