@@ -288,9 +288,10 @@ def status(ctx: Context) -> None:
 def serve(ctx: Context, host: str, port: int, no_static: bool, now: str | None) -> None:
     """Serve the site and feeds, signup with double opt-in, preferences and one-click unsubscribe until Ctrl-C.
 
-    Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /unsubscribe?token=..., and the files of
-    output_dir. Without the output folder (or with --no-static, or web_static = false) only the dynamic endpoints
-    answer. Behind a reverse proxy, list it in trusted_proxies so the client IP comes from X-Forwarded-For.
+    Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /my-data/<token>, /unsubscribe?token=..., and
+    the files of output_dir. Without the output folder (or with --no-static, or web_static = false) only the
+    dynamic endpoints answer. Behind a reverse proxy, list it in trusted_proxies so the client IP comes from
+    X-Forwarded-For.
 
     Example: digest serve --host 0.0.0.0 --port 8080
     """
