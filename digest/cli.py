@@ -325,21 +325,24 @@ def status(ctx: Context) -> None:
     is_flag=True,
     help="Serve only signup, confirmation, preferences and unsubscribe, not the site's files (a web-only host).",
 )
+@NOW_OPTION
 @pass_ctx
 @reports_errors
-def serve(ctx: Context, host: str, port: int, no_static: bool) -> None:
+def serve(ctx: Context, host: str, port: int, no_static: bool, now: str | None) -> None:
     """Serve the site and feeds, signup with double opt-in, preferences and one-click unsubscribe until Ctrl-C.
 
-    Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /unsubscribe?token=..., and the files of
-    output_dir. Without the output folder (or with --no-static, or web_static = false) only the dynamic endpoints
-    answer. Behind a reverse proxy, list it in trusted_proxies so the client IP comes from X-Forwarded-For.
+    Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /my-data/<token>, /unsubscribe?token=..., and
+    the files of output_dir. Without the output folder (or with --no-static, or web_static = false) only the
+    dynamic endpoints answer. Behind a reverse proxy, list it in trusted_proxies so the client IP comes from
+    X-Forwarded-For.
 
     Example: digest serve --host 0.0.0.0 --port 8080
     """
     from digest.web import serve as run_server
 
     settings = ctx.settings.model_copy(update={"web_static": False}) if no_static else ctx.settings
-    run_server(settings, host, port)
+    pinned = ctx.now(now) if now else None
+    run_server(settings, host, port, clock=(lambda: pinned) if pinned else None)
 
 
 # --- subscribers and sending ----------------------------------------------------------------------

@@ -41,6 +41,10 @@ class StoreError(DigestError):
     """The state could not be read or written (sqlite3 and psycopg errors are translated to this)."""
 
 
+class StateBusy(StoreError):
+    """Another session held the state's write lock for longer than this one may wait (a render, on SQLite)."""
+
+
 class StoreConflict(StoreError):
     """A write broke one of the state's constraints (a paper published twice, a duplicate key)."""
 

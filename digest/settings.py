@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import string
@@ -409,12 +410,23 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     return with_file
 
 
+_warned_secret_in: set[Path] = set()
+
+
 def _refuse_password_in_toml(path: Path) -> None:
-    """A password in a committed config file leaks; accept it only from the environment or a secret file."""
+    """A password in a committed config file leaks; accept it only from the environment or a secret file. A
+    `secret_key` there is accepted (refusing it would stop running installations) with one warning per process."""
     if not path.is_file():
         return
     with path.open("rb") as fh:
         data = tomllib.load(fh)
+    if data.get("secret_key") and path.resolve() not in _warned_secret_in:
+        _warned_secret_in.add(path.resolve())
+        logging.getLogger("digest").warning(
+            "%s: secret_key is stored in the config file, which is easily committed or shared; "
+            "move it to DIGEST_SECRET_KEY in the environment or .env",
+            path,
+        )
     smtp = data.get("smtp", {})
     if isinstance(smtp, dict) and smtp.get("password"):
         raise SettingsError(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from digest.errors import printable
 from digest.message import clean_header, smtp_address
 from digest.model import Problem, SubscriberStatus
 from digest.store import SubscriberRecord
@@ -159,15 +160,16 @@ def unquote_formula(cell: str) -> str:
 
 
 def export_csv(records: Iterable[SubscriberRecord]) -> str:
-    """Every subscriber as CSV with a header row, formulas neutralised (`quote_formula`); `parse_subscriber_csv`
-    reads it back (opt-outs included)."""
+    """Every subscriber as CSV with a header row, formulas neutralised (`quote_formula`) and control characters
+    shown as escapes (a cell must not reach a terminal raw); `parse_subscriber_csv` reads it back (opt-outs
+    included)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for record in records:
         sub = record.subscriber
         writer.writerow(
-            quote_formula(cell)
+            quote_formula(printable(cell))
             for cell in [
                 sub.email,
                 sub.name,

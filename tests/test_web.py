@@ -67,13 +67,15 @@ class Server:
         return self.proc.wait(timeout=15)
 
 
-def start_server(ws: Workspace, log_name: str = "serve.log", port: int | None = None) -> Server:
-    """Start `digest serve` on `port` (default: a free one) and wait until it answers."""
+def start_server(
+    ws: Workspace, log_name: str = "serve.log", port: int | None = None, extra_args: tuple[str, ...] = ()
+) -> Server:
+    """Start `digest serve` on `port` (default: a free one), with `extra_args`, and wait until it answers."""
     port = port or free_port()
     log_path = ws.root / log_name
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "digest", "serve", "--port", str(port)],
+            [sys.executable, "-m", "digest", "serve", "--port", str(port), *extra_args],
             cwd=ws.root,
             env=ws.env,
             stdout=log,

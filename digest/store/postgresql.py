@@ -26,7 +26,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from digest.errors import BusyError, StoreConflict, StoreError
+from digest.errors import BusyError, StateBusy, StoreConflict, StoreError
 from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor
 
 SCHEMA_BASE = 7
@@ -163,7 +163,7 @@ class PostgresConnection(Connection):
         if isinstance(exc, pg_errors.IntegrityError):
             raise StoreConflict(f"{self._where}: {exc}") from exc
         if isinstance(exc, pg_errors.LockNotAvailable):
-            raise StoreError(f"{self._where}: state is locked by another process: {exc}") from exc
+            raise StateBusy(f"{self._where}: state is locked by another process: {exc}") from exc
         raise StoreError(f"{self._where}: state database error: {exc}") from exc
 
     def _query(self, sql: str) -> str:

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import NoReturn
 
-from digest.errors import StoreConflict, StoreError
+from digest.errors import StateBusy, StoreConflict, StoreError
 from digest.lock import writer_lock
 from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor
 
@@ -190,6 +190,8 @@ class SqliteConnection(Connection):
     def _fail(self, exc: sqlite3.Error) -> NoReturn:
         if isinstance(exc, sqlite3.IntegrityError):
             raise StoreConflict(f"{self._path}: {exc}") from exc
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise StateBusy(f"{self._path}: state is locked by another process: {exc}") from exc
         raise StoreError(f"{self._path}: state database error: {exc}") from exc
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
@@ -214,7 +216,7 @@ class SqliteConnection(Connection):
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self._path}: state is locked by another process: {exc}") from exc
+            raise StateBusy(f"{self._path}: state is locked by another process: {exc}") from exc
 
     def commit(self) -> None:
         try:

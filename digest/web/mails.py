@@ -23,6 +23,8 @@ class Notice(StrEnum):
     CONFIRM = "mail_confirm.txt.j2"
     WELCOME = "mail_welcome.txt.j2"
     ALREADY = "mail_already.txt.j2"
+    PERSONAL_DATA = "mail_personal_data.txt.j2"
+    NEW_LINK = "mail_new_link.txt.j2"
 
 
 def render_notice(env: jinja2.Environment, notice: Notice, **values: Any) -> tuple[str, str]:
