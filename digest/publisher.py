@@ -715,13 +715,15 @@ class Publisher:
 
     def import_bounces(self, messages: Iterable[tuple[str, bytes]], now: datetime) -> Iterator[ImportResult]:
         """Apply bounce and complaint reports, one transaction per message (no writer lock: like an unsubscribe,
-        a send in progress re-checks each subscriber just before mailing them)."""
+        a send in progress re-checks each subscriber just before mailing them). One import runs at a time: a
+        second waits up to `lock_timeout` for the first, then stops with BusyError (exit 75)."""
         from digest.bounces.importer import import_reports
 
-        secret = self.settings.require_secret_key()
-        with self.open_store() as store:
+        s = self.settings
+        secret = s.require_secret_key()
+        with self.backend.writer_lock(s.lock_timeout, "bounces import", name="bounces"), self.open_store() as store:
             yield from import_reports(
-                store, messages, secret=secret, now=now, soft_limit=self.settings.soft_bounce_limit
+                store, messages, secret=secret, now=now, soft_limit=s.soft_bounce_limit, max_bytes=s.bounce_max_bytes
             )
 
     def deliver_notice(self, recipient: str, message: bytes) -> SendResult:
