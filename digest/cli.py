@@ -627,7 +627,8 @@ def bounces_import(ctx: Context, source: str, quiet: bool, now: str | None) -> N
     Each report is matched to its delivery by the VERP id in its return path and recorded on the ledger: a hard
     bounce suppresses the address at once, soft ones after soft_bounce_limit in a row, a complaint unsubscribes.
     Importing a report again changes nothing. Messages that cannot be read or matched are reported as
-    NAME: reason and skipped; the exit code is then 1.
+    NAME: reason and skipped (the exit code is then 1), and remembered, so the next import passes them. At most
+    bounce_max_bytes of a message is read. One import at a time: a second waits up to lock_timeout, then exits 75.
 
     Example: digest bounces import - < bounce.eml
     """
@@ -635,7 +636,8 @@ def bounces_import(ctx: Context, source: str, quiet: bool, now: str | None) -> N
 
     stdin = sys.stdin.buffer
     counts = {"applied": 0, "repeated": 0, "problems": 0}
-    for result in ctx.publisher().import_bounces(read_messages(source, stdin), ctx.now(now)):
+    messages = read_messages(source, stdin, ctx.settings.bounce_max_bytes)
+    for result in ctx.publisher().import_bounces(messages, ctx.now(now)):
         # File names and remote servers' diagnostics are outside text: printed with their controls escaped.
         if result.problem:
             counts["problems"] += 1

@@ -15,15 +15,16 @@ from pathlib import Path
 from digest.errors import BusyError
 
 
-def lock_path_for(state_path: Path) -> Path:
-    """The lock file that guards `state_path`."""
-    return state_path.with_name(state_path.name + ".lock")
+def lock_path_for(state_path: Path, name: str = "") -> Path:
+    """The lock file that guards `state_path` (the writer lock; `name`: another lock beside it)."""
+    return state_path.with_name(state_path.name + (f".{name}" if name else "") + ".lock")
 
 
 @contextmanager
-def writer_lock(state_path: Path, timeout: float, what: str = "digest") -> Iterator[None]:
-    """Hold the writer lock for `state_path`, waiting up to `timeout` seconds for another writer to finish."""
-    path = lock_path_for(state_path)
+def writer_lock(state_path: Path, timeout: float, what: str = "digest", name: str = "") -> Iterator[None]:
+    """Hold the writer lock for `state_path` (or the lock `name` beside it), waiting up to `timeout` seconds for
+    another holder to finish."""
+    path = lock_path_for(state_path, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

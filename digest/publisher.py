@@ -564,7 +564,7 @@ class Publisher:
     def email_options(self, number: int, topics: frozenset[str] = frozenset()) -> EmailOptions:
         """What issue `number`'s email shows besides its papers: the editor's note (`<seeds>/_notes/<number>.md`
         or `.txt`, if there is one), the highlights and the sender's address from the settings, and the reader's
-        `topics`."""
+        `topics`; the secret key makes the personal-link markers unguessable."""
         from digest.render.email import EmailOptions
         from digest.text import clean_text
 
@@ -579,7 +579,13 @@ class Publisher:
             except OSError as exc:
                 raise DigestError(f"{path}: cannot read the editor's note ({exc.strerror})") from None
         s = self.settings
-        return EmailOptions(note=note, highlights=s.highlights, sender_address=s.sender_address, topics=topics)
+        return EmailOptions(
+            note=note,
+            highlights=s.highlights,
+            sender_address=s.sender_address,
+            topics=topics,
+            mark_key=s.secret_key.get_secret_value(),
+        )
 
     # --- rebuild ------------------------------------------------------------------------------
 
@@ -774,13 +780,15 @@ class Publisher:
 
     def import_bounces(self, messages: Iterable[tuple[str, bytes]], now: datetime) -> Iterator[ImportResult]:
         """Apply bounce and complaint reports, one transaction per message (no writer lock: like an unsubscribe,
-        a send in progress re-checks each subscriber just before mailing them)."""
+        a send in progress re-checks each subscriber just before mailing them). One import runs at a time: a
+        second waits up to `lock_timeout` for the first, then stops with BusyError (exit 75)."""
         from digest.bounces.importer import import_reports
 
-        secret = self.settings.require_secret_key()
-        with self.open_store() as store:
+        s = self.settings
+        secret = s.require_secret_key()
+        with self.backend.writer_lock(s.lock_timeout, "bounces import", name="bounces"), self.open_store() as store:
             yield from import_reports(
-                store, messages, secret=secret, now=now, soft_limit=self.settings.soft_bounce_limit
+                store, messages, secret=secret, now=now, soft_limit=s.soft_bounce_limit, max_bytes=s.bounce_max_bytes
             )
 
     def deliver_notice(self, recipient: str, message: bytes) -> SendResult:
@@ -880,9 +888,16 @@ class Publisher:
     def _email_on_this_host(self, number: int) -> None:
         """Write the issue's email files from the state when this host's output folder lacks them: with a shared
         PostgreSQL state, the issue may have been published by another host, and a site rendered before the mailer
-        kept its own copy (`.mail/`) has none (rendering is deterministic, so the copy is the same)."""
-        if (self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER).is_dir():
-            return
+        kept its own copy (`.mail/`) has none (rendering is deterministic, so the copy is the same). Also when the
+        copy was rendered without secret_key (its link markers could be guessed, so it is never mailed)."""
+        from digest.render.email import PersonalSlots
+
+        folder = self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER
+        try:
+            if PersonalSlots.from_json(json.loads((folder / "slots.json").read_text(encoding="utf-8"))).keyed:
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing or damaged: render it again
         with self._owned_store(force=False) as store:
             issue = store.load_issues([number])[0]
             files = self._email_files(self.site(store), issue)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from digest.mailer import Messenger, SendResult, Step
     from digest.message import DkimKey, IssueMail, WireMessage
     from digest.model import Delivery, DeliveryStatus, Issue, Subscriber
-    from digest.render.email import RenderedEmail
+    from digest.render.email import PersonalSlots, RenderedEmail
 
 #: Renders an issue's email holding only the papers of some topics (the publisher's renderer).
 TopicRenderer = Callable[[Store, "Issue", frozenset[str]], "RenderedEmail"]
@@ -52,6 +52,25 @@ class SendReport:
     test_copy: str | None = None
     dry_run_dir: Path | None = None
     seconds: float = 0.0
+
+
+def check_slots(number: int, slots: PersonalSlots, html: str, text: str) -> None:
+    """DeliveryError unless the rendered parts hold each personal-link marker exactly at the template's own slots
+    and the markers were made with secret_key: a marker in outside text (a note, a seed, a title, a topic name)
+    would receive every subscriber's link, so that issue is not mailed at all."""
+    from digest.errors import DeliveryError
+    from digest.render.email import stray_marks
+
+    if not slots.keyed:
+        raise DeliveryError(
+            f"issue {number}: its email was rendered without secret_key (guessable link markers); run `digest rebuild`"
+        )
+    problem = stray_marks(slots, html, text)
+    if problem is not None:
+        raise DeliveryError(
+            f"issue {number}: not sending: {problem} (outside text such as the editor's note, a seed, a title or a"
+            " topic name carries the marker); remove it and run `digest rebuild`"
+        )
 
 
 class IssueSender:
@@ -281,6 +300,7 @@ class IssueSender:
                     by_choice[choice] = mail
                 else:
                     rendered = self.render_topics(store, issue, choice)
+                    check_slots(issue.number, rendered.slots, rendered.html, rendered.text)
                     subject = format_subject(
                         self.settings.subject,
                         title=self.settings.title,
@@ -305,6 +325,7 @@ class IssueSender:
 
         from digest.errors import DeliveryError
         from digest.message import IssueMail, format_subject
+        from digest.render.email import PersonalSlots
 
         if number is None:
             number = store.latest_issue_number()
@@ -315,19 +336,19 @@ class IssueSender:
             raise DeliveryError(f"no such issue: {number} (see `digest status` for the latest)")
         head = summaries[0]
         folder = self.settings.output_dir / "issues" / str(number) / ".mail"
-        if self.render_missing is not None and not folder.is_dir():
-            self.render_missing(number)
+        if self.render_missing is not None:
+            self.render_missing(number)  # when this host has no copy, or one made without secret_key
         try:
             html = (folder / "email.html").read_text(encoding="utf-8")
             text = (folder / "email.txt").read_text(encoding="utf-8")
-            slots = json.loads((folder / "slots.json").read_text(encoding="utf-8"))
-            marks = (str(slots["unsubscribe"]), str(slots["preferences"]))
+            slots = PersonalSlots.from_json(json.loads((folder / "slots.json").read_text(encoding="utf-8")))
         except OSError as exc:
             raise DeliveryError(
                 f"issue {number}: cannot read its rendered email in {folder}/ ({exc.strerror}); run `digest rebuild`"
             ) from None
         except (ValueError, KeyError, TypeError):
             raise DeliveryError(f"issue {number}: {folder}/slots.json is damaged; run `digest rebuild`") from None
+        check_slots(number, slots, html, text)
         domain = urlsplit(self.settings.site_url).hostname or "localhost"
         subject = format_subject(
             self.settings.subject,
@@ -344,8 +365,8 @@ class IssueSender:
             from_address=self.settings.from_address,
             list_id=self.settings.list_id or f"digest.{domain}",
             domain=domain,
-            unsubscribe_mark=marks[0],
-            preferences_mark=marks[1],
+            unsubscribe_mark=slots.unsubscribe,
+            preferences_mark=slots.preferences,
         )
 
     def _dkim_key(self) -> DkimKey | None:

@@ -172,6 +172,7 @@ class Settings(BaseSettings):
     bounce_address: str = ""  # envelope sender; default: bounces@<domain of from_address>
     verp: bool = True  # bounces+<signed delivery id>@domain, so that a bounce names its delivery
     soft_bounce_limit: int = Field(default=3, ge=1, le=100)  # soft bounces in a row (across issues) -> bounced
+    bounce_max_bytes: int = Field(default=1_000_000, ge=10_000)  # `bounces import` reads at most this of a message
     max_hard_bounce_rate: float = Field(default=0.01, ge=0, le=1)  # send refuses above it (unless --force)
     max_complaint_rate: float = Field(default=0.001, ge=0, le=1)  # send refuses above it (unless --force)
     rate_issues: int = Field(default=3, ge=1, le=100)  # issues whose rates `digest status` shows

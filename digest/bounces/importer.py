@@ -2,7 +2,10 @@
 
 Each message is applied in its own transaction, together with the record that it was imported: a kill at any
 moment leaves every message either wholly applied and remembered or not touched at all, and importing it again
-(the same mailbox read twice, a retried pipe delivery) changes nothing.
+(the same mailbox read twice, a retried pipe delivery) changes nothing. A report is known by a hash of its bytes,
+never by its Message-ID (a junk mail could carry a real report's). Messages that cannot be used (unreadable, not a
+report, longer than `max_bytes`) are remembered as well, so the next run skips them after one look-up instead of
+parsing them again.
 
 A report is matched only by its signed VERP id. Matching by the address or Message-ID of the returned message
 is not done: both can be known to a stranger, who could then suppress any reader with a forged bounce.
@@ -15,10 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.bounces.classify import BounceKind
-from digest.bounces.reports import Notice, NoticeKind, Report, read_report
+from digest.bounces.reports import Notice, NoticeKind, Report, read_report, report_key
 from digest.bounces.verp import DeliveryRef, read_verp_id
 from digest.model import DeliveryStatus, SubscriberStatus
 from digest.store import Store
+
+#: How much of one message is read (setting `bounce_max_bytes`): real reports are a few KB.
+DEFAULT_MAX_BYTES = 1_000_000
 
 _STILL_MAILED = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
 
@@ -34,21 +40,36 @@ class ImportResult:
 
 
 def import_reports(
-    store: Store, messages: Iterable[tuple[str, bytes]], *, secret: str, now: datetime, soft_limit: int
+    store: Store,
+    messages: Iterable[tuple[str, bytes]],
+    *,
+    secret: str,
+    now: datetime,
+    soft_limit: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Iterator[ImportResult]:
-    """Read and apply each message, one transaction each; yields as it goes (so a kill loses no finished one)."""
+    """Read and apply each message, one transaction each; yields as it goes (so a kill loses no finished one).
+    A message longer than `max_bytes` is recorded as seen and not parsed (its first bytes name it)."""
     for name, data in messages:
-        report = read_report(data)
-        if report.problem:
-            yield ImportResult(name, report.problem, problem=True)
+        key = report_key(data)
+        before = store.report_outcome(key)  # the cheap way out for what an earlier run saw, junk included
+        if before is not None:
+            yield ImportResult(name, f"already imported ({before})", repeated=True)
             continue
+        if len(data) > max_bytes:
+            report = Report(key, (), (), "", f"larger than {max_bytes} bytes (bounce_max_bytes): not read")
+        else:
+            report = read_report(data)
         with store.transaction():
             store.serialize(f"bounce-report:{report.key}")  # one host applies a report, the other sees it applied
             before = store.report_outcome(report.key)
             if before is not None:
                 yield ImportResult(name, f"already imported ({before})", repeated=True)
                 continue
-            outcome, problem = _apply(store, report, secret, now, soft_limit)
+            if report.problem:
+                outcome, problem = report.problem, True
+            else:
+                outcome, problem = _apply(store, report, secret, now, soft_limit)
             store.record_report(report.key, outcome, now)
         yield ImportResult(name, outcome, problem)
 

@@ -62,7 +62,7 @@ class Report:
 
 def read_report(data: bytes) -> Report:
     """Parse one message; never raises for malformed input (the problem is in `Report.problem`)."""
-    key = _key(data)
+    key = report_key(data)
     try:
         msg = email.message_from_bytes(data, policy=email.policy.compat32)
         verp_ids = tuple(dict.fromkeys(_verp_ids(msg)))
@@ -80,15 +80,12 @@ def read_report(data: bytes) -> Report:
     return Report(key, verp_ids, (), "", "not a bounce or complaint report (no DSN, no ARF, no known format)")
 
 
-def _key(data: bytes) -> str:
-    """The report's identity: its Message-ID when it has one (the same report read from an mbox and from a Maildir
-    differs in a few bytes), else a hash of its bytes."""
-    head = data.split(b"\n\n", 1)[0].replace(b"\r\n", b"\n")
-    msg = email.message_from_bytes(head + b"\n\n", policy=email.policy.compat32)
-    msgid = clean_header(str(msg.get("Message-ID", ""))).strip()
-    if msgid:
-        return "message-id:" + msgid.lower()
-    return "sha256:" + hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
+def report_key(data: bytes) -> str:
+    """The report's identity: a SHA-256 of its bytes (line ends, an mbox's `>From ` quoting and trailing blank
+    lines aside, so the same report read from an mbox and from a Maildir is one). Never its Message-ID: anybody
+    can send a junk mail with the Message-ID of a real report, imported first it would stand for it."""
+    normal = data.replace(b"\r\n", b"\n").replace(b"\n>From ", b"\nFrom ").rstrip(b"\n")
+    return "sha256:" + hashlib.sha256(normal).hexdigest()
 
 
 def _part(msg: Message, content_type: str) -> Message | None:

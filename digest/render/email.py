@@ -10,10 +10,11 @@ Pure: model objects in, strings out; no clock, no files besides the templates th
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -47,20 +48,71 @@ MIN_KEPT_CHARS = 40
 
 @dataclass(frozen=True)
 class PersonalSlots:
-    """The markers the mailer replaces with each subscriber's own links (unsubscribe, preferences).
+    """The markers the mailer replaces with each subscriber's own links (unsubscribe, preferences), and how many
+    times the template itself places each of them in the html and text parts.
 
-    Made from a hash of the issue's content and the site's random id: seed text cannot carry them (it would have to
-    contain a hash of itself), so a `%%UNSUBSCRIBE_URL%%` typed into a paper's URL or abstract is only text."""
+    With the secret key (`keyed`) a marker is an HMAC of the issue's content: nobody without the key can write
+    it into a seed, a note, a title or a topic name. The mailer also refuses a part that holds a marker more often
+    than the template has slots for it (`stray_marks`), so even a known marker never receives a link."""
 
     unsubscribe: str
     preferences: str
+    keyed: bool = False  # made with secret_key; unkeyed markers (no key at render time) are never mailed
+    html_slots: tuple[int, int] = (0, 0)  # the template's own (unsubscribe, preferences) slots in the html part
+    text_slots: tuple[int, int] = (0, 0)  # ... and in the text part
+
+    @classmethod
+    def from_json(cls, data: object) -> PersonalSlots:
+        """Read back what `asdict` wrote to slots.json (ValueError/KeyError/TypeError when it is damaged)."""
+        if not isinstance(data, dict):
+            raise TypeError("slots.json is not an object")
+
+        def pair(name: str) -> tuple[int, int]:
+            first, second = data.get(name, (0, 0))
+            return int(first), int(second)
+
+        return cls(
+            str(data["unsubscribe"]),
+            str(data["preferences"]),
+            data.get("keyed") is True,
+            pair("html_slots"),
+            pair("text_slots"),
+        )
 
 
-def personal_slots(site: Site, issue: Issue) -> PersonalSlots:
-    """This issue's markers (the same every time the issue is rendered, so a rebuild changes no file)."""
+def personal_slots(site: Site, issue: Issue, key: str = "") -> PersonalSlots:
+    """This issue's markers (the same every time the issue is rendered with the same `key`, so a rebuild changes
+    no file). `key` is secret_key: without it the markers are a plain hash of public data (not for mailing)."""
     payload = "\0".join([site.feed_id, str(issue.number), *(e.content_hash for e in issue.entries)])
-    nonce = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
-    return PersonalSlots(f"%%UNSUBSCRIBE-{nonce}%%", f"%%PREFERENCES-{nonce}%%")
+    if key:
+        message = b"digest personal link markers\0" + payload.encode("utf-8")
+        nonce = hmac.new(key.encode("utf-8"), message, hashlib.sha256).hexdigest()[:32]
+    else:
+        nonce = hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+    return PersonalSlots(f"%%UNSUBSCRIBE-{nonce}%%", f"%%PREFERENCES-{nonce}%%", keyed=bool(key))
+
+
+def _probe_slots(slots: PersonalSlots) -> PersonalSlots:
+    """Markers of the same length derived from `slots` (as secret as they are), to count the template's slots:
+    outside text that knew a marker would not know these."""
+    nonce = slots.unsubscribe.removeprefix("%%UNSUBSCRIBE-").removesuffix("%%")
+    probe = hashlib.sha256(f"probe\0{nonce}".encode()).hexdigest()[: len(nonce)]
+    return PersonalSlots(f"%%UNSUBSCRIBE-{probe}%%", f"%%PREFERENCES-{probe}%%")
+
+
+def _count_slots(rendered: str, slots: PersonalSlots) -> tuple[int, int]:
+    return rendered.count(slots.unsubscribe), rendered.count(slots.preferences)
+
+
+def stray_marks(slots: PersonalSlots, html: str, text: str) -> str | None:
+    """Which part holds a marker more (or less) often than the template has slots for it, as a phrase; None when
+    every marker is exactly at the template's own slots."""
+    for part, body, expected in (("email.html", html, slots.html_slots), ("email.txt", text, slots.text_slots)):
+        found = _count_slots(body, slots)
+        for name, count, wanted in zip(("unsubscribe", "preferences"), found, expected, strict=True):
+            if count != wanted:
+                return f"{part} holds the {name} link marker {count} times but the template has {wanted} slot(s) for it"
+    return None
 
 
 def web_copy(rendered: str, slots: PersonalSlots, link: str) -> str:
@@ -103,12 +155,14 @@ class EmailOptions:
     `highlights`: how many of the issue's first papers "本周要点" names (0: none).
     `sender_address`: the sender's postal address for the footer (CAN-SPAM asks for one).
     `topics`: the reader's topic slugs; the email then holds only their papers (empty: every paper).
+    `mark_key`: the secret key the personal-link markers are made with (see `personal_slots`).
     """
 
     note: str = ""
     highlights: int = 3
     sender_address: str = ""
     topics: frozenset[str] = frozenset()
+    mark_key: str = field(default="", repr=False)  # secret_key: makes the link markers unguessable
 
 
 @dataclass(frozen=True)
@@ -199,7 +253,7 @@ def render_email(
         if not shown:
             raise RenderError(f"issue {issue.number}: no paper in the topics {', '.join(sorted(options.topics))}")
         issue = Issue(issue.number, issue.published, shown, issue.slot)
-    slots = personal_slots(site, issue)
+    slots = personal_slots(site, issue, options.mark_key)
     date = issue.published.astimezone(ZoneInfo(site.timezone)).strftime("%Y-%m-%d")
     context = _context(site, issue, date, total, options, slots)
     html_template = _template(env, HTML_TEMPLATE)
@@ -218,6 +272,8 @@ def render_email(
     listed = count
     html = attempt(kept)
     level = "full"
+    layout = FULL_LAYOUT
+    sections: Sequence[_Section] = whole
     if _size(html) > max_html_bytes:
         smallest = attempt(0)
         if _size(smallest) <= max_html_bytes:
@@ -225,14 +281,29 @@ def render_email(
             level = "shortened" if kept else "titles"
         else:
             kept = 0
-            level, listed, html = _list_fitting(html_template, context, whole, highlights, max_html_bytes)
+            level, listed, html, (sections, layout) = _list_fitting(
+                html_template, context, whole, highlights, max_html_bytes
+            )
+    if layout is FULL_LAYOUT and kept != STEPS:
+        sections = _sections(site, issue, kept, chosen)
 
     in_full = sum(1 for entry in issue.entries if _kept_paragraphs(entry, kept) == _paragraphs(entry)) if kept else 0
     share = f"{kept * 100 // STEPS}% of each abstract" if level == "shortened" else level
     detail = f"{share}: {in_full} of {count} entries in full, {listed} listed, {_size(html)} bytes"
     if _size(html) > max_html_bytes:
         detail += f", over the limit of {max_html_bytes} (email_max_bytes)"
-    text = _render_text(_template(env, TEXT_TEMPLATE), context, whole, highlights)
+    text_template = _template(env, TEXT_TEMPLATE)
+    text = _render_text(text_template, context, whole, highlights)
+    # Count the template's own slots by rendering the same email (same papers, same layout) with other markers:
+    # outside text holding this issue's markers would raise the count in `html`/`text` but not here, and the
+    # mailer refuses a mismatch.
+    probe = _probe_slots(slots)
+    probe_context = {**context, "unsubscribe_url": probe.unsubscribe, "preferences_url": probe.preferences}
+    slots = replace(
+        slots,
+        html_slots=_count_slots(_render_html(html_template, probe_context, sections, highlights, layout), probe),
+        text_slots=_count_slots(_render_text(text_template, probe_context, whole, highlights), probe),
+    )
     return RenderedEmail(
         html=html,
         text=text,
@@ -251,24 +322,26 @@ def _list_fitting(
     whole: Sequence[_Section],
     highlights: list[_Paper],
     limit: int,
-) -> tuple[str, int, str]:
-    """(level, papers listed, html) for an issue whose titles alone do not fit: without the table of contents,
-    then as a compact list of titles, then the first papers of that list (as many as fit) and "M more on the web".
-    The smallest of these when even that is too large (it still links the issue page)."""
+) -> tuple[str, int, str, tuple[Sequence[_Section], _Layout]]:
+    """(level, papers listed, html, the sections and layout it was rendered from) for an issue whose titles alone
+    do not fit: without the table of contents, then as a compact list of titles, then the first papers of that
+    list (as many as fit) and "M more on the web". The smallest of these when even that is too large (it still
+    links the issue page)."""
     total = sum(len(s.papers) for s in whole)
-    no_contents = _render_html(template, context, _abstracts_dropped(whole), highlights, _Layout(contents=False))
+    dropped, no_contents_layout = _abstracts_dropped(whole), _Layout(contents=False)
+    no_contents = _render_html(template, context, dropped, highlights, no_contents_layout)
     if _size(no_contents) <= limit:
-        return "titles, no contents", total, no_contents
+        return "titles, no contents", total, no_contents, (dropped, no_contents_layout)
     compact = _Layout(contents=False, compact=True)
     full_list = _render_html(template, context, whole, highlights, compact)
     if _size(full_list) <= limit:
-        return "list", total, full_list
+        return "list", total, full_list, (whole, compact)
 
     def first(n: int) -> str:
         return _render_html(template, context, _first_papers(whole, n), highlights, _Layout(False, True, total - n))
 
     listed, html = _largest_fitting(first, limit, (0, first(0)), (total, full_list))
-    return "partial list", listed, html
+    return "partial list", listed, html, (_first_papers(whole, listed), _Layout(False, True, total - listed))
 
 
 def _abstracts_dropped(sections: Sequence[_Section]) -> list[_Section]:

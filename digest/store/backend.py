@@ -118,9 +118,10 @@ class Backend(ABC):
         """A new session; `busy_timeout` is how long a statement waits for a lock held by another writer."""
 
     @abstractmethod
-    def writer_lock(self, timeout: float, what: str) -> AbstractContextManager[None]:
+    def writer_lock(self, timeout: float, what: str, name: str = "") -> AbstractContextManager[None]:
         """Hold the writer lock (one render/send/run at a time on this state), waiting up to `timeout` seconds;
-        raises BusyError. The lock dies with the process (and with its host)."""
+        raises BusyError. The lock dies with the process (and with its host). `name`: another lock of the same
+        kind, independent of the writer lock (e.g. "bounces": one bounce import at a time)."""
 
     @abstractmethod
     def job_store_url(self, jobs_path: Path) -> str:

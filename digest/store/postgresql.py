@@ -337,24 +337,22 @@ class PostgresBackend(Backend):
         )
 
     @contextmanager
-    def writer_lock(self, timeout: float, what: str) -> Iterator[None]:
+    def writer_lock(self, timeout: float, what: str, name: str = "") -> Iterator[None]:
         label = f"digest {what} (pid {os.getpid()} on {socket.gethostname()})"[:63]
         conn = self._connect(_keepalive_options(), label)
         try:
-            self._acquire(conn, timeout)
+            self._acquire(conn, timeout, f"{WRITER_LOCK_NAME}:{name}" if name else WRITER_LOCK_NAME)
             yield
         finally:
             conn.close()  # ending the session releases the lock (as a crash or a lost host does)
 
-    def _acquire(self, conn: psycopg.Connection[Any], timeout: float) -> None:
+    def _acquire(self, conn: psycopg.Connection[Any], timeout: float, lock: str) -> None:
         deadline = time.monotonic() + timeout
         try:
-            while not conn.execute(
-                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (WRITER_LOCK_NAME,)
-            ).fetchone()[0]:  # type: ignore[index]
+            while not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (lock,)).fetchone()[0]:  # type: ignore[index]
                 if time.monotonic() >= deadline:
                     raise BusyError(
-                        f"another digest process{self._holder(conn)} is writing to {self.where}; "
+                        f"another digest process{self._holder(conn, lock)} is writing to {self.where}; "
                         f"waited {timeout:g}s, try again later"
                     )
                 time.sleep(0.05)
@@ -362,12 +360,12 @@ class PostgresBackend(Backend):
             raise StoreError(f"{self.where}: cannot take the writer lock: {exc}") from exc
 
     @staticmethod
-    def _holder(conn: psycopg.Connection[Any]) -> str:
+    def _holder(conn: psycopg.Connection[Any], lock: str) -> str:
         row = conn.execute(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
             " WHERE l.locktype = 'advisory' AND l.granted"
             " AND (l.classid::bigint << 32) | l.objid::bigint = hashtextextended(%s, 0) LIMIT 1",
-            (WRITER_LOCK_NAME,),
+            (lock,),
         ).fetchone()
         return f" ({row[0]})" if row and row[0] else ""
 

@@ -278,8 +278,8 @@ class SqliteBackend(Backend):
             raise StoreError(f"{self.path}: cannot create the state folder: {exc}") from exc
         return SqliteConnection(conn, self.path)
 
-    def writer_lock(self, timeout: float, what: str) -> AbstractContextManager[None]:
-        return writer_lock(self.path, timeout, what)
+    def writer_lock(self, timeout: float, what: str, name: str = "") -> AbstractContextManager[None]:
+        return writer_lock(self.path, timeout, what, name)
 
     def job_store_url(self, jobs_path: Path) -> str:
         return f"sqlite:///{jobs_path.resolve()}"
