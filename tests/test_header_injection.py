@@ -73,12 +73,12 @@ def test_from_address_is_validated_when_settings_are_read(mail_ws: Workspace, sm
     for bad in (f'"{ENCODED_CRLF}" <digest@example.org>', "digest@example.org, other@evil.example", "no address"):
         mail_ws.env["DIGEST_FROM_ADDRESS"] = bad
         result = mail_ws.run("send", check=False)
-        assert result.returncode == 2 and "DIGEST_FROM_ADDRESS: from_address" in result.stderr, bad
+        assert result.returncode == 78 and "DIGEST_FROM_ADDRESS (environment): from_address" in result.stderr, bad
         assert "Traceback" not in result.stderr
     mail_ws.env["DIGEST_FROM_ADDRESS"] = "论文周报 <digest@example.org>"
     mail_ws.env["DIGEST_BOUNCE_ADDRESS"] = "Evil <x@evil.example>"
     result = mail_ws.run("send", check=False)
-    assert result.returncode == 2 and "bounce_address: must be a bare address" in result.stderr
+    assert result.returncode == 78 and "bounce_address: must be a bare address" in result.stderr
     assert smtp_server.received == []
 
 
