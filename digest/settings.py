@@ -395,6 +395,8 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         with_file = _FromFile(**overrides)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: invalid TOML: {exc}") from exc
+    except OSError as exc:  # a .env or config file this user may not read (e.g. root's 0600 .env under systemd)
+        raise SettingsError(f"{exc.filename or path}: cannot read: {exc.strerror or exc}") from exc
     except ValidationError as exc:
         raise SettingsError("\n".join(_explain(err, path) for err in exc.errors())) from exc
     _refuse_password_in_toml(path)

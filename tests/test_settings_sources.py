@@ -4,7 +4,11 @@ misspelt keys are refused in every table; settings errors have their own exit co
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import tempfile
 import typing
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -97,3 +101,35 @@ def test_bad_settings_exit_78_whatever_their_source(workspace: Workspace, source
     result = workspace.run("render", check=False)
     assert result.returncode == SETTINGS_ERROR, result.stderr
     assert not workspace.has_state()
+
+
+def test_an_unreadable_dot_env_is_one_line_not_a_traceback(workspace: Workspace) -> None:
+    import os
+    import shutil
+
+    env_file = workspace.root / ".env"
+    env_file.write_text("DIGEST_TITLE=Weekly\n", encoding="utf-8")
+    env_file.chmod(0o000)
+    command = ["check"]
+    if os.geteuid() == 0:  # root reads any file: run digest as nobody, as a service user would be
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop privileges")
+        for path in (workspace.root, *workspace.root.rglob("*")):
+            if path != env_file:
+                path.chmod(path.stat().st_mode | 0o055)  # everything else readable by nobody
+        for parent in workspace.root.parents:
+            if parent.is_relative_to(Path(tempfile.gettempdir())) and parent != Path(tempfile.gettempdir()):
+                parent.chmod(parent.stat().st_mode | 0o001)  # pytest's 0700 temp folders: let nobody through
+        setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        result = subprocess.run(
+            [*setpriv, sys.executable, "-m", "digest", *command],
+            cwd=workspace.root,
+            env=workspace.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    else:
+        result = workspace.run(*command, check=False)
+    assert result.returncode == SETTINGS_ERROR, result.stderr
+    assert error_lines(result.stderr) == [".env: cannot read: Permission denied"]
