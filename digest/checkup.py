@@ -55,7 +55,7 @@ def template_problems(publisher: Publisher, entries: tuple[Entry, ...], now: dat
         render_email(site, sample, env, max_html_bytes=publisher.settings.email_max_bytes, options=options)
         render_issue_page(site, sample, env)
     except DigestError as exc:
-        problems.append((exc.__cause__ and template_error_line(exc.__cause__)) or str(exc))
+        problems.append(template_error_line(exc) or str(exc))
     except Exception as exc:  # a template can raise anything (a filter's TypeError ...): name its file and line
         line = template_error_line(exc)
         if line is None:

@@ -62,7 +62,7 @@ def reports_errors(func: F) -> F:
             from digest.render import template_error_line
 
             # A template error wrapped by a renderer: say where it is in the template (file:line).
-            _fail((exc.__cause__ and template_error_line(exc.__cause__)) or str(exc), exc.exit_code)
+            _fail(template_error_line(exc) or str(exc), exc.exit_code)
         except sqlite3.Error as exc:
             _fail(f"state database error: {exc}")
         except KeyboardInterrupt:

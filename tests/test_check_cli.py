@@ -110,3 +110,20 @@ def test_check_reports_a_state_from_a_newer_digest(workspace: Workspace) -> None
 def test_templates_copied_by_init_pass_check(workspace: Workspace) -> None:
     shutil.copytree(REPO / "templates", workspace.root / "templates")
     assert workspace.run("check").returncode == 0
+
+
+def test_a_scheduled_firing_logs_a_template_error_as_one_line(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digest.schedule import run_job
+
+    where = user_template(workspace, "issue.html.j2", "<h1>{{ title }}</h1>", "<h1>{{ titel }}</h1>")
+    monkeypatch.chdir(workspace.root)
+    for name, value in workspace.env.items():
+        if name.startswith("DIGEST_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DIGEST_SCHEDULE", "* * * * *")
+    with caplog.at_level("ERROR", logger="digest"):
+        run_job()  # what `digest run` calls at each firing
+    assert [r.getMessage() for r in caplog.records] == [f"firing failed: {where}: 'titel' is undefined"]
+    assert all(r.exc_info is None for r in caplog.records)

@@ -71,6 +71,10 @@ def template_error_line(error: BaseException) -> str | None:
     that did not happen in a template."""
     import jinja2
 
+    from digest.errors import DigestError
+
+    if isinstance(error, DigestError):  # a renderer's error wrapping the template's own
+        return template_error_line(error.__cause__) if error.__cause__ is not None else None
     if isinstance(error, jinja2.TemplateSyntaxError):
         name = error.filename or error.name or "<template>"
         return f"{_shown_path(name)}:{error.lineno}: {error.message}"
