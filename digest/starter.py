@@ -56,14 +56,17 @@ def make_folder(folder: Path, *, templates: bool = False, force: bool = False) -
             " (an existing .env is kept even then)"
         )
     written = []
-    for name, text in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(name)
-    if not (folder / ENV_FILE).exists():
-        _write_secret_env(folder / ENV_FILE)
-        written.append(ENV_FILE)
+    try:
+        for name, text in files.items():
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append(name)
+        if not (folder / ENV_FILE).exists():
+            _write_secret_env(folder / ENV_FILE)
+            written.append(ENV_FILE)
+    except OSError as exc:
+        raise DigestError(f"{exc.filename or folder}: cannot write: {exc.strerror or exc}") from exc
     return written
 
 

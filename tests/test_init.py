@@ -131,3 +131,11 @@ def test_the_wheel_ships_the_config_and_init_reads_it_from_the_package(tmp_path:
     assert (work / "config" / "digest.toml").read_bytes() == (REPO / "config" / "digest.toml").read_bytes()
     check = digest(work, "check", pythonpath=str(tmp_path / "installed"))
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_init_where_it_cannot_write_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    result = digest(tmp_path, "init", "a-file/news")
+    assert result.returncode == 1
+    assert result.stderr.startswith("digest: error: a-file/news") and "cannot write: Not a directory" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
