@@ -127,3 +127,21 @@ def test_a_scheduled_firing_logs_a_template_error_as_one_line(
         run_job()  # what `digest run` calls at each firing
     assert [r.getMessage() for r in caplog.records] == [f"firing failed: {where}: 'titel' is undefined"]
     assert all(r.exc_info is None for r in caplog.records)
+
+
+@pytest.mark.both_states
+def test_check_reads_the_state_of_either_backend(workspace: Workspace) -> None:
+    fresh = workspace.run("check")
+    assert fresh.returncode == 0 and fresh.stderr == ""
+    workspace.run("render")
+    issues = workspace.sql("SELECT COUNT(*) FROM issues")
+    checked = workspace.run("check")
+    assert checked.stderr == "" and "state " in checked.stdout
+    assert workspace.sql("SELECT COUNT(*) FROM issues") == issues
+
+
+def test_check_reports_an_unreachable_postgresql_state_in_one_line(workspace: Workspace) -> None:
+    workspace.env["DIGEST_STATE_URL"] = "postgresql://digest@127.0.0.1:1/digest"  # port 1: nothing listens
+    result = workspace.run("check", check=False)
+    assert result.returncode == 1
+    assert only_error(result.stderr).startswith("state postgresql://digest@127.0.0.1:1/digest: cannot be read: ")
