@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from digest.model import Entry, EntryRef, Located, Problem, ProblemKind, SeedScan
 from digest.seedfiles import list_seed_files, read_seed_file
-from digest.text import XML_ILLEGAL, join_soft_lines, remove_xml_illegal, resolve_latex_accents
+from digest.text import DROPPED, join_soft_lines, remove_xml_illegal, resolve_latex_accents
 
 __all__ = ["deduplicate", "duplicate_problem", "entry_id", "merge_scans", "parse_seed", "read_seeds", "scan_seed"]
 
@@ -45,9 +45,9 @@ _ARXIV = re.compile(
     re.IGNORECASE,
 )
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how surrogateescape decodes a bad byte
-_XML_ILLEGAL = re.compile(XML_ILLEGAL)
+_XML_ILLEGAL = re.compile(DROPPED)  # XML-illegal characters and bidi controls
 # Until bad bytes are reported, their escapes (lone surrogates) must survive the cleaning.
-_XML_ILLEGAL_BUT_BAD_BYTES = re.compile(XML_ILLEGAL.replace("\ud800-\udfff", "\ud800-\udc7f\udd00-\udfff"))
+_XML_ILLEGAL_BUT_BAD_BYTES = re.compile(DROPPED.replace("\ud800-\udfff", "\ud800-\udc7f\udd00-\udfff"))
 # Characters a URL must percent-encode; a raw one is a typo or an attempt to break out of an attribute.
 _NOT_IN_URL = re.compile(r'[\s"<>\\]')
 _DEFAULT_PORTS = {"http": "80", "https": "443"}

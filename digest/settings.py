@@ -27,7 +27,8 @@ DEFAULT_CONFIG = Path("config/digest.toml")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # + bidi
+_ENCODED_WORD = re.compile(r"=\?.*\?=")  # RFC 2047; `email` on Python 3.11.7 decodes one into a header line
 MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 MIN_SECRET_CHARS = 32
 MIN_SECRET_BITS = 128
@@ -246,6 +247,8 @@ class Settings(BaseSettings):
     def _one_line(cls, value: str) -> str:
         if _CONTROL.search(value):
             raise ValueError("must be one line of text without control characters (it goes into mail headers)")
+        if _ENCODED_WORD.search(value):
+            raise ValueError("must not contain an RFC 2047 encoded word (=?...?=): it goes into mail headers")
         return value
 
     @field_validator("from_address")

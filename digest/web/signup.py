@@ -326,7 +326,8 @@ def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime)
         title=settings.title,
         site_url=settings.site_url,
         email=subscriber.email,
-        name=subscriber.name,
+        # Only once the address is confirmed: before, the form's free text would be mailed to any address.
+        name=subscriber.name if notice is Notice.WELCOME else "",
         confirm_url=confirm_link(settings.site_url, web.secret, subscriber, now),
         expires_days=max(1, settings.confirm_token_max_age // 86_400),
         preferences_url=preferences_link(settings.site_url, web.secret, subscriber),
