@@ -64,7 +64,8 @@ def test_encoded_words_in_title_and_subject_are_refused(mail_ws: Workspace, smtp
     for name, value in (("DIGEST_TITLE", ENDS_HEADERS), ("DIGEST_SUBJECT", "{title} " + ENCODED_CRLF)):
         mail_ws.env[name] = value
         result = mail_ws.run("send", check=False)
-        assert result.returncode == 2 and f"{name}: " in result.stderr and "encoded word" in result.stderr
+        assert result.returncode == 78 and f"{name} (environment): " in result.stderr
+        assert "encoded word" in result.stderr
         assert "Traceback" not in result.stderr
         del mail_ws.env[name]
     assert smtp_server.received == []
