@@ -31,13 +31,26 @@ log = logging.getLogger("digest")
 
 
 def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"digest: error: {printable(message, lines=True)}", err=True)
+    for line in printable(message, lines=True).split("\n"):  # one line per problem, each one complete
+        click.echo(f"digest: error: {line.strip()}", err=True)
     sys.exit(code)
 
 
 def _say(line: str, *, err: bool = False) -> None:
     """Print one line that holds outside text (file names, seed titles, server replies) with its controls escaped."""
     click.echo(printable(line), err=err)
+
+
+def _warn(line: str) -> None:
+    click.echo(f"digest: warning: {printable(line)}", err=True)
+
+
+def _warn_localhost_site(settings: Settings) -> None:
+    """Links in feeds and mails would point at this machine: say so while site_url is still the default."""
+    from digest.settings import Settings
+
+    if settings.site_url == Settings.model_fields["site_url"].default:
+        _warn(f"site_url is still the default {settings.site_url}: set site_url (DIGEST_SITE_URL) to the public URL")
 
 
 def reports_errors(func: F) -> F:
@@ -48,11 +61,21 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DigestError as exc:
-            _fail(str(exc), exc.exit_code)
+            from digest.render import template_error_line
+
+            # A template error wrapped by a renderer: say where it is in the template (file:line).
+            _fail(template_error_line(exc) or str(exc), exc.exit_code)
         except sqlite3.Error as exc:
             _fail(f"state database error: {exc}")
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except Exception as exc:
+            from digest.render import template_error_line
+
+            line = template_error_line(exc)  # a template error: one line, not the renderer's traceback
+            if line is None:
+                raise
+            _fail(line)
 
     return wrapper  # type: ignore[return-value]
 
@@ -115,6 +138,15 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     """Publish a weekly digest: seed files in, a numbered issue out as email, feeds and a web archive.
 
     Settings come from config/digest.toml, .env and DIGEST_* environment variables (in rising order).
+
+    \b
+    Exit codes: 0 done (warnings are printed on stderr)
+                1 error (render: nothing could be published because of errors)
+                2 usage error (a mistyped command or option)
+               75 another digest process holds the state; try again later
+               78 bad settings (the message names the file:line or the variable)
+
+    Example: digest init mynews && cd mynews && digest check && digest render
     """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -159,6 +191,7 @@ def render(ctx: Context, dry_run: bool, force: bool, now: str | None) -> None:
 
     Example: digest render --dry-run
     """
+    _warn_localhost_site(ctx.settings)
     result = ctx.publisher().publish_next_issue(ctx.now(now), dry_run=dry_run, force=force)
     if result.rerendered:
         _say(result.rerendered)
@@ -168,7 +201,9 @@ def render(ctx: Context, dry_run: bool, force: bool, now: str | None) -> None:
             title = f"  {report.title}" if report.title else ""
             _say(f"{report.status.value:<10} {report.where}{title}  ({report.detail})")
     click.echo(_summary(result))
-    if any(p.kind.value == "invalid" for p in result.problems):
+    # A week that published is a good week for cron (the skipped entries were printed above); 1 only when errors
+    # left nothing to publish.
+    if result.issue is None and any(p.kind.value == "invalid" for p in result.problems):
         sys.exit(1)
 
 
@@ -221,21 +256,60 @@ def rebuild(ctx: Context, force: bool) -> None:
 
 
 @main.command()
+@NOW_OPTION
 @pass_ctx
 @reports_errors
-def check(ctx: Context) -> None:
-    """Validate settings and every seed file; exit 1 if anything is wrong.
+def check(ctx: Context, now: str | None) -> None:
+    """Validate settings, every seed file, the templates (each compiled, the email and issue page rendered with
+    a sample issue), the schedule and the state (read only; none is created); exit 1 if anything is wrong.
 
     Example: digest check
     """
+    from digest.checkup import schedule_problem, state_problem, template_problems
+
     settings = ctx.settings
-    scan = ctx.publisher().scan_seeds()
+    _warn_localhost_site(settings)
+    publisher = ctx.publisher()
+    scan = publisher.scan_seeds()
     for problem in scan.problems:
         _say(f"{problem} [{problem.kind.value}]", err=True)
+    templates = template_problems(publisher, scan.entries, ctx.now(now))
+    schedule = schedule_problem(settings)
+    state, state_error = state_problem(settings)
+    others = [*templates, *(p for p in (schedule, state_error) if p)]
+    for line in others:
+        _say(line, err=True)
     valid, problems = counted(len(scan.entries), "valid entry", "valid entries"), counted(len(scan.problems), "problem")
     _say(f"{valid} in {settings.seeds_dir}/, {problems}; settings OK")
-    if scan.problems:
+    _say(
+        f"templates {'OK' if not templates else 'BROKEN'}; schedule {settings.schedule!r}"
+        f" {'OK' if not schedule else 'BROKEN'}; state {state}{' BROKEN' if state_error else ''}"
+    )
+    if scan.problems or others:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("folder", metavar="[DIR]", default=".", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--templates", is_flag=True, help="Also copy the shipped templates into DIR/templates/ to edit them.")
+@click.option("--force", is_flag=True, help="Overwrite the starter files if they exist (an existing .env is kept).")
+@reports_errors
+def init(folder: Path, templates: bool, force: bool) -> None:
+    """Make a working folder for a new newsletter: seeds/ with an example entry, the commented
+    config/digest.toml, a .env holding a new DIGEST_SECRET_KEY (mode 0600) and a .gitignore.
+
+    Refuses to overwrite existing files (it names them) unless --force; `digest check` passes right after.
+
+    Example: digest init mynews --templates && cd mynews && digest render
+    """
+    from digest.starter import make_folder
+
+    written = make_folder(folder, templates=templates, force=force)
+    shown = [name for name in written if not name.startswith("templates/")]
+    if len(shown) < len(written):
+        shown.append(f"templates/ ({len(written) - len(shown)} files)")
+    _say(f"{folder}/: wrote {', '.join(shown)}")
+    _say(f"next: cd {folder} && digest check && digest render (then edit config/digest.toml: site_url, title ...)")
 
 
 @main.command("migrate-state")
@@ -340,6 +414,7 @@ def serve(ctx: Context, host: str, port: int, no_static: bool, now: str | None) 
     """
     from digest.web import serve as run_server
 
+    _warn_localhost_site(ctx.settings)
     settings = ctx.settings.model_copy(update={"web_static": False}) if no_static else ctx.settings
     pinned = ctx.now(now) if now else None
     run_server(settings, host, port, clock=(lambda: pinned) if pinned else None)
@@ -541,6 +616,7 @@ def send(
 
     from digest.model import Delivery
 
+    _warn_sender(ctx.settings)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -607,6 +683,23 @@ def send(
         click.echo("some deliveries were deferred: run `digest send` again later", err=True)
 
 
+def _warn_sender(settings: Settings) -> None:
+    """Mail that names no postal sender, or comes from @localhost, is what spam filters and the law dislike."""
+    from email.utils import parseaddr
+
+    if not settings.sender_address.strip():
+        _warn(
+            "sender_address is empty: the email's footer shows no postal address (CAN-SPAM requires one for"
+            " commercial mail); set sender_address (DIGEST_SENDER_ADDRESS)"
+        )
+    address = parseaddr(settings.from_address)[1]
+    if address.rpartition("@")[2].lower() in ("localhost", "localhost.localdomain", ""):
+        _warn(
+            f"from_address is {address!r}: mail servers refuse or junk mail from localhost;"
+            " set from_address (DIGEST_FROM_ADDRESS) to an address of your domain"
+        )
+
+
 @main.group()
 def bounces() -> None:
     """Read bounce (DSN) and complaint (ARF) reports: the addresses they name stop getting mail.
@@ -671,12 +764,14 @@ def run(ctx: Context, once: bool, now: str | None) -> None:
     from digest import schedule
 
     if once:
+        _warn_localhost_site(ctx.settings)
         fired = schedule.run_once(ctx.settings, ctx.now(now))
         if fired is not None and fired.mail_error:
             sys.exit(1)  # published, but the mail could not go out: cron should tell someone
         return
     if now is not None:
         raise click.UsageError("--now only goes with --once")
+    _warn_localhost_site(ctx.settings)
     ctx.publisher().check_ready_to_mail()  # a daemon should not start fine and then fail every week
     schedule.run_forever(ctx.settings, ctx.config)
 

@@ -34,7 +34,7 @@ class DigestError(Exception):
 class SettingsError(DigestError):
     """A setting is missing or invalid; the message names the file or variable."""
 
-    exit_code = 2
+    exit_code = 78  # EX_CONFIG (sysexits.h); 2 is click's usage error (a mistyped command or option)
 
 
 class StoreError(DigestError):

@@ -194,21 +194,22 @@ class Publisher:
             finally:
                 self._lock_owner = None
 
-    def site(self, store: Store) -> Site:
-        """The publication as renderers see it; its feed id comes from the state, not the URL."""
+    def site(self, store: Store | None) -> Site:
+        """The publication as renderers see it; its feed id comes from the state, not the URL (without a store, as
+        `digest check` tries the templates: a placeholder id)."""
         s = self.settings
-        return Site(
+        site = Site(
             title=s.title,
             url=s.site_url,
             author=s.author,
             description=s.description,
             language=s.language,
-            feed_id=f"urn:uuid:{store.site_uuid()}",
             timezone=s.timezone,
             feed_max_items=s.feed_max_items,
             topics=s.topic_list,
             websub_hub=s.websub_hub,
         )
+        return replace(site, feed_id=f"urn:uuid:{store.site_uuid()}") if store is not None else site
 
     def scan_seeds(self) -> SeedScan:
         """Parse every seed file (pure parsing over one directory read)."""

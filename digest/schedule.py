@@ -200,6 +200,7 @@ def next_fire_time(trigger: Trigger, now: datetime) -> datetime | None:
 def run_job(config: str | None = None) -> None:
     """The scheduled job, stored in the job store by this name: one firing. Errors are logged, never raised
     (a raised error would only become a traceback in APScheduler's log)."""
+    from digest.render import template_error_line
     from digest.settings import load_settings
 
     try:
@@ -207,7 +208,12 @@ def run_job(config: str | None = None) -> None:
     except BusyError as exc:
         log.warning("firing skipped: %s; the next firing (or `digest send`) finishes the work", exc)
     except DigestError as exc:
-        log.error("firing failed: %s", exc)
+        log.error("firing failed: %s", template_error_line(exc) or exc)
+    except Exception as exc:  # a template's own error (an undefined variable ...): its file:line, not a traceback
+        line = template_error_line(exc)
+        if line is None:
+            raise
+        log.error("firing failed: %s", line)
 
 
 def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None:

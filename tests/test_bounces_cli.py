@@ -229,4 +229,4 @@ def test_sender_hygiene_helo_name_and_feedback_id(mail_ws: Workspace, smtp_serve
     )
     mail_ws.env["DIGEST_SMTP__HELO_NAME"] = "[127.0.0.1]"
     bad = mail_ws.run("send", check=False)
-    assert bad.returncode == 2 and "smtp.helo_name: not a host name" in bad.stderr
+    assert bad.returncode == 78 and "smtp.helo_name: not a host name" in bad.stderr

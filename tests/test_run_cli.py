@@ -330,11 +330,11 @@ def test_once_is_idempotent_per_slot_and_stale_issues_are_not_mailed(
     assert_no_duplicates(smtp_server)
 
 
-def test_bad_schedule_is_one_line_and_exit_2(workspace: Workspace) -> None:
+def test_bad_schedule_is_one_line_and_exit_78(workspace: Workspace) -> None:
     workspace.env["DIGEST_SCHEDULE"] = "0 8 * * 8"
     for args in (["run"], ["run", "--once"]):
         result = workspace.run(*args, check=False)
-        assert result.returncode == 2
+        assert result.returncode == 78
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("digest: error: schedule '0 8 * * 8'"), result.stderr
     assert issues(workspace) == []
@@ -350,4 +350,4 @@ def test_without_a_secret_key_the_issue_is_published_but_not_mailed_and_the_daem
     assert (run_ws.site / "issues" / "1" / "email.html").is_file()
     assert smtp_server.received == []
     daemon = run_ws.run("run", check=False, timeout=30)
-    assert daemon.returncode == 2 and "DIGEST_SECRET_KEY" in daemon.stderr
+    assert daemon.returncode == 78 and "DIGEST_SECRET_KEY" in daemon.stderr

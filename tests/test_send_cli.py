@@ -223,7 +223,7 @@ def test_errors_are_one_line_on_stderr_with_nonzero_exit(mail_ws: Workspace) -> 
 
     del mail_ws.env["DIGEST_SECRET_KEY"]
     no_secret = mail_ws.run("send", check=False)
-    assert no_secret.returncode == 2 and "secret_key" in no_secret.stderr
+    assert no_secret.returncode == 78 and "secret_key" in no_secret.stderr
     assert "Traceback" not in no_secret.stderr + unreachable.stderr + no_issue.stderr
 
 
@@ -250,9 +250,9 @@ def test_hostile_title_and_subject_never_reach_a_header_line(mail_ws: Workspace,
     mail_ws.env["DIGEST_TITLE"] = "Weekly\r\nBcc: all@example.net\r\n\r\n<b>body</b>"
     mail_ws.env["DIGEST_SUBJECT"] = "{title}\n{number}\x1b\u2028"
     refused = mail_ws.run("send", check=False)
-    assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "DIGEST_TITLE: title: must be one line of text without control characters" in refused.stderr
-    assert "DIGEST_SUBJECT: subject: must be one line" in refused.stderr
+    assert refused.returncode == 78 and "Traceback" not in refused.stderr
+    assert "DIGEST_TITLE (environment): title: must be one line of text without control characters" in refused.stderr
+    assert "DIGEST_SUBJECT (environment): subject: must be one line" in refused.stderr
     assert smtp_server.received == []
 
 

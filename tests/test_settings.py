@@ -56,7 +56,7 @@ def test_commands_refuse_to_start_with_a_16_character_secret(workspace: Workspac
     workspace.env["DIGEST_SECRET_KEY"] = "aaaaaaaaaaaaaaaa"
     for command in (["check"], ["send", "--dry-run", "out"]):
         result = workspace.run(*command, check=False)
-        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.returncode == 78, result.stdout + result.stderr
         assert "secret_key" in result.stderr and HOW_TO_MAKE_ONE in result.stderr
         assert "Traceback" not in result.stderr
     assert not (workspace.root / "out").exists()

@@ -62,3 +62,44 @@ def json_for_script(value: object) -> Markup:
     ):
         text = text.replace(char, escaped)
     return Markup(text)  # safe by construction for a <script> body; HTML-escaping it would corrupt the JSON
+
+
+def template_error_line(error: BaseException) -> str | None:
+    """`templates/x.j2:LINE: message` for an error in a template: a syntax error, or any error raised while
+    rendering (an undefined variable, a failed filter, a division by zero): the line comes from the innermost
+    template frame of the traceback (a macro or an included template, if the error is there). None for an error
+    that did not happen in a template."""
+    import jinja2
+
+    from digest.errors import DigestError
+
+    if isinstance(error, DigestError):  # a renderer's error wrapping the template's own
+        return template_error_line(error.__cause__) if error.__cause__ is not None else None
+    if isinstance(error, jinja2.TemplateSyntaxError):
+        name = error.filename or error.name or "<template>"
+        return f"{_shown_path(name)}:{error.lineno}: {error.message}"
+    place: tuple[str, int] | None = None
+    tb = error.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):  # Jinja2 rewrites the frames of template code to the template's file and line
+            place = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if isinstance(error, jinja2.TemplateError):
+        message = error.message or type(error).__name__
+    elif place is not None:
+        message = f"{type(error).__name__}: {error}"
+    else:
+        return None
+    if place is None:
+        return f"template error: {message}"
+    return f"{_shown_path(place[0])}:{place[1]}: {message}"
+
+
+def _shown_path(filename: str) -> str:
+    """A template's path as the user typed it: relative to the working directory when it is inside it."""
+    path = Path(filename)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return filename
