@@ -24,8 +24,8 @@ def lock_path_for(state_path: Path) -> Path:
 def writer_lock(state_path: Path, timeout: float, what: str = "digest") -> Iterator[None]:
     """Hold the writer lock for `state_path`, waiting up to `timeout` seconds for another writer to finish."""
     path = lock_path_for(state_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:
