@@ -140,6 +140,11 @@ def test_every_subscription_feed_carries_link_headers_for_hub_and_self(
             links = response.headers.get_list("link", split_commas=True)
             assert f'<{hub.url}>; rel="hub"' in links, path
             assert f'<{SITE}{path}>; rel="self"' in links, path
+    # feed.json pages on to its JSON archive page (JSON Feed 1.1 next_url), served as a feed too.
+    assert client.get("/feed.json").json()["next_url"] == SITE + "archive/feed-1.json"
+    archive = client.get("/archive/feed-1.json")
+    assert archive.headers["content-type"] == "application/feed+json; charset=utf-8"
+    assert len(archive.json()["items"]) == 23 and "next_url" not in archive.json()
     # Pages and archive documents are no subscription feeds.
     assert "link" not in client.get("/index.html").headers
     assert "link" not in client.get("/archive/issues-1.xml").headers

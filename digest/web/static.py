@@ -48,6 +48,8 @@ def content_type(path: str) -> str | None:
     name = os.path.basename(path)
     if name in CONTENT_TYPES:
         return CONTENT_TYPES[name]
+    if name.startswith("feed-") and name.endswith(".json"):  # archive/feed-<k>.json, the JSON Feed archive pages
+        return CONTENT_TYPES["feed.json"]
     return SUFFIX_TYPES.get(os.path.splitext(name)[1].lower())
 
 
