@@ -22,10 +22,11 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, PriorEntry, Problem, ProblemKind, SeedFile
 from digest.seedfiles import read_seed_file
-from digest.seeds import deduplicate, duplicate_problem, parse_seed, scan_seed
+from digest.seeds import DEFAULT_LIMITS, EntryLimits, deduplicate, duplicate_problem, parse_seed, scan_seed
 
 Sink = Callable[[Sequence[EntryRef]], None]
 MAX_INCREMENTAL_FILES = 200
@@ -80,6 +81,7 @@ class Catalog:
     removed: list[str] = field(default_factory=list)
     scanned: list[str] = field(default_factory=list)
     known: dict[str, KnownEntry] | None = None
+    limits: EntryLimits = DEFAULT_LIMITS
 
     def reparse(self, refs: Sequence[EntryRef], files: Sequence[SeedFile]) -> None:
         """Parse the files holding these refs (their text is not in the state) and keep the entries they name."""
@@ -87,14 +89,14 @@ class Catalog:
         sources = {r.source for r in refs}
         for file in files:
             if file.source in sources:
-                for entry in parse_seed(read_seed_file(file), file.source).entries:
+                for entry in parse_seed(read_seed_file(file), file.source, self.limits).entries:
                     if wanted.get((entry.source, entry.line)) == entry.id:
                         self.parsed[entry.id] = entry
 
 
 def _parse(file: SeedFile, catalog: Catalog) -> tuple[FileScan, dict[str, Entry]]:
     data = read_seed_file(file)
-    parsed = parse_seed(data, file.source)
+    parsed = parse_seed(data, file.source, catalog.limits)
     scan = FileScan.of(parsed.entries, parsed.problems)
     digest = hashlib.sha256(data).hexdigest()
     catalog.cache_updates.append((file.source, file.size, file.mtime_ns, digest, scan.encode()))
@@ -109,6 +111,7 @@ def build_catalog(
     keep_parsed: bool = False,
     workers: int = 1,
     head: tuple[int, Callable[[Sequence[EntryRef]], None]] | None = None,
+    limits: EntryLimits = DEFAULT_LIMITS,
 ) -> Catalog:
     """Every seed file's entries, parsing only files that changed since their cached scan (the reference path).
 
@@ -117,7 +120,7 @@ def build_catalog(
     `head` = (n, call): `call` gets the first n first occurrences (all of them, when there are fewer) once they
     are known and sunk, while the workers go on parsing the rest. The sink gets first occurrences in batches.
     """
-    catalog = Catalog()
+    catalog = Catalog(limits=limits)
     seen: dict[str, Located] = {}
     wanted, on_head = head if head is not None else (0, None)
     sunk = 0  # catalog.refs[:sunk] went to the sink: it gets thousands at a time (one COPY, not one per file)
@@ -157,7 +160,7 @@ def _scans(
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(max_workers=workers)
-        fresh = pool.map(_scan_file, stale, chunksize=64)
+        fresh = pool.map(partial(_scan_file, limits=catalog.limits), stale, chunksize=64)
     try:
         stale_sources = {f.source for f in stale}
         for file in files:
@@ -178,11 +181,11 @@ def _scans(
             pool.shutdown(cancel_futures=True)
 
 
-def _scan_file(file: SeedFile) -> tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]:
+def _scan_file(file: SeedFile, limits: EntryLimits) -> tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]:
     """Worker side of a bulk scan: the file's light scan (encoded for the cache, and as plain tuples, which cross
     back cheaper than anything that must be decoded again) and its SHA-256; no text crosses back."""
     data = read_seed_file(file)
-    refs, problems = scan_seed(data, file.source)
+    refs, problems = scan_seed(data, file.source, limits)
     encoded = FileScan(tuple(refs), tuple(problems)).encode()
     return encoded, hashlib.sha256(data).hexdigest(), [(r.id, r.content_hash, r.line) for r in refs], problems
 
@@ -195,6 +198,7 @@ def build_incremental(
     firsts_in: Callable[[list[str]], set[str]],
     *,
     sink: Sink | None = None,
+    limits: EntryLimits = DEFAULT_LIMITS,
 ) -> Catalog | None:
     """Only the new and changed files' first occurrences (recorded through `sink`, so that the state again holds
     every paper of the seeds where it first occurs), or None when the full path is needed (see module doc).
@@ -213,7 +217,7 @@ def build_incremental(
         return None  # a bulk import: the streaming full path keeps memory flat
     unchanged = present - {f.source for f in changed}
     order = {f.source: position for position, f in enumerate(files)}
-    catalog = Catalog(known={})
+    catalog = Catalog(known={}, limits=limits)
     firsts_before = firsts_in([f.source for f in changed])
     scans = [(file, *_parse(file, catalog)) for file in changed]
     ids = [ref.id for _, scan, _ in scans for ref in scan.refs]

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from digest.errors import DigestError, printable
+from digest.errors import DigestError, NoStateError, printable
 from digest.model import SubscriberSource, SubscriberStatus
+from digest.wording import counted
 
 if TYPE_CHECKING:
     from digest.publisher import Publisher, PublishResult
     from digest.settings import Settings
+    from digest.store import SubscriberRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("digest")
@@ -135,20 +137,31 @@ def _print_problems(result: PublishResult) -> None:
         _say(f"{problem} [{problem.kind.value}]", err=True)
     if len(duplicates) > MAX_DUPLICATES_SHOWN and not result.dry_run:
         hidden = len(duplicates) - MAX_DUPLICATES_SHOWN
-        click.echo(f"... and {hidden} more duplicates (`digest check` lists them all)", err=True)
+        click.echo(f"... and {counted(hidden, 'more duplicate')} (`digest check` lists them all)", err=True)
+
+
+FORCE_OVER_SITE = click.option(
+    "--force", is_flag=True, help="Write over an output folder that was built from another state (or a lost one)."
+)
 
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Write the would-be outputs to the preview folder; record nothing.")
+@FORCE_OVER_SITE
 @NOW_OPTION
 @pass_ctx
 @reports_errors
-def render(ctx: Context, dry_run: bool, now: str | None) -> None:
+def render(ctx: Context, dry_run: bool, force: bool, now: str | None) -> None:
     """Build the next issue from unpublished entries, write all outputs and record it.
+
+    When a setting or template that shapes the pages changed since the last render, every page is rendered again
+    first. Refuses (exit 73) to write over an output folder built from another state, unless --force.
 
     Example: digest render --dry-run
     """
-    result = ctx.publisher().publish_next_issue(ctx.now(now), dry_run=dry_run)
+    result = ctx.publisher().publish_next_issue(ctx.now(now), dry_run=dry_run, force=force)
+    if result.rerendered:
+        _say(result.rerendered)
     _print_problems(result)
     if dry_run:
         for report in result.reports:
@@ -164,7 +177,7 @@ def _summary(result: PublishResult) -> str:
     duplicates = len(result.problems) - invalid
     prefix = "[dry run] would publish" if result.dry_run else "published"
     if result.issue is not None:
-        head = f"{prefix} issue {result.issue.number} with {len(result.issue.entries)} papers"
+        head = f"{prefix} issue {result.issue.number} with {counted(len(result.issue.entries), 'paper')}"
     else:
         head = "[dry run] nothing new" if result.dry_run else "nothing new"
     parts = [head]
@@ -173,7 +186,7 @@ def _summary(result: PublishResult) -> str:
     if result.revised:
         parts.append(f"{result.revised} corrected")
     parts.append(f"{invalid} invalid, {duplicates} duplicate")
-    written = f"{result.files_changed} files written in {printable(str(result.output_dir))}/"
+    written = f"{counted(result.files_changed, 'file')} written in {printable(str(result.output_dir))}/"
     if result.issue is not None:
         written += f" (the issue: {printable(f'{result.output_dir}/issues/{result.issue.number}/')})"
     parts.append(written)
@@ -184,21 +197,27 @@ def _summary(result: PublishResult) -> str:
 
 
 @main.command()
+@FORCE_OVER_SITE
 @pass_ctx
 @reports_errors
-def rebuild(ctx: Context) -> None:
+def rebuild(ctx: Context, force: bool) -> None:
     """Re-render every output from the state (after a template change); creates no issue.
+
+    Refuses (exit 73) to write over an output folder built from another state, unless --force.
 
     Example: digest rebuild
     """
     from rich.progress import Progress
 
     publisher = ctx.publisher()
-    total = publisher.status().issues
+    try:
+        total = publisher.status().issues
+    except NoStateError:
+        total = 0  # the rebuild itself refuses a site whose state is lost
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("rendering issues", total=total)
-        changed = publisher.rebuild(progress=lambda n: bar.advance(task, n))
-    _say(f"rebuilt {total} issues: {changed} files changed in {publisher.settings.output_dir}/")
+        changed = publisher.rebuild(progress=lambda n: bar.advance(task, n), force=force)
+    _say(f"rebuilt {counted(total, 'issue')}: {counted(changed, 'file')} changed in {publisher.settings.output_dir}/")
 
 
 @main.command()
@@ -213,7 +232,8 @@ def check(ctx: Context) -> None:
     scan = ctx.publisher().scan_seeds()
     for problem in scan.problems:
         _say(f"{problem} [{problem.kind.value}]", err=True)
-    _say(f"{len(scan.entries)} valid entries in {settings.seeds_dir}/, {len(scan.problems)} problems; settings OK")
+    valid, problems = counted(len(scan.entries), "valid entry", "valid entries"), counted(len(scan.problems), "problem")
+    _say(f"{valid} in {settings.seeds_dir}/, {problems}; settings OK")
     if scan.problems:
         sys.exit(1)
 
@@ -236,7 +256,7 @@ def migrate_state(ctx: Context, target: str, source: str | None) -> None:
     from digest.store.copy import copy_state
 
     def progress(table: str, done: int, total: int) -> None:
-        _say(f"{table}: {done}/{total} rows", err=True)
+        _say(f"{table}: {done}/{counted(total, 'row')}", err=True)
 
     origin = backend_for(source or ctx.settings.state_location)
     destination = backend_for(target)
@@ -244,9 +264,28 @@ def migrate_state(ctx: Context, target: str, source: str | None) -> None:
     with origin.writer_lock(ctx.settings.lock_timeout, "migrate-state"):
         tables = copy_state(origin, destination, progress)
     for copied in tables:
-        _say(f"{copied.table}: {copied.rows} rows, sha256 {copied.checksum[:16]} on both sides")
+        _say(f"{copied.table}: {counted(copied.rows, 'row')}, sha256 {copied.checksum[:16]} on both sides")
     total = sum(c.rows for c in tables)
-    _say(f"copied {total} rows in {len(tables)} tables from {origin.where} to {destination.where}; verified")
+    summary = f"copied {counted(total, 'row')} in {counted(len(tables), 'table')}"
+    _say(f"{summary} from {origin.where} to {destination.where}; verified")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@pass_ctx
+@reports_errors
+def backup(ctx: Context, file: Path) -> None:
+    """Copy the whole state into FILE (mode 0600), safely while `digest run` or `serve` use it.
+
+    SQLite: the online backup API writes one consistent copy under a temp name, checks it, then renames it to
+    FILE. PostgreSQL: prints how to use pg_dump instead and exits 1. Restore: stop every digest process, delete
+    state/digest.db-wal and -shm if present, copy FILE back to state_path.
+
+    Example: digest backup backups/digest-$(date +%F).db
+    """
+    publisher = ctx.publisher()
+    size = publisher.backend.backup(file)
+    _say(f"backed up {publisher.backend.where} to {file} ({size:,} bytes)")
 
 
 @main.command()
@@ -259,7 +298,11 @@ def status(ctx: Context) -> None:
     """
     from digest.schedule import schedule_status
 
-    report = ctx.publisher().status()
+    try:
+        report = ctx.publisher().status()
+    except NoStateError as exc:  # a status creates nothing: the first `render` (or `subscribers add`) does
+        _say(f"{exc} (the first `digest render` creates it)")
+        return
     report.extra.update(schedule_status(ctx.settings, ctx.now(None)))
     last = (
         f"issue {report.last_issue} published {report.last_published.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M %Z}"
@@ -282,22 +325,24 @@ def status(ctx: Context) -> None:
     is_flag=True,
     help="Serve only signup, confirmation, preferences and unsubscribe, not the site's files (a web-only host).",
 )
+@NOW_OPTION
 @pass_ctx
 @reports_errors
-def serve(ctx: Context, host: str, port: int, no_static: bool) -> None:
+def serve(ctx: Context, host: str, port: int, no_static: bool, now: str | None) -> None:
     """Serve the site and feeds, signup with double opt-in, preferences and one-click unsubscribe until Ctrl-C.
 
-    Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /unsubscribe?token=..., and the files of
-    output_dir. Without the output folder (or with --no-static, or web_static = false) only the dynamic endpoints
-    answer. Without secret_key only the site and feeds are served (signup answers "not set up"). Behind a reverse
-    proxy, list it in trusted_proxies so the client IP comes from X-Forwarded-For.
+    Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /my-data/<token>, /unsubscribe?token=..., and
+    the files of output_dir. Without the output folder (or with --no-static, or web_static = false) only the
+    dynamic endpoints answer. Without secret_key only the site and feeds are served (signup answers "not set up").
+    Behind a reverse proxy, list it in trusted_proxies so the client IP comes from X-Forwarded-For.
 
     Example: digest serve --host 0.0.0.0 --port 8080
     """
     from digest.web import serve as run_server
 
     settings = ctx.settings.model_copy(update={"web_static": False}) if no_static else ctx.settings
-    run_server(settings, host, port)
+    pinned = ctx.now(now) if now else None
+    run_server(settings, host, port, clock=(lambda: pinned) if pinned else None)
 
 
 # --- subscribers and sending ----------------------------------------------------------------------
@@ -379,7 +424,7 @@ def subscribers_list(ctx: Context) -> None:
 
     Example: digest subscribers list
     """
-    records = ctx.publisher().subscriber_records()
+    records = _subscriber_records(ctx)
     width = max((len(r.subscriber.email) for r in records), default=5)
     for record in records:
         sub = record.subscriber
@@ -393,7 +438,7 @@ def subscribers_list(ctx: Context) -> None:
     others = "".join(
         f", {counts[s]} {s.value}" for s in SubscriberStatus if s is not SubscriberStatus.ACTIVE and counts[s]
     )
-    click.echo(f"{len(records)} subscribers: {counts[SubscriberStatus.ACTIVE]} active{others}", err=True)
+    click.echo(f"{counted(len(records), 'subscriber')}: {counts[SubscriberStatus.ACTIVE]} active{others}", err=True)
 
 
 @subscribers.command("import")
@@ -428,7 +473,7 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
     _say(
         f"{file}: {outcomes['added']} added, {outcomes['exists']} already subscribed,"
         f" {outcomes['resubscribed']} subscribed again, {outcomes['kept']} kept unsubscribed or suppressed,"
-        f" {len(problems)} bad rows"
+        f" {counted(len(problems), 'bad row')}"
     )
     if problems:
         sys.exit(1)
@@ -448,7 +493,16 @@ def subscribers_export(ctx: Context) -> None:
     """
     from digest.subscribers import export_csv
 
-    click.echo(export_csv(ctx.publisher().subscriber_records()), nl=False)
+    click.echo(export_csv(_subscriber_records(ctx)), nl=False)
+
+
+def _subscriber_records(ctx: Context) -> list[SubscriberRecord]:
+    """Every subscriber; none (said on stderr) when there is no state yet, which a listing does not create."""
+    try:
+        return ctx.publisher().subscriber_records()
+    except NoStateError as exc:
+        _say(str(exc), err=True)
+        return []
 
 
 @main.command()
@@ -531,7 +585,7 @@ def send(
         click.echo(f"issue {report.issue}: test copy sent to {report.test_copy} (not recorded)")
         return
     if report.dry_run_dir:
-        _say(f"issue {report.issue}: [dry run] {report.sent} messages written to {report.dry_run_dir}/")
+        _say(f"issue {report.issue}: [dry run] {counted(report.sent, 'message')} written to {report.dry_run_dir}/")
         return
     rate = f", {report.sent / report.seconds:.1f} messages/s" if report.seconds > 0 and report.sent else ""
     click.echo(
@@ -543,7 +597,8 @@ def send(
     )
     if report.expired:
         click.echo(
-            f"{report.expired} deliveries interrupted by an earlier crash are now 'unknown' (see `digest status`)",
+            f"{counted(report.expired, 'delivery', 'deliveries')} interrupted by an earlier crash"
+            " are now 'unknown' (see `digest status`)",
             err=True,
         )
     if report.stopped:
@@ -590,7 +645,8 @@ def bounces_import(ctx: Context, source: str, quiet: bool, now: str | None) -> N
         if not quiet:
             _say(f"{result.name}: {result.outcome}")
     click.echo(
-        f"{counts['applied']} reports applied, {counts['repeated']} already imported, {counts['problems']} skipped",
+        f"{counted(counts['applied'], 'report')} applied, {counts['repeated']} already imported,"
+        f" {counts['problems']} skipped",
         err=True,
     )
     if counts["problems"]:

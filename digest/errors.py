@@ -41,6 +41,10 @@ class StoreError(DigestError):
     """The state could not be read or written (sqlite3 and psycopg errors are translated to this)."""
 
 
+class StateBusy(StoreError):
+    """Another session held the state's write lock for longer than this one may wait (a render, on SQLite)."""
+
+
 class StoreConflict(StoreError):
     """A write broke one of the state's constraints (a paper published twice, a duplicate key)."""
 
@@ -57,3 +61,13 @@ class RenderError(DigestError):
 
 class DeliveryError(DigestError):
     """Mail could not be sent at all (bad SMTP settings, unreachable server)."""
+
+
+class NoStateError(StoreError):
+    """A read-only command found no state to read (it creates none)."""
+
+
+class ForeignSiteError(DigestError):
+    """The output folder was built from another state: writing over it would restart the numbering there."""
+
+    exit_code = 73  # EX_CANTCREAT: the output cannot be written (restore the state, or --force)

@@ -1,4 +1,5 @@
-"""One subscriber's email of an issue, as the bytes that go over SMTP. Pure: strings in, bytes out.
+"""One subscriber's email of an issue, as the bytes that go over SMTP, and the signup notices (`build_notice_message`)
+with the same header writer. Pure: strings in, bytes out.
 
 Header values are cleaned here, before the `email` package sees them: Python 3.11.7 (CVE-2024-6923) can turn an
 encoded newline into a real header line, and it raises on a raw CR/LF, which would stop a batch half-way. Headers that
@@ -36,6 +37,7 @@ import idna
 from digest.errors import DeliveryError, SettingsError
 from digest.model import Subscriber
 from digest.render.email import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
+from digest.text import BIDI_CONTROLS
 
 #: Gmail clips a message whose HTML is larger than 102 KB; counted on the HTML part as transmitted.
 GMAIL_CLIP_BYTES = 102_000
@@ -51,6 +53,7 @@ _CRLF = "\r\n"
 _SMTP = policy.SMTP  # CRLF line ends, non-ASCII headers RFC 2047-encoded, raw headers 7-bit
 _SMTP_LINE: int = _SMTP.max_line_length or 78  # where `email` folds headers and wraps base64 / quoted-printable
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 _RAW_TEXT = ("style", "script", "pre", "textarea", "title", "xmp")
 
 
@@ -122,8 +125,9 @@ class DkimKey:
 
 
 def clean_header(value: str) -> str:
-    """A header value with every control character (CR, LF, NUL, TAB, NEL, U+2028 ...) turned into one space."""
-    return " ".join(_CONTROL.sub(" ", value).split())
+    """A header value with every control character (CR, LF, NUL, TAB, NEL, U+2028 ...) turned into one space and
+    bidi controls (U+202E ...) dropped: a name or subject reads as it is written."""
+    return " ".join(_CONTROL.sub(" ", _BIDI.sub("", value)).split())
 
 
 def format_subject(template: str, *, title: str, number: int, date: str, count: int) -> str:
@@ -604,14 +608,7 @@ def build_reference_message(
         msg.set_boundary(boundary)
 
     head, sep, body = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
-    name, address = _from_parts(mail.from_address)
-    head = (
-        address_field("From", name, address)
-        + _to_field(subscriber)
-        + text_field("Subject", mail.subject)
-        + f"Date: {format_datetime(date)}\r\n".encode("ascii")
-        + head
-    )
+    head = sender_fields(mail.from_address, _to_field(subscriber), mail.subject, date) + head
     raw = [
         ("Message-ID", clean_header(msgid)),
         ("List-Id", _list_id_header(mail.list_id)),
@@ -624,6 +621,30 @@ def build_reference_message(
     if dkim is not None:
         data = sign_dkim(data, dkim)
     return data
+
+
+def sender_fields(from_address: str, to_field: bytes, subject: str, date: datetime) -> bytes:
+    """From, To, Subject and Date as 7-bit header bytes, written by this module and never parsed by the `email`
+    package: the head of every message digest sends, issue mail and signup notices alike."""
+    name, address = _from_parts(from_address)
+    return (
+        address_field("From", name, address)
+        + to_field
+        + text_field("Subject", subject)
+        + f"Date: {format_datetime(date)}\r\n".encode("ascii")
+    )
+
+
+def build_notice_message(*, from_address: str, to: str, subject: str, body: str, date: datetime, msgid: str) -> bytes:
+    """A plain-text transactional message (the signup notices), its header written like an issue's
+    (`sender_fields`, To without a display name): `email` only encodes the body and writes the MIME fields."""
+    msg = EmailMessage(policy=_SMTP)
+    msg.set_content(body, subtype="plain", charset="utf-8", cte=_text_cte(body, eight_bit=False))
+    mime, sep, encoded = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
+    head = sender_fields(from_address, address_field("To", "", to), subject, date) + (
+        f"Message-ID: {clean_header(msgid).replace(' ', '')}\r\nAuto-Submitted: auto-generated\r\n".encode("ascii")
+    )
+    return head + mime + sep + encoded
 
 
 def _from_parts(value: str) -> tuple[str, str]:

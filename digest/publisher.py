@@ -30,12 +30,13 @@ if TYPE_CHECKING:
     from digest.mailer import SendResult
     from digest.model import Subscriber
     from digest.render.email import EmailOptions, RenderedEmail
+    from digest.seeds import EntryLimits
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
 
 from digest.compose import EntryReport, IssuePlan, describe, plan_from_queue, plan_next_issue
-from digest.errors import BusyError, DigestError
+from digest.errors import BusyError, DigestError, ForeignSiteError, NoStateError
 from digest.model import (
     Entry,
     EntryRef,
@@ -56,10 +57,29 @@ from digest.sending import SendReport, delivery_status, rates_status
 from digest.settings import Settings
 from digest.store import Backend, Store, backend_for
 from digest.topics import topic_problems
+from digest.wording import counted
 
 log = logging.getLogger("digest.publisher")
 
 BUILD_MARKER = ".digest-build.json"
+STATE_CLAIM = ".digest-state"  # in the output folder: the id of the state it was built from (hidden when served)
+OUTPUT_SETTINGS_KEY = "output_settings_of_site"  # a hash per page-shaping setting and template the site follows
+#: The settings that shape rendered files (what renderers get through Site and EmailOptions). Templates count too.
+OUTPUT_SETTINGS = (
+    "title",
+    "description",
+    "author",
+    "site_url",
+    "language",
+    "timezone",
+    "feed_max_items",
+    "archive_page_size",
+    "email_max_bytes",
+    "highlights",
+    "sender_address",
+    "topics",
+    "websub_hub",
+)
 NOTES_FOLDER = "_notes"  # in the seeds folder: `<number>.md`, the editor's note of that issue's email
 MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
 BACKLOG_KEY = "unpublished_after_last_run"
@@ -67,6 +87,7 @@ TOPIC_RULES_KEY = "topic_rules_of_index"
 PROBLEMS_KEY = "problems_of_last_run"
 SEEDS_KEY = "seed_listing_of_last_run"
 ENTRIES_KEY = "entries_match_seeds"  # "1" once a full scan recorded every paper where the seeds have it
+LIMITS_KEY = "seed_entry_limits"  # the entry size limits the cached scans were made with
 Progress = Callable[[int], None]
 
 
@@ -83,6 +104,7 @@ class PublishResult:
     dry_run: bool = False
     reports: tuple[EntryReport, ...] = ()
     existing_issue: int | None = None  # set when the schedule slot already had an issue
+    rerendered: str = ""  # why every page was rendered again first ("settings changed (site_url): ..."), if so
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,7 @@ class ScheduledRun:
     send: SendReport | None
     not_sent: str = ""
     mail_error: str = ""  # mailing was due but could not run (bad SMTP settings, no secret_key ...)
+    rerendered: str = ""  # why every page was rendered again first, if it was
 
 
 class Publisher:
@@ -142,6 +165,13 @@ class Publisher:
     def open_store(self) -> Store:
         """Open the state named in settings."""
         return Store.open(self.backend, busy_timeout=max(self.settings.lock_timeout, 5.0))
+
+    def read_store(self) -> Store:
+        """Open the state for a command that only reads it: NoStateError when there is none yet, rather than a
+        new, empty state file left behind by `digest status`."""
+        if not self.backend.exists():
+            raise NoStateError(f"no state yet at {self.backend.where}")
+        return self.open_store()
 
     def lock(self, what: str) -> AbstractContextManager[None]:
         """The writer lock: one process writes to a given state at a time. Re-entrant for the thread holding it
@@ -184,20 +214,36 @@ class Publisher:
         """Parse every seed file (pure parsing over one directory read)."""
         from digest.seeds import read_seeds
 
-        return read_seeds(self.settings.seeds_dir)
+        return read_seeds(self.settings.seeds_dir, limits=self._entry_limits())
+
+    def _entry_limits(self) -> EntryLimits:
+        from digest.seeds import EntryLimits
+
+        return EntryLimits(entry=self.settings.entry_max_bytes, title=self.settings.title_max_bytes)
 
     # --- publishing ---------------------------------------------------------------------------
 
-    def publish_next_issue(self, now: datetime, *, slot: str | None = None, dry_run: bool = False) -> PublishResult:
-        """Build the next issue from unpublished entries, write every output, record it; or do nothing."""
+    def publish_next_issue(
+        self, now: datetime, *, slot: str | None = None, dry_run: bool = False, force: bool = False
+    ) -> PublishResult:
+        """Build the next issue from unpublished entries, write every output, record it; or do nothing.
+
+        First, when a setting or template that shapes the pages changed since the outputs were rendered, every
+        page is rendered again (`rebuild`). ForeignSiteError when the output folder was built from another state,
+        unless `force`."""
         out_dir = self.settings.preview_dir if dry_run else self.settings.output_dir
-        with self.lock("render"), self.open_store() as store:
+        with self.lock("render"), self._owned_store(force, check=not dry_run) as store:
+            shaping = self.output_settings()
+            rerendered, rebuilt = "", 0
+            if not dry_run and (rerendered := self._rerender_reason(store, shaping)):
+                # Scheduled: one worker, no fork from the scheduler's threaded process.
+                rebuilt = self.rebuild(force=force, workers=1 if slot is not None else None)
             if slot is not None and (existing := store.issue_for_slot(slot)) is not None:
-                return PublishResult(None, (), 0, 0, out_dir, 0, existing_issue=existing)
+                return PublishResult(None, (), 0, 0, out_dir, rebuilt, existing_issue=existing, rerendered=rerendered)
             files = list_seed_files(self.settings.seeds_dir)
-            fingerprint = _fingerprint(files)
+            fingerprint = _fingerprint(files, self._entry_limits())
             if not dry_run and (quiet := self._nothing_changed(store, fingerprint)) is not None:
-                return PublishResult(None, quiet, 0, 0, out_dir, 0)
+                return PublishResult(None, quiet, 0, 0, out_dir, rebuilt, rerendered=rerendered)
             with store.transaction(commit=not dry_run):
                 limit = self.settings.max_entries_per_issue
                 early: _Published | None = None
@@ -208,7 +254,7 @@ class Publisher:
                     # files are written below, once the whole scan went well, as on the other paths).
                     nonlocal early
                     plan = plan_next_issue(head, {}, limit)
-                    early = self._publish(store, _fresh_catalog(), files, plan, now, slot, dry_run)
+                    early = self._publish(store, _fresh_catalog(self._entry_limits()), files, plan, now, slot, dry_run)
 
                 catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head))
                 known: Mapping[str, KnownEntry] = {}
@@ -231,6 +277,7 @@ class Publisher:
                 store.set_meta(BACKLOG_KEY, str(plan.waiting))
                 store.set_meta(SEEDS_KEY, fingerprint)
                 store.set_meta(PROBLEMS_KEY, _encode_problems(catalog.problems))
+                store.set_meta(OUTPUT_SETTINGS_KEY, json.dumps(shaping, sort_keys=True))  # what the pages follow
                 written: list[str] = []
                 changed = write_bundle(out_dir, done.bundle, written=written)
                 reports: tuple[EntryReport, ...] = ()
@@ -247,9 +294,10 @@ class Publisher:
             revised=len(plan.revised),
             waiting=plan.waiting,
             output_dir=out_dir,
-            files_changed=changed,
+            files_changed=changed + rebuilt,
             dry_run=dry_run,
             reports=reports,
+            rerendered=rerendered,
         )
 
     def _publish(
@@ -302,11 +350,15 @@ class Publisher:
         def record(entries: Sequence[EntryRef]) -> None:
             store.record_seen(entries, now)
 
-        if not dry_run and store.meta(ENTRIES_KEY) == "1":
+        limits = self._entry_limits()
+        same_limits = store.meta(LIMITS_KEY) == repr(limits)  # else every cached scan is stale: parse every file
+        if not dry_run and same_limits and store.meta(ENTRIES_KEY) == "1":
             problems = _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
             same_listing = store.meta(SEEDS_KEY) == fingerprint  # then no file needs comparing with its cache row
             cached = None if same_listing else store.cached_files(with_scans=False)
-            catalog = build_incremental(files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record)
+            catalog = build_incremental(
+                files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record, limits=limits
+            )
             if catalog is not None:
                 return catalog
         reconcile = store.has_entries()  # a first import has no recorded paper that could have left the seeds
@@ -314,7 +366,7 @@ class Publisher:
         def record_new(entries: Sequence[EntryRef]) -> None:
             store.record_new(entries, now)  # the refs are first occurrences: no id comes twice
 
-        with_scans = {} if dry_run else store.cached_files(with_scans=True)
+        with_scans = {} if dry_run or not same_limits else store.cached_files(with_scans=True)
         sink = record if reconcile else record_new
         catalog = build_catalog(
             files,
@@ -323,10 +375,13 @@ class Publisher:
             keep_parsed=dry_run,
             workers=os.cpu_count() or 1,
             head=None if reconcile or dry_run else head,
+            limits=limits,
         )
         if reconcile:
             store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})
         store.set_meta(ENTRIES_KEY, "1")
+        if not dry_run:
+            store.set_meta(LIMITS_KEY, repr(limits))
         return catalog
 
     def _materialize(
@@ -492,19 +547,22 @@ class Publisher:
 
     def _email_files(self, site: Site, issue: Issue) -> Bundle:
         """The issue's email twice: the copy the mailer fills in per subscriber (in the hidden `.mail/` folder, with
-        its link markers in slots.json) and the copy published on the site, whose personal links go to the
-        subscribe page instead."""
+        its link markers in slots.json) and the copy published on the site, which links the subscribe page and says
+        that the personal links are in the mail (`published_copy`)."""
         from dataclasses import asdict
 
-        from digest.render.email import render_email, web_copy
+        from digest.render.email import published_copy, render_email
 
         options = self.email_options(issue.number)
         rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options)
-        neutral = site.link("subscribe")
+        if len(rendered.html.encode("utf-8")) > self.settings.email_max_bytes:  # e.g. a very long editor's note
+            log.warning("issue %d: the email is %s; it is published anyway, mail clients may clip it", issue.number,
+                        rendered.detail)  # fmt: skip
+        html, text = published_copy(rendered, site.link("subscribe"))
         folder = f"issues/{issue.number}"
         return {
-            f"{folder}/email.html": web_copy(rendered.html, rendered.slots, neutral).encode("utf-8"),
-            f"{folder}/email.txt": web_copy(rendered.text, rendered.slots, neutral).encode("utf-8"),
+            f"{folder}/email.html": html.encode("utf-8"),
+            f"{folder}/email.txt": text.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/email.html": rendered.html.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/email.txt": rendered.text.encode("utf-8"),
             f"{folder}/{MAIL_FOLDER}/slots.json": json.dumps(asdict(rendered.slots)).encode("utf-8"),
@@ -532,19 +590,24 @@ class Publisher:
 
     # --- rebuild ------------------------------------------------------------------------------
 
-    def rebuild(self, progress: Progress | None = None, chunk: int = 50, workers: int | None = None) -> int:
+    def rebuild(
+        self, progress: Progress | None = None, chunk: int = 50, workers: int | None = None, *, force: bool = False
+    ) -> int:
         """Re-render every output from the state (after a template change); creates no issue.
 
         The issues are rendered on every core (each worker opens the state read-only), archive page by archive
         page: a worker renders a page's issue pages and emails, then the page with its search shard, RFC 5005
         document and sitemap from the same papers (their topics and links already worked out in that process).
-        This process indexes the topics and renders the topic pages and feeds meanwhile.
+        This process indexes the topics and renders the topic pages and feeds meanwhile. The settings and templates
+        the pages follow are recorded once every file is written (a rebuild killed midway is redone by the next
+        render). ForeignSiteError when the output folder was built from another state, unless `force`.
         """
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         from digest.render.site import archive_pages_for
 
-        with self.lock("rebuild"), self.open_store() as store:
+        with self.lock("rebuild"), self._owned_store(force) as store:
+            shaping = self.output_settings()
             numbers = store.issue_numbers()
             newest = numbers[-1] if numbers else None
             pages = archive_pages_for(numbers, self.settings.archive_page_size)
@@ -580,6 +643,8 @@ class Publisher:
                     changed += future.result()
                     if progress:
                         progress(futures[future])
+            with store.transaction():
+                store.set_meta(OUTPUT_SETTINGS_KEY, json.dumps(shaping, sort_keys=True))
             self._write_build_marker(store)
         self._announce_feeds(written)
         return changed
@@ -649,7 +714,7 @@ class Publisher:
 
     def status(self) -> StatusReport:
         """Counts for `digest status` (read-only: no lock taken)."""
-        with self.open_store() as store:
+        with self.read_store() as store:
             summaries = store.issue_summaries([n] if (n := store.latest_issue_number()) is not None else [])
             last = summaries[0] if summaries else None
             return StatusReport(
@@ -709,7 +774,7 @@ class Publisher:
 
     def subscriber_records(self) -> list[SubscriberRecord]:
         """Every subscriber with when they joined and left."""
-        with self.open_store() as store:
+        with self.read_store() as store:
             return store.subscriber_records()
 
     # --- bounces ------------------------------------------------------------------------------
@@ -811,6 +876,7 @@ class Publisher:
             slot=slot,
             slot_time=slot_time,
             published=result.issue,
+            rerendered=result.rerendered,
             existing_issue=result.existing_issue,
             waiting=result.waiting,
             send=send,
@@ -824,7 +890,7 @@ class Publisher:
         kept its own copy (`.mail/`) has none (rendering is deterministic, so the copy is the same)."""
         if (self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER).is_dir():
             return
-        with self.open_store() as store:
+        with self._owned_store(force=False) as store:
             issue = store.load_issues([number])[0]
             files = self._email_files(self.site(store), issue)
         write_bundle(self.settings.output_dir, files)
@@ -857,11 +923,71 @@ class Publisher:
             return {}
         return {
             f"issue {newest} not mailed": (
-                f"{missing} active subscribers have not had it and it is older than max_send_age"
+                f"{counted(missing, 'active subscriber has', 'active subscribers have')} not had it and it is older"
+                " than max_send_age"
                 f" ({self.settings.max_send_age}s), so `digest run` will not mail it; it stays on the site and in"
                 f" the feeds; send it by hand with `digest send --issue {newest}`"
             )
         }
+
+    # --- which state the output folder belongs to, which settings it follows -------------------------
+
+    @contextmanager
+    def _owned_store(self, force: bool, *, check: bool = True) -> Iterator[Store]:
+        """Open the state to write the output folder from it. Unless `force`, refuse (ForeignSiteError) when the
+        folder was built from another state, or when its state is gone (opening would make a new, empty one that
+        starts over at issue 1 over the published site). Then claim the folder for this state, before any page
+        is written."""
+        out = self.settings.output_dir
+        claim = _read_claim(out) if check and not force else None
+        if claim is not None and not self.backend.exists():
+            raise ForeignSiteError(
+                f"{out}/ was built from state {claim[0]} ({claim[1]}), but there is no state at {self.backend.where}:"
+                " a new one would publish issue 1 again over the site, without its subscribers; restore the state"
+                " from a backup (README: Backup and restore), or run again with --force to start over"
+            )
+        with self.open_store() as store:
+            if check:
+                mine = store.site_uuid()
+                if claim is not None and claim[0] != mine:
+                    raise ForeignSiteError(
+                        f"{out}/ was built from another state ({claim[0]}, {claim[1]}), not from"
+                        f" {self.backend.where} ({mine}): point state_path or state_url at that state or restore it"
+                        " from a backup (README: Backup and restore), or run again with --force to write over it"
+                    )
+                data = {"state_id": mine, "state": self.backend.where}
+                write_atomic(out / STATE_CLAIM, json.dumps(data, sort_keys=True).encode("utf-8") + b"\n")
+            yield store
+
+    def output_settings(self) -> dict[str, str]:
+        """A short hash of each setting that shapes the rendered files and of each template file (the user's
+        templates folder, digest's own as one): what the pages were rendered with, so that a change is noticed."""
+        from digest.render import default_templates_dir
+
+        values = self.settings.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
+        result = {
+            name: _short_hash(json.dumps(value, sort_keys=True).encode("utf-8")) for name, value in values.items()
+        }
+        folder = self.settings.templates_dir
+        result.update((f"{folder}/{name}", _short_hash(data)) for name, data in _template_files(folder))
+        shipped = b"".join(
+            name.encode("utf-8") + b"\0" + _short_hash(data).encode("ascii")
+            for name, data in _template_files(default_templates_dir())
+        )
+        result["digest's own templates"] = _short_hash(shipped)
+        return result
+
+    def _rerender_reason(self, store: Store, current: Mapping[str, str]) -> str:
+        """Why every page must be rendered again before this render, or "" when they follow `current`."""
+        recorded = store.meta(OUTPUT_SETTINGS_KEY)
+        if recorded is None:  # a new state (its first render records them), or one from before they were recorded
+            return "" if store.issue_count() == 0 else "page settings not recorded yet: re-rendering all pages"
+        before = json.loads(recorded)
+        changed = sorted(k for k in current.keys() | before.keys() if current.get(k) != before.get(k))
+        if not changed:
+            return ""
+        names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        return f"settings changed ({names}): re-rendering all pages"
 
     # --- build marker -------------------------------------------------------------------------
 
@@ -892,10 +1018,10 @@ class _Published:
     bundle: Bundle
 
 
-def _fresh_catalog() -> Catalog:
+def _fresh_catalog(limits: EntryLimits) -> Catalog:
     from digest.catalog import Catalog
 
-    return Catalog()
+    return Catalog(limits=limits)
 
 
 def _rules_fingerprint(topics: Sequence[Topic]) -> str:
@@ -912,11 +1038,48 @@ def _topic_rows(issue: Issue, topics: tuple[Topic, ...]) -> list[tuple[str, int]
     return [(slug, position) for position, entry in enumerate(issue.entries) for slug in assign_topics(entry, topics)]
 
 
-def _fingerprint(files: Sequence[SeedFile]) -> str:
-    """One value for the whole seed listing: a no-op run compares it instead of 10,000 cache rows."""
+def _short_hash(data: bytes) -> str:
     import hashlib
 
-    listing = "\n".join(f"{f.source}\t{f.size}\t{f.mtime_ns}" for f in files)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _template_files(folder: Path) -> list[tuple[str, bytes]]:
+    """(name relative to `folder`, content) of every template file in it, by name; hidden files (editors' swap
+    files, temp files) are not templates."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and not any(part.startswith(".") for part in name.split("/")):
+            try:
+                found.append((name, path.read_bytes()))
+            except OSError as exc:
+                raise DigestError(f"{path}: cannot read the template ({exc.strerror})") from None
+    return found
+
+
+def _read_claim(folder: Path) -> tuple[str, str] | None:
+    """(state id, state location) of the state the output folder was built from, or None when it says nothing:
+    its `.digest-state`, else (a site built by an older digest) the state id in its build marker."""
+    try:
+        data = json.loads((folder / STATE_CLAIM).read_text(encoding="utf-8"))
+        return str(data["state_id"]), str(data.get("state", "?"))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return str(json.loads((folder / BUILD_MARKER).read_text(encoding="utf-8"))["site"]), "location not recorded"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _fingerprint(files: Sequence[SeedFile], limits: EntryLimits) -> str:
+    """One value for the whole seed listing (and the entry limits it was read with): a no-op run compares it
+    instead of 10,000 cache rows."""
+    import hashlib
+
+    listing = "\n".join([repr(limits), *(f"{f.source}\t{f.size}\t{f.mtime_ns}" for f in files)])
     return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
 
 

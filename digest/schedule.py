@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from digest.errors import BusyError, DigestError, SettingsError, StoreError
 from digest.store import Store, backend_for
+from digest.wording import counted
 
 if TYPE_CHECKING:
     from digest.publisher import ScheduledRun
@@ -229,14 +230,16 @@ def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None
 def describe_run(run: ScheduledRun, settings: Settings) -> str:
     """One log line for a firing: slot, issue, entries, sent/failed counts, or why nothing was mailed."""
     parts = [f"slot {_when(run.slot_time, settings)}"]
+    if run.rerendered:
+        parts.append(run.rerendered)
     if run.published is not None:
-        parts.append(f"published issue {run.published.number} with {len(run.published.entries)} papers")
+        parts.append(f"published issue {run.published.number} with {counted(len(run.published.entries), 'paper')}")
     elif run.existing_issue is not None:
         parts.append(f"issue {run.existing_issue} was already published for this slot")
     else:
         parts.append("nothing new: no issue published")
     if run.waiting:
-        parts.append(f"{run.waiting} papers wait for the next issue")
+        parts.append(f"{counted(run.waiting, 'paper waits', 'papers wait')} for the next issue")
     if run.send is not None:
         s = run.send
         parts.append(

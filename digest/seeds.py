@@ -18,15 +18,26 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from digest.model import Entry, EntryRef, Located, Problem, ProblemKind, SeedScan
 from digest.seedfiles import list_seed_files, read_seed_file
-from digest.text import XML_ILLEGAL, join_soft_lines, remove_xml_illegal, resolve_latex_accents
+from digest.text import DROPPED, join_soft_lines, remove_xml_illegal, resolve_latex_accents
 
-__all__ = ["deduplicate", "duplicate_problem", "entry_id", "merge_scans", "parse_seed", "read_seeds", "scan_seed"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "EntryLimits",
+    "deduplicate",
+    "duplicate_problem",
+    "entry_id",
+    "merge_scans",
+    "parse_seed",
+    "read_seeds",
+    "scan_seed",
+]
 
 
 _LINK_HINT = '"[中文标题](https://...)"'
@@ -45,9 +56,9 @@ _ARXIV = re.compile(
     re.IGNORECASE,
 )
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how surrogateescape decodes a bad byte
-_XML_ILLEGAL = re.compile(XML_ILLEGAL)
+_XML_ILLEGAL = re.compile(DROPPED)  # XML-illegal characters and bidi controls
 # Until bad bytes are reported, their escapes (lone surrogates) must survive the cleaning.
-_XML_ILLEGAL_BUT_BAD_BYTES = re.compile(XML_ILLEGAL.replace("\ud800-\udfff", "\ud800-\udc7f\udd00-\udfff"))
+_XML_ILLEGAL_BUT_BAD_BYTES = re.compile(DROPPED.replace("\ud800-\udfff", "\ud800-\udc7f\udd00-\udfff"))
 # Characters a URL must percent-encode; a raw one is a typo or an attempt to break out of an attribute.
 _NOT_IN_URL = re.compile(r'[\s"<>\\]')
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -64,6 +75,36 @@ _FAST_ENTRY = re.compile(
     r"\((https?://(?:(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/(\d{4}\.\d{4,5})(?:v\d+)?(?:\.pdf)?/?(?=\))"
     r"|[^\s/?#\\:@()<>\"][^\s()<>\"\\]*))\)[ \t]*\n+"
 )
+
+
+@dataclass(frozen=True)
+class EntryLimits:
+    """How large one seed entry may be, in UTF-8 bytes (settings `entry_max_bytes` and `title_max_bytes`): the
+    whole entry, from its heading to the next one, and each of its two titles. A larger entry is a problem at its
+    line and is not published (one 50 MB abstract made a 53 MB mail per subscriber)."""
+
+    entry: int = 64 * 1024
+    title: int = 1024
+
+
+DEFAULT_LIMITS = EntryLimits()
+
+
+def _over(text: str, limit: int) -> bool:
+    """Whether `text` is longer than `limit` bytes in UTF-8 (encoding only when the length cannot tell)."""
+    if len(text) > limit:
+        return True
+    return 4 * len(text) > limit and _size(text) > limit
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _too_large(what: str, text: str, limit: int, setting: str) -> str:
+    size = _size(text)
+    shown = f"{size / 1024:,.0f} KiB" if size >= 10 * 1024 else f"{size:,} bytes"
+    return f"{what} is {shown}, over the limit of {limit:,} bytes ({setting}): shorten it"
 
 
 def entry_id(url: str) -> str:
@@ -195,11 +236,15 @@ def _paragraphs(body: str) -> list[str]:
     return paragraphs
 
 
-def _parse_entry(chunk: str, start: int, source: str) -> Entry | Problem:
+def _parse_entry(chunk: str, start: int, source: str, limits: EntryLimits = DEFAULT_LIMITS) -> Entry | Problem:
     """One entry from its text, which starts with its heading (at line `start`) and is XML-clean."""
     eol = chunk.find("\n")
     if eol < 0:
         eol = len(chunk)
+    if _over(raw := chunk[2:eol].strip(), limits.title):
+        return Problem(source, start, _too_large("the English title", raw, limits.title, "title_max_bytes"))
+    if _over(chunk, limits.entry):
+        return Problem(source, start, _too_large("the entry", chunk, limits.entry, "entry_max_bytes"))
     title_en = " ".join(resolve_latex_accents(chunk[2:eol]).split())
     if not title_en:
         return Problem(source, start, 'empty heading: write the English title after "## "')
@@ -225,6 +270,8 @@ def _parse_entry(chunk: str, start: int, source: str) -> Entry | Problem:
             )
         text, url = link
         body = "\n".join(lines[i + 1 :])
+    if _over(raw := text.strip(), limits.title):
+        return Problem(source, link_line_no, _too_large("the Chinese title", raw, limits.title, "title_max_bytes"))
     url = url.strip()
     if not _HTTP_URL.match(url):
         return Problem(source, link_line_no, f"the link must be an http(s) URL, found {_quote(url)!r}; use https://...")
@@ -330,7 +377,7 @@ def _clean_text(data: bytes | str) -> tuple[str, bool]:
     return text, undecodable
 
 
-def parse_seed(data: bytes | str, source: str) -> SeedScan:
+def parse_seed(data: bytes | str, source: str, limits: EntryLimits = DEFAULT_LIMITS) -> SeedScan:
     """Parse one seed file's content; never raises: bad entries become problems, the rest are returned."""
     text, undecodable = _clean_text(data)
     offsets = _heading_offsets(text)
@@ -344,7 +391,8 @@ def parse_seed(data: bytes | str, source: str) -> SeedScan:
     line = 1 + text.count("\n", 0, offsets[0]) if offsets else 0
     for start, end in zip(offsets, [*offsets[1:], len(text)], strict=False):  # no heading: no entry
         chunk = text[start:end]
-        result = (_not_utf8(source, line, chunk) if undecodable else None) or _parse_entry(chunk, line, source)
+        bad = _not_utf8(source, line, chunk) if undecodable else None
+        result = bad or _parse_entry(chunk, line, source, limits)
         if isinstance(result, Problem):
             problems.append(result)
         else:
@@ -355,7 +403,9 @@ def parse_seed(data: bytes | str, source: str) -> SeedScan:
     return SeedScan(tuple(entries), tuple(problems))
 
 
-def scan_seed(data: bytes | str, source: str) -> tuple[list[EntryRef], list[Problem]]:
+def scan_seed(
+    data: bytes | str, source: str, limits: EntryLimits = DEFAULT_LIMITS
+) -> tuple[list[EntryRef], list[Problem]]:
     """What `parse_seed` finds, as refs (id, content hash, where) and problems, without building entries.
 
     A first import reads every paper only to record it, so the common entry shape (`## title`, the link line,
@@ -364,16 +414,17 @@ def scan_seed(data: bytes | str, source: str) -> tuple[list[EntryRef], list[Prob
     """
     text, undecodable = _clean_text(data)
     if undecodable:  # rare: the careful path reports every bad byte where it is
-        scan = parse_seed(data, source)
+        scan = parse_seed(data, source, limits)
         return [EntryRef(e.id, e.content_hash, e.source, e.line) for e in scan.entries], list(scan.problems)
     offsets = _heading_offsets(text)
     problems: list[Problem] = []
     refs: list[EntryRef] = []
     line = 1 + text.count("\n", 0, offsets[0]) if offsets else 0
     fast = _FAST_ENTRY.match
+    short = limits.entry // 4  # characters: an entry this long is within the limit whatever they are
     for start, end in zip(offsets, [*offsets[1:], len(text)], strict=False):
-        head = fast(text, start, end)
-        if head is not None:
+        head = fast(text, start, end) if end - start <= short or not _over(text[start:end], limits.entry) else None
+        if head is not None and not (_over(head.group(1), limits.title) or _over(head.group(2), limits.title)):
             stop = end
             while stop > start and text[stop - 1] == "\n":
                 stop -= 1
@@ -387,7 +438,7 @@ def scan_seed(data: bytes | str, source: str) -> tuple[list[EntryRef], list[Prob
                     refs.append(EntryRef(arxiv or entry_id(url), hashlib.sha256(payload).hexdigest(), source, line))
                     line += text.count("\n", start, end)
                     continue
-        result = _parse_entry(text[start:end], line, source)
+        result = _parse_entry(text[start:end], line, source, limits)
         if isinstance(result, Problem):
             problems.append(result)
         else:
@@ -433,7 +484,7 @@ def merge_scans(scans: Iterable[SeedScan]) -> SeedScan:
     return SeedScan(tuple(entries), tuple(problems))
 
 
-def read_seeds(folder: Path, display_root: Path | None = None) -> SeedScan:
+def read_seeds(folder: Path, display_root: Path | None = None, limits: EntryLimits = DEFAULT_LIMITS) -> SeedScan:
     """Read and parse every seed file of a folder, de-duplicated across files (this module's only I/O)."""
     files = list_seed_files(folder, display_root)
-    return merge_scans(parse_seed(read_seed_file(file), file.source) for file in files)
+    return merge_scans(parse_seed(read_seed_file(file), file.source, limits) for file in files)

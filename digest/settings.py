@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import string
@@ -26,7 +27,8 @@ DEFAULT_CONFIG = Path("config/digest.toml")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # + bidi
+_ENCODED_WORD = re.compile(r"=\?.*\?=")  # RFC 2047; `email` on Python 3.11.7 decodes one into a header line
 MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 MIN_SECRET_CHARS = 32
 MIN_SECRET_BITS = 128
@@ -140,6 +142,8 @@ class Settings(BaseSettings):
     feed_max_items: int = Field(default=50, ge=1, le=10_000)
     archive_page_size: int = Field(default=50, ge=1, le=1000)
     email_max_bytes: int = Field(default=100_000, ge=10_000)
+    entry_max_bytes: int = Field(default=65_536, ge=4096)  # one seed entry, heading to next heading (UTF-8)
+    title_max_bytes: int = Field(default=1024, ge=256)  # each title of an entry (UTF-8)
     highlights: int = Field(default=3, ge=0, le=50)  # the email's "本周要点": the issue's first N papers
     sender_address: str = ""  # the sender's postal address, in the email's footer (CAN-SPAM)
     topics: list[TopicSetting] = Field(default_factory=lambda: [TopicSetting.of(t) for t in DEFAULT_TOPICS])
@@ -244,6 +248,8 @@ class Settings(BaseSettings):
     def _one_line(cls, value: str) -> str:
         if _CONTROL.search(value):
             raise ValueError("must be one line of text without control characters (it goes into mail headers)")
+        if _ENCODED_WORD.search(value):
+            raise ValueError("must not contain an RFC 2047 encoded word (=?...?=): it goes into mail headers")
         return value
 
     @field_validator("from_address")
@@ -405,12 +411,23 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
     return with_file
 
 
+_warned_secret_in: set[Path] = set()
+
+
 def _refuse_password_in_toml(path: Path) -> None:
-    """A password in a committed config file leaks; accept it only from the environment or a secret file."""
+    """A password in a committed config file leaks; accept it only from the environment or a secret file. A
+    `secret_key` there is accepted (refusing it would stop running installations) with one warning per process."""
     if not path.is_file():
         return
     with path.open("rb") as fh:
         data = tomllib.load(fh)
+    if data.get("secret_key") and path.resolve() not in _warned_secret_in:
+        _warned_secret_in.add(path.resolve())
+        logging.getLogger("digest").warning(
+            "%s: secret_key is stored in the config file, which is easily committed or shared; "
+            "move it to DIGEST_SECRET_KEY in the environment or .env",
+            path,
+        )
     smtp = data.get("smtp", {})
     if isinstance(smtp, dict) and smtp.get("password"):
         raise SettingsError(

@@ -1,19 +1,24 @@
 """Subscriber lists as people keep them: address validation and CSV in and out. Pure: text in, rows out.
 
 Addresses are checked for syntax only (`email-validator`, no DNS). Internationalized local parts are refused: they
-need SMTPUTF8 end to end, which the mailer does not use; internationalized domains are fine (sent as xn--).
+need SMTPUTF8 end to end, which the mailer does not use; internationalized domains are fine (sent as xn--). Every
+address that enters (the signup form, `subscribers add`, a CSV import, `send --to`) must also be an RFC 5321 mailbox:
+email-validator's default mode lets a 232-octet local part through, and an RFC 2047 encoded word as the local part
+(`=?utf-8?q?a=0D=0ABcc...?=@x`) is valid syntax that Python 3.11.7's `email` package decodes into a header line.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.message import clean_header
+from digest.errors import printable
+from digest.message import clean_header, smtp_address
 from digest.model import Problem, SubscriberStatus
 from digest.store import SubscriberRecord
 
@@ -21,6 +26,11 @@ EXPORT_COLUMNS = ("email", "name", "status", "subscribed", "unsubscribed", "sour
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP, "CSV Injection"); `=cmd|calc!A0@x.org`
 # is a valid address.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: RFC 5321, 4.5.3.1.1 and the path limit less the angle brackets (RFC 3696 erratum 1690).
+MAX_LOCAL_OCTETS = 64
+MAX_ADDRESS_OCTETS = 254
+_ENCODED_WORD = re.compile(r"=\?.*\?=", re.DOTALL)
+_ADDRESS_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class InvalidAddress(ValueError):
@@ -42,10 +52,23 @@ def normalize_address(address: str) -> str:
     text = address.strip()
     if not text:
         raise InvalidAddress("empty address")
+    if _ADDRESS_CONTROL.search(text):
+        raise InvalidAddress(f"invalid address {text!r}: it contains a control character (CR, LF ...)")
+    if _ENCODED_WORD.search(text):
+        raise InvalidAddress(f"invalid address {text!r}: it contains an RFC 2047 encoded word (=?...?=)")
     try:
-        return str(validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized)
+        normalized = str(validate_email(text, check_deliverability=False, allow_smtputf8=False).normalized)
     except EmailNotValidError as exc:
         raise InvalidAddress(f"invalid address {text!r}: {exc}") from None
+    local = normalized.rpartition("@")[0]
+    if len(local.encode("utf-8")) > MAX_LOCAL_OCTETS:
+        raise InvalidAddress(
+            f"invalid address {text!r}: the part before @ is {len(local.encode())} octets, at most {MAX_LOCAL_OCTETS}"
+        )
+    wire = smtp_address(normalized)  # what SMTP carries: the domain as xn--
+    if len(wire) > MAX_ADDRESS_OCTETS:
+        raise InvalidAddress(f"invalid address {text!r}: {len(wire)} octets long, at most {MAX_ADDRESS_OCTETS}")
+    return normalized
 
 
 def clean_name(name: str) -> str:
@@ -137,15 +160,16 @@ def unquote_formula(cell: str) -> str:
 
 
 def export_csv(records: Iterable[SubscriberRecord]) -> str:
-    """Every subscriber as CSV with a header row, formulas neutralised (`quote_formula`); `parse_subscriber_csv`
-    reads it back (opt-outs included)."""
+    """Every subscriber as CSV with a header row, formulas neutralised (`quote_formula`) and control characters
+    shown as escapes (a cell must not reach a terminal raw); `parse_subscriber_csv` reads it back (opt-outs
+    included)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for record in records:
         sub = record.subscriber
         writer.writerow(
-            quote_formula(cell)
+            quote_formula(printable(cell))
             for cell in [
                 sub.email,
                 sub.name,

@@ -13,6 +13,8 @@ from markupsafe import Markup, escape
 from pylatexenc.latex2text import LatexNodes2Text
 
 __all__ = [
+    "BIDI_CONTROLS",
+    "DROPPED",
     "XML_ILLEGAL",
     "clean_text",
     "first_sentence",
@@ -55,7 +57,13 @@ _URL_STOP = re.compile(f"[{_CJK_CLASS}\u2018\u2019\u201c\u201d\u2014\u2026\u00b7
 
 # XML 1.0 forbids these (they make lxml/feedgen and mjml-python fail); DEL and lone surrogates too.
 XML_ILLEGAL = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]"
-_XML_ILLEGAL = re.compile(XML_ILLEGAL)
+# Unicode's Bidi_Control characters (ALM, LRM, RLM, the embeddings and overrides U+202A-U+202E, the isolates
+# U+2066-U+2069): invisible, and they reorder the text around them, so a title, name or note could show something
+# other than what it says ("Trojan Source", CVE-2021-42574). Dropped with the XML-illegal ones, from every text.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+#: What is dropped from seed text before it reaches any output: XML-illegal characters and bidi controls.
+DROPPED = XML_ILLEGAL[:-1] + BIDI_CONTROLS + "]"
+_XML_ILLEGAL = re.compile(DROPPED)
 
 # LaTeX accent macros only. A symbol accent (\" \' \` \^ \~ \= \.) takes the next letter; a letter
 # accent (\u \v \H \c \k \r) takes a letter after a space; both take a braced letter, or \i / \j.
@@ -84,7 +92,8 @@ def is_cjk(ch: str) -> bool:
 
 
 def remove_xml_illegal(s: str) -> str:
-    """Drop characters XML cannot carry, so feeds and mail never fail on one stray control byte."""
+    """Drop characters XML cannot carry, so feeds and mail never fail on one stray control byte, and bidi controls
+    (`DROPPED`)."""
     return _XML_ILLEGAL.sub("", s) if _XML_ILLEGAL.search(s) else s
 
 
@@ -108,7 +117,7 @@ def resolve_latex_accents(s: str) -> str:
 
 
 def clean_text(s: str) -> str:
-    """Make seed text displayable: XML-illegal characters removed, LaTeX accents resolved."""
+    """Make seed text displayable: XML-illegal characters and bidi controls removed, LaTeX accents resolved."""
     return resolve_latex_accents(remove_xml_illegal(s))
 
 

@@ -8,13 +8,14 @@ point to (`site_url` for confirm and preference links, `unsubscribe_endpoint` fo
 `unsubscribe_link` and `preferences_link` are given that URL, and the web app knows it from its settings, so no
 signature has to change to carry a list id. Confirmation tokens also carry their issue time and expire.
 
-Links mailed before these tokens existed (salt "digest-unsubscribe-v1", payload = the address) still unsubscribe.
+Links mailed before these tokens existed (salt "digest-unsubscribe-v1", payload = the address) still unsubscribe,
+until the end of LEGACY_UNSUBSCRIBE_LAST_DAY: a signed address never dies otherwise, whatever its owner did since.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import urlencode
@@ -24,6 +25,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from digest.model import Subscriber
 
 LEGACY_UNSUBSCRIBE_SALT = "digest-unsubscribe-v1"
+LEGACY_UNSUBSCRIBE_LAST_DAY = date(2027, 6, 30)  # README says so; after it such links get "no longer valid"
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 
@@ -33,6 +35,12 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     PREFERENCES = "preferences"
     UNSUBSCRIBE = "unsubscribe"
+    PERSONAL_DATA = "personal-data"  # download or delete my data: mailed on request, short-lived
+
+
+# Tokens of these purposes carry their issue time and expire; the others live as long as their subscription.
+_TIMED = (Purpose.CONFIRM, Purpose.PERSONAL_DATA)
+PERSONAL_DATA_MAX_AGE = 3600  # seconds a download-or-delete link works
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,10 @@ def _timed(secret: str, salt: str, issued: datetime | None = None) -> URLSafeTim
 
 
 def make_token(secret: str, purpose: Purpose, scope: str, subscriber: Subscriber, *, issued: datetime) -> str:
-    """A token for one subscription and one purpose on the list at `scope`; `issued` dates confirm tokens."""
+    """A token for one subscription and one purpose on the list at `scope`; `issued` dates the tokens that expire
+    (confirm, personal data)."""
     payload = [subscriber.id, subscriber.token_nonce]
-    if purpose is Purpose.CONFIRM:
+    if purpose in _TIMED:
         return str(_timed(secret, _salt(purpose, scope), issued).dumps(payload))
     return str(_serializer(secret, _salt(purpose, scope)).dumps(payload))
 
@@ -89,13 +98,13 @@ def read_token(
     secret: str, purpose: Purpose, scope: str, token: str, *, now: datetime, max_age: float | None = None
 ) -> TokenSubject:
     """The subscription a token names; BadToken when it is not a valid token of this purpose and list, or when a
-    confirm token is older than `max_age` seconds at `now`."""
+    token that expires (confirm, personal data) is older than `max_age` seconds at `now`."""
     salt = _salt(purpose, scope)
     try:
-        if purpose is Purpose.CONFIRM:
+        if purpose in _TIMED:
             value, issued = _timed(secret, salt).loads(token, return_timestamp=True)
             if max_age is not None and (now - issued).total_seconds() > max_age:
-                raise BadToken("this confirmation link has expired", expired=True)
+                raise BadToken("this link has expired", expired=True)
         else:
             value = _serializer(secret, salt).loads(token)
     except SignatureExpired:  # pragma: no cover - expiry is checked above, against `now`
@@ -108,13 +117,18 @@ def read_token(
     raise BadToken("this link is not valid")
 
 
-def read_legacy_unsubscribe_token(secret: str, token: str) -> str | None:
-    """The address of an unsubscribe link mailed before tokens named subscriptions (None if it is not one)."""
+def read_legacy_unsubscribe_token(secret: str, token: str, now: datetime) -> str | None:
+    """The address of an unsubscribe link mailed before tokens named subscriptions (None if it is not one);
+    BadToken (`expired`) for one used after LEGACY_UNSUBSCRIBE_LAST_DAY (the date where `now` is)."""
     try:
         value = _serializer(secret, LEGACY_UNSUBSCRIBE_SALT).loads(token)
     except BadSignature:
         return None
-    return value if isinstance(value, str) and value else None
+    if not isinstance(value, str) or not value:
+        return None
+    if now.date() > LEGACY_UNSUBSCRIBE_LAST_DAY:
+        raise BadToken(f"unsubscribe links of this kind ended on {LEGACY_UNSUBSCRIBE_LAST_DAY}", expired=True)
+    return value
 
 
 def _with_token(url: str, token: str) -> str:
@@ -133,6 +147,13 @@ def preferences_link(site_url: str, secret: str, subscriber: Subscriber) -> str:
     """The personal preference page URL for `subscriber` (`site_url` ends with "/")."""
     token = make_token(secret, Purpose.PREFERENCES, site_url, subscriber, issued=_EPOCH)
     return f"{site_url}preferences/{token}"
+
+
+def personal_data_link(site_url: str, secret: str, subscriber: Subscriber, issued: datetime) -> str:
+    """The link mailed on request from the preference page: download or delete my data, for an hour (the
+    preference link in every issue never expires, so it cannot do either)."""
+    token = make_token(secret, Purpose.PERSONAL_DATA, site_url, subscriber, issued=issued)
+    return f"{site_url}my-data/{token}"
 
 
 def confirm_link(site_url: str, secret: str, subscriber: Subscriber, issued: datetime) -> str:

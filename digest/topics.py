@@ -217,12 +217,22 @@ def primary_topic(entry: Entry, topics: tuple[Topic, ...]) -> str | None:
     return assigned[0] if assigned else None
 
 
-def group_by_topic(entries: Sequence[Entry], topics: tuple[Topic, ...]) -> list[tuple[Topic | None, list[Entry]]]:
+def group_by_topic(
+    entries: Sequence[Entry], topics: tuple[Topic, ...], chosen: frozenset[str] = frozenset()
+) -> list[tuple[Topic | None, list[Entry]]]:
     """Entries grouped under their primary topic, groups in rule order, entries in issue order within a group;
-    entries with no topic (no fallback configured) come last under None."""
+    entries with no topic (no fallback configured) come last under None.
+
+    With `chosen` (a reader's topic slugs), each entry is grouped under the first of its topics that is chosen,
+    and entries with none of them are left out: a reader sees only the headings they asked for."""
     rules = compile_topics(topics)
     groups: dict[str | None, list[Entry]] = {}
     for entry in entries:
+        if chosen:
+            mine = [slug for slug in assign_topics(entry, topics) if slug in chosen]
+            if mine:
+                groups.setdefault(mine[0], []).append(entry)
+            continue
         groups.setdefault(primary_topic(entry, topics), []).append(entry)
     ordered: list[tuple[Topic | None, list[Entry]]] = [
         (topic, groups[topic.slug]) for topic in rules.topics if topic.slug in groups

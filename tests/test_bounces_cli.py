@@ -137,7 +137,7 @@ def test_unreadable_and_unmatched_reports_are_named_and_skipped(mail_ws: Workspa
     assert re.search(r"2\.no-verp: unmatched dsn report for nobody-here@digest\.test: no valid VERP id", result.stderr)
     assert "3.junk\\x1b[31m: not a bounce or complaint report" in result.stderr and "\x1b" not in result.stderr
     assert "4.forged: unmatched" in result.stderr
-    assert "1 reports applied, 0 already imported, 3 skipped" in result.stderr
+    assert "1 report applied, 0 already imported, 3 skipped" in result.stderr
     assert statuses(mail_ws) == {"reader0@example.org": "bounced", "reader1@example.org": "active"}
 
 

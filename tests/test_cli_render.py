@@ -100,7 +100,7 @@ def test_bad_entry_is_reported_with_file_and_line_and_picked_up_once_fixed(works
     result = workspace.run("render", "--now", NEXT_WEEK, check=False)
     assert result.returncode == 1
     assert "seeds/002_bad.md:7:" in result.stderr
-    assert "published issue 2 with 1 papers" in result.stdout
+    assert "published issue 2 with 1 paper" in result.stdout
     assert issue_entries(workspace)[2] == ["2501.00002"]
 
     path.write_text(
@@ -209,7 +209,7 @@ def test_dry_run_lists_entries_writes_preview_and_records_nothing(workspace: Wor
         + "## Bad\n[坏](ftp://x.org/a)\n\nabc\n",
     )
     result = workspace.run("render", "--dry-run", "--now", NEXT_WEEK, check=False)
-    assert "[dry run] would publish issue 2 with 1 papers" in result.stdout
+    assert "[dry run] would publish issue 2 with 1 paper" in result.stdout
     lines = result.stdout.splitlines()
     assert any(line.startswith("new") and "Fresh" in line and "issue 2" in line for line in lines)
     assert any(line.startswith("published") and "in issue 1" in line for line in lines)

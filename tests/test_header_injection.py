@@ -58,14 +58,21 @@ def test_encoded_word_names_cannot_add_a_header_or_end_the_header_block(
     assert cli["To"].addresses[0].addr_spec == "cli@example.org"
 
 
-def test_encoded_words_in_title_and_subject_stay_text(mail_ws: Workspace, smtp_server: MailServer) -> None:
+def test_encoded_words_in_title_and_subject_are_refused(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    # Refused when settings are read (issue 16): the title also reaches the signup notices' Subject.
     mail_ws.run("subscribers", "add", "a@example.org")
-    mail_ws.env["DIGEST_TITLE"] = ENDS_HEADERS
-    mail_ws.env["DIGEST_SUBJECT"] = "{title} " + ENCODED_CRLF
+    for name, value in (("DIGEST_TITLE", ENDS_HEADERS), ("DIGEST_SUBJECT", "{title} " + ENCODED_CRLF)):
+        mail_ws.env[name] = value
+        result = mail_ws.run("send", check=False)
+        assert result.returncode == 2 and f"{name}: " in result.stderr and "encoded word" in result.stderr
+        assert "Traceback" not in result.stderr
+        del mail_ws.env[name]
+    assert smtp_server.received == []
+    mail_ws.env["DIGEST_SUBJECT"] = "{title} =? a question ?"  # `=?` without `?=` is no encoded word
     mail_ws.run("send")
     [received] = smtp_server.received
     assert header_fields(received.data) == EXPECTED_FIELDS
-    assert str(received.message["Subject"]) == f"{ENDS_HEADERS} {ENCODED_CRLF}"
+    assert str(received.message["Subject"]).endswith(" =? a question ?")
 
 
 def test_from_address_is_validated_when_settings_are_read(mail_ws: Workspace, smtp_server: MailServer) -> None:

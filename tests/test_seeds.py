@@ -501,6 +501,10 @@ NEAR_MISSES: list[tuple[str, str, str]] = [  # (part, old, new): replace in that
         for odd in (" ", "\t", "\u3000", "a\\b ", "Topics: llm\n", "TOPICS：agents\n", "topics:\n", "opics ")
     ],
     *[("end", "\n\n", odd) for odd in (" \n", "\n\n\n", "", "\u3000\n")],
+    # over the size limits (title_max_bytes, entry_max_bytes): a problem on both paths
+    ("title", "", "题" * 342),
+    ("text", "", "题" * 342),
+    ("body", "", "摘" * 22_000),
 ]
 
 

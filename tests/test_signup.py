@@ -95,7 +95,7 @@ def test_sign_up_confirm_and_receive_the_issue(srv: Server, browser: httpx.Clien
     answer = browser.post("/subscribe", data={"email": "Ada@Example.org", "website": ""})
     assert answer.status_code == 200 and "Check your inbox" in answer.text
     assert status_of(srv.ws, "ada@example.org") == "pending"
-    assert "1 subscribers: 0 active, 1 pending" in srv.ws.run("subscribers", "list").stderr
+    assert "1 subscriber: 0 active, 1 pending" in srv.ws.run("subscribers", "list").stderr
 
     # Pending addresses get no issue.
     srv.ws.env.update({"DIGEST_SMTP__HOST": "127.0.0.1", "DIGEST_SMTP__PORT": str(smtp_server.port)})
@@ -300,6 +300,15 @@ def confirmed(srv: Server, browser: httpx.Client, smtp: MailServer, email: str, 
     return link_in(mails_to(smtp, email, 2)[1], "/preferences/")
 
 
+def personal_data_url(browser: httpx.Client, smtp: MailServer, preferences: str, email: str, nth: int) -> str:
+    """Ask on the preference page for a link to my data; the link of the mail that brings it (the `nth` to
+    `email`)."""
+    page = browser.get(preferences)
+    asked = browser.post(preferences, data={"csrf": csrf_of(page.text), "action": "data-link"})
+    assert asked.status_code == 200 and "works for an hour" in asked.text
+    return link_in(mails_to(smtp, email, nth)[nth - 1], "/my-data/")
+
+
 @pytest.mark.both_states
 def test_preferences_name_pause_resume_and_data(srv: Server, browser: httpx.Client, smtp_server: MailServer) -> None:
     url = confirmed(srv, browser, smtp_server, "pref@example.org", name="Pref")
@@ -321,7 +330,10 @@ def test_preferences_name_pause_resume_and_data(srv: Server, browser: httpx.Clie
     assert browser.post(url, data={"csrf": csrf, "action": "explode"}).status_code == 400
     assert status_of(srv.ws, "pref@example.org") == "active"
 
-    data = browser.get(url + "/data.json")
+    data = browser.post(
+        my_data := personal_data_url(browser, smtp_server, url, "pref@example.org", 3),
+        data={"csrf": csrf_of(browser.get(my_data).text), "action": "export"},
+    )
     assert data.status_code == 200 and data.headers["content-type"].startswith("application/json")
     assert "attachment" in data.headers["content-disposition"]
     mine = json.loads(data.text)
@@ -350,7 +362,9 @@ def test_preferences_pick_topics_and_the_next_send_holds_only_their_papers(
     with Store.open(srv.ws.state_location) as store:
         sub = store.subscriber("robots@example.org")
         assert sub is not None and store.subscriber_topics(sub.id) == {sub.id: ("robotics",)}
-    assert json.loads(browser.get(url + "/data.json").text)["subscriber"]["topics"] == ["robotics"]
+    my_data = personal_data_url(browser, smtp_server, url, "robots@example.org", 3)
+    export = browser.post(my_data, data={"csrf": csrf_of(browser.get(my_data).text), "action": "export"})
+    assert json.loads(export.text)["subscriber"]["topics"] == ["robotics"]
 
     # The next send: only the robotics paper of the sample issue.
     srv.ws.run("send")
@@ -390,15 +404,17 @@ def test_delete_me_erases_the_row_and_an_import_needs_resubscribe(
     srv: Server, browser: httpx.Client, smtp_server: MailServer
 ) -> None:
     url = confirmed(srv, browser, smtp_server, "leave@example.org")
-    csrf = csrf_of(browser.get(url).text)
-    unconfirmed = browser.post(url, data={"csrf": csrf, "action": "delete"})
+    my_data = personal_data_url(browser, smtp_server, url, "leave@example.org", 3)
+    csrf = csrf_of(browser.get(my_data).text)
+    unconfirmed = browser.post(my_data, data={"csrf": csrf, "action": "delete"})
     assert unconfirmed.status_code == 400 and status_of(srv.ws, "leave@example.org") == "active"
-    gone = browser.post(url, data={"csrf": csrf, "action": "delete", "confirm_delete": "yes"})
+    gone = browser.post(my_data, data={"csrf": csrf, "action": "delete", "confirm_delete": "yes"})
     assert gone.status_code == 200 and "Deleted" in gone.text
     assert status_of(srv.ws, "leave@example.org") is None
     dump = repr([srv.ws.sql(f"SELECT * FROM {table}") for table, _ in TABLES])
     assert "leave@example.org" not in dump  # only the hash is left
     assert browser.get(url).status_code == 410
+    assert browser.get(my_data).status_code == 410
 
     csv = srv.ws.root / "people.csv"
     csv.write_text("email\nleave@example.org\n", encoding="utf-8")

@@ -58,7 +58,7 @@ def test_a_reader_signs_up_confirms_changes_preferences_and_leaves(
             preferences = link_in(mails_to(smtp_server, email, 2)[1], "/preferences/")
             page.goto(preferences)
             page.fill("#name", "林 Reader")
-            page.click("text=保存 · Save")
+            page.click("text=保存称呼 · Save name")
             page.wait_for_selector("text=Your name is saved.")
             shot("5-preferences")
             page.click("text=暂停邮件 · Pause the email")

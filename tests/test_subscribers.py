@@ -61,7 +61,7 @@ def test_import_keeps_good_rows_reports_bad_ones_and_respects_unsubscribes(works
     assert result.returncode == 1
     assert f"{people}:3: invalid address 'broken@'" in result.stderr
     assert (
-        "1 added, 1 already subscribed, 0 subscribed again, 1 kept unsubscribed or suppressed, 1 bad rows"
+        "1 added, 1 already subscribed, 0 subscribed again, 1 kept unsubscribed or suppressed, 1 bad row"
         in result.stdout
     )
     assert "gone@example.org" in workspace.run("subscribers", "list").stdout.split("unsubscribed")[0]

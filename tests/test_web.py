@@ -67,13 +67,15 @@ class Server:
         return self.proc.wait(timeout=15)
 
 
-def start_server(ws: Workspace, log_name: str = "serve.log", port: int | None = None) -> Server:
-    """Start `digest serve` on `port` (default: a free one) and wait until it answers."""
+def start_server(
+    ws: Workspace, log_name: str = "serve.log", port: int | None = None, extra_args: tuple[str, ...] = ()
+) -> Server:
+    """Start `digest serve` on `port` (default: a free one), with `extra_args`, and wait until it answers."""
     port = port or free_port()
     log_path = ws.root / log_name
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "digest", "serve", "--port", str(port)],
+            [sys.executable, "-m", "digest", "serve", "--port", str(port), *extra_args],
             cwd=ws.root,
             env=ws.env,
             stdout=log,
@@ -249,10 +251,18 @@ def test_no_path_outside_the_output_folder(server: Server, target: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/.digest-build.json", "/%2edigest-build.json", "/.x.tmp", "/issues/.hidden/", "/issues/.hidden/index.html"],
+    [
+        "/.digest-build.json",
+        "/.digest-state",
+        "/%2edigest-build.json",
+        "/.x.tmp",
+        "/issues/.hidden/",
+        "/issues/.hidden/index.html",
+    ],
 )
 def test_dotfiles_are_not_served(server: Server, client: httpx.Client, path: str) -> None:
     assert (server.ws.site / ".digest-build.json").is_file()
+    assert (server.ws.site / ".digest-state").is_file()  # which state built the site: not for the public either
     response = client.get(path)
     assert response.status_code == 404
     assert b"partial write" not in response.content and b"secret hidden page" not in response.content

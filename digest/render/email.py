@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -67,6 +68,33 @@ def web_copy(rendered: str, slots: PersonalSlots, link: str) -> str:
     return rendered.replace(slots.unsubscribe, link).replace(slots.preferences, link)
 
 
+#: What the copy of the email published on the site says where the mail had the reader's own links.
+PUBLISHED_NOTE = (
+    "退订与管理订阅：请用你收到的邮件里的个人链接",
+    "To unsubscribe or change your topics, use the personal links in the mail you received",
+)
+
+
+def published_copy(rendered: RenderedEmail, subscribe_url: str) -> tuple[str, str]:
+    """(html, text) of the copy of the email published on the site (`issues/N/email.html`): anyone can open it,
+    so instead of the reader's personal links it offers the subscribe page and says where those links are (an
+    "Unsubscribe" that led to the signup form only confused readers)."""
+    slots = rendered.slots
+    zh, en = PUBLISHED_NOTE
+    html, text = rendered.html, rendered.text
+    html = re.sub(
+        f'<a href="{re.escape(slots.preferences)}"([^>]*)>[^<]*</a>',
+        lambda m: f'<a href="{escape(subscribe_url)}"{m.group(1)}>订阅 / Subscribe</a>',
+        html,
+    )
+    html = re.sub(
+        f'<a href="{re.escape(slots.unsubscribe)}"[^>]*>[^<]*</a>', f'{zh} <span lang="en">/ {en}</span>', html
+    )
+    text = re.sub(f"^.*{re.escape(slots.preferences)}.*$", f"订阅 / Subscribe: {subscribe_url}", text, flags=re.M)
+    text = re.sub(f"^.*{re.escape(slots.unsubscribe)}.*$", f"{zh}\n{en}", text, flags=re.M)
+    return html, text
+
+
 @dataclass(frozen=True)
 class EmailOptions:
     """What an issue's email shows besides the papers: from the settings, the seed folder and the reader.
@@ -87,9 +115,11 @@ class EmailOptions:
 class RenderedEmail:
     """An issue's email: `html` (MJML-compiled) and `text`, with `detail` saying how much of it fits the html.
 
-    `level` is "full" (every abstract whole), "shortened" (every abstract cut to the same share of its length) or
-    "titles" (no abstracts); `entries_in_full` counts papers whose whole abstract is in the html, `kept` the share
-    of each abstract kept.
+    `level` is "full" (every abstract whole), "shortened" (every abstract cut to the same share of its length),
+    "titles" (no abstracts), "titles, no contents" (no table of contents either), "list" (a compact list of the
+    Chinese titles, each linking the issue page) or "partial list" (the first `listed` papers of that list and
+    "M more on the web"); `entries_in_full` counts papers whose whole abstract is in the html, `kept` the share
+    of each abstract kept. `listed` is how many papers the html names.
     """
 
     html: str
@@ -99,6 +129,7 @@ class RenderedEmail:
     entries_in_full: int = 0
     slots: PersonalSlots = PersonalSlots(UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
     kept: float = 1.0
+    listed: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +157,19 @@ class _Section:
 
 
 @dataclass(frozen=True)
+class _Layout:
+    """How much of the email's frame a long issue keeps: the table of contents, papers as a compact list of
+    titles, and how many papers the list leaves to the web page."""
+
+    contents: bool = True
+    compact: bool = False
+    more: int = 0
+
+
+FULL_LAYOUT = _Layout()
+
+
+@dataclass(frozen=True)
 class _Names:
     zh: str
     en: str
@@ -143,12 +187,15 @@ def render_email(
     (UTF-8) and its full plain-text version.
 
     When the whole issue does not fit, every abstract is shortened to the same share of its length (the largest
-    share that fits), down to titles only. Raises RenderError when a template or MJML fails, when the reader's
-    topics hold no paper, or when even titles alone do not fit.
+    share that fits), down to titles only; then the table of contents goes, then the papers become a compact
+    list of titles linking the issue page, then the list keeps its first papers and says how many more are on
+    the web. Raises RenderError when a template or MJML fails or when the reader's topics hold no paper; never
+    for the size (an issue is published whatever its email's size: at worst the email is over the limit).
     """
     total = len(issue.entries)
-    if options.topics:
-        shown = papers_in_topics(issue.entries, site.topics, options.topics)
+    chosen = options.topics & {t.slug for t in site.topics}  # slugs no longer configured are ignored
+    if chosen:
+        shown = papers_in_topics(issue.entries, site.topics, chosen)
         if not shown:
             raise RenderError(f"issue {issue.number}: no paper in the topics {', '.join(sorted(options.topics))}")
         issue = Issue(issue.number, issue.published, shown, issue.slot)
@@ -158,33 +205,88 @@ def render_email(
     html_template = _template(env, HTML_TEMPLATE)
 
     # Computed once: the whole-abstract sections serve the first try and the text part, the highlights every try.
-    whole = _sections(site, issue, STEPS)
-    highlights = _highlights(site, issue, options)
+    whole = _sections(site, issue, STEPS, chosen)
+    highlights = _highlights(site, issue, options, chosen)
 
     def attempt(steps: int) -> str:
-        sections = whole if steps == STEPS else _sections(site, issue, steps)
-        return _render_html(html_template, context, sections, highlights)
+        sections = whole if steps == STEPS else _sections(site, issue, steps, chosen)
+        return _render_html(html_template, context, sections, highlights, FULL_LAYOUT)
 
     # Every abstract keeps steps/STEPS of its length: the largest share that fits is the richest email.
     kept = STEPS
+    count = len(issue.entries)
+    listed = count
     html = attempt(kept)
+    level = "full"
     if _size(html) > max_html_bytes:
         smallest = attempt(0)
-        if _size(smallest) > max_html_bytes:
-            raise RenderError(
-                f"issue {issue.number}: even with titles only the email is {_size(smallest)} bytes,"
-                f" over the limit of {max_html_bytes} (email_max_bytes)"
-            )
-        kept, html = _largest_fitting(attempt, max_html_bytes, (0, smallest), (STEPS, html))
+        if _size(smallest) <= max_html_bytes:
+            kept, html = _largest_fitting(attempt, max_html_bytes, (0, smallest), (STEPS, html))
+            level = "shortened" if kept else "titles"
+        else:
+            kept = 0
+            level, listed, html = _list_fitting(html_template, context, whole, highlights, max_html_bytes)
 
-    in_full = sum(1 for entry in issue.entries if _kept_paragraphs(entry, kept) == _paragraphs(entry))
-    level = "full" if kept == STEPS else "shortened" if kept else "titles"
+    in_full = sum(1 for entry in issue.entries if _kept_paragraphs(entry, kept) == _paragraphs(entry)) if kept else 0
     share = f"{kept * 100 // STEPS}% of each abstract" if level == "shortened" else level
-    detail = f"{share}: {in_full} of {len(issue.entries)} entries in full, {_size(html)} bytes"
+    detail = f"{share}: {in_full} of {count} entries in full, {listed} listed, {_size(html)} bytes"
+    if _size(html) > max_html_bytes:
+        detail += f", over the limit of {max_html_bytes} (email_max_bytes)"
     text = _render_text(_template(env, TEXT_TEMPLATE), context, whole, highlights)
     return RenderedEmail(
-        html=html, text=text, detail=detail, level=level, entries_in_full=in_full, slots=slots, kept=kept / STEPS
+        html=html,
+        text=text,
+        detail=detail,
+        level=level,
+        entries_in_full=in_full,
+        slots=slots,
+        kept=kept / STEPS,
+        listed=listed,
     )
+
+
+def _list_fitting(
+    template: jinja2.Template,
+    context: dict[str, object],
+    whole: Sequence[_Section],
+    highlights: list[_Paper],
+    limit: int,
+) -> tuple[str, int, str]:
+    """(level, papers listed, html) for an issue whose titles alone do not fit: without the table of contents,
+    then as a compact list of titles, then the first papers of that list (as many as fit) and "M more on the web".
+    The smallest of these when even that is too large (it still links the issue page)."""
+    total = sum(len(s.papers) for s in whole)
+    no_contents = _render_html(template, context, _abstracts_dropped(whole), highlights, _Layout(contents=False))
+    if _size(no_contents) <= limit:
+        return "titles, no contents", total, no_contents
+    compact = _Layout(contents=False, compact=True)
+    full_list = _render_html(template, context, whole, highlights, compact)
+    if _size(full_list) <= limit:
+        return "list", total, full_list
+
+    def first(n: int) -> str:
+        return _render_html(template, context, _first_papers(whole, n), highlights, _Layout(False, True, total - n))
+
+    listed, html = _largest_fitting(first, limit, (0, first(0)), (total, full_list))
+    return "partial list", listed, html
+
+
+def _abstracts_dropped(sections: Sequence[_Section]) -> list[_Section]:
+    return [
+        _Section(s.name_zh, s.name_en, tuple(replace(p, paragraphs=(), shortened=True) for p in s.papers))
+        for s in sections
+    ]
+
+
+def _first_papers(sections: Sequence[_Section], n: int) -> list[_Section]:
+    """The sections holding the first `n` papers (in the contents' numbering), the last one cut."""
+    kept: list[_Section] = []
+    for section in sections:
+        if n <= 0:
+            break
+        kept.append(_Section(section.name_zh, section.name_en, section.papers[:n]))
+        n -= len(section.papers)
+    return kept
 
 
 def _largest_fitting(
@@ -298,10 +400,11 @@ def _paper(site: Site, issue: Issue, number: int, entry: Entry, steps: int) -> _
     )
 
 
-def _sections(site: Site, issue: Issue, steps: int) -> list[_Section]:
-    """The issue page's topic sections and numbering, each paper shortened to `steps`/STEPS."""
+def _sections(site: Site, issue: Issue, steps: int, chosen: frozenset[str]) -> list[_Section]:
+    """The issue page's topic sections and numbering (only the `chosen` topics' sections, when a reader chose
+    some), each paper shortened to `steps`/STEPS."""
     sections = []
-    for section in topic_sections(site, issue):
+    for section in topic_sections(site, issue, chosen):
         names = (section.topic.name_zh, section.topic.name_en) if section.topic else ("本期论文", "Papers")
         if names[1] == names[0]:  # "AI for Science" is its own Chinese name: say it once
             names = (names[0], "")
@@ -310,12 +413,13 @@ def _sections(site: Site, issue: Issue, steps: int) -> list[_Section]:
     return sections
 
 
-def _highlights(site: Site, issue: Issue, options: EmailOptions) -> list[_Paper]:
+def _highlights(site: Site, issue: Issue, options: EmailOptions, chosen: frozenset[str]) -> list[_Paper]:
     """The first `options.highlights` papers of the issue (the editor's order), with their numbers in the contents;
     none when the issue has no more papers than that."""
     if options.highlights <= 0 or len(issue.entries) <= options.highlights:
         return []  # a short email (a reader's topics) is all highlights: the contents say enough
-    numbers = {entry.id: number for section in topic_sections(site, issue) for number, entry in section.papers}
+    sections = topic_sections(site, issue, chosen)
+    numbers = {entry.id: number for section in sections for number, entry in section.papers}
     return [_paper(site, issue, numbers[e.id], e, 0) for e in issue.entries[: options.highlights]]
 
 
@@ -352,10 +456,14 @@ def _context(
 
 
 def _render_html(
-    template: jinja2.Template, context: dict[str, object], sections: Sequence[_Section], highlights: list[_Paper]
+    template: jinja2.Template,
+    context: dict[str, object],
+    sections: Sequence[_Section],
+    highlights: list[_Paper],
+    layout: _Layout,
 ) -> str:
     try:
-        source = template.render(context, sections=sections, highlights=highlights)
+        source = template.render(context, sections=sections, highlights=highlights, layout=layout)
     except jinja2.TemplateError as error:
         raise RenderError(f"template {template.name}: {error}") from error
     try:

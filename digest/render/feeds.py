@@ -7,6 +7,7 @@ deterministic: every time comes from the issues (`Issue.published`, `Entry.revis
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -313,7 +314,23 @@ def _paper_feed(site: Site, issues: Sequence[Issue], scope: FeedScope, *, name: 
 def render_rss(site: Site, issues: Sequence[Issue], scope: FeedScope | None = None) -> bytes:
     """`rss.xml`: RSS 2.0 (Best Practices Profile), one item per paper, newest first."""
     fg = _paper_feed(site, issues, scope or FeedScope.whole(site), name="rss.xml", media="application/rss+xml")
-    return bytes(fg.rss_str(pretty=True))
+    return plain_text_titles(bytes(fg.rss_str(pretty=True)))
+
+
+_RSS_TITLE = re.compile(rb"<title>([^<]*)</title>")  # lxml escapes every `<` in text: the whole title is group 1
+_NAMED_REFERENCE = re.compile(rb"&(?:amp|lt|gt);")
+_HEX_REFERENCE = {b"&amp;": b"&#x26;", b"&lt;": b"&#x3C;", b"&gt;": b"&#x3E;"}
+
+
+def plain_text_titles(rss: bytes) -> bytes:
+    """`rss` with `&`, `<` and `>` in its titles written as hexadecimal character references, the same text to an
+    XML parser. RSS 2.0 does not say whether a title is text or HTML, so readers guess from what it looks like: the
+    RSS Best Practices Profile (Character Data) asks for `&#x26;` and `&#x3C;` in plain text (what lxml writes,
+    `&lt;`, is what entity-encoded HTML looks like, and the W3C validator warns on it)."""
+    return _RSS_TITLE.sub(
+        lambda m: b"<title>" + _NAMED_REFERENCE.sub(lambda r: _HEX_REFERENCE[r.group(0)], m.group(1)) + b"</title>",
+        rss,
+    )
 
 
 def render_atom(site: Site, issues: Sequence[Issue], scope: FeedScope | None = None) -> bytes:
@@ -406,10 +423,11 @@ class TopicSection:
     papers: tuple[tuple[int, Entry], ...]
 
 
-def topic_sections(site: Site, issue: Issue) -> list[TopicSection]:
-    """An issue's papers grouped under their primary topics (rule order), numbered 1..n down the page."""
+def topic_sections(site: Site, issue: Issue, chosen: frozenset[str] = frozenset()) -> list[TopicSection]:
+    """An issue's papers grouped under their primary topics (rule order), numbered 1..n down the page; with
+    `chosen` topic slugs, only those topics' sections (see `group_by_topic`)."""
     sections, number = [], 0
-    for topic, entries in group_by_topic(issue.entries, site.topics):
+    for topic, entries in group_by_topic(issue.entries, site.topics, chosen):
         numbered = []
         for entry in entries:
             number += 1

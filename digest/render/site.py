@@ -227,9 +227,14 @@ def issue_json_ld(site: Site, issue: Issue, canonical: str, published_iso: str) 
     return {"@context": "https://schema.org", "@graph": articles}
 
 
+def span(first: int, last: int) -> str:
+    """A range of numbers as a reader writes it: "1–50", and "1" for a range of one (never "1–1")."""
+    return f"{first}–{last}" if last > first else str(first)
+
+
 def _page_links(total: int, page_size: int, path: Callable[[int], str], unit: str) -> list[_PageLink]:
     return [
-        _PageLink(path(k), f"第 {(k - 1) * page_size + 1}–{min(k * page_size, total)} {unit}")
+        _PageLink(path(k), f"第 {span((k - 1) * page_size + 1, min(k * page_size, total))} {unit}")
         for k in range(page_count(total, page_size), 0, -1)
     ]
 
@@ -253,7 +258,7 @@ def render_archive_page(
     last = ordered[0].number if ordered else first
     context = base_context(site, "../")
     context.update(
-        title=f"{site.title} · 往期归档：第 {first}–{last} 期",
+        title=f"{site.title} · 往期归档：第 {span(first, last)} 期",
         page_number=page_number,
         issues=[_row(site, issue) for issue in ordered],
         pages=[],
@@ -326,7 +331,7 @@ def render_topic_page(
     first = (page - 1) * page_size + 1
     context = _topic_context(site, topic)
     context.update(
-        title=f"{topic.name_zh} · 第 {first}–{first + max(len(papers), 1) - 1} 篇 · {site.title}",
+        title=f"{topic.name_zh} · 第 {span(first, first + len(papers) - 1)} 篇 · {site.title}",
         page_number=page,
         first=first,
         last=first + len(papers) - 1,

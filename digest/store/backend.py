@@ -126,6 +126,15 @@ class Backend(ABC):
     def job_store_url(self, jobs_path: Path) -> str:
         """The SQLAlchemy URL of the scheduler's job store."""
 
+    @abstractmethod
+    def exists(self) -> bool:
+        """Whether a state is there yet (without creating one: read-only commands ask first)."""
+
+    @abstractmethod
+    def backup(self, target: Path) -> int:
+        """Copy the whole state, consistently and while others use it, into the file `target` (atomically, mode
+        0600); returns its size in bytes. StoreError where the backend has its own tools for that."""
+
     @property
     def journals_optouts(self) -> bool:
         """Whether the web app journals an unsubscribe when the state is busy (SQLite: one writer at a time)."""

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from digest.errors import BusyError, StoreConflict, StoreError
+from digest.errors import BusyError, StateBusy, StoreConflict, StoreError
 from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor
 
 SCHEMA_BASE = 7
@@ -163,7 +163,7 @@ class PostgresConnection(Connection):
         if isinstance(exc, pg_errors.IntegrityError):
             raise StoreConflict(f"{self._where}: {exc}") from exc
         if isinstance(exc, pg_errors.LockNotAvailable):
-            raise StoreError(f"{self._where}: state is locked by another process: {exc}") from exc
+            raise StateBusy(f"{self._where}: state is locked by another process: {exc}") from exc
         raise StoreError(f"{self._where}: state database error: {exc}") from exc
 
     def _query(self, sql: str) -> str:
@@ -316,6 +316,25 @@ class PostgresBackend(Backend):
 
     def for_requests(self, size: int) -> Backend:
         return PooledPostgresBackend(self.url, size)
+
+    def exists(self) -> bool:
+        conn = self._connect(_keepalive_options(), _application())
+        try:
+            row = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: cannot read the state database: {exc}") from exc
+        finally:
+            conn.close()
+        return bool(row and row[0])
+
+    def backup(self, target: Path) -> int:
+        # pg_dump is the tool for a consistent copy of a live PostgreSQL database; its URL is shown without the
+        # password (give it through PGPASSWORD or ~/.pgpass).
+        raise StoreError(
+            f"the state is in PostgreSQL: back it up with pg_dump, e.g."
+            f" pg_dump --format=custom --file={target} '{self.where}'"
+            f" (restore into an empty database with pg_restore --dbname=URL {target})"
+        )
 
     @contextmanager
     def writer_lock(self, timeout: float, what: str) -> Iterator[None]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from digest.errors import StoreConflict, StoreError
+from digest.errors import StateBusy, StoreConflict, StoreError
 from digest.lock import lock_path_for, writer_lock
 from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor
 
@@ -189,6 +190,8 @@ class SqliteConnection(Connection):
     def _fail(self, exc: sqlite3.Error) -> NoReturn:
         if isinstance(exc, sqlite3.IntegrityError):
             raise StoreConflict(f"{self._path}: {exc}") from exc
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise StateBusy(f"{self._path}: state is locked by another process: {exc}") from exc
         raise StoreError(f"{self._path}: state database error: {exc}{_what_to_do(self._path, exc)}") from exc
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
@@ -213,7 +216,7 @@ class SqliteConnection(Connection):
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self._path}: state is locked by another process: {exc}") from exc
+            raise StateBusy(f"{self._path}: state is locked by another process: {exc}") from exc
 
     def commit(self) -> None:
         try:
@@ -312,6 +315,53 @@ class SqliteBackend(Backend):
 
     def job_store_url(self, jobs_path: Path) -> str:
         return f"sqlite:///{jobs_path.resolve()}"
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def backup(self, target: Path) -> int:
+        # SQLite's online backup API copies one consistent snapshot (a read transaction: in WAL mode it waits
+        # for no writer and no writer waits for it), so `digest run` and `serve` go on meanwhile. The copy is
+        # made beside the target under a temp name (mode 0600: it holds every subscriber's address), checked,
+        # made durable, and only then renamed into place.
+        if not self.exists():
+            raise StoreError(f"no state yet at {self.path}: nothing to back up")
+        if target.exists() and target.resolve() == self.path.resolve():
+            raise StoreError(f"{target}: that is the state itself; back it up into another file")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as exc:
+            raise StoreError(f"{target}: cannot write the backup: {exc}") from exc
+        os.close(fd)
+        try:
+            source = sqlite3.connect(self.path, timeout=60.0)
+            try:
+                copy = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    source.backup(copy)
+                    copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+                    problem = copy.execute("PRAGMA quick_check").fetchone()[0]
+                finally:
+                    copy.close()
+            finally:
+                source.close()
+            if problem != "ok":
+                raise StoreError(f"{target}: the copy of {self.path} fails its check ({problem}); nothing written")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+            folder = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot back up the state: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"{target}: cannot write the backup: {exc}") from exc
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return target.stat().st_size
 
     @property
     def journals_optouts(self) -> bool:

@@ -20,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from digest.errors import StateBusy
 from digest.optouts import OptOutJournal
 from digest.settings import Settings
 from digest.web import preferences, signup, unsubscribe
 from digest.web.forms import BodyLimit
-from digest.web.pages import Clock, Text, Web
+from digest.web.pages import Clock, ForwardedClient, Text, Web
 from digest.web.server import serve
 from digest.web.static import SiteFiles
 
@@ -80,9 +81,10 @@ def signup_not_set_up(web: Web) -> list[BaseRoute]:
     async def not_set_up(request: Request) -> Response:
         return web.page(NOT_SET_UP_HEADING, [NOT_SET_UP_TEXT], status=503, signup_form=False)
 
-    methods = ["GET", "HEAD", "POST"]
-    paths = ["/subscribe", "/confirm/{token}", "/preferences/{token}", "/preferences/{token}/data.json"]
-    return [Route(path, not_set_up, methods=methods) for path in [*paths, "/unsubscribe"]]
+    # The same paths as the real endpoints (building their routes signs nothing).
+    real = [*unsubscribe.routes(web, None), *signup.routes(web), *preferences.routes(web)]
+    paths = [route.path for route in real if isinstance(route, Route)]
+    return [Route(path, not_set_up, methods=["GET", "HEAD", "POST"]) for path in paths]
 
 
 def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
@@ -105,7 +107,10 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
     journal = OptOutJournal.beside(settings.state_path) if web.backend.journals_optouts and signup_on else None
 
     async def error_page(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        # A render holding the state longer than `web_db_wait`: the client should simply come back.
+        status = exc.status_code if isinstance(exc, HTTPException) else 503 if isinstance(exc, StateBusy) else 500
+        if status == 503:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
         if status == 500:
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         heading, text = _ERRORS.get(status, _ERRORS[400])
@@ -147,7 +152,11 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
         )
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimit, max_bytes=settings.web_max_body_bytes)],
-        exception_handlers={HTTPException: error_page, Exception: error_page},
+        middleware=[
+            Middleware(ForwardedClient, trusted_proxies=settings.trusted_proxies),
+            Middleware(BodyLimit, max_bytes=settings.web_max_body_bytes),
+        ],
+        # StateBusy by name: Starlette's handler for Exception answers, then re-raises into the server's log.
+        exception_handlers={HTTPException: error_page, StateBusy: error_page, Exception: error_page},
         lifespan=lifespan,
     )

@@ -1,24 +1,20 @@
 """The small messages of signup: the confirmation request, the welcome after confirming, and the note to an
 address that is already subscribed. Plain text from templates users can edit (`mail_*.txt.j2`: the first line is
-the subject, the rest the body), built with the `email` package (policy.SMTP, 7-bit transfer encodings) with every
-header value cleaned first. No display name goes into To: the address alone cannot smuggle a header.
+the subject, the rest the body). The header is written by `digest.message` exactly as an issue's (never parsed back
+by the `email` package, which on Python 3.11.7 turns an encoded word into a real header line); no display name goes
+into To.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 from enum import StrEnum
 from typing import Any
 
 import jinja2
 
-from digest.message import clean_header, smtp_address
-
-_POLICY = policy.SMTP.clone(cte_type="7bit")
+from digest.message import build_notice_message, clean_header
 
 
 class Notice(StrEnum):
@@ -27,6 +23,8 @@ class Notice(StrEnum):
     CONFIRM = "mail_confirm.txt.j2"
     WELCOME = "mail_welcome.txt.j2"
     ALREADY = "mail_already.txt.j2"
+    PERSONAL_DATA = "mail_personal_data.txt.j2"
+    NEW_LINK = "mail_new_link.txt.j2"
 
 
 def render_notice(env: jinja2.Environment, notice: Notice, **values: Any) -> tuple[str, str]:
@@ -39,13 +37,15 @@ def render_notice(env: jinja2.Environment, notice: Notice, **values: Any) -> tup
 
 def build_notice(*, from_address: str, to: str, subject: str, body: str, now: datetime, domain: str) -> bytes:
     """One plain-text message, ready for SMTP."""
-    msg = EmailMessage(policy=_POLICY)
-    msg["From"] = clean_header(from_address)
-    local, _, host = smtp_address(clean_header(to)).rpartition("@")
-    msg["To"] = Address(username=local, domain=host)
-    msg["Subject"] = clean_header(subject)
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = make_msgid(domain=clean_header(domain) or "localhost")
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(body)
-    return msg.as_bytes()
+    try:
+        host = "".join(clean_header(domain).split()).encode("idna").decode("ascii")
+    except UnicodeError:
+        host = ""
+    return build_notice_message(
+        from_address=from_address,
+        to=to,
+        subject=subject,
+        body=body,
+        date=now,
+        msgid=make_msgid(domain=host or "localhost"),
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,12 +23,14 @@ import anyio.to_thread
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digest.model import Site
 from digest.render.site import base_context
 from digest.settings import Settings
 from digest.store import Backend, Store, backend_for
 
+log = logging.getLogger("digest.web")
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 
@@ -124,7 +128,46 @@ def page_headers(html: str) -> dict[str, str]:
     return {**PAGE_HEADERS, "Content-Security-Policy": csp}
 
 
+def ip_address_text(value: str) -> str | None:
+    """`value` as the canonical text of an IP address, or None when it is not one (a zone index such as
+    `fe80::1%eth0` may hold any text, so it is refused too)."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return None
+    return str(address)
+
+
+class ForwardedClient:
+    """ASGI middleware behind a proxy listed in `trusted_proxies`: the client is what X-Forwarded-For names
+    (uvicorn's rules: the last address not itself a trusted proxy; the scheme from X-Forwarded-Proto), but only
+    when that is an IP address. Anything else (`<script>`, control characters, a name) leaves the peer address."""
+
+    _PEER = "digest.peer"
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str]) -> None:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        self.app = app
+        self.proxy = ProxyHeadersMiddleware(self._checked, trusted_hosts=list(trusted_proxies))  # type: ignore[arg-type]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.proxy({**scope, self._PEER: scope.get("client")}, receive, send)  # type: ignore[arg-type]
+
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if client and ip_address_text(str(client[0])) is None:
+            log.warning("X-Forwarded-For from %s names no IP address: the peer address is used", scope[self._PEER])
+            scope["client"] = scope[self._PEER]
+        await self.app(scope, receive, send)
+
+
 def client_ip(request: Request) -> str:
-    """The client's address: the peer, or (behind a proxy listed in `trusted_proxies`) what uvicorn's proxy
-    header handling took from X-Forwarded-For."""
-    return request.client.host if request.client else ""
+    """The client's address: the peer, or (behind a proxy listed in `trusted_proxies`) the IP address
+    X-Forwarded-For names (see ForwardedClient); never anything but an IP address's text (or "")."""
+    return (ip_address_text(request.client.host) or "") if request.client else ""

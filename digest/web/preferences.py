@@ -1,8 +1,11 @@
 """The personal preference page, `/preferences/<token>` (linked from every issue mail and the welcome mail):
 change the name, pause or resume the email, stop it, choose topics (the email then holds only their papers; none
-ticked is every paper), download my data as JSON,
-and delete me (the row and its deliveries are erased; only a one-way hash of the address stays, in the
-suppression list, so an import cannot silently add it back).
+ticked is every paper), and ask for a link to my data.
+
+That link never expires and sits in every issue ever mailed (and every mailbox, forward and archive that holds
+one), so it cannot download or delete anything: it mails a short-lived link instead (`/my-data/<token>`, an hour),
+whose page downloads my data as JSON or deletes me (the row and its deliveries are erased; only a one-way hash of
+the address stays, in the suppression list, so an import cannot silently add it back).
 """
 
 from __future__ import annotations
@@ -11,25 +14,27 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.model import SubscriberStatus
+from digest.model import Subscriber, SubscriberStatus
 from digest.settings import Settings
 from digest.store import Store, SubscriberRecord
 from digest.subscribers import clean_name
-from digest.tokens import BadToken, Purpose, TokenSubject, read_token
+from digest.tokens import PERSONAL_DATA_MAX_AGE, BadToken, Purpose, TokenSubject, personal_data_link, read_token
 from digest.web.forms import CSRF_FIELD, csrf_ok, csrf_token, read_form
+from digest.web.mails import Notice
 from digest.web.pages import Text, Web
 
 log = logging.getLogger("digest.web")
 
 MAX_NAME = 100
-ACTIONS = ("name", "pause", "resume", "stop", "topics", "delete")
+ACTIONS = ("name", "pause", "resume", "stop", "topics", "data-link")
 TOPIC_FIELD = "topic-"  # one checkbox per topic, `topic-<slug>=yes` (distinct names: a form field has one value)
 
 
@@ -57,6 +62,10 @@ _DONE = {
     "resume": Text("邮件已恢复。", "The email is on again."),
     "stop": Text("已退订，不会再收到邮件。", "You are unsubscribed and will get no further email."),
     "topics": Text("主题已保存，下一期起生效。", "Your topics are saved; they apply from the next issue."),
+    "data-link": Text(
+        "我们已把下载或删除数据的链接发到这个地址，一小时内有效。",
+        "A link to download or delete your data is on its way to this address; it works for an hour.",
+    ),
 }
 _LEAVING = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
 
@@ -94,18 +103,26 @@ class Change:
     status: int
     record: SubscriberRecord | None = None
     topics: tuple[str, ...] = ()
+    mail: Subscriber | None = None  # who gets the personal-data link ("data-link", within its limit)
 
 
 def apply_change(
-    store: Store, subject: TokenSubject, action: str, name: str, now: datetime, topics: Sequence[str] = ()
+    store: Store,
+    settings: Settings,
+    subject: TokenSubject,
+    action: str,
+    name: str,
+    now: datetime,
+    topics: Sequence[str] = (),
 ) -> Change:
     """Apply one preference action to the token's subscription, in one transaction (`topics`: the slugs ticked
-    for the "topics" action)."""
+    for the "topics" action; "data-link" decides whether a personal-data link may be mailed: at most
+    `settings.signup_address_limit` per `signup_address_window`)."""
     with store.transaction():
         record = store.subscriber_record(subject.subscriber_id)
         if record is None or not subject.matches(record.subscriber):
             return Change(410)
-        sub_id, email = subject.subscriber_id, record.subscriber.email
+        sub_id = subject.subscriber_id
         if action == "name":
             store.set_subscriber_name(sub_id, name)
         elif action == "pause":
@@ -116,24 +133,44 @@ def apply_change(
             store.set_subscriber_status(sub_id, SubscriberStatus.UNSUBSCRIBED, now, only_from=_LEAVING)
         elif action == "topics":
             store.set_subscriber_topics(sub_id, topics)
-        elif action == "delete":
-            store.erase_subscriber(sub_id)
-            store.suppress(email, "deleted by its owner on the preference page", now)
-            return Change(200)
+        elif action == "data-link":
+            bucket = f"data-link:{sub_id}"
+            store.serialize(bucket)
+            window = now - timedelta(seconds=settings.signup_address_window)
+            if store.count_events(bucket, window) < settings.signup_address_limit:
+                store.record_event(bucket, now)
+                mail = record.subscriber
+            else:
+                log.info("personal-data link for subscriber %d over its limit: no mail sent", sub_id)
+                mail = None
+            return Change(200, record, store.subscriber_topics(sub_id).get(sub_id, ()), mail)
         return Change(200, store.subscriber_record(sub_id), store.subscriber_topics(sub_id).get(sub_id, ()))
 
 
+def erase(store: Store, subject: TokenSubject, now: datetime) -> bool:
+    """Delete the token's subscription and its deliveries, keeping a hash of the address in the suppression list;
+    False if the subscription no longer exists."""
+    with store.transaction():
+        record = store.subscriber_record(subject.subscriber_id)
+        if record is None or not subject.matches(record.subscriber):
+            return False
+        store.erase_subscriber(subject.subscriber_id)
+        store.suppress(record.subscriber.email, "deleted by its owner on the personal-data page", now)
+        return True
+
+
 def routes(web: Web) -> list[Route]:
-    """The preference page, its form, and the data download."""
+    """The preference page and its form, and the personal-data page its emailed link opens."""
     settings = web.settings
 
-    def subject_of(request: Request) -> TokenSubject | None:
+    def subject_of(request: Request, purpose: Purpose = Purpose.PREFERENCES) -> TokenSubject | int:
+        max_age = PERSONAL_DATA_MAX_AGE if purpose is Purpose.PERSONAL_DATA else None
         try:
             return read_token(
-                web.secret, Purpose.PREFERENCES, settings.site_url, request.path_params["token"], now=web.now()
+                web.secret, purpose, settings.site_url, request.path_params["token"], now=web.now(), max_age=max_age
             )
-        except BadToken:
-            return None
+        except BadToken as exc:
+            return 419 if exc.expired else 400
 
     def load(subject: TokenSubject) -> tuple[SubscriberRecord, tuple[str, ...]] | None:
         with web.open_store() as store:
@@ -152,9 +189,17 @@ def routes(web: Web) -> list[Route]:
                 Text("链接已失效", "Link no longer valid"),
                 Text("这个链接属于一个已不存在的订阅。", "This link belongs to a subscription that no longer exists."),
             ),
+            419: (  # shown as 410: an expired personal-data link
+                Text("链接已失效", "Link no longer valid"),
+                Text(
+                    "下载或删除数据的链接只在一小时内有效。请打开任意一期邮件底部的“管理订阅”，再申请一个新链接。",
+                    "A link to download or delete your data works for an hour. Open “Preferences” at the foot of"
+                    " any issue and ask for a new one.",
+                ),
+            ),
         }
         heading, text = texts[status]
-        return web.page(heading, [text], status=status)
+        return web.page(heading, [text], status=min(status, 410))
 
     def page(
         request: Request,
@@ -171,7 +216,6 @@ def routes(web: Web) -> list[Route]:
             status=status,
             form="_preferences_form.html.j2",
             action=request.url.path,
-            data_url=request.url.path + "/data.json",
             csrf=csrf_token(web.secret, token),
             email=sub.email,
             name=sub.name,
@@ -184,8 +228,8 @@ def routes(web: Web) -> list[Route]:
 
     async def preferences(request: Request) -> Response:
         subject = subject_of(request)
-        if subject is None:
-            return invalid(400)
+        if isinstance(subject, int):
+            return invalid(subject)
         if request.method == "GET":
             loaded = await web.in_thread(load, subject)
             return page(request, loaded) if loaded is not None else invalid(410)
@@ -202,32 +246,70 @@ def routes(web: Web) -> list[Route]:
         name = clean_name(form.get("name", ""))
         if action == "name" and len(name) > MAX_NAME:
             return page(request, record, Text(f"名字最长 {MAX_NAME} 个字符。", f"At most {MAX_NAME} characters."), 400)
-        if action == "delete" and form.get("confirm_delete") != "yes":
-            need = Text("请勾选确认框再删除。", "Tick the box to confirm the deletion.")
-            return page(request, record, need, 400)
 
         topics = chosen_topics(settings, form)
 
         def work() -> Change:
             with web.open_store() as store:
-                return apply_change(store, subject, action, name, now, topics)
+                return apply_change(store, settings, subject, action, name, now, topics)
 
         change = await web.in_thread(work)
-        if change.status != 200:
+        if change.status != 200 or change.record is None:
             return invalid(change.status)
-        if change.record is None:
-            log.info("subscriber %d deleted itself", subject.subscriber_id)
-            return web.page(
-                Text("已删除", "Deleted"),
-                [Text("您的订阅和所有相关记录已删除。", "Your subscription and every record of it are deleted.")],
-            )
-        return page(request, (change.record, change.topics), _DONE[action])
+        response = page(request, (change.record, change.topics), _DONE[action])
+        if change.mail is not None:
+            response.background = BackgroundTask(web.in_thread, send_personal_data_link, web, change.mail, now)
+        return response
 
-    async def data(request: Request) -> Response:
-        subject = subject_of(request)
-        if subject is None:
-            return invalid(400)
+    def data_page(
+        request: Request, loaded: tuple[SubscriberRecord, Sequence[str]], notice: Text | None = None, status: int = 200
+    ) -> Response:
+        return web.page(
+            Text("我的数据", "Your data"),
+            [notice] if notice else [],
+            status=status,
+            form="_personal_data_form.html.j2",
+            action=request.url.path,
+            csrf=csrf_token(web.secret, request.path_params["token"]),
+            email=loaded[0].subscriber.email,
+            signup_form=False,
+        )
 
+    async def personal_data_page(request: Request) -> Response:
+        subject = subject_of(request, Purpose.PERSONAL_DATA)
+        if isinstance(subject, int):
+            return invalid(subject)
+        loaded = await web.in_thread(load, subject)
+        if loaded is None:
+            return invalid(410)
+        if request.method == "GET":
+            return data_page(request, loaded)
+        form = await read_form(request, settings.web_body_timeout)
+        now = web.now()
+        if not csrf_ok(web.secret, request.path_params["token"], form.get(CSRF_FIELD, ""), now):
+            return data_page(request, loaded, Text("表单已过期，请重试。", "The form expired; please try again."), 403)
+        action = form.get("action", "")
+        if action == "export":
+            return await download(subject)
+        if action != "delete":
+            return data_page(request, loaded, Text("未知的操作。", "Unknown action."), 400)
+        if form.get("confirm_delete") != "yes":
+            need = Text("请勾选确认框再删除。", "Tick the box to confirm the deletion.")
+            return data_page(request, loaded, need, 400)
+
+        def work() -> bool:
+            with web.open_store() as store:
+                return erase(store, subject, now)
+
+        if not await web.in_thread(work):
+            return invalid(410)
+        log.info("subscriber %d deleted itself", subject.subscriber_id)
+        return web.page(
+            Text("已删除", "Deleted"),
+            [Text("您的订阅和所有相关记录已删除。", "Your subscription and every record of it are deleted.")],
+        )
+
+    async def download(subject: TokenSubject) -> Response:
         def work() -> dict[str, Any] | None:
             with web.open_store() as store:
                 record = store.subscriber_record(subject.subscriber_id)
@@ -253,5 +335,14 @@ def routes(web: Web) -> list[Route]:
 
     return [
         Route("/preferences/{token}", preferences, methods=["GET", "POST"]),
-        Route("/preferences/{token}/data.json", data, methods=["GET"]),
+        Route("/my-data/{token}", personal_data_page, methods=["GET", "POST"]),
     ]
+
+
+def send_personal_data_link(web: Web, subscriber: Subscriber, now: datetime) -> None:
+    """Mail the short-lived download-or-delete link (runs after the answer was sent), through the signup notices'
+    path."""
+    from digest.web.signup import send_notice  # signup imports this module (the topic checkboxes)
+
+    link = personal_data_link(web.settings.site_url, web.secret, subscriber, now)
+    send_notice(web, Notice.PERSONAL_DATA, subscriber, now, personal_data_url=link)

@@ -27,7 +27,8 @@ import logging
 import resource
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -201,7 +202,8 @@ class RepeatFilter(logging.Filter):
 
 
 class RedactTokens(logging.Filter):
-    """Keep tokens out of the access log: query strings and the token part of /confirm/ and /preferences/."""
+    """Keep tokens out of the access log: query strings and the token part of /confirm/, /preferences/ and
+    /my-data/."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -213,7 +215,7 @@ class RedactTokens(logging.Filter):
 def redact(target: str) -> str:
     """A request target without its secrets."""
     path = target.split("?", 1)[0]
-    for prefix in ("/confirm/", "/preferences/"):
+    for prefix in ("/confirm/", "/preferences/", "/my-data/"):
         if prefix in path:
             head, _, rest = path.partition(prefix)
             path = head + prefix + "[redacted]" + ("/data.json" if rest.endswith("/data.json") else "")
@@ -252,8 +254,9 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the app under uvicorn until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both)."""
+def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime] | None = None) -> None:
+    """Run the app under uvicorn until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both); `clock` pins
+    the time (tests)."""
     import uvicorn
 
     from digest.web import create_app, serves_site
@@ -268,7 +271,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     sock = listen(host, port)
     if settings.web_static and not output.is_dir():
         log.warning("%s/: output folder not found: serving signup and unsubscribe only (run `digest render`)", output)
-    app = create_app(settings)
+    app = create_app(settings, clock)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     repeat = RepeatFilter(settings.log_repeat_interval)
     for handler in logging.getLogger().handlers:
@@ -282,8 +285,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         ),
         log_config=None,
         lifespan="on",
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=list(settings.trusted_proxies) or None,
+        proxy_headers=False,  # the app reads X-Forwarded-For itself, and takes only IP addresses (ForwardedClient)
         server_header=False,
         timeout_keep_alive=settings.web_keep_alive_timeout,
         limit_concurrency=connection_limit(settings.web_max_connections),

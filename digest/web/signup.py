@@ -1,14 +1,17 @@
 """Signup with double opt-in: `GET /subscribe` (the form), `POST /subscribe` (ask for confirmation by mail),
 `GET /confirm/<token>` (a button; link scanners that only GET confirm nobody) and `POST /confirm/<token>`.
 
-The answer to a signup is the same page whatever the address's state (new, pending, active, unsubscribed), so the
-form tells nobody who is subscribed; what differs (which mail, or none) happens after the answer is sent. Abuse
-limits live in the state (shared by every process): signup requests per client IP (over the limit: 429) and
-confirmation mails per address (over the limit: the same answer, no mail), plus a honeypot field that bots fill.
+The answer to a signup is the same page whatever the address's state (new, pending, active, unsubscribed,
+suppressed), so the form tells nobody who is subscribed; what differs (which mail, or none) happens after the answer
+is sent. A bounced, complained or deleted address is neither mailed nor changed. Abuse limits live in the state
+(shared by every process): signup requests per client network (an IPv4 address or an IPv6 /64; over the limit: 429)
+and confirmation mails per mailbox (`a+x@` counts as `a@`; over the limit: the same answer, no mail), plus a
+honeypot field that bots fill.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,13 +46,39 @@ log = logging.getLogger("digest.web")
 
 HONEYPOT = "website"  # a field people never see, and form-filling bots rarely leave empty
 MAX_NAME = 100
-_REJOIN = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+# Only an address that chose to leave may come back through the form. A bounced or complained one (or one whose
+# owner deleted it, kept as a hash in the suppression list) is the publisher's to restore, with the CLI: a stranger
+# typing it in must neither mail it nor reset its record.
+_REJOIN = (SubscriberStatus.UNSUBSCRIBED,)
+_SUPPRESSED = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+IPV6_PREFIX = 64  # one subscriber line or host gets a whole /64: its addresses count as one client
 
 CHECK_INBOX = Text("请查收确认邮件", "Check your inbox")
 CHECK_INBOX_TEXT = Text(
     "如果这个地址可以订阅，我们已发出一封确认邮件。请打开邮件中的链接并点击按钮完成订阅。",
     "If this address can subscribe, a confirmation mail is on its way. Open its link and press the button.",
 )
+
+
+def mailbox_of(email: str) -> str:
+    """The mailbox an address delivers to, as the per-address limit counts it: `Victim+1@Example.org` and
+    `victim+2@example.org` are both `victim@example.org` (the local part case-folded, a `+tag` removed)."""
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local.casefold().partition('+')[0]}@{domain.lower()}"
+
+
+def network_of(ip: str) -> str:
+    """The client as the per-IP limit counts it: an IPv4 address, or the /64 of an IPv6 one (an IPv4-mapped IPv6
+    address counts as its IPv4). Anything that is no address is its own bucket."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True)
@@ -73,13 +102,14 @@ def record_signup(
     """In one transaction: count the request against its IP, make the address pending (unless it is active or
     paused already) with the topics ticked on the form, and decide the mail, counted against the address. An active
     subscriber's topics are changed only on its preference page (the form must not let anyone change them)."""
+    ip_bucket = f"ip:{network_of(ip)}"
+    address_bucket = f"address:{email_hash(mailbox_of(email))}"
     with store.transaction():
-        # The limits count rows, then add one: hold the IP's and the address's keys (always in this order) so
+        # The limits count rows, then add one: hold the client's and the mailbox's keys (always in this order) so
         # that concurrent requests on other hosts count after this one.
-        store.serialize(f"signup-ip:{ip}")
-        store.serialize(f"signup-address:{email_hash(email)}")
+        store.serialize(f"signup-{ip_bucket}")
+        store.serialize(f"signup-{address_bucket}")
         store.prune_events(now - timedelta(seconds=max(settings.signup_ip_window, settings.signup_address_window)))
-        ip_bucket = f"ip:{ip}"
         if (
             store.count_events(ip_bucket, now - timedelta(seconds=settings.signup_ip_window))
             >= settings.signup_ip_limit
@@ -87,6 +117,9 @@ def record_signup(
             return SignupResult(ip_limited=True)
         store.record_event(ip_bucket, now)
         existing = store.subscriber(email)
+        if (existing is not None and existing.status in _SUPPRESSED) or store.suppression(email) is not None:
+            log.info("signup of a suppressed address: no mail, nothing changed")
+            return SignupResult()
         notice = Notice.CONFIRM
         if existing is None or existing.status in _REJOIN:
             # A new address, or one that left: pending again with a fresh nonce, so earlier links stay dead.
@@ -105,7 +138,6 @@ def record_signup(
         elif existing.status is not SubscriberStatus.PENDING:
             notice = Notice.ALREADY
         subscriber = store.subscriber(email)
-        address_bucket = f"address:{email_hash(email)}"
         window = now - timedelta(seconds=settings.signup_address_window)
         if store.count_events(address_bucket, window) >= settings.signup_address_limit:
             log.info("signup of an address over its mail limit: no mail sent")
@@ -309,8 +341,9 @@ def check_confirmation(web: Web, subject: TokenSubject, write: bool, now: dateti
         return Confirmation(200, record.subscriber)
 
 
-def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime) -> None:
-    """Render and mail one signup notice (runs after the answer was sent); failures are logged, not shown."""
+def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime, **values: str) -> None:
+    """Render and mail one signup notice (runs after the answer was sent), with `values` for its template beyond
+    the common ones; failures are logged, not shown."""
     from digest.publisher import Publisher
 
     settings = web.settings
@@ -326,11 +359,13 @@ def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime)
         title=settings.title,
         site_url=settings.site_url,
         email=subscriber.email,
-        name=subscriber.name,
+        # Only once the address is confirmed: before, the form's free text would be mailed to any address.
+        name=subscriber.name if notice is Notice.WELCOME else "",
         confirm_url=confirm_link(settings.site_url, web.secret, subscriber, now),
         expires_days=max(1, settings.confirm_token_max_age // 86_400),
         preferences_url=preferences_link(settings.site_url, web.secret, subscriber),
         latest_issue_url=latest,
+        **values,
     )
     message = build_notice(
         from_address=settings.from_address,
