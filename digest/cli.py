@@ -274,6 +274,10 @@ def check(ctx: Context, now: str | None) -> None:
     scan = publisher.scan_seeds()
     for problem in scan.problems:
         _say(f"{problem} [{problem.kind.value}]", err=True)
+    from digest.editor import glossary_report
+
+    for line in glossary_report(settings, scan):  # advice on wording: reported, not a failure
+        _say(line, err=True)
     templates = template_problems(publisher, scan.entries, ctx.now(now))
     schedule = schedule_problem(settings)
     state, state_error = state_problem(settings)

@@ -60,7 +60,8 @@ def one_line(text: str) -> str:
 
 
 def _link_text(text: str) -> str:
-    return one_line(text).replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    # Brackets are escaped for the link syntax; a backslash stays as it is (the parser keeps `\x` pairs whole).
+    return one_line(text).replace("[", "\\[").replace("]", "\\]")
 
 
 def _commented(text: str) -> str:

@@ -7,19 +7,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digest.arxiv_api import ArxivPaper, ArxivSource
-from digest.drafts import DraftText, approve_text, draft_entry, draft_marks
+from digest.drafts import DraftText, approve_text, draft_entry, draft_marks, english_abstract
 from digest.errors import DigestError, NoStateError
 from digest.glossary import Glossary, read_glossary
-from digest.llm import CACHE_PREFIX, ModelDraft, Translator
-from digest.model import Entry, ProblemKind
+from digest.model import Entry, ProblemKind, SeedScan
 from digest.output import write_atomic
+from digest.seedfiles import list_seed_files
 from digest.seeds import parse_seed
 from digest.settings import Settings
 from digest.topics import assign_topics
 
 __all__ = ["ApproveReport", "DraftReport", "approve", "draft_papers"]
+
+if TYPE_CHECKING:
+    from digest.llm import ModelDraft
 
 Say = Callable[[str], None]
 
@@ -120,6 +124,7 @@ def _translate(
     settings: Settings, papers: Sequence[ArxivPaper], say: Say, report: DraftReport, refresh: bool
 ) -> dict[str, ModelDraft]:
     """Ask the model for each paper's Chinese fields (cached answers are reused), saying how each went."""
+    from digest.llm import CACHE_PREFIX, Translator  # the openai package takes a second to import
     from digest.publisher import Publisher
     from digest.render import make_environment
 
@@ -193,18 +198,16 @@ class ApproveReport:
     refused: list[str] = field(default_factory=list)
 
 
-def approve(
-    settings: Settings,
-    targets: Sequence[str],
-    *,
-    force: bool,
-    glossary_check: Callable[[Entry, str], list[str]] | None = None,
-) -> ApproveReport:
+def approve(settings: Settings, targets: Sequence[str], *, force: bool) -> ApproveReport:
     """Remove the draft mark from the drafts named by file or paper id that pass the checks (all with `force`)."""
     from digest.drafts import parse_paper_id
-    from digest.seedfiles import list_seed_files
 
     report = ApproveReport()
+    glossary = load_glossary(settings.glossary_path)
+
+    def glossary_check(entry: Entry, chunk: str) -> list[str]:
+        return ["glossary: " + p for p in _glossary_problems(glossary, entry, chunk)]
+
     files = {f.source: Path(f.path) for f in list_seed_files(settings.seeds_dir)}
     by_file: dict[Path, str | None] = {}  # None: every draft of the file
     wanted_ids: set[str] = set()
@@ -281,3 +284,48 @@ def _approve_file(
     if new != text:
         write_atomic(path, new.encode("utf-8"))
     return seen
+
+
+def _glossary_problems(glossary: Glossary, entry: Entry, chunk: str) -> list[str]:
+    """Glossary terms of the entry's English text (title, and a draft's English abstract) missing in its Chinese."""
+    english = f"{entry.title_en}\n{english_abstract(chunk)}"
+    return glossary.problems(english, "\n".join([entry.title_zh, *entry.abstract]))
+
+
+def glossary_report(settings: Settings, scan: SeedScan) -> list[str]:
+    """`FILE:LINE: glossary: "LLM" should be "大语言模型"` for every entry, and every draft with Chinese text, whose
+    English text has a glossary term its Chinese text lacks."""
+    glossary = load_glossary(settings.glossary_path)
+    if not glossary.terms:
+        return []
+    found: list[str] = []
+    for entry in scan.entries:
+        found += [f"{entry.source}:{entry.line}: glossary: {p}" for p in _glossary_problems(glossary, entry, "")]
+    sources = {Path(f.source): f.path for f in list_seed_files(settings.seeds_dir)}
+    for source in dict.fromkeys(p.source for p in scan.problems if p.kind is ProblemKind.DRAFT):
+        path = sources.get(Path(source))
+        if path is None:
+            continue
+        for line, entry, chunk in _drafts_of(Path(path), source):
+            found += [f"{source}:{line}: glossary: {p}" for p in _glossary_problems(glossary, entry, chunk)]
+    return found
+
+
+def _drafts_of(path: Path, source: str) -> list[tuple[int, Entry, str]]:
+    """The drafts of a seed file that parse as entries once unmarked: (line, entry, the entry's text)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []  # the seed scan reports it
+    lines = text.splitlines(keepends=True)
+    heads = [i for i, line in enumerate(lines) if line.startswith("## ") or line.rstrip() == "##"]
+    drafts = []
+    for n, start in enumerate(heads):
+        chunk = lines[start : heads[n + 1] if n + 1 < len(heads) else len(lines)]
+        marks = draft_marks(chunk)
+        if marks.status is None:
+            continue
+        scan = parse_seed("".join(approve_text(chunk, marks, force=True)), source)
+        if scan.entries:
+            drafts.append((start + 1, scan.entries[0], "".join(chunk)))
+    return drafts

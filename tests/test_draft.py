@@ -209,3 +209,42 @@ def test_status_lists_drafts_with_their_problems(ws: Workspace) -> None:
     )
     result = ws.run("status")
     assert "draft seeds/week.md:1: draft: Title; problem: the answer was English only" in result.stdout
+
+
+def test_check_reports_glossary_problems_of_entries_and_drafts_and_approve_refuses_them(ws: Workspace) -> None:
+    (ws.root / "config").mkdir()
+    (ws.root / "config" / "glossary.csv").write_text(
+        "source,target\nvision-language model,视觉语言模型\nLLM,大语言模型\n", encoding="utf-8"
+    )
+    ws.add_seed(
+        "week.md",
+        "## RoPE for LLM Inference\n[法学硕士推理的 RoPE](https://arxiv.org/abs/2501.00001)\nStatus: draft\n\n"
+        "<!-- arXiv:2501.00001v2\n  We study LLMs.\n-->\n\n我们研究法学硕士。\n",
+    )
+    check = ws.run("check")
+    assert (
+        'seeds/000_2075edd4e1164766.txt:6: glossary: "vision-language model" should be "视觉语言模型"' in check.stderr
+    )
+    assert 'seeds/week.md:1: glossary: "LLM" should be "大语言模型"' in check.stderr
+    refused = ws.run("approve", "seeds/week.md", check=False)
+    assert refused.returncode == 1
+    assert 'not approved: glossary: "LLM" should be "大语言模型"' in refused.stderr
+    (ws.seeds / "week.md").write_text(
+        (ws.seeds / "week.md").read_text(encoding="utf-8").replace("法学硕士", "大语言模型"), encoding="utf-8"
+    )
+    assert "approved 2501.00001" in ws.run("approve", "seeds/week.md").stdout
+
+
+def test_model_text_cannot_break_the_link_line_or_the_entry() -> None:
+    from datetime import UTC, datetime
+
+    from digest.arxiv_api import ArxivPaper
+    from digest.drafts import DraftText, draft_entry
+
+    paper = ArxivPaper("2501.00001", 2, "T", "English.", ("A",), "cs.CL", datetime(2026, 1, 1, tzinfo=UTC))
+    title = "关于 [RoPE] 与 $\\alpha$ 的研究](https://evil.example/)\n## 注入"
+    text = draft_entry(paper, DraftText(title, ("第一段。\n## 不是标题", "第二段。"))).replace("Status: draft\n", "")
+    (entry,) = parse_seed(text, "x").entries
+    assert entry.title_zh == "关于 [RoPE] 与 $\\alpha$ 的研究](https://evil.example/) ## 注入"
+    assert entry.url == "https://arxiv.org/abs/2501.00001"
+    assert entry.abstract == ("第一段。 ## 不是标题", "第二段。")
