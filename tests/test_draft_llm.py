@@ -32,25 +32,30 @@ def model() -> Iterator[FakeModel]:
 
 
 @pytest.fixture
-def ws(workspace: Workspace, model: FakeModel) -> Iterator[Workspace]:
+def arxiv_api() -> Iterator[FakeArxiv]:
     fake = FakeArxiv()
     fake.add(ROPE)
     fake.add(GRASP)
-    with serve_arxiv(fake) as arxiv_api:
-        workspace.env.update(
-            {
-                "DIGEST_ARXIV_API_URL": arxiv_api.url,
-                "DIGEST_ARXIV_DELAY": "0",
-                "DIGEST_LLM__BASE_URL": model.url,
-                "DIGEST_LLM__MODEL": "qwen2.5:7b",
-                "DIGEST_LLM__TIMEOUT": "5",
-            }
-        )
-        (workspace.root / "config").mkdir()
-        (workspace.root / "config" / "glossary.csv").write_text(
-            "source,target\nLLM,大语言模型\ndiffusion model,扩散模型\n", encoding="utf-8"
-        )
-        yield workspace
+    with serve_arxiv(fake) as running:
+        yield running
+
+
+@pytest.fixture
+def ws(workspace: Workspace, model: FakeModel, arxiv_api: FakeArxiv) -> Workspace:
+    workspace.env.update(
+        {
+            "DIGEST_ARXIV_API_URL": arxiv_api.url,
+            "DIGEST_ARXIV_DELAY": "0",
+            "DIGEST_LLM__BASE_URL": model.url,
+            "DIGEST_LLM__MODEL": "qwen2.5:7b",
+            "DIGEST_LLM__TIMEOUT": "5",
+        }
+    )
+    (workspace.root / "config").mkdir()
+    (workspace.root / "config" / "glossary.csv").write_text(
+        "source,target\nLLM,大语言模型\ndiffusion model,扩散模型\n", encoding="utf-8"
+    )
+    return workspace
 
 
 def _drafts(ws: Workspace, name: str = "week.md") -> str:
@@ -147,3 +152,16 @@ def test_latex_and_links_must_survive_the_translation() -> None:
     answer = Answer("长上下文推理", ("本文研究长上下文推理问题，提出新的位置编码方法，成本为 O(n log n)。" * 2,))
     why = check_answer(answer, "T", "We cost $O(n \\log n)$, see https://example.org/x.", Glossary())
     assert "LaTeX changed: $O(n \\log n)$" in why and "links missing: https://example.org/x" in why
+
+
+def test_render_and_run_never_call_arxiv_or_the_model(ws: Workspace, model: FakeModel, arxiv_api: FakeArxiv) -> None:
+    ws.run("draft", "2501.00001", "--out", "seeds/week.md")
+    asked = (len(arxiv_api.requests), len(model.requests))
+    ws.run("approve", "2501.00001")
+    ws.run("render", "--dry-run")
+    ws.run("render")
+    ws.run("run", "--once")
+    ws.run("status")
+    ws.run("check")
+    assert (len(arxiv_api.requests), len(model.requests)) == asked == (1, 1)
+    assert ws.sql("SELECT count(*) FROM issue_entries WHERE entry_id = '2501.00001'") == [(1,)]
