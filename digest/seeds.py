@@ -307,6 +307,10 @@ def _parse_entry(chunk: str, start: int, source: str, limits: EntryLimits = DEFA
             body = body[: found.start()] + body[found.end() :]
     title_zh = " ".join(resolve_latex_accents(text).split())
     if draft is not None:
+        if not title_zh:
+            draft.append("no Chinese title yet")
+        if not _paragraphs(body):
+            draft.append("no Chinese abstract yet")
         return _draft(source, start, entry_id(url), title_en, draft)
     if not title_zh:
         return Problem(source, link_line_no, f"the link text (Chinese title) is empty; write it as {_LINK_HINT}")

@@ -77,7 +77,10 @@ def test_render_never_publishes_a_draft_and_dry_run_and_check_list_it(ws: Worksp
     assert ws.sql("SELECT count(*) FROM issue_entries WHERE entry_id = '2501.00001'") == [(0,)]
     assert "2501.00001" not in (ws.site / "rss.xml").read_text(encoding="utf-8")
     check = ws.run("check")  # a draft waits for approval: listed, not an error
-    assert "seeds/week.md:1: draft: RoPE Scaling for Long-Context LLM Inference [draft]" in check.stderr
+    assert (
+        "seeds/week.md:1: draft: RoPE Scaling for Long-Context LLM Inference; problem: no Chinese title yet;"
+        " problem: no Chinese abstract yet [draft]"
+    ) in check.stderr
     assert ", 1 draft;" in check.stdout
 
 
@@ -208,7 +211,10 @@ def test_status_lists_drafts_with_their_problems(ws: Workspace) -> None:
         "## Title\n[](https://arxiv.org/abs/2501.00009)\nStatus: draft\nProblem: the answer was English only\n",
     )
     result = ws.run("status")
-    assert "draft seeds/week.md:1: draft: Title; problem: the answer was English only" in result.stdout
+    assert (
+        "draft seeds/week.md:1: draft: Title; problem: the answer was English only; problem: no Chinese title yet;"
+        " problem: no Chinese abstract yet"
+    ) in result.stdout
 
 
 def test_check_reports_glossary_problems_of_entries_and_drafts_and_approve_refuses_them(ws: Workspace) -> None:
