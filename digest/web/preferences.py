@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.model import SUBSCRIBED, Subscriber, SubscriberStatus
+from digest.model import NOT_ENDED, SUBSCRIBED, Subscriber, SubscriberStatus
 from digest.settings import Settings
 from digest.store import SubscriberRecord
 from digest.subscribers import clean_name
@@ -128,6 +128,8 @@ def routes(web: Web) -> list[Route]:
             name=sub.name,
             state=sub.status.value,
             state_text=_STATUS_TEXT[sub.status],
+            subscribed=sub.status in SUBSCRIBED,  # pause or resume, and unsubscribe
+            not_ended=sub.status in NOT_ENDED,  # choose topics (a pending subscriber too)
             signup_form=sub.status not in SUBSCRIBED,
             topics=topic_choices(settings, chosen),
             topic_field=TOPIC_FIELD,
