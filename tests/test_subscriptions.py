@@ -83,7 +83,9 @@ def test_only_subscriptions_writes_a_subscriber_status_outside_the_store() -> No
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr in STATUS_WRITERS
-                and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("subscriptions", "contextlib"))
+                and not (
+                    isinstance(node.func.value, ast.Name) and node.func.value.id in ("subscriptions", "contextlib")
+                )
             ):
                 writers.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.func.attr}")
     assert writers == []
@@ -100,7 +102,9 @@ def test_status_sets_are_defined_once_in_the_model() -> None:
                 members = [
                     e
                     for e in node.elts
-                    if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == "SubscriberStatus"
+                    if isinstance(e, ast.Attribute)
+                    and isinstance(e.value, ast.Name)
+                    and e.value.id == "SubscriberStatus"
                 ]
                 if len(members) >= 2:
                     found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
@@ -119,7 +123,9 @@ def test_the_status_sets_say_what_they_mean() -> None:
 def test_signup_confirm_pause_stop_and_sign_up_again(store: Store) -> None:
     settings = _settings()
     first = subscriptions.record_signup(store, settings, "ada@example.org", "Ada", "192.0.2.1", NOW, ["robotics"])
-    assert first.mail is subscriptions.SignupMail.CONFIRM and _status(store, "ada@example.org") is SubscriberStatus.PENDING
+    assert (
+        first.mail is subscriptions.SignupMail.CONFIRM and _status(store, "ada@example.org") is SubscriberStatus.PENDING
+    )
     subject = _subject(store, "ada@example.org")
     assert subscriptions.check_confirmation(store, subject, False, NOW).status == 200
     assert _status(store, "ada@example.org") is SubscriberStatus.PENDING  # looking does not confirm
@@ -136,7 +142,9 @@ def test_signup_confirm_pause_stop_and_sign_up_again(store: Store) -> None:
     assert _status(store, "ada@example.org") is SubscriberStatus.UNSUBSCRIBED
 
     back = subscriptions.record_signup(store, settings, "ada@example.org", "", "192.0.2.1", NOW, [])
-    assert back.mail is subscriptions.SignupMail.CONFIRM and _status(store, "ada@example.org") is SubscriberStatus.PENDING
+    assert (
+        back.mail is subscriptions.SignupMail.CONFIRM and _status(store, "ada@example.org") is SubscriberStatus.PENDING
+    )
     assert subscriptions.apply_change(store, settings, subject, "resume", "", NOW).status == 410  # the old link died
 
 
