@@ -11,8 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, SupportsIndex, overload
 
 #: The schema version this digest writes. Both backends reach it: SQLite through its numbered migrations from 1,
 #: PostgreSQL from its consolidated schema (which is version 7) and the same numbered steps after it.
@@ -35,7 +36,8 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 class Cursor(Protocol):
-    """What the queries read from a statement: rows (tuples) and how many rows a write changed."""
+    """What the queries read from a statement: rows and how many rows a write changed. A row reads by column name
+    (`row["id"]`, what the queries do) and by position (`row[0]`, what whole-table copies do), like sqlite3.Row."""
 
     @property
     def rowcount(self) -> int: ...
@@ -45,6 +47,45 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
     def __iter__(self) -> Iterator[Any]: ...
+
+
+_item = tuple.__getitem__
+
+
+class NamedRow(tuple[Any, ...]):
+    """A row that reads by position, like a tuple (and equals one), and by column name, like sqlite3.Row: what a
+    backend whose driver has no such row (psycopg's rows are tuples or dicts) hands out. `row_type` makes one
+    subclass per list of column names."""
+
+    __slots__ = ()
+    _index: ClassVar[dict[str, int]] = {}
+
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    @overload
+    def __getitem__(self, key: SupportsIndex) -> Any: ...
+    @overload
+    def __getitem__(self, key: slice) -> tuple[Any, ...]: ...
+    def __getitem__(self, key: str | SupportsIndex | slice) -> Any:
+        if key.__class__ is str:
+            try:
+                return _item(self, self._index[key])
+            except KeyError:
+                raise IndexError(f"no such column: {key}") from None  # what sqlite3.Row raises
+        return _item(self, key)  # type: ignore[arg-type]
+
+    def keys(self) -> list[str]:
+        """The column names, in order."""
+        return list(self._index)
+
+
+@lru_cache(maxsize=512)
+def row_type(names: tuple[str, ...]) -> type[NamedRow]:
+    """The row class of a result with these columns (a name repeated: the first column of that name)."""
+    index: dict[str, int] = {}
+    for position, name in enumerate(names):
+        index.setdefault(name, position)
+    return type("Row", (NamedRow,), {"__slots__": (), "_index": index})
 
 
 class Connection(ABC):

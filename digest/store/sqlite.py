@@ -181,7 +181,7 @@ MIGRATIONS: tuple[str, ...] = (
 
 
 class SqliteConnection(Connection):
-    """sqlite3 in autocommit mode; errors become StoreError."""
+    """sqlite3 in autocommit mode, rows as sqlite3.Row; errors become StoreError."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
@@ -266,6 +266,7 @@ class SqliteBackend(Backend):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+            conn.row_factory = sqlite3.Row  # the shared queries read rows by column name
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
