@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from digest.errors import StoreError
 from digest.model import DeliveryStatus, Entry, Issue
 from digest.store import Store
 
@@ -53,3 +54,24 @@ def test_a_delivery_keeps_its_own_status_apart_from_its_subscribers(state: Path 
         assert delivery.extra == {"message_id": "<m1@example.org>"} and delivery.attempts == 1
         assert store.load_entries(["e1"]) == {"e1": entry}
         assert store.load_issues([1])[0].entries == (entry,)
+
+
+#: Two good rows, then one the database fails to compute: SQLite fails only when that row is read.
+FAILING_THIRD_ROW = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3)"
+    " SELECT CASE WHEN i = 3 THEN abs(-9223372036854775807 - 1) ELSE i END AS v FROM n"
+)
+
+
+@pytest.mark.both_states
+def test_a_row_that_fails_while_rows_are_read_is_a_store_error(state: Path | str) -> None:
+    """The driver's errors never leave the store raw, also when they come after `execute` returned."""
+    with Store.open(state) as store:
+        with pytest.raises(StoreError, match="state database error"):
+            list(store.session.execute(FAILING_THIRD_ROW))
+        with pytest.raises(StoreError, match="state database error"):
+            store.session.execute(FAILING_THIRD_ROW).fetchall()
+        with pytest.raises(StoreError), store.transaction():
+            store.set_meta("half", "done")
+            list(store.session.execute(FAILING_THIRD_ROW))
+        assert store.meta("half") is None  # rolled back

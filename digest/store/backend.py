@@ -1,9 +1,10 @@
 """What every state backend provides, and nothing more: a connection that runs the shared queries, transactions,
 the schema's migrations, a writer lock and a place for the scheduler's jobs.
 
-The queries themselves (queries.py) are written once, in the SQL that SQLite and PostgreSQL both accept, with `?`
-placeholders; a backend's connection adapter translates what its driver needs and turns driver errors into
-`StoreError`. sqlite.py and postgresql.py hold only what truly differs.
+The queries themselves (store.py and its per-domain modules) are written once, in the SQL that SQLite and PostgreSQL
+both accept, with `?` placeholders, and read rows by column name; a backend's connection adapter translates what its
+driver needs, hands out rows that read by name and by position, and turns driver errors into `StoreError`.
+sqlite.py and postgresql.py hold only what truly differs.
 """
 
 from __future__ import annotations

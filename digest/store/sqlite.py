@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from digest.errors import StateBusy, StoreConflict, StoreError
 from digest.lock import writer_lock
@@ -180,6 +180,39 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+class _Rows:
+    """A sqlite3 cursor whose failures all become StoreError: SQLite reads a result row by row as it is asked for,
+    so a later row can fail (a damaged page, an overflow) after `execute` returned."""
+
+    __slots__ = ("_cursor", "_fail")
+
+    def __init__(self, cursor: sqlite3.Cursor, fail: Callable[[sqlite3.Error], NoReturn]) -> None:
+        self._cursor = cursor
+        self._fail = fail
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        try:
+            return self._cursor.fetchone()
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return self._cursor.fetchall()
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._cursor
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+
 class SqliteConnection(Connection):
     """sqlite3 in autocommit mode, rows as sqlite3.Row; errors become StoreError."""
 
@@ -196,7 +229,7 @@ class SqliteConnection(Connection):
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
-            return self._conn.execute(sql, params)
+            return _Rows(self._conn.execute(sql, params), self._fail)
         except sqlite3.Error as exc:
             self._fail(exc)
 
@@ -225,7 +258,12 @@ class SqliteConnection(Connection):
             raise StoreError(f"{self._path}: commit failed: {exc}") from exc
 
     def rollback(self) -> None:
-        self._conn.execute("ROLLBACK")
+        if not self._conn.in_transaction:
+            return  # SQLite ended it already (it rolls back by itself after some errors, e.g. a full disk)
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            self._fail(exc)
 
     def serialize(self, key: str) -> None:
         pass  # BEGIN IMMEDIATE already made this transaction the only writer
