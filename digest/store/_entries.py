@@ -91,10 +91,12 @@ class EntriesMixin:
         for start in range(0, len(ids), 500):
             chunk = list(ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(f"SELECT {ENTRY_COLUMNS} FROM entries e WHERE e.id IN ({marks})", chunk)
+            rows = self._conn.execute(
+                f"SELECT {ENTRY_COLUMNS} FROM entries e WHERE e.id IN ({marks}) AND e.data != ''", chunk
+            )
             for row in rows:
-                if row["data"]:
-                    found[row["id"]] = _entry_from_row(row)
+                entry = _entry_from_row(row)
+                found[entry.id] = entry
         return found
 
     def record_revisions(self, entries: Iterable[Entry], now: datetime) -> None:

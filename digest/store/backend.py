@@ -3,8 +3,8 @@ the schema's migrations, a writer lock and a place for the scheduler's jobs.
 
 The queries themselves (store.py and its per-domain modules) are written once, in the SQL that SQLite and PostgreSQL
 both accept, with `?` placeholders, and read rows by column name; a backend's connection adapter translates what its
-driver needs, hands out rows that read by name and by position, and turns driver errors into `StoreError`.
-sqlite.py and postgresql.py hold only what truly differs.
+driver needs, hands out rows that read by name and by position (sqlite3.Row on both) and turns driver errors into
+`StoreError`. sqlite.py and postgresql.py hold only what truly differs.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, SupportsIndex, overload
+from typing import Any, Protocol
 
 #: The schema version this digest writes. Both backends reach it: SQLite through its numbered migrations from 1,
 #: PostgreSQL from its consolidated schema (which is version 7) and the same numbered steps after it.
@@ -48,45 +47,6 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
     def __iter__(self) -> Iterator[Any]: ...
-
-
-_item = tuple.__getitem__
-
-
-class NamedRow(tuple[Any, ...]):
-    """A row that reads by position, like a tuple (and equals one), and by column name, like sqlite3.Row: what a
-    backend whose driver has no such row (psycopg's rows are tuples or dicts) hands out. `row_type` makes one
-    subclass per list of column names."""
-
-    __slots__ = ()
-    _index: ClassVar[dict[str, int]] = {}
-
-    @overload
-    def __getitem__(self, key: str) -> Any: ...
-    @overload
-    def __getitem__(self, key: SupportsIndex) -> Any: ...
-    @overload
-    def __getitem__(self, key: slice) -> tuple[Any, ...]: ...
-    def __getitem__(self, key: str | SupportsIndex | slice) -> Any:
-        if key.__class__ is str:
-            try:
-                return _item(self, self._index[key])
-            except KeyError:
-                raise IndexError(f"no such column: {key}") from None  # what sqlite3.Row raises
-        return _item(self, key)  # type: ignore[arg-type]
-
-    def keys(self) -> list[str]:
-        """The column names, in order."""
-        return list(self._index)
-
-
-@lru_cache(maxsize=512)
-def row_type(names: tuple[str, ...]) -> type[NamedRow]:
-    """The row class of a result with these columns (a name repeated: the first column of that name)."""
-    index: dict[str, int] = {}
-    for position, name in enumerate(names):
-        index.setdefault(name, position)
-    return type("Row", (NamedRow,), {"__slots__": (), "_index": index})
 
 
 class Connection(ABC):

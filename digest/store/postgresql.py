@@ -14,10 +14,12 @@ import contextlib
 import os
 import re
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +30,7 @@ from psycopg.rows import RowMaker
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from digest.errors import BusyError, StateBusy, StoreConflict, StoreError
-from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor, NamedRow, row_type
+from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor
 from digest.store.postgresql_schema import MIGRATIONS, SCHEMA, SCHEMA_BASE
 
 __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_BASE", "PooledPostgresBackend", "PostgresBackend", "PostgresConnection"]
@@ -44,10 +46,25 @@ def _translate(sql: str) -> str:
     return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
 
 
-def named_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[NamedRow]:
-    """psycopg's row factory for the shared queries: rows by column name and by position, like sqlite3.Row."""
+# The rows of the shared queries are sqlite3.Row on both backends: read by column name (what the queries do) and by
+# position (what whole-table copies do), in C. A Row takes its column names from a sqlite3 cursor, so each list of
+# names PostgreSQL returns gets one cursor of an in-memory database that only describes them.
+_NAMER = sqlite3.connect(":memory:", check_same_thread=False)
+
+
+@lru_cache(maxsize=512)
+def _described(names: tuple[str, ...]) -> sqlite3.Cursor:
+    columns = ", ".join('NULL AS "{}"'.format(name.replace('"', '""')) for name in names)
+    return _NAMER.execute(f"SELECT {columns}")
+
+
+def named_rows(cursor: psycopg.Cursor[Any]) -> RowMaker[Any]:
+    """psycopg's row factory for the shared queries: sqlite3.Row, as the SQLite backend's rows."""
     description = cursor.description
-    return row_type(tuple(column.name for column in description) if description else ())
+    if not description:
+        return tuple
+    described = _described(tuple(column.name for column in description))
+    return lambda values: sqlite3.Row(described, tuple(values))
 
 
 class PostgresConnection(Connection):
