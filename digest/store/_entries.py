@@ -7,7 +7,7 @@ in the waiting queue (a partial index on `data = ''`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ _PUBLISHED = "EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries
 # XML and removed from seed text, so the format is unambiguous (and several times cheaper than JSON).
 _FIELD, _PARAGRAPH = "\x1e", "\x1f"
 
-#: The columns `_entry_from_row` reads.
+#: The columns an entry is read from (`entry_reader`).
 ENTRY_COLUMNS = "e.id, e.source, e.line, e.data, e.revised"
 
 
@@ -31,21 +31,29 @@ def _entry_data(entry: Entry) -> str:
     return _FIELD.join(fields)
 
 
-def _entry_from_row(row: Any) -> Entry:
-    """An entry from a row of ENTRY_COLUMNS."""
-    title_en, title_zh, url, abstract, *topics = row["data"].split(_FIELD)
-    revised = row["revised"]
-    return Entry(
-        id=row["id"],
-        title_en=title_en,
-        title_zh=title_zh,
-        url=url,
-        abstract=tuple(abstract.split(_PARAGRAPH)) if abstract else (),
-        source=row["source"],
-        line=row["line"],
-        revised=datetime.fromisoformat(revised) if revised else None,
-        topics=tuple(topics[0].split(",")) if topics else (),
+def entry_reader(columns: list[str]) -> Callable[[Any], Entry]:
+    """What reads an entry from a row of a result with these column names (holding ENTRY_COLUMNS). The names are
+    looked up once per result, not once per row: the archive and the feeds read thousands of entries."""
+    at_id, at_source, at_line, at_data, at_revised = (
+        columns.index(name) for name in ("id", "source", "line", "data", "revised")
     )
+
+    def read(row: Any) -> Entry:
+        title_en, title_zh, url, abstract, *topics = row[at_data].split(_FIELD)
+        revised = row[at_revised]
+        return Entry(
+            id=row[at_id],
+            title_en=title_en,
+            title_zh=title_zh,
+            url=url,
+            abstract=tuple(abstract.split(_PARAGRAPH)) if abstract else (),
+            source=row[at_source],
+            line=row[at_line],
+            revised=datetime.fromisoformat(revised) if revised else None,
+            topics=tuple(topics[0].split(",")) if topics else (),
+        )
+
+    return read
 
 
 class EntriesMixin:
@@ -94,8 +102,10 @@ class EntriesMixin:
             rows = self._conn.execute(
                 f"SELECT {ENTRY_COLUMNS} FROM entries e WHERE e.id IN ({marks}) AND e.data != ''", chunk
             )
+            read = None
             for row in rows:
-                entry = _entry_from_row(row)
+                read = read or entry_reader(row.keys())
+                entry = read(row)
                 found[entry.id] = entry
         return found
 

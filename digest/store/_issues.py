@@ -12,7 +12,7 @@ from datetime import datetime
 
 from digest.errors import StoreConflict, StoreError
 from digest.model import Entry, Issue
-from digest.store._entries import ENTRY_COLUMNS, _entry_data, _entry_from_row
+from digest.store._entries import ENTRY_COLUMNS, _entry_data, entry_reader
 from digest.store.backend import Connection
 
 
@@ -123,8 +123,10 @@ class IssuesMixin:
             " ORDER BY ie.issue, ie.position",
             list(numbers),
         )
+        read = None
         for row in rows:
-            entries[int(row["issue"])].append(_entry_from_row(row))
+            read = read or entry_reader(row.keys())
+            entries[int(row["issue"])].append(read(row))
         missing = [n for n in numbers if n not in heads]
         if missing:
             raise StoreError(f"no such issue: {', '.join(map(str, missing))}")
