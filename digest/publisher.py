@@ -512,8 +512,14 @@ class Publisher:
 
     def _paged_extras(self, site: Site, page: int, page_issues: Sequence[Issue], last_page: int) -> Bundle:
         """What belongs to archive page k besides its HTML: its search shard, its RFC 5005 archive document of
-        issues.xml, its sitemap (and the search manifest and page, which name the number of shards)."""
-        from digest.render.feeds import issues_archive_path, render_issues_archive
+        issues.xml, its JSON Feed archive page (feed.json's `next_url` chain), its sitemap (and the search manifest
+        and page, which name the number of shards)."""
+        from digest.render.feeds import (
+            issues_archive_path,
+            papers_archive_path,
+            render_issues_archive,
+            render_papers_archive,
+        )
         from digest.render.search import render_search
         from digest.render.sitemap import issues_sitemap_path, render_issues_sitemap
 
@@ -522,6 +528,7 @@ class Publisher:
             site, page, page_issues, self.env, last_page=page == last_page
         )
         bundle[issues_sitemap_path(page)] = render_issues_sitemap(site, page, page_issues, self.env)
+        bundle[papers_archive_path(page)] = render_papers_archive(site, page, page_issues)
         return bundle
 
     def _topic_files(self, store: Store, site: Site, topic: Topic, loaded: dict[int, Issue]) -> Bundle:
@@ -1055,13 +1062,17 @@ def _short_hash(data: bytes) -> str:
 
 def _template_files(folder: Path) -> list[tuple[str, bytes]]:
     """(name relative to `folder`, content) of every template file in it, by name; hidden files (editors' swap
-    files, temp files) are not templates."""
+    files, temp files) are not templates, and the prompts of `digest draft` (draft_*) shape no page."""
     if not folder.is_dir():
         return []
     found = []
     for path in sorted(folder.rglob("*")):
         name = path.relative_to(folder).as_posix()
-        if path.is_file() and not any(part.startswith(".") for part in name.split("/")):
+        if (
+            path.is_file()
+            and not path.name.startswith("draft_")
+            and not any(p.startswith(".") for p in name.split("/"))
+        ):
             try:
                 found.append((name, path.read_bytes()))
             except OSError as exc:
