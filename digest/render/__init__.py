@@ -4,7 +4,7 @@ besides loading templates."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from markupsafe import Markup
 
@@ -13,6 +13,26 @@ if TYPE_CHECKING:
 
 #: Rendered files keyed by their path relative to the output folder ("issues/1/index.html").
 Bundle = dict[str, bytes]
+
+
+class FeedFile(NamedTuple):
+    """A feed format: its file name, media type and link title, written down here only: the output table
+    (`digest.build.OUTPUTS`, which `digest serve` reads), the autodiscovery links and the feeds' self links."""
+
+    name: str
+    media_type: str
+    title: str
+
+
+RSS = FeedFile("rss.xml", "application/rss+xml", "RSS")
+ATOM = FeedFile("atom.xml", "application/atom+xml", "Atom")
+JSON_FEED = FeedFile("feed.json", "application/feed+json", "JSON Feed")
+ISSUES_FEED = FeedFile("issues.xml", "application/atom+xml", "每期合集 (Atom)")
+#: The site's feeds, also used for `<link rel="alternate">` autodiscovery.
+FEED_FILES: tuple[FeedFile, ...] = (RSS, ATOM, JSON_FEED, ISSUES_FEED)
+#: A topic's feeds (its papers; a topic has no issues feed), for autodiscovery on its pages.
+TOPIC_FEED_FILES: tuple[FeedFile, ...] = (RSS, ATOM, JSON_FEED)
+
 
 _PACKAGED = Path(__file__).resolve().parent.parent / "_templates"
 _SOURCE_TREE = Path(__file__).resolve().parent.parent.parent / "templates"
