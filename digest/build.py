@@ -20,7 +20,6 @@ from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest.errors import DigestError
@@ -42,22 +41,6 @@ log = logging.getLogger("digest.build")
 NOTES_FOLDER = "_notes"  # in the seeds folder: `<number>.md`, the editor's note of that issue's email
 MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
 TOPIC_RULES_KEY = "topic_rules_of_index"
-#: The settings that shape rendered files (what renderers get through Site and EmailOptions). Templates count too.
-OUTPUT_SETTINGS = (
-    "title",
-    "description",
-    "author",
-    "site_url",
-    "language",
-    "timezone",
-    "feed_max_items",
-    "archive_page_size",
-    "email_max_bytes",
-    "highlights",
-    "sender_address",
-    "topics",
-    "websub_hub",
-)
 
 
 # ------------------------------------------------------------------------------- the table
@@ -225,10 +208,10 @@ def rows(scope: Scope, *refresh: Refresh) -> list[Output]:
 
 
 @cache
-def _matchers() -> list[tuple[re.Pattern[str], str]]:
+def _matchers(table: tuple[Output, ...]) -> list[tuple[re.Pattern[str], str]]:
     value = {"number": r"[0-9]+", "page": r"[0-9]+", "slug": r"[^/]+"}
     found = []
-    for row in OUTPUTS:
+    for row in table:
         parts = re.split(r"\{(\w+)\}", row.pattern)
         regex = "".join(value[part] if k % 2 else re.escape(part) for k, part in enumerate(parts))
         found.append((re.compile(regex), row.media_type))
@@ -237,7 +220,7 @@ def _matchers() -> list[tuple[re.Pattern[str], str]]:
 
 def media_type(path: str) -> str | None:
     """The media type of a file of the output folder, from the row it belongs to (None: not a built file)."""
-    return next((media for regex, media in _matchers() if regex.fullmatch(path)), None)
+    return next((media for regex, media in _matchers(OUTPUTS) if regex.fullmatch(path)), None)
 
 
 # ------------------------------------------------------------------------------- rendering
@@ -602,43 +585,3 @@ class _InProcess:
         future: Future[int] = Future()
         future.set_result(fn(*args))
         return future
-
-
-# ------------------------------------------------------------------------------- what shapes the files
-
-
-def output_settings(settings: Settings) -> dict[str, str]:
-    """A short hash of each setting that shapes the rendered files and of each template file (the user's
-    templates folder, digest's own as one): what the pages were rendered with, so that a change is noticed."""
-    from digest.render import default_templates_dir
-
-    values = settings.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
-    result = {name: _short_hash(json.dumps(value, sort_keys=True).encode("utf-8")) for name, value in values.items()}
-    folder = settings.templates_dir
-    result.update((f"{folder}/{name}", _short_hash(data)) for name, data in _template_files(folder))
-    shipped = b"".join(
-        name.encode("utf-8") + b"\0" + _short_hash(data).encode("ascii")
-        for name, data in _template_files(default_templates_dir())
-    )
-    result["digest's own templates"] = _short_hash(shipped)
-    return result
-
-
-def _short_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _template_files(folder: Path) -> list[tuple[str, bytes]]:
-    """(name relative to `folder`, content) of every template file in it, by name; hidden files (editors' swap
-    files, temp files) are not templates."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in sorted(folder.rglob("*")):
-        name = path.relative_to(folder).as_posix()
-        if path.is_file() and not any(part.startswith(".") for part in name.split("/")):
-            try:
-                found.append((name, path.read_bytes()))
-            except OSError as exc:
-                raise DigestError(f"{path}: cannot read the template ({exc.strerror})") from None
-    return found

@@ -34,16 +34,7 @@ if TYPE_CHECKING:
     from digest.store import SubscriberRecord
     from digest.subscribers import SubscriberRow
 
-from digest.build import (
-    MAIL_FOLDER,
-    Build,
-    changed_outputs,
-    environment,
-    index_topics,
-    output_settings,
-    rebuild_files,
-    site_of,
-)
+from digest.build import MAIL_FOLDER, Build, changed_outputs, environment, index_topics, rebuild_files, site_of
 from digest.compose import EntryReport, IssuePlan, describe, plan_from_queue, plan_next_issue
 from digest.errors import BusyError, DigestError, ForeignSiteError, NoStateError
 from digest.model import (
@@ -58,7 +49,17 @@ from digest.model import (
     Site,
     SubscriberSource,
 )
-from digest.output import remove_stale_temp_files, write_atomic, write_bundle
+from digest.output import (
+    STATE_CLAIM,
+    build_marker_matches,
+    output_settings,
+    read_claim,
+    remove_stale_temp_files,
+    rerender_reason,
+    write_atomic,
+    write_build_marker,
+    write_bundle,
+)
 from digest.render import Bundle
 from digest.seedfiles import list_seed_files
 from digest.sending import SendReport, delivery_status, rates_status
@@ -69,8 +70,6 @@ from digest.wording import counted
 
 log = logging.getLogger("digest.publisher")
 
-BUILD_MARKER = ".digest-build.json"
-STATE_CLAIM = ".digest-state"  # in the output folder: the id of the state it was built from (hidden when served)
 OUTPUT_SETTINGS_KEY = "output_settings_of_site"  # a hash per page-shaping setting and template the site follows
 BACKLOG_KEY = "unpublished_after_last_run"
 PROBLEMS_KEY = "problems_of_last_run"
@@ -659,7 +658,7 @@ class Publisher:
         starts over at issue 1 over the published site). Then claim the folder for this state, before any page
         is written."""
         out = self.settings.output_dir
-        claim = _read_claim(out) if check and not force else None
+        claim = read_claim(out) if check and not force else None
         if claim is not None and not self.backend.exists():
             raise ForeignSiteError(
                 f"{out}/ was built from state {claim[0]} ({claim[1]}), but there is no state at {self.backend.where}:"
@@ -680,37 +679,18 @@ class Publisher:
             yield store
 
     def output_settings(self) -> dict[str, str]:
-        """What the pages are rendered with (see `digest.build.output_settings`)."""
+        """What the pages are rendered with (see `digest.output.output_settings`)."""
         return output_settings(self.settings)
 
     def _rerender_reason(self, store: Store, current: Mapping[str, str]) -> str:
         """Why every page must be rendered again before this render, or "" when they follow `current`."""
-        recorded = store.meta(OUTPUT_SETTINGS_KEY)
-        if recorded is None:  # a new state (its first render records them), or one from before they were recorded
-            return "" if store.issue_count() == 0 else "page settings not recorded yet: re-rendering all pages"
-        before = json.loads(recorded)
-        changed = sorted(k for k in current.keys() | before.keys() if current.get(k) != before.get(k))
-        if not changed:
-            return ""
-        names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        return f"settings changed ({names}): re-rendering all pages"
-
-    # --- build marker -------------------------------------------------------------------------
-
-    def _build_marker(self, store: Store) -> bytes:
-        return json.dumps(
-            {"latest_issue": store.latest_issue_number(), "site": store.site_uuid()}, sort_keys=True
-        ).encode("utf-8")
+        return rerender_reason(store.meta(OUTPUT_SETTINGS_KEY), store.issue_count(), current)
 
     def _build_marker_matches(self, store: Store) -> bool:
-        path = self.settings.output_dir / BUILD_MARKER
-        try:
-            return path.read_bytes() == self._build_marker(store)
-        except OSError:
-            return False
+        return build_marker_matches(self.settings.output_dir, store.latest_issue_number(), store.site_uuid())
 
     def _write_build_marker(self, store: Store) -> None:
-        write_atomic(self.settings.output_dir / BUILD_MARKER, self._build_marker(store))
+        write_build_marker(self.settings.output_dir, store.latest_issue_number(), store.site_uuid())
 
 
 @dataclass(frozen=True)
@@ -728,20 +708,6 @@ def _fresh_catalog(limits: EntryLimits) -> Catalog:
     from digest.catalog import Catalog
 
     return Catalog(limits=limits)
-
-
-def _read_claim(folder: Path) -> tuple[str, str] | None:
-    """(state id, state location) of the state the output folder was built from, or None when it says nothing:
-    its `.digest-state`, else (a site built by an older digest) the state id in its build marker."""
-    try:
-        data = json.loads((folder / STATE_CLAIM).read_text(encoding="utf-8"))
-        return str(data["state_id"]), str(data.get("state", "?"))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    try:
-        return str(json.loads((folder / BUILD_MARKER).read_text(encoding="utf-8"))["site"]), "location not recorded"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _fingerprint(files: Sequence[SeedFile], limits: EntryLimits) -> str:
