@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 from digest.errors import DigestError
 from digest.model import Issue, Site, Topic
 from digest.output import write_atomic, write_bundle
-from digest.render import ATOM, ISSUES_FEED, JSON_FEED, RSS, Bundle, FeedFile, make_environment
+from digest.render import ISSUES_FEED, TOPIC_FEED_FILES, Bundle, FeedFile, make_environment
 from digest.settings import Settings
 
 if TYPE_CHECKING:
     import jinja2
 
     from digest.render.email import EmailOptions, RenderedEmail
-    from digest.render.feeds import FeedScope
     from digest.render.site import TopicPaper
     from digest.store import Store
 
@@ -131,19 +130,18 @@ class Output:
 HTML, TEXT, JSON, XML, JS = "text/html", "text/plain", "application/json", "application/xml", "text/javascript"
 
 
-def _feed_row(feed: FeedFile, scope: Scope, render: Callable[[Build, Any], bytes]) -> Output:
-    folder = "topics/{slug}/" if scope is Scope.TOPIC else ""
-    refresh = Refresh.CHANGED if scope is Scope.TOPIC else Refresh.ALWAYS
-    return Output(folder + feed.name, feed.media_type, scope, refresh, render)
+def _feed_row(feed: FeedFile, scope: Scope) -> Output:
+    """The row of a paper feed format, at the site root or in every topic's folder."""
 
+    def render(b: Build, v: SiteView | TopicView) -> bytes:
+        from digest.render.feeds import FeedScope, paper_feed
 
-def _topic_feed(render: Callable[[Site, Sequence[Issue], FeedScope], bytes]) -> Callable[[Build, Any], bytes]:
-    def topic_feed(b: Build, v: TopicView) -> bytes:
-        from digest.render.feeds import FeedScope
+        topic = FeedScope.of_topic(b.site, v.topic) if isinstance(v, TopicView) else None
+        return paper_feed(feed)(b.site, v.feed_issues, topic)
 
-        return render(b.site, v.feed_issues, FeedScope.of_topic(b.site, v.topic))
-
-    return topic_feed
+    if scope is Scope.TOPIC:
+        return Output("topics/{slug}/" + feed.name, feed.media_type, scope, Refresh.CHANGED, render)
+    return Output(feed.name, feed.media_type, scope, Refresh.ALWAYS, render)
 
 
 def _r(module: str, name: str) -> Callable[..., Any]:
@@ -156,7 +154,7 @@ def _r(module: str, name: str) -> Callable[..., Any]:
 _I, _P, _T, _TP, _S = Scope.ISSUE, Scope.ARCHIVE_PAGE, Scope.TOPIC, Scope.TOPIC_PAGE, Scope.SITE
 ONCE, CHANGED, GROWN, ALWAYS = Refresh.ONCE, Refresh.CHANGED, Refresh.GROWN, Refresh.ALWAYS
 
-#: Every file the build writes. Rows render in this order; the file names of the feeds live in `FeedFile`s.
+#: Every file the build writes, in the order they render. The feeds' names and types: `digest.render.FEED_FILES`.
 OUTPUTS: tuple[Output, ...] = (
     Output("issues/{number}/index.html", HTML, _I, CHANGED,
            lambda b, v: _r("site", "render_issue_page")(b.site, v.issue, b.env, newest_number=v.newest)),
@@ -181,16 +179,12 @@ OUTPUTS: tuple[Output, ...] = (
            lambda b, v: _r("site", "render_topic_index")(b.site, v.topic, v.newest, v.total, b.env, b.page_size)),
     Output("topics/{slug}/page-{page}.html", HTML, _TP, GROWN,
            lambda b, v: _r("site", "render_topic_page")(b.site, v.topic, v.page, v.papers, b.env, b.page_size)),
-    _feed_row(RSS, _T, _topic_feed(lambda *a: _r("feeds", "render_rss")(*a))),
-    _feed_row(ATOM, _T, _topic_feed(lambda *a: _r("feeds", "render_atom")(*a))),
-    _feed_row(JSON_FEED, _T, _topic_feed(lambda *a: _r("feeds", "render_json_feed")(*a))),
+    *(_feed_row(feed, _T) for feed in TOPIC_FEED_FILES),  # the paper feeds: the list in digest.render
     Output("index.html", HTML, _S, ALWAYS,
            lambda b, v: _r("site", "render_index")(b.site, v.index_issues, v.total, b.env, b.page_size)),
-    _feed_row(RSS, _S, lambda b, v: _r("feeds", "render_rss")(b.site, v.feed_issues)),
-    _feed_row(ATOM, _S, lambda b, v: _r("feeds", "render_atom")(b.site, v.feed_issues)),
-    _feed_row(JSON_FEED, _S, lambda b, v: _r("feeds", "render_json_feed")(b.site, v.feed_issues)),
-    _feed_row(ISSUES_FEED, _S, lambda b, v: _r("feeds", "render_issues_feed")(b.site, v.feed_issues, b.env,
-                                                                              archive_pages=v.last_page)),
+    *(_feed_row(feed, _S) for feed in TOPIC_FEED_FILES),
+    Output(ISSUES_FEED.name, ISSUES_FEED.media_type, _S, ALWAYS,
+           lambda b, v: _r("feeds", "render_issues_feed")(b.site, v.feed_issues, b.env, archive_pages=v.last_page)),
     Output("topics/index.html", HTML, _S, ALWAYS,
            lambda b, v: _r("site", "render_topics_overview")(b.site, dict(v.topic_counts), b.env)),
     Output("sitemap.xml", XML, _S, ALWAYS, lambda b, v: _r("sitemap", "render_sitemap")(b.site, v.last_page, b.env)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -477,24 +477,23 @@ def _issues_document(
 
 
 def render_feeds(site: Site, issues: Sequence[Issue], env: jinja2.Environment, *, archive_pages: int = 0) -> Bundle:
-    """All four feeds keyed by file name (`rss.xml`, `atom.xml`, `feed.json`, `issues.xml`)."""
-    return {
-        RSS.name: render_rss(site, issues),
-        ATOM.name: render_atom(site, issues),
-        JSON_FEED.name: render_json_feed(site, issues),
-        ISSUES_FEED.name: render_issues_feed(site, issues, env, archive_pages=archive_pages),
-    }
+    """All the site's feeds keyed by file name (`rss.xml`, `atom.xml`, `feed.json`, `issues.xml`)."""
+    bundle = {feed.name: paper_feed(feed)(site, issues, None) for feed in TOPIC_FEED_FILES}
+    bundle[ISSUES_FEED.name] = render_issues_feed(site, issues, env, archive_pages=archive_pages)
+    return bundle
 
 
 def render_topic_feeds(site: Site, topic: Topic, issues: Sequence[Issue]) -> Bundle:
-    """A topic's three paper feeds (`topics/<slug>/rss.xml`, `atom.xml`, `feed.json`): its newest
-    `feed_max_items` papers among `issues` (pass the issues that hold them: `Store.newest_topic_papers`)."""
+    """A topic's paper feeds (`topics/<slug>/rss.xml`, `atom.xml`, `feed.json`): its newest `feed_max_items`
+    papers among `issues` (pass the issues that hold them: `Store.newest_topic_papers`)."""
     scope = FeedScope.of_topic(site, topic)
-    return {
-        scope.folder + RSS.name: render_rss(site, issues, scope),
-        scope.folder + ATOM.name: render_atom(site, issues, scope),
-        scope.folder + JSON_FEED.name: render_json_feed(site, issues, scope),
-    }
+    return {scope.folder + feed.name: paper_feed(feed)(site, issues, scope) for feed in TOPIC_FEED_FILES}
+
+
+def paper_feed(feed: FeedFile) -> Callable[[Site, Sequence[Issue], FeedScope | None], bytes]:
+    """The renderer of a paper feed format (`FeedFile.renderer`, a function of this module)."""
+    render: Callable[[Site, Sequence[Issue], FeedScope | None], bytes] = globals()[feed.renderer]
+    return render
 
 
 __all__ = [
@@ -516,6 +515,7 @@ __all__ = [
     "issues_archive_path",
     "issues_feed_id",
     "paper_content_html",
+    "paper_feed",
     "paper_id",
     "paper_summary",
     "paper_url",

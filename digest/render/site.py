@@ -147,7 +147,7 @@ def _row(site: Site, issue: Issue) -> _IssueRow:
 def base_context(site: Site, root: str) -> dict[str, Any]:
     """What base.html.j2 needs: the site, the relative path to the site root, feed autodiscovery links, and where
     the short signup form posts (`digest serve` answers there)."""
-    feeds = [{"href": site.link(name), "type": media, "title": title} for name, media, title in FEED_FILES]
+    feeds = [{"href": site.link(name), "type": media, "title": title} for name, media, title, _ in FEED_FILES]
     return {"site": site, "root": root, "feeds": feeds, "signup_url": site.link("subscribe")}
 
 
@@ -160,7 +160,7 @@ def topic_feed_links(site: Site, topic: Topic) -> list[dict[str, str]]:
             "title": f"{site.title} · {topic.name_zh} · {title}",  # autodiscovery: says which feed it is
             "label": title,  # on the topic's own page the topic is obvious
         }
-        for name, media, title in TOPIC_FEED_FILES
+        for name, media, title, _ in TOPIC_FEED_FILES
     ]
 
 
