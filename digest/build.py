@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from digest.errors import DigestError
 from digest.model import Issue, Site, Topic
 from digest.output import write_atomic, write_bundle
-from digest.render import ISSUES_FEED, TOPIC_FEED_FILES, Bundle, FeedFile, make_environment
+from digest.render import ISSUES_FEED, JSON_FEED, TOPIC_FEED_FILES, Bundle, FeedFile, make_environment
 from digest.settings import Settings
 
 if TYPE_CHECKING:
@@ -173,6 +173,8 @@ OUTPUTS: tuple[Output, ...] = (
     Output("archive/issues-{page}.xml", ISSUES_FEED.media_type, _P, CHANGED,
            lambda b, v: _r("feeds", "render_issues_archive")(b.site, v.page, v.issues, b.env,
                                                               last_page=v.page == v.last_page)),
+    Output("archive/feed-{page}.json", JSON_FEED.media_type, _P, CHANGED,
+           lambda b, v: _r("feeds", "render_papers_archive")(b.site, v.page, v.issues)),
     Output("sitemaps/issues-{page}.xml", XML, _P, CHANGED,
            lambda b, v: _r("sitemap", "render_issues_sitemap")(b.site, v.page, v.issues, b.env)),
     Output("topics/{slug}/index.html", HTML, _T, CHANGED,
@@ -182,7 +184,9 @@ OUTPUTS: tuple[Output, ...] = (
     *(_feed_row(feed, _T) for feed in TOPIC_FEED_FILES),  # the paper feeds: the list in digest.render
     Output("index.html", HTML, _S, ALWAYS,
            lambda b, v: _r("site", "render_index")(b.site, v.index_issues, v.total, b.env, b.page_size)),
-    *(_feed_row(feed, _S) for feed in TOPIC_FEED_FILES),
+    *(_feed_row(feed, _S) for feed in TOPIC_FEED_FILES if feed is not JSON_FEED),
+    Output(JSON_FEED.name, JSON_FEED.media_type, _S, ALWAYS,  # pages on through archive/feed-<k>.json (next_url)
+           lambda b, v: _r("feeds", "render_json_feed")(b.site, v.feed_issues, archive_pages=v.last_page)),
     Output(ISSUES_FEED.name, ISSUES_FEED.media_type, _S, ALWAYS,
            lambda b, v: _r("feeds", "render_issues_feed")(b.site, v.feed_issues, b.env, archive_pages=v.last_page)),
     Output("topics/index.html", HTML, _S, ALWAYS,

@@ -18,8 +18,8 @@ BUILD_MARKER = ".digest-build.json"
 STATE_CLAIM = ".digest-state"  # in the output folder: the id of the state it was built from (hidden when served)
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Replace `path` with `data` so readers see the old or the new file, never a torn one.
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
+    """Replace `path` with `data` so readers see the old or the new file, never a torn one (its permissions: `mode`).
 
     Returns False (and leaves the file and its mtime alone) when the content is already identical, so
     HTTP caches and rsync see no change.
@@ -34,7 +34,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -136,13 +136,17 @@ def _short_hash(data: bytes) -> str:
 
 def _template_files(folder: Path) -> list[tuple[str, bytes]]:
     """(name relative to `folder`, content) of every template file in it, by name; hidden files (editors' swap
-    files, temp files) are not templates."""
+    files, temp files) are not templates, and the prompts of `digest draft` (draft_*) shape no page."""
     if not folder.is_dir():
         return []
     found = []
     for path in sorted(folder.rglob("*")):
         name = path.relative_to(folder).as_posix()
-        if path.is_file() and not any(part.startswith(".") for part in name.split("/")):
+        if (
+            path.is_file()
+            and not path.name.startswith("draft_")
+            and not any(p.startswith(".") for p in name.split("/"))
+        ):
             try:
                 found.append((name, path.read_bytes()))
             except OSError as exc:
