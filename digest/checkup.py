@@ -51,7 +51,7 @@ def template_problems(publisher: Publisher, entries: tuple[Entry, ...], now: dat
     sample = Issue(1, now, entries[:3] or _example_entries())
     site = publisher.site(None)
     try:
-        options = publisher.email_options(sample.number)
+        options = publisher.build(None).email_options(sample.number)
         render_email(site, sample, env, max_html_bytes=publisher.settings.email_max_bytes, options=options)
         render_issue_page(site, sample, env)
     except DigestError as exc:

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -28,11 +27,12 @@ if TYPE_CHECKING:
     from digest.bounces.importer import ImportResult
     from digest.catalog import Catalog
     from digest.mailer import SendResult
-    from digest.render.email import EmailOptions, RenderedEmail
+    from digest.render.email import RenderedEmail
     from digest.seeds import EntryLimits
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
 
+from digest.build import MAIL_FOLDER, Build, changed_outputs, environment, index_topics, rebuild_files, site_of
 from digest.compose import EntryReport, IssuePlan, describe, plan_from_queue, plan_next_issue
 from digest.errors import BusyError, DigestError, ForeignSiteError, NoStateError
 from digest.model import (
@@ -45,10 +45,19 @@ from digest.model import (
     SeedFile,
     SeedScan,
     Site,
-    Topic,
 )
-from digest.output import remove_stale_temp_files, write_atomic, write_bundle
-from digest.render import Bundle, make_environment
+from digest.output import (
+    STATE_CLAIM,
+    build_marker_matches,
+    output_settings,
+    read_claim,
+    remove_stale_temp_files,
+    rerender_reason,
+    write_atomic,
+    write_build_marker,
+    write_bundle,
+)
+from digest.render import Bundle
 from digest.seedfiles import list_seed_files
 from digest.sending import SendReport, delivery_status, rates_status
 from digest.settings import Settings
@@ -58,29 +67,8 @@ from digest.wording import counted
 
 log = logging.getLogger("digest.publisher")
 
-BUILD_MARKER = ".digest-build.json"
-STATE_CLAIM = ".digest-state"  # in the output folder: the id of the state it was built from (hidden when served)
 OUTPUT_SETTINGS_KEY = "output_settings_of_site"  # a hash per page-shaping setting and template the site follows
-#: The settings that shape rendered files (what renderers get through Site and EmailOptions). Templates count too.
-OUTPUT_SETTINGS = (
-    "title",
-    "description",
-    "author",
-    "site_url",
-    "language",
-    "timezone",
-    "feed_max_items",
-    "archive_page_size",
-    "email_max_bytes",
-    "highlights",
-    "sender_address",
-    "topics",
-    "websub_hub",
-)
-NOTES_FOLDER = "_notes"  # in the seeds folder: `<number>.md`, the editor's note of that issue's email
-MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
 BACKLOG_KEY = "unpublished_after_last_run"
-TOPIC_RULES_KEY = "topic_rules_of_index"
 PROBLEMS_KEY = "problems_of_last_run"
 SEEDS_KEY = "seed_listing_of_last_run"
 ENTRIES_KEY = "entries_match_seeds"  # "1" once a full scan recorded every paper where the seeds have it
@@ -148,8 +136,7 @@ class Publisher:
     def env(self) -> jinja2.Environment:
         """The template environment (user templates folder first, shipped templates as fallback)."""
         if self._env is None:
-            folder = self.settings.templates_dir
-            self._env = make_environment(folder if folder.is_dir() else None)
+            self._env = environment(self.settings)
         return self._env
 
     @property
@@ -192,21 +179,12 @@ class Publisher:
                 self._lock_owner = None
 
     def site(self, store: Store | None) -> Site:
-        """The publication as renderers see it; its feed id comes from the state, not the URL (without a store, as
-        `digest check` tries the templates: a placeholder id)."""
-        s = self.settings
-        site = Site(
-            title=s.title,
-            url=s.site_url,
-            author=s.author,
-            description=s.description,
-            language=s.language,
-            timezone=s.timezone,
-            feed_max_items=s.feed_max_items,
-            topics=s.topic_list,
-            websub_hub=s.websub_hub,
-        )
-        return replace(site, feed_id=f"urn:uuid:{store.site_uuid()}") if store is not None else site
+        """The publication as renderers see it (see `digest.build.site_of`)."""
+        return site_of(self.settings, store)
+
+    def build(self, store: Store | None) -> Build:
+        """The renderer of every output (`digest.build.OUTPUTS`) for this site."""
+        return Build(self.settings, self.env, self.site(store))
 
     def scan_seeds(self) -> SeedScan:
         """Parse every seed file (pure parsing over one directory read)."""
@@ -317,8 +295,9 @@ class Publisher:
             issue = Issue(number=number, published=now, entries=tuple(entries[r.id] for r in plan.new), slot=slot)
             store.record_issue(issue, now)
         revised_issues = store.issues_of_entries(r.id for r in plan.revised)
-        topics = self._index_topics(store, issue, revised_issues)
-        bundle = self._changed_outputs(store, revised_issues, issue, topics, repair=not dry_run)
+        with_topics = index_topics(store, self.settings.topic_list, issue, revised_issues)
+        repair = not dry_run and not self._build_marker_matches(store)
+        bundle = changed_outputs(self.build(store), store, revised_issues, issue, with_topics, repair)
         return _Published(plan, number, entries, issue, bundle)
 
     def _nothing_changed(self, store: Store, fingerprint: str) -> tuple[Problem, ...] | None:
@@ -402,196 +381,6 @@ class Publisher:
                 found[ref.id] = entry
         return found
 
-    def _changed_outputs(
-        self, store: Store, revised_issues: set[int], issue: Issue | None, topics: set[str], repair: bool
-    ) -> Bundle:
-        """The files that change with this run: the new issue, corrected issues, feeds and the index, and the
-        pages and feeds of the topics the new or corrected papers belong to."""
-        pages: set[int] = set(revised_issues)
-        emails: set[int] = set()
-        if issue is not None:
-            pages.add(issue.number)
-            emails.add(issue.number)
-            if issue.number > 1:
-                pages.add(issue.number - 1)  # its "next issue" link appears
-        shared = bool(pages) or bool(topics) or (repair and not self._build_marker_matches(store))
-        if not shared:
-            return {}
-        return self.render_outputs(store, pages=pages, emails=emails, topics=topics, revised=revised_issues)
-
-    def _index_topics(self, store: Store, issue: Issue | None, revised: set[int]) -> set[str]:
-        """Record the topics of the new issue's and the corrected issues' papers; returns every topic whose
-        papers changed. When the topic rules changed since the index was built, every issue is indexed again
-        (once) and every topic counts as changed."""
-        topics = self.settings.topic_list
-        rules = _rules_fingerprint(topics)
-        if store.meta(TOPIC_RULES_KEY) != rules:
-            touched = store.topics_in_use()
-            store.clear_paper_topics()
-            numbers = store.issue_numbers()
-            for start in range(0, len(numbers), 200):
-                for old in store.load_issues(numbers[start : start + 200]):
-                    store.set_paper_topics(old.number, _topic_rows(old, topics))
-            store.set_meta(TOPIC_RULES_KEY, rules)
-            return touched | {t.slug for t in topics}
-        touched = set()
-        fresh = [issue] if issue is not None else []
-        for changed in [*fresh, *store.load_issues(sorted(revised))]:
-            touched |= store.set_paper_topics(changed.number, _topic_rows(changed, topics))
-        return touched
-
-    def render_outputs(
-        self,
-        store: Store,
-        *,
-        pages: Iterable[int],
-        emails: Iterable[int],
-        topics: Iterable[str] = (),
-        revised: Iterable[int] = (),
-    ) -> Bundle:
-        """Render issue pages and emails for the given issues, the pages and feeds of the given topics, plus the
-        feeds, index, last archive page (with its search shard, RFC 5005 archive document and sitemap), the
-        archive pages of `revised` issues, and the search page, topics overview and sitemap index."""
-        from digest.render.feeds import render_feeds
-        from digest.render.site import (
-            archive_issue_numbers,
-            archive_page_count,
-            archive_page_number,
-            issue_page_path,
-            render_archive,
-            render_issue_page,
-            render_topics_overview,
-        )
-        from digest.render.sitemap import render_sitemap_index
-
-        site = self.site(store)
-        size = self.settings.archive_page_size
-        page_set, email_set = set(pages), set(emails)
-        total = store.issue_count()
-        newest = store.latest_issue_number()
-        last_page = archive_page_count(total, size)
-        archive_numbers = list(archive_issue_numbers(total, size))
-        feed_numbers = store.newest_issue_numbers_for_items(self.settings.feed_max_items)
-        # Archive pages whose shard, archive document and sitemap change: the last one, the one before when the
-        # last just started (its next-archive link appears), and those of corrected issues.
-        paged = {archive_page_number(n, size) for n in revised} | ({last_page} if last_page else set())
-        if last_page > 1 and total % size == 1 % size:
-            paged.add(last_page - 1)
-        paged_numbers = [n for k in paged for n in range((k - 1) * size + 1, min(k * size, total) + 1)]
-        wanted = sorted(
-            page_set | email_set | set(archive_numbers) | set(feed_numbers) | set(paged_numbers), reverse=True
-        )
-        issues = {i.number: i for i in store.load_issues(wanted)}
-        bundle: Bundle = {}
-        for n in sorted(page_set):
-            bundle[issue_page_path(n)] = render_issue_page(site, issues[n], self.env, newest_number=newest)
-        for n in sorted(email_set):
-            bundle.update(self._email_files(site, issues[n]))
-        bundle.update(
-            render_archive(site, [issues[n] for n in sorted(archive_numbers, reverse=True)], total, self.env, size)
-        )
-        for k in sorted(paged):
-            page_issues = [issues[n] for n in range((k - 1) * size + 1, min(k * size, total) + 1)]
-            bundle.update(self._paged_extras(site, k, page_issues, last_page))
-        bundle.update(render_feeds(site, [issues[n] for n in feed_numbers], self.env, archive_pages=last_page))
-        configured = {t.slug: t for t in site.topics}
-        for slug in sorted(set(topics) & configured.keys()):
-            bundle.update(self._topic_files(store, site, configured[slug], issues))
-        counts = {t.slug: store.topic_paper_count(t.slug) for t in site.topics}
-        bundle["topics/index.html"] = render_topics_overview(site, counts, self.env)
-        bundle.update(render_sitemap_index(site, last_page, self.env))
-        if not last_page:
-            from digest.render.search import MANIFEST, render_search_manifest, render_search_page
-
-            bundle.update(render_search_page(site, self.env))
-            bundle[MANIFEST] = render_search_manifest(0)
-        return bundle
-
-    def _paged_extras(self, site: Site, page: int, page_issues: Sequence[Issue], last_page: int) -> Bundle:
-        """What belongs to archive page k besides its HTML: its search shard, its RFC 5005 archive document of
-        issues.xml, its JSON Feed archive page (feed.json's `next_url` chain), its sitemap (and the search manifest
-        and page, which name the number of shards)."""
-        from digest.render.feeds import (
-            issues_archive_path,
-            papers_archive_path,
-            render_issues_archive,
-            render_papers_archive,
-        )
-        from digest.render.search import render_search
-        from digest.render.sitemap import issues_sitemap_path, render_issues_sitemap
-
-        bundle = render_search(site, page, page_issues, last_page, self.env)
-        bundle[issues_archive_path(page)] = render_issues_archive(
-            site, page, page_issues, self.env, last_page=page == last_page
-        )
-        bundle[issues_sitemap_path(page)] = render_issues_sitemap(site, page, page_issues, self.env)
-        bundle[papers_archive_path(page)] = render_papers_archive(site, page, page_issues)
-        return bundle
-
-    def _topic_files(self, store: Store, site: Site, topic: Topic, loaded: dict[int, Issue]) -> Bundle:
-        """A topic's index, last page and feeds, from its newest papers (loading the issues that hold them)."""
-        from digest.render.feeds import render_topic_feeds
-        from digest.render.site import TopicPaper, render_topic
-
-        size = self.settings.archive_page_size
-        newest = store.newest_topic_papers(topic.slug, max(size, self.settings.feed_max_items))
-        missing = sorted({n for n, _ in newest} - loaded.keys())
-        loaded.update((i.number, i) for i in store.load_issues(missing))
-        papers = [TopicPaper(loaded[n], position) for n, position in newest]
-        bundle = render_topic(site, topic, papers[:size], store.topic_paper_count(topic.slug), self.env, size)
-        feed_issues = sorted({p.issue.number for p in papers[: self.settings.feed_max_items]}, reverse=True)
-        bundle.update(render_topic_feeds(site, topic, [loaded[n] for n in feed_issues]))
-        return bundle
-
-    def _email_files(self, site: Site, issue: Issue) -> Bundle:
-        """The issue's email twice: the copy the mailer fills in per subscriber (in the hidden `.mail/` folder, with
-        its link markers in slots.json) and the copy published on the site, which links the subscribe page and says
-        that the personal links are in the mail (`published_copy`)."""
-        from dataclasses import asdict
-
-        from digest.render.email import published_copy, render_email
-
-        options = self.email_options(issue.number)
-        rendered = render_email(site, issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options)
-        if len(rendered.html.encode("utf-8")) > self.settings.email_max_bytes:  # e.g. a very long editor's note
-            log.warning("issue %d: the email is %s; it is published anyway, mail clients may clip it", issue.number,
-                        rendered.detail)  # fmt: skip
-        html, text = published_copy(rendered, site.link("subscribe"))
-        folder = f"issues/{issue.number}"
-        return {
-            f"{folder}/email.html": html.encode("utf-8"),
-            f"{folder}/email.txt": text.encode("utf-8"),
-            f"{folder}/{MAIL_FOLDER}/email.html": rendered.html.encode("utf-8"),
-            f"{folder}/{MAIL_FOLDER}/email.txt": rendered.text.encode("utf-8"),
-            f"{folder}/{MAIL_FOLDER}/slots.json": json.dumps(asdict(rendered.slots)).encode("utf-8"),
-        }
-
-    def email_options(self, number: int, topics: frozenset[str] = frozenset()) -> EmailOptions:
-        """What issue `number`'s email shows besides its papers: the editor's note (`<seeds>/_notes/<number>.md`
-        or `.txt`, if there is one), the highlights and the sender's address from the settings, and the reader's
-        `topics`; the secret key makes the personal-link markers unguessable."""
-        from digest.render.email import EmailOptions
-        from digest.text import clean_text
-
-        note = ""
-        for suffix in (".md", ".txt"):
-            path = self.settings.seeds_dir / NOTES_FOLDER / f"{number}{suffix}"
-            try:
-                note = clean_text(path.read_text(encoding="utf-8", errors="replace"))
-                break
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise DigestError(f"{path}: cannot read the editor's note ({exc.strerror})") from None
-        s = self.settings
-        return EmailOptions(
-            note=note,
-            highlights=s.highlights,
-            sender_address=s.sender_address,
-            topics=topics,
-            mark_key=s.secret_key.get_secret_value(),
-        )
-
     # --- rebuild ------------------------------------------------------------------------------
 
     def rebuild(
@@ -606,47 +395,13 @@ class Publisher:
         the pages follow are recorded once every file is written (a rebuild killed midway is redone by the next
         render). ForeignSiteError when the output folder was built from another state, unless `force`.
         """
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        from digest.render.site import archive_pages_for
-
         with self.lock("rebuild"), self._owned_store(force) as store:
             shaping = self.output_settings()
-            numbers = store.issue_numbers()
-            newest = numbers[-1] if numbers else None
-            pages = archive_pages_for(numbers, self.settings.archive_page_size)
-            # (issues, and after the last part of a page: the page and all its issues)
-            tasks: list[tuple[list[int], tuple[int, Sequence[int]] | None]] = []
-            for page, page_numbers in pages.items():
-                ordered = sorted(page_numbers)
-                parts = [ordered[i : i + chunk] for i in range(0, len(ordered), chunk)]
-                tasks.extend((part, (page, page_numbers) if part is parts[-1] else None) for part in parts)
-            jobs = workers if workers is not None else min(os.cpu_count() or 1, max(1, len(tasks)))
             # Several processes write into the same folders from here on: none may take another's temp file for
             # a leftover of a killed run, so the leftovers go now, and every write below leaves temp files alone.
             remove_stale_temp_files(self.settings.output_dir, below=True)
-            changed = 0
-            with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(tasks) > 1 else _InProcess() as pool:
-                dump = self.settings.model_dump()
-                futures = {
-                    pool.submit(_rebuild_issues, dump, part, newest, page, len(pages)): len(part)
-                    for part, page in tasks
-                }
-                store.set_meta(TOPIC_RULES_KEY, "")  # re-derive every paper's topics from the current rules
-                with store.transaction():
-                    touched = self._index_topics(store, None, set())
-                changed += self._write_topic_pages(store)
-                written: list[str] = []
-                changed += write_bundle(
-                    self.settings.output_dir,
-                    self.render_outputs(store, pages=(), emails=(), topics=touched),
-                    written=written,
-                    clean=False,
-                )
-                for future in as_completed(futures):
-                    changed += future.result()
-                    if progress:
-                        progress(futures[future])
+            written: list[str] = []
+            changed = rebuild_files(self.build(store), store, progress, chunk, workers, written)
             with store.transaction():
                 store.set_meta(OUTPUT_SETTINGS_KEY, json.dumps(shaping, sort_keys=True))
             self._write_build_marker(store)
@@ -666,53 +421,6 @@ class Publisher:
 
             site_url = self.settings.site_url
             ping_hub(hub, [site_url + path for path in feeds])
-
-    def render_archive_files(
-        self, store: Store, page: int, numbers: Sequence[int], last_page: int, loaded: Sequence[Issue] = ()
-    ) -> Bundle:
-        """Archive page `page` (issues `numbers`, newest first) with its search shard, RFC 5005 archive document and
-        sitemap (only `rebuild` needs the old, stable pages); `loaded`: issues already loaded."""
-        from digest.render.site import archive_page_path, render_archive_page
-
-        site, size = self.site(store), self.settings.archive_page_size
-        issues = {i.number: i for i in loaded}
-        issues.update((i.number, i) for i in store.load_issues([n for n in numbers if n not in issues]))
-        page_issues = [issues[n] for n in numbers]
-        bundle = {archive_page_path(page): render_archive_page(site, page, page_issues, self.env, size)}
-        bundle.update(self._paged_extras(site, page, page_issues, last_page))
-        return bundle
-
-    def _write_topic_pages(self, store: Store) -> int:
-        """Render and write every page of every topic (only `rebuild` needs the old, stable ones)."""
-        from digest.render.site import TopicPaper, pages_for, render_topic_page, topic_page_path
-
-        site, size, changed = self.site(store), self.settings.archive_page_size, 0
-        for topic in site.topics:
-            papers = store.topic_papers(topic.slug)
-            for page, ranks in sorted(pages_for(range(1, len(papers) + 1), size).items()):
-                on_page = [papers[rank - 1] for rank in sorted(ranks)]
-                issues = {i.number: i for i in store.load_issues(sorted({n for n, _ in on_page}))}
-                data = render_topic_page(
-                    site, topic, page, [TopicPaper(issues[n], p) for n, p in on_page], self.env, size
-                )
-                changed += write_atomic(self.settings.output_dir / topic_page_path(topic.slug, page), data)
-        return changed
-
-    def render_issue_files(
-        self, store: Store, numbers: Sequence[int], newest: int | None, loaded: list[Issue] | None = None
-    ) -> Bundle:
-        """Issue pages and emails of these issues (what `rebuild` spreads over the cores); the issues loaded are
-        added to `loaded`, when given."""
-        from digest.render.site import issue_page_path, render_issue_page
-
-        site = self.site(store)
-        bundle: Bundle = {}
-        for issue in store.load_issues(numbers):
-            bundle[issue_page_path(issue.number)] = render_issue_page(site, issue, self.env, newest_number=newest)
-            bundle.update(self._email_files(site, issue))
-            if loaded is not None:
-                loaded.append(issue)
-        return bundle
 
     # --- status -------------------------------------------------------------------------------
 
@@ -795,12 +503,7 @@ class Publisher:
 
     def topic_email(self, store: Store, issue: Issue, topics: frozenset[str]) -> RenderedEmail:
         """Issue `issue`'s email holding only the papers of `topics` (for the subscribers who chose them)."""
-        from digest.render.email import render_email
-
-        options = self.email_options(issue.number, topics)
-        return render_email(
-            self.site(store), issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options
-        )
+        return self.build(store).topic_email(issue, topics)
 
     # --- scheduled runs (`digest run`) -------------------------------------------------------
 
@@ -871,7 +574,7 @@ class Publisher:
             pass  # missing or damaged: render it again
         with self._owned_store(force=False) as store:
             issue = store.load_issues([number])[0]
-            files = self._email_files(self.site(store), issue)
+            files = self.build(store).email_files(issue)
         write_bundle(self.settings.output_dir, files)
         log.info("issue %d: no rendered email on this host; rendered it here from the state", number)
 
@@ -918,7 +621,7 @@ class Publisher:
         starts over at issue 1 over the published site). Then claim the folder for this state, before any page
         is written."""
         out = self.settings.output_dir
-        claim = _read_claim(out) if check and not force else None
+        claim = read_claim(out) if check and not force else None
         if claim is not None and not self.backend.exists():
             raise ForeignSiteError(
                 f"{out}/ was built from state {claim[0]} ({claim[1]}), but there is no state at {self.backend.where}:"
@@ -939,51 +642,18 @@ class Publisher:
             yield store
 
     def output_settings(self) -> dict[str, str]:
-        """A short hash of each setting that shapes the rendered files and of each template file (the user's
-        templates folder, digest's own as one): what the pages were rendered with, so that a change is noticed."""
-        from digest.render import default_templates_dir
-
-        values = self.settings.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
-        result = {
-            name: _short_hash(json.dumps(value, sort_keys=True).encode("utf-8")) for name, value in values.items()
-        }
-        folder = self.settings.templates_dir
-        result.update((f"{folder}/{name}", _short_hash(data)) for name, data in _template_files(folder))
-        shipped = b"".join(
-            name.encode("utf-8") + b"\0" + _short_hash(data).encode("ascii")
-            for name, data in _template_files(default_templates_dir())
-        )
-        result["digest's own templates"] = _short_hash(shipped)
-        return result
+        """What the pages are rendered with (see `digest.output.output_settings`)."""
+        return output_settings(self.settings)
 
     def _rerender_reason(self, store: Store, current: Mapping[str, str]) -> str:
         """Why every page must be rendered again before this render, or "" when they follow `current`."""
-        recorded = store.meta(OUTPUT_SETTINGS_KEY)
-        if recorded is None:  # a new state (its first render records them), or one from before they were recorded
-            return "" if store.issue_count() == 0 else "page settings not recorded yet: re-rendering all pages"
-        before = json.loads(recorded)
-        changed = sorted(k for k in current.keys() | before.keys() if current.get(k) != before.get(k))
-        if not changed:
-            return ""
-        names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        return f"settings changed ({names}): re-rendering all pages"
-
-    # --- build marker -------------------------------------------------------------------------
-
-    def _build_marker(self, store: Store) -> bytes:
-        return json.dumps(
-            {"latest_issue": store.latest_issue_number(), "site": store.site_uuid()}, sort_keys=True
-        ).encode("utf-8")
+        return rerender_reason(store.meta(OUTPUT_SETTINGS_KEY), store.issue_count(), current)
 
     def _build_marker_matches(self, store: Store) -> bool:
-        path = self.settings.output_dir / BUILD_MARKER
-        try:
-            return path.read_bytes() == self._build_marker(store)
-        except OSError:
-            return False
+        return build_marker_matches(self.settings.output_dir, store.latest_issue_number(), store.site_uuid())
 
     def _write_build_marker(self, store: Store) -> None:
-        write_atomic(self.settings.output_dir / BUILD_MARKER, self._build_marker(store))
+        write_build_marker(self.settings.output_dir, store.latest_issue_number(), store.site_uuid())
 
 
 @dataclass(frozen=True)
@@ -1003,60 +673,6 @@ def _fresh_catalog(limits: EntryLimits) -> Catalog:
     return Catalog(limits=limits)
 
 
-def _rules_fingerprint(topics: Sequence[Topic]) -> str:
-    """One value for the topic rules: the topic index is derived again when it changes."""
-    import hashlib
-
-    return hashlib.sha256(repr(tuple(topics)).encode("utf-8")).hexdigest()
-
-
-def _topic_rows(issue: Issue, topics: tuple[Topic, ...]) -> list[tuple[str, int]]:
-    """(topic, position) for every paper of `issue` and each of its topics."""
-    from digest.topics import assign_topics
-
-    return [(slug, position) for position, entry in enumerate(issue.entries) for slug in assign_topics(entry, topics)]
-
-
-def _short_hash(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _template_files(folder: Path) -> list[tuple[str, bytes]]:
-    """(name relative to `folder`, content) of every template file in it, by name; hidden files (editors' swap
-    files, temp files) are not templates, and the prompts of `digest draft` (draft_*) shape no page."""
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in sorted(folder.rglob("*")):
-        name = path.relative_to(folder).as_posix()
-        if (
-            path.is_file()
-            and not path.name.startswith("draft_")
-            and not any(p.startswith(".") for p in name.split("/"))
-        ):
-            try:
-                found.append((name, path.read_bytes()))
-            except OSError as exc:
-                raise DigestError(f"{path}: cannot read the template ({exc.strerror})") from None
-    return found
-
-
-def _read_claim(folder: Path) -> tuple[str, str] | None:
-    """(state id, state location) of the state the output folder was built from, or None when it says nothing:
-    its `.digest-state`, else (a site built by an older digest) the state id in its build marker."""
-    try:
-        data = json.loads((folder / STATE_CLAIM).read_text(encoding="utf-8"))
-        return str(data["state_id"]), str(data.get("state", "?"))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    try:
-        return str(json.loads((folder / BUILD_MARKER).read_text(encoding="utf-8"))["site"]), "location not recorded"
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def _fingerprint(files: Sequence[SeedFile], limits: EntryLimits) -> str:
     """One value for the whole seed listing (and the entry limits it was read with): a no-op run compares it
     instead of 10,000 cache rows."""
@@ -1072,44 +688,3 @@ def _encode_problems(problems: Sequence[Problem]) -> str:
 
 def _decode_problems(text: str) -> tuple[Problem, ...]:
     return tuple(Problem(src, line, msg, ProblemKind(kind), eid) for src, line, msg, kind, eid in json.loads(text))
-
-
-_WORKER_PUBLISHERS: dict[str, Publisher] = {}
-
-
-def _rebuild_issues(
-    settings_dump: dict[str, object],
-    numbers: list[int],
-    newest: int | None,
-    page: tuple[int, Sequence[int]] | None,
-    last_page: int,
-) -> int:
-    """Worker of `rebuild`: render and write the pages and emails of some issues, then archive page `page` (when
-    given) with its extras; returns files changed.
-
-    A worker process keeps its publisher across chunks, so its templates are compiled once, not once per chunk."""
-    key = json.dumps(settings_dump, sort_keys=True, default=str)
-    publisher = _WORKER_PUBLISHERS.get(key)
-    if publisher is None:
-        publisher = _WORKER_PUBLISHERS.setdefault(key, Publisher(Settings.model_validate(settings_dump)))
-    with publisher.open_store() as store:
-        loaded: list[Issue] = []
-        bundle = publisher.render_issue_files(store, numbers, newest, loaded)
-        if page is not None:
-            bundle.update(publisher.render_archive_files(store, *page, last_page, loaded))
-    return write_bundle(publisher.settings.output_dir, bundle, clean=False)  # `rebuild` removed the leftovers
-
-
-class _InProcess:
-    """A stand-in for a process pool when one core (or one chunk) makes forking not worth it."""
-
-    def __enter__(self) -> _InProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Callable[..., int], *args: object) -> Future[int]:
-        future: Future[int] = Future()
-        future.set_result(fn(*args))
-        return future

@@ -4,7 +4,7 @@ besides loading templates."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from markupsafe import Markup
 
@@ -13,6 +13,28 @@ if TYPE_CHECKING:
 
 #: Rendered files keyed by their path relative to the output folder ("issues/1/index.html").
 Bundle = dict[str, bytes]
+
+
+class FeedFile(NamedTuple):
+    """A feed format: its file name, media type, link title and renderer, written down here only. The table of
+    outputs (`digest.build.OUTPUTS`, which `digest serve` reads), the autodiscovery links, the feeds' self links
+    and the WebSub pings all follow this list: a new paper feed format is its renderer and one line here."""
+
+    name: str
+    media_type: str
+    title: str
+    renderer: str = ""  # a paper feed: the `digest.render.feeds` function (site, issues, scope); else: a row of its own
+
+
+RSS = FeedFile("rss.xml", "application/rss+xml", "RSS", "render_rss")
+ATOM = FeedFile("atom.xml", "application/atom+xml", "Atom", "render_atom")
+JSON_FEED = FeedFile("feed.json", "application/feed+json", "JSON Feed", "render_json_feed")
+ISSUES_FEED = FeedFile("issues.xml", "application/atom+xml", "每期合集 (Atom)")
+#: The site's feeds, also used for `<link rel="alternate">` autodiscovery.
+FEED_FILES: tuple[FeedFile, ...] = (RSS, ATOM, JSON_FEED, ISSUES_FEED)
+#: The paper feeds: at the site root and in every topic's folder (a topic has no issues feed).
+TOPIC_FEED_FILES: tuple[FeedFile, ...] = tuple(feed for feed in FEED_FILES if feed.renderer)
+
 
 _PACKAGED = Path(__file__).resolve().parent.parent / "_templates"
 _SOURCE_TREE = Path(__file__).resolve().parent.parent.parent / "templates"

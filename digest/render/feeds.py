@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -22,17 +22,9 @@ from feedgen.feed import FeedGenerator
 from markupsafe import Markup, escape
 
 from digest.model import Entry, Issue, Site, Topic
-from digest.render import Bundle
+from digest.render import ATOM, FEED_FILES, ISSUES_FEED, JSON_FEED, RSS, TOPIC_FEED_FILES, Bundle, FeedFile
 from digest.text import linkify, truncate
 from digest.topics import assign_topics, group_by_topic
-
-#: Feed files: (file name, media type, link title); also used for `<link rel="alternate">` autodiscovery.
-FEED_FILES: tuple[tuple[str, str, str], ...] = (
-    ("rss.xml", "application/rss+xml", "RSS"),
-    ("atom.xml", "application/atom+xml", "Atom"),
-    ("feed.json", "application/feed+json", "JSON Feed"),
-    ("issues.xml", "application/atom+xml", "每期合集 (Atom)"),
-)
 
 
 def is_subscription_feed(path: str) -> bool:
@@ -40,7 +32,7 @@ def is_subscription_feed(path: str) -> bool:
     not): the feeds that announce the WebSub hub and whose changes are pinged to it."""
     folder, _, name = path.rpartition("/")
     is_topic = folder.startswith("topics/") and folder.count("/") == 1
-    return any(name == feed for feed, _, _ in FEED_FILES) and (folder == "" or is_topic)
+    return any(name == feed.name for feed in FEED_FILES) and (folder == "" or is_topic)
 
 
 #: A feed with no items still needs a fixed `updated`; the epoch keeps the output deterministic.
@@ -90,7 +82,7 @@ def _namespace(site: Site) -> uuid.UUID:
 
 def issues_feed_id(site: Site) -> str:
     """The Atom id of `issues.xml`, derived from the permanent feed id (never from the movable site URL)."""
-    return uuid.uuid5(_namespace(site), "issues.xml").urn
+    return uuid.uuid5(_namespace(site), "issues.xml").urn  # a permanent id: never follows a renamed file
 
 
 def issue_entry_id(site: Site, number: int) -> str:
@@ -313,7 +305,7 @@ def _paper_feed(site: Site, issues: Sequence[Issue], scope: FeedScope, *, name: 
 
 def render_rss(site: Site, issues: Sequence[Issue], scope: FeedScope | None = None) -> bytes:
     """`rss.xml`: RSS 2.0 (Best Practices Profile), one item per paper, newest first."""
-    fg = _paper_feed(site, issues, scope or FeedScope.whole(site), name="rss.xml", media="application/rss+xml")
+    fg = _paper_feed(site, issues, scope or FeedScope.whole(site), name=RSS.name, media=RSS.media_type)
     return plain_text_titles(bytes(fg.rss_str(pretty=True)))
 
 
@@ -335,7 +327,7 @@ def plain_text_titles(rss: bytes) -> bytes:
 
 def render_atom(site: Site, issues: Sequence[Issue], scope: FeedScope | None = None) -> bytes:
     """`atom.xml`: Atom 1.0 (RFC 4287), one entry per paper, newest first; feed id is `site.feed_id`."""
-    fg = _paper_feed(site, issues, scope or FeedScope.whole(site), name="atom.xml", media="application/atom+xml")
+    fg = _paper_feed(site, issues, scope or FeedScope.whole(site), name=ATOM.name, media=ATOM.media_type)
     return bytes(fg.atom_str(pretty=True))
 
 
@@ -358,7 +350,7 @@ def render_json_feed(
     next_url = site.link(papers_archive_path(archive_pages)) if archive_pages and scope.topic is None else None
     items = feed_items(site, issues, scope.topic)
     return _json_feed(
-        site, items, scope.title, site.link(scope.folder), site.link(scope.folder + "feed.json"), next_url
+        site, items, scope.title, site.link(scope.folder), site.link(scope.folder + JSON_FEED.name), next_url
     )
 
 
@@ -466,7 +458,7 @@ def render_issues_feed(
     shown = {item.issue.number for item in feed_items(site, issues)}
     ordered = sorted((i for i in issues if i.number in shown), key=lambda i: i.number, reverse=True)
     links = [("prev-archive", site.link(issues_archive_path(archive_pages)))] if archive_pages else []
-    return _issues_document(site, ordered, env, self_file="issues.xml", links=links, archive=False)
+    return _issues_document(site, ordered, env, self_file=ISSUES_FEED.name, links=links, archive=False)
 
 
 def render_issues_archive(
@@ -476,7 +468,7 @@ def render_issues_archive(
     subscription document (`current`) and to its neighbours. Like the archive page, a full one never changes
     except for its `next-archive` link, which appears once, when page k+1 starts."""
     ordered = sorted(page_issues, key=lambda i: i.number, reverse=True)
-    links = [("current", site.link("issues.xml"))]
+    links = [("current", site.link(ISSUES_FEED.name))]
     if page_number > 1:
         links.append(("prev-archive", site.link(issues_archive_path(page_number - 1))))
     if not last_page:
@@ -498,7 +490,7 @@ def _issues_document(
         feed_id=issues_feed_id(site),
         title=f"{site.title}（每期合集）",
         self_file=self_file,
-        self_type="application/atom+xml",
+        self_type=ISSUES_FEED.media_type,
         links=links,
         archive=archive,
     )
@@ -518,33 +510,34 @@ def _issues_document(
 
 
 def render_feeds(site: Site, issues: Sequence[Issue], env: jinja2.Environment, *, archive_pages: int = 0) -> Bundle:
-    """All four feeds keyed by file name (`rss.xml`, `atom.xml`, `feed.json`, `issues.xml`)."""
-    return {
-        "rss.xml": render_rss(site, issues),
-        "atom.xml": render_atom(site, issues),
-        "feed.json": render_json_feed(site, issues, archive_pages=archive_pages),
-        "issues.xml": render_issues_feed(site, issues, env, archive_pages=archive_pages),
-    }
+    """All the site's feeds keyed by file name (`rss.xml`, `atom.xml`, `feed.json`, `issues.xml`)."""
+    bundle = {feed.name: paper_feed(feed)(site, issues, None) for feed in TOPIC_FEED_FILES}
+    bundle[JSON_FEED.name] = render_json_feed(site, issues, archive_pages=archive_pages)  # pages on (next_url)
+    bundle[ISSUES_FEED.name] = render_issues_feed(site, issues, env, archive_pages=archive_pages)
+    return bundle
 
 
 def render_topic_feeds(site: Site, topic: Topic, issues: Sequence[Issue]) -> Bundle:
-    """A topic's three paper feeds (`topics/<slug>/rss.xml`, `atom.xml`, `feed.json`): its newest
-    `feed_max_items` papers among `issues` (pass the issues that hold them: `Store.newest_topic_papers`)."""
+    """A topic's paper feeds (`topics/<slug>/rss.xml`, `atom.xml`, `feed.json`): its newest `feed_max_items`
+    papers among `issues` (pass the issues that hold them: `Store.newest_topic_papers`)."""
     scope = FeedScope.of_topic(site, topic)
-    return {
-        scope.folder + "rss.xml": render_rss(site, issues, scope),
-        scope.folder + "atom.xml": render_atom(site, issues, scope),
-        scope.folder + "feed.json": render_json_feed(site, issues, scope),
-    }
+    return {scope.folder + feed.name: paper_feed(feed)(site, issues, scope) for feed in TOPIC_FEED_FILES}
 
 
-#: A topic's feeds: (file name, media type, link title), for autodiscovery on its pages.
-TOPIC_FEED_FILES: tuple[tuple[str, str, str], ...] = FEED_FILES[:3]
+def paper_feed(feed: FeedFile) -> Callable[[Site, Sequence[Issue], FeedScope | None], bytes]:
+    """The renderer of a paper feed format (`FeedFile.renderer`, a function of this module)."""
+    render: Callable[[Site, Sequence[Issue], FeedScope | None], bytes] = globals()[feed.renderer]
+    return render
 
 
 __all__ = [
+    "ATOM",
     "FEED_FILES",
+    "ISSUES_FEED",
+    "JSON_FEED",
+    "RSS",
     "TOPIC_FEED_FILES",
+    "FeedFile",
     "FeedItem",
     "FeedScope",
     "clean_html",
@@ -556,6 +549,7 @@ __all__ = [
     "issues_archive_path",
     "issues_feed_id",
     "paper_content_html",
+    "paper_feed",
     "paper_id",
     "paper_summary",
     "paper_url",

@@ -71,11 +71,21 @@ def render_search_manifest(shard_count: int) -> bytes:
 
 def render_search_page(site: Site, env: jinja2.Environment) -> Bundle:
     """`search/index.html` and its script (`search.js`, a template a user may override like the others)."""
+    return {SEARCH_PAGE: render_search_html(site, env), SEARCH_SCRIPT: search_script(env)}
+
+
+def render_search_html(site: Site, env: jinja2.Environment) -> bytes:
+    """`search/index.html`."""
     context = base_context(site, "../")
     context.update(title=f"搜索 · {site.title}")
+    return render_template(env, "search.html.j2", context)
+
+
+def search_script(env: jinja2.Environment) -> bytes:
+    """`search/search.js`: the template's source, as is."""
     assert env.loader is not None
     script, _, _ = env.loader.get_source(env, "search.js")
-    return {SEARCH_PAGE: render_template(env, "search.html.j2", context), SEARCH_SCRIPT: script.encode("utf-8")}
+    return script.encode("utf-8")
 
 
 def render_search(

@@ -147,7 +147,7 @@ def _row(site: Site, issue: Issue) -> _IssueRow:
 def base_context(site: Site, root: str) -> dict[str, Any]:
     """What base.html.j2 needs: the site, the relative path to the site root, feed autodiscovery links, and where
     the short signup form posts (`digest serve` answers there)."""
-    feeds = [{"href": site.link(name), "type": media, "title": title} for name, media, title in FEED_FILES]
+    feeds = [{"href": site.link(name), "type": media, "title": title} for name, media, title, _ in FEED_FILES]
     return {"site": site, "root": root, "feeds": feeds, "signup_url": site.link("subscribe")}
 
 
@@ -160,7 +160,7 @@ def topic_feed_links(site: Site, topic: Topic) -> list[dict[str, str]]:
             "title": f"{site.title} · {topic.name_zh} · {title}",  # autodiscovery: says which feed it is
             "label": title,  # on the topic's own page the topic is obvious
         }
-        for name, media, title in TOPIC_FEED_FILES
+        for name, media, title, _ in TOPIC_FEED_FILES
     ]
 
 
@@ -280,12 +280,39 @@ def render_archive(
     newest `page_size`; the last archive page is a subset of them); more are ignored. Issues are numbered
     1..total_issues. With no issues, the index is a friendly "nothing yet" page.
     """
+    index_issues = _index_issues(issues_newest_first, total_issues, page_size)
+    bundle: Bundle = {"index.html": _render_index(site, index_issues, total_issues, env, page_size)}
+    if total_issues > 0:
+        last_page = archive_page_count(total_issues, page_size)
+        last_issues = [i for i in index_issues if archive_page_number(i.number, page_size) == last_page]
+        bundle[archive_page_path(last_page)] = render_archive_page(site, last_page, last_issues, env, page_size)
+    return bundle
+
+
+def render_index(
+    site: Site,
+    issues_newest_first: Sequence[Issue],
+    total_issues: int,
+    env: jinja2.Environment,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> bytes:
+    """`index.html` alone (see `render_archive`)."""
+    index_issues = _index_issues(issues_newest_first, total_issues, page_size)
+    return _render_index(site, index_issues, total_issues, env, page_size)
+
+
+def _index_issues(issues_newest_first: Sequence[Issue], total_issues: int, page_size: int) -> list[Issue]:
     by_number = {issue.number: issue for issue in issues_newest_first}
     needed = archive_issue_numbers(total_issues, page_size)
     missing = [n for n in needed if n not in by_number]
     if missing:
         raise ValueError(f"render_archive needs issues {missing[0]}..{missing[-1]} (the newest {page_size})")
-    index_issues = [by_number[n] for n in needed]
+    return [by_number[n] for n in needed]
+
+
+def _render_index(
+    site: Site, index_issues: Sequence[Issue], total_issues: int, env: jinja2.Environment, page_size: int
+) -> bytes:
     context = base_context(site, "")
     context.update(
         title=site.title,
@@ -294,12 +321,7 @@ def render_archive(
         pages=_page_links(total_issues, page_size, archive_page_path, "期"),
         older_href=None,
     )
-    bundle: Bundle = {"index.html": render_template(env, "archive.html.j2", context)}
-    if total_issues > 0:
-        last_page = archive_page_count(total_issues, page_size)
-        last_issues = [i for i in index_issues if archive_page_number(i.number, page_size) == last_page]
-        bundle[archive_page_path(last_page)] = render_archive_page(site, last_page, last_issues, env, page_size)
-    return bundle
+    return render_template(env, "archive.html.j2", context)
 
 
 # ----------------------------------------------------------------------------------- topics
@@ -356,6 +378,22 @@ def render_topic(
     `newest` holds the topic's newest `page_size` papers (or all, when fewer), newest first; `total` counts
     every paper of the topic (they are numbered 1..total from the oldest).
     """
+    bundle: Bundle = {topic_index_path(topic.slug): render_topic_index(site, topic, newest, total, env, page_size)}
+    if total > 0:
+        last, on_last = topic_last_page(newest, total, page_size)
+        bundle[topic_page_path(topic.slug, last)] = render_topic_page(site, topic, last, on_last, env, page_size)
+    return bundle
+
+
+def render_topic_index(
+    site: Site,
+    topic: Topic,
+    newest: Sequence[TopicPaper],
+    total: int,
+    env: jinja2.Environment,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> bytes:
+    """`topics/<slug>/index.html` alone (see `render_topic`)."""
     shown = list(newest[:page_size])
     if len(shown) < min(total, page_size):
         raise ValueError(f"render_topic needs the newest {min(total, page_size)} papers, got {len(shown)}")
@@ -368,16 +406,21 @@ def render_topic(
         pages=_page_links(total, page_size, lambda k: topic_page_path(topic.slug, k), "篇"),
         older_href=None,
     )
-    bundle: Bundle = {topic_index_path(topic.slug): render_template(env, "topic.html.j2", context)}
-    if total > 0:
-        last = page_count(total, page_size)
-        on_last = [
-            p
-            for rank, p in zip(index_ordinals(total, page_size), shown, strict=False)
-            if page_number(rank, page_size) == last
-        ]
-        bundle[topic_page_path(topic.slug, last)] = render_topic_page(site, topic, last, on_last[::-1], env, page_size)
-    return bundle
+    return render_template(env, "topic.html.j2", context)
+
+
+def topic_last_page(
+    newest: Sequence[TopicPaper], total: int, page_size: int = DEFAULT_PAGE_SIZE
+) -> tuple[int, list[TopicPaper]]:
+    """The number of a topic's last page and its papers (oldest first), from its newest `page_size` papers."""
+    last = page_count(total, page_size)
+    shown = list(newest[:page_size])
+    on_last = [
+        p
+        for rank, p in zip(index_ordinals(total, page_size), shown, strict=False)
+        if page_number(rank, page_size) == last
+    ]
+    return last, on_last[::-1]
 
 
 def render_topics_overview(site: Site, counts: dict[str, int], env: jinja2.Environment) -> bytes:

@@ -22,15 +22,21 @@ def issues_sitemap_path(page_number: int) -> str:
 
 def render_sitemap_index(site: Site, page_count: int, env: jinja2.Environment) -> Bundle:
     """`sitemap.xml` (the index) and `sitemaps/pages.xml` (index, archive pages, topics, search)."""
+    return {SITEMAP: render_sitemap(site, page_count, env), PAGES_SITEMAP: render_pages_sitemap(site, page_count, env)}
+
+
+def render_sitemap(site: Site, page_count: int, env: jinja2.Environment) -> bytes:
+    """`sitemap.xml`: the sitemap index (the pages sitemap, then one sitemap per archive page)."""
     maps = [site.link(PAGES_SITEMAP), *(site.link(issues_sitemap_path(k)) for k in range(1, page_count + 1))]
+    return env.get_template("sitemap.xml.j2").render(index=True, locations=[(url, None) for url in maps]).encode()
+
+
+def render_pages_sitemap(site: Site, page_count: int, env: jinja2.Environment) -> bytes:
+    """`sitemaps/pages.xml`: the index, topics and search pages, and every archive page."""
     pages = [site.url, site.link("topics/index.html"), site.link("search/index.html")]
     pages += [site.link(topic_index_path(t.slug)) for t in site.topics]
     pages += [site.link(archive_page_path(k)) for k in range(1, page_count + 1)]
-    template = env.get_template("sitemap.xml.j2")
-    return {
-        SITEMAP: template.render(index=True, locations=[(url, None) for url in maps]).encode("utf-8"),
-        PAGES_SITEMAP: template.render(index=False, locations=[(url, None) for url in pages]).encode("utf-8"),
-    }
+    return env.get_template("sitemap.xml.j2").render(index=False, locations=[(url, None) for url in pages]).encode()
 
 
 def render_issues_sitemap(site: Site, page_number: int, page_issues: Sequence[Issue], env: jinja2.Environment) -> bytes:

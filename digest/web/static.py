@@ -21,15 +21,9 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import NotModifiedResponse, PathLike, StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from digest.build import media_type as built_media_type
 from digest.render.feeds import is_subscription_feed
 
-# Explicit types for what `digest render` writes; mimetypes would say application/xml or application/json.
-CONTENT_TYPES: Mapping[str, str] = {
-    "rss.xml": "application/rss+xml; charset=utf-8",
-    "atom.xml": "application/atom+xml; charset=utf-8",
-    "issues.xml": "application/atom+xml; charset=utf-8",
-    "feed.json": "application/feed+json; charset=utf-8",
-}
 SUFFIX_TYPES: Mapping[str, str] = {
     ".html": "text/html; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
@@ -44,13 +38,13 @@ SITE_CSP = "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancesto
 
 
 def content_type(path: str) -> str | None:
-    """The Content-Type for a file of the output folder, or None to let Starlette guess."""
-    name = os.path.basename(path)
-    if name in CONTENT_TYPES:
-        return CONTENT_TYPES[name]
-    if name.startswith("feed-") and name.endswith(".json"):  # archive/feed-<k>.json, the JSON Feed archive pages
-        return CONTENT_TYPES["feed.json"]
-    return SUFFIX_TYPES.get(os.path.splitext(name)[1].lower())
+    """The Content-Type for a file of the output folder (`path` relative to it): its row's in the table of
+    outputs (mimetypes would say application/xml for a feed), else by its suffix (a file of the user's), else
+    None to let Starlette guess."""
+    media = built_media_type(path)
+    if media is not None:
+        return f"{media}; charset=utf-8"  # every file digest writes is UTF-8
+    return SUFFIX_TYPES.get(os.path.splitext(path)[1].lower())
 
 
 def is_hidden(path: str) -> bool:
@@ -123,7 +117,8 @@ class SiteFiles(StaticFiles):
         self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
     ) -> Response:
         """The file with its proper type (opened and checked for 304 in `get_response`)."""
-        media_type = content_type(os.fspath(full_path))
+        relative = os.path.relpath(os.path.abspath(full_path), os.path.abspath(self.directory or "."))
+        media_type = content_type(relative.replace(os.sep, "/"))
         return FileResponse(full_path, status_code=status_code, media_type=media_type)
 
 
