@@ -143,6 +143,7 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     Exit codes: 0 done (warnings are printed on stderr)
                 1 error (render: nothing could be published because of errors)
                 2 usage error (a mistyped command or option)
+               73 the output folder was built from another state: restore the state, or --force
                75 another digest process holds the state; try again later
                78 bad settings (the message names the file:line or the variable)
 

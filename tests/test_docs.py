@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -34,3 +35,21 @@ def test_cli_reference_holds_the_help_of_every_command_and_subcommand() -> None:
         assert f"## `{path}`\n" in reference, f"no section for `{path}`"
         help_text = CliRunner().invoke(main, [*command, "--help"], prog_name="digest", terminal_width=HELP_WIDTH).output
         assert help_text.strip() in reference, f"`{path} --help` is not in the reference as it prints"
+
+
+def documented_exit_codes() -> dict[str, str]:
+    """The exit code table of the docs (the `| code | meaning |` table, wherever it lives now)."""
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        if "| code | meaning |" in text:
+            table = text.split("| code | meaning |", 1)[1].split("\n\n", 1)[0]
+            return dict(re.findall(r"^\| (\d+) \| (.*) \|$", table, re.M))
+    raise AssertionError("no exit code table in README.md or docs/")
+
+
+def test_digest_help_lists_every_documented_exit_code() -> None:
+    codes = documented_exit_codes()
+    assert {"0", "1", "2", "78"} <= codes.keys()
+    help_text = CliRunner().invoke(main, ["--help"], prog_name="digest", terminal_width=HELP_WIDTH).output
+    listed = set(re.findall(r"^\s+(?:Exit codes:\s+)?(\d+) ", help_text, re.M))
+    assert listed == codes.keys(), f"`digest --help` lists exit codes {sorted(listed)}, the docs {sorted(codes)}"
