@@ -843,7 +843,7 @@ def run(ctx: Context, once: bool, now: str | None) -> None:
     """Publish and mail the next issue on the schedule (setting `schedule`) until SIGTERM or Ctrl-C.
 
     Each firing publishes the issue of its slot once (however many processes fire), then mails it; a run missed
-    while stopped is caught up once within misfire_grace_time. See "Scheduling" in the README.
+    while stopped is caught up once within misfire_grace_time. See docs/scheduling.md.
 
     Example: DIGEST_SCHEDULE="0 8 * * mon" digest run
     """
