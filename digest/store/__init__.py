@@ -1,7 +1,8 @@
 """The state: every entry, issue, subscriber and delivery, in a SQLite file (the default) or a PostgreSQL
 database that several hosts share.
 
-backend.py is the interface every backend implements; queries.py holds every query, written once; sqlite.py and
+backend.py is the interface every backend implements; store.py's `Store` holds every query, written once and
+kept by domain in _entries.py, _issues.py, _subscribers.py and _ledger.py (plumbing in _base.py); sqlite.py and
 postgresql.py hold only what differs (connecting, transactions, migrations, the writer lock); copy.py moves a
 state from one backend to the other.
 """
@@ -11,15 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from digest.errors import SettingsError
+from digest.store._issues import IssueSummary
+from digest.store._subscribers import SubscriberRecord, email_hash, email_key, new_token_nonce
 from digest.store.backend import SCHEMA_VERSION, TABLES, Backend
-from digest.store.queries import (
-    IssueSummary,
-    Store,
-    SubscriberRecord,
-    email_hash,
-    email_key,
-    new_token_nonce,
-)
+from digest.store.store import Store
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -1,8 +1,9 @@
 """What every state backend provides, and nothing more: a connection that runs the shared queries, transactions,
 the schema's migrations, a writer lock and a place for the scheduler's jobs.
 
-The queries themselves (queries.py) are written once, in the SQL that SQLite and PostgreSQL both accept, with `?`
-placeholders; a backend's connection adapter translates what its driver needs and turns driver errors into
+The queries themselves (store.py and its per-domain modules) are written once, in the SQL that SQLite and PostgreSQL
+both accept, with `?` placeholders, and read rows by column name; a backend's connection adapter translates what its
+driver needs, hands out rows that read by name and by position (sqlite3.Row on both) and turns driver errors into
 `StoreError`. sqlite.py and postgresql.py hold only what truly differs.
 """
 
@@ -35,7 +36,8 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 class Cursor(Protocol):
-    """What the queries read from a statement: rows (tuples) and how many rows a write changed."""
+    """What the queries read from a statement: rows and how many rows a write changed. A row reads by column name
+    (`row["id"]`, what the queries do) and by position (`row[0]`, what whole-table copies do), like sqlite3.Row."""
 
     @property
     def rowcount(self) -> int: ...

@@ -17,7 +17,7 @@ from typing import Any
 
 from digest.errors import StoreError
 from digest.store.backend import TABLES, Backend, Connection
-from digest.store.queries import Store
+from digest.store.store import Store
 
 BATCH = 2000
 
