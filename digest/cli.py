@@ -143,6 +143,7 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     Exit codes: 0 done (warnings are printed on stderr)
                 1 error (render: nothing could be published because of errors)
                 2 usage error (a mistyped command or option)
+               73 the output folder was built from another state: restore the state, or --force
                75 another digest process holds the state; try again later
                78 bad settings (the message names the file:line or the variable)
 
@@ -850,7 +851,7 @@ def run(ctx: Context, once: bool, now: str | None) -> None:
     """Publish and mail the next issue on the schedule (setting `schedule`) until SIGTERM or Ctrl-C.
 
     Each firing publishes the issue of its slot once (however many processes fire), then mails it; a run missed
-    while stopped is caught up once within misfire_grace_time. See "Scheduling" in the README.
+    while stopped is caught up once within misfire_grace_time. See docs/scheduling.md.
 
     Example: DIGEST_SCHEDULE="0 8 * * mon" digest run
     """

@@ -626,7 +626,7 @@ class Publisher:
             raise ForeignSiteError(
                 f"{out}/ was built from state {claim[0]} ({claim[1]}), but there is no state at {self.backend.where}:"
                 " a new one would publish issue 1 again over the site, without its subscribers; restore the state"
-                " from a backup (README: Backup and restore), or run again with --force to start over"
+                " from a backup (docs/backup.md), or run again with --force to start over"
             )
         with self.open_store() as store:
             if check:
@@ -635,7 +635,7 @@ class Publisher:
                     raise ForeignSiteError(
                         f"{out}/ was built from another state ({claim[0]}, {claim[1]}), not from"
                         f" {self.backend.where} ({mine}): point state_path or state_url at that state or restore it"
-                        " from a backup (README: Backup and restore), or run again with --force to write over it"
+                        " from a backup (docs/backup.md), or run again with --force to write over it"
                     )
                 data = {"state_id": mine, "state": self.backend.where}
                 write_atomic(out / STATE_CLAIM, json.dumps(data, sort_keys=True).encode("utf-8") + b"\n")

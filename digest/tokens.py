@@ -25,7 +25,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from digest.model import Subscriber
 
 LEGACY_UNSUBSCRIBE_SALT = "digest-unsubscribe-v1"
-LEGACY_UNSUBSCRIBE_LAST_DAY = date(2027, 6, 30)  # README says so; after it such links get "no longer valid"
+LEGACY_UNSUBSCRIBE_LAST_DAY = date(2027, 6, 30)  # docs/signup.md says so; after it such links get "no longer valid"
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 

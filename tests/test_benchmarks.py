@@ -23,6 +23,7 @@ SCENARIOS = (
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_quick_benchmarks_run_and_report_every_scenario() -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick"],

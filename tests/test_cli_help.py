@@ -45,3 +45,12 @@ def test_help_describes_the_command(command: tuple[str, ...]) -> None:
     assert "Usage:" in result.output
     description = result.output.split("\n\n")[1].strip()
     assert len(description) > 15, f"`digest {' '.join(command)}` has no real description"
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "digest")
+def test_help_shows_an_example(command: tuple[str, ...]) -> None:
+    """Each --help ends its description with a command line to copy (docs/cli.md is made of these)."""
+    result = CliRunner().invoke(main, [*command, "--help"], prog_name="digest")
+    examples = [line.strip() for line in result.output.splitlines() if line.strip().startswith("Example:")]
+    assert examples, f"`digest {' '.join(command)} --help` has no `Example:` line"
+    assert all("digest " in example for example in examples)

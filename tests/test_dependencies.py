@@ -30,7 +30,7 @@ def test_the_lock_pins_every_dependency_past_its_floor_with_hashes() -> None:
     wanted = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]]
     locked = locked_versions()
     missing = [str(r) for r in wanted if canonicalize_name(r.name) not in locked]
-    assert not missing, f"not in requirements.lock (refresh it, see README 'Dependencies'): {missing}"
+    assert not missing, f"not in requirements.lock (refresh it, see docs/development.md): {missing}"
     too_old = [f"{r} (locked: {v})" for r in wanted if (v := locked[canonicalize_name(r.name)]) not in r.specifier]
     assert not too_old, f"requirements.lock is below these floors (refresh it): {too_old}"
     entries = (REPO / "requirements.lock").read_text(encoding="utf-8").split("==")[1:]
