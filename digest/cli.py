@@ -341,6 +341,53 @@ def draft(
 
 
 @main.command()
+@click.option("--category", help="arXiv categories, comma-separated (default: candidates_categories).")
+@click.option("--days", type=click.IntRange(1, 365), help="Papers submitted in the last N days (candidates_days).")
+@click.option("--limit", type=click.IntRange(1, 2000), help="Rows to show and write (candidates_limit).")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write the ids for `draft --from`.")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def candidates(
+    ctx: Context, category: str | None, days: int | None, limit: int | None, out: Path | None, now: str | None
+) -> None:
+    """Rank the recent papers of arXiv categories by closeness to what this digest publishes (BM25 against the
+    seeds' papers, the topic rules, candidates_keywords; candidates_exclude drops a paper). Papers already in the
+    seeds or published are left out. --out writes a list for `digest draft --from`.
+
+    Example: digest candidates --category cs.CL,cs.CV --days 7 --out ids.txt
+    """
+    from digest.candidates import candidates_file, find_candidates
+    from digest.output import write_atomic
+    from digest.settings import ARXIV_CATEGORY
+
+    settings = ctx.settings
+    categories = [c.strip() for c in category.split(",") if c.strip()] if category else settings.candidates_categories
+    bad = [c for c in categories if not ARXIV_CATEGORY.fullmatch(c)]
+    if bad or not categories:
+        _fail(f"--category {','.join(bad)!r}: not an arXiv category (like cs.CL or hep-th)", 2)
+    days = days or settings.candidates_days
+    found = find_candidates(settings, categories, days, ctx.now(now))
+    ranked = found.ranked[: limit or settings.candidates_limit]
+    _say(f"{'id':<12} {'score':>5}  {'topics':<16} {'title':<60}  why")
+    for c in ranked:
+        title = c.paper.title if len(c.paper.title) <= 60 else c.paper.title[:59] + "…"
+        _say(f"{c.paper.id:<12} {c.score:5.2f}  {','.join(c.topics) or '-':<16} {title:<60}  {c.why}")
+    _say(
+        f"{counted(len(ranked), 'candidate')} shown of {len(found.ranked)} from {','.join(categories)}, last"
+        f" {counted(days, 'day')}: {found.fetched} listed, {found.known} already in the seeds or published,"
+        f" {found.excluded} excluded ({counted(found.requests, 'arXiv request')})"
+    )
+    if out is not None:
+        heading = f"digest candidates {','.join(categories)}, last {counted(days, 'day')}, {ctx.now(now):%Y-%m-%d}"
+        try:
+            write_atomic(out, candidates_file(ranked, heading).encode("utf-8"))
+        except OSError as exc:
+            _fail(f"{out}: cannot write: {exc.strerror}")
+        _say(f"written to {out}: delete the lines you do not want, then `digest draft --from {out}`")
+
+
+@main.command()
 @click.argument("targets", nargs=-1, required=True, metavar="FILE|ID...")
 @click.option("--force", is_flag=True, help="Approve drafts that fail the checks too.")
 @pass_ctx
