@@ -387,6 +387,71 @@ def candidates(
         _say(f"written to {out}: delete the lines you do not want, then `digest draft --from {out}`")
 
 
+def _hold_status(ctx: Context) -> dict[str, str]:
+    from digest.hold import hold_status
+
+    tz = ctx.settings.tz
+    with ctx.publisher().read_store() as store:
+        return hold_status(store, ctx.now(None), lambda t: f"{t.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}")
+
+
+@main.command()
+@click.option("--until", help="End the hold by itself at this date or time (ISO 8601, in `timezone`).")
+@click.option("--reason", default="", help="Why: shown by `digest status` and in the scheduler's log.")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def hold(ctx: Context, until: str | None, reason: str, now: str | None) -> None:
+    """Hold the scheduler: `digest run` publishes and mails nothing until `digest release` (or --until). Each
+    skipped slot is logged and shown by `digest status`; its papers go into the first issue after the release. A
+    mailing already running finishes.
+
+    Example: digest hold --until 2026-12-21 --reason "conference week"
+    """
+    from digest.drafts import one_line
+    from digest.hold import Hold, read_hold, write_hold
+
+    settings = ctx.settings
+    moment = ctx.now(now)
+    end: datetime | None = None
+    if until:
+        try:
+            end = datetime.fromisoformat(until)
+        except ValueError:
+            _fail(f"--until {until!r}: not a date or time (like 2026-12-21 or 2026-12-21T08:00)", 2)
+        assert end is not None
+        end = end if end.tzinfo else end.replace(tzinfo=settings.tz)
+        if end <= moment:
+            _fail(f"--until {until!r}: already past", 2)
+    with ctx.publisher().open_store() as store:
+        before = read_hold(store)
+        record = Hold(since=before.since if before else moment, until=end, reason=one_line(reason)[:300])
+        record.skipped = before.skipped if before else []
+        write_hold(store, record)
+    when = f"until {end:%Y-%m-%d %H:%M %Z}" if end else "until `digest release`"
+    _say(f"held {when}: the scheduler publishes and mails nothing; papers wait for the first slot after it")
+
+
+@main.command()
+@pass_ctx
+@reports_errors
+def release(ctx: Context) -> None:
+    """End a hold: the next scheduled slot publishes and mails again, with every paper that waited.
+
+    Example: digest release
+    """
+    from digest.hold import clear_hold
+
+    with ctx.publisher().open_store() as store:
+        hold = clear_hold(store)
+    if hold is None:
+        _say("not held: nothing to release")
+        return
+    _say(
+        f"released: {counted(len(hold.skipped), 'slot was', 'slots were')} skipped; the next slot publishes what waited"
+    )
+
+
 @main.command()
 @click.argument("targets", nargs=-1, required=True, metavar="FILE|ID...")
 @click.option("--force", is_flag=True, help="Approve drafts that fail the checks too.")
@@ -500,6 +565,7 @@ def status(ctx: Context) -> None:
         _print_drafts(ctx)
         return
     report.extra.update(schedule_status(ctx.settings, ctx.now(None)))
+    report.extra.update(_hold_status(ctx))
     last = (
         f"issue {report.last_issue} published {report.last_published.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M %Z}"
         if report.last_issue is not None and report.last_published is not None
