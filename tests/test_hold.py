@@ -10,16 +10,11 @@ import pytest
 
 from tests.conftest import Workspace
 from tests.mail_util import MailServer, smtp_server_fixture  # noqa: F401 (the smtp_server fixture)
-from tests.test_run_cli import (  # noqa: F401 (the run_ws and runners fixtures)
-    READERS,
-    Runner,
-    add_papers,
-    every_reader_got,
-    issues,
-    run_ws,
-    runners,
-    wait_for,
-)
+from tests.test_run_cli import READERS, Runner, add_papers, every_reader_got, issues, wait_for
+
+# the run_ws and runners fixtures (an explicit re-export, so pytest finds them here)
+from tests.test_run_cli import run_ws as run_ws
+from tests.test_run_cli import runners as runners
 
 pytestmark = pytest.mark.slow
 HELD = re.compile(r"slot (\S+ \S+ \S+) held \(since .*: conference week\): nothing published or mailed")
@@ -27,7 +22,9 @@ HELD = re.compile(r"slot (\S+ \S+ \S+) held \(since .*: conference week\): nothi
 
 @pytest.mark.both_states
 def test_a_held_slot_publishes_nothing_and_after_release_the_next_slot_publishes_the_backlog(
-    run_ws: Workspace, smtp_server: MailServer, runners: list[Runner]
+    run_ws: Workspace,
+    smtp_server: MailServer,
+    runners: list[Runner],
 ) -> None:
     said = run_ws.run("hold", "--reason", "conference week").stdout
     assert "held until `digest release`" in said
@@ -45,7 +42,7 @@ def test_a_held_slot_publishes_nothing_and_after_release_the_next_slot_publishes
     released = run_ws.run("release").stdout
     assert re.search(r"released: \d+ slots were skipped", released), released
     wait_for(lambda: len(issues(run_ws)) == 1 and every_reader_got(smtp_server, 1), 15, "the backlog issue", runners)
-    [(number, slot, papers)] = issues(run_ws)
+    [(_, slot, papers)] = issues(run_ws)
     assert papers == 23 + 2  # every paper that waited through the hold, in one issue
     held_slots = HELD.findall(runner.log)
     assert slot is not None and not any(slot[11:19] in held for held in held_slots)  # a slot after the release
