@@ -9,6 +9,7 @@ the seeds' papers (English title, and the English abstract a draft keeps), norma
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -107,21 +108,19 @@ def _similarity(papers: Sequence[ArxivPaper], corpus: Sequence[Archived]) -> lis
         return [(0.0, None) for _ in papers]
     import bm25s  # type: ignore[import-untyped]  # numpy: imported only here
 
+    logging.getLogger("bm25s").setLevel(logging.INFO)  # the package sets DEBUG: its index steps are no news
+
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize([a.text for a in corpus], stopwords="en", show_progress=False), show_progress=False)
     vocabulary = set(retriever.vocab_dict)
-    out: list[tuple[float, Archived | None]] = []
     queries = bm25s.tokenize(
         [f"{p.title}\n{p.abstract}" for p in papers], stopwords="en", return_ids=False, show_progress=False
     )
-    for words in queries:
-        known = [w for w in words if w in vocabulary]
-        if not known:
-            out.append((0.0, None))
-            continue
-        docs, scores = retriever.retrieve([known], k=1, show_progress=False)
-        score = float(scores[0][0])
-        out.append((score, corpus[int(docs[0][0])] if score > 0 else None))
+    known = [[w for w in words if w in vocabulary] for words in queries]  # a word the corpus lacks scores nothing
+    docs, scores = retriever.retrieve(known, k=1, show_progress=False, n_threads=1)
+    out: list[tuple[float, Archived | None]] = []
+    for doc, score in zip(docs[:, 0], scores[:, 0], strict=True):
+        out.append((float(score), corpus[int(doc)] if score > 0 else None))
     return out
 
 
