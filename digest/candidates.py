@@ -19,6 +19,7 @@ from pathlib import Path
 
 from digest.arxiv_api import ArxivPaper, ArxivSource
 from digest.drafts import draft_marks, english_abstract, one_line
+from digest.errors import printable
 from digest.seedfiles import list_seed_files
 from digest.seeds import parse_seed
 from digest.settings import Settings
@@ -175,5 +176,6 @@ def candidates_file(ranked: Sequence[Candidate], heading: str) -> str:
     """The list as `digest draft --from` reads it: one id a line, the score, title and why in a `#` comment."""
     lines = [f"# {one_line(heading)}", "# Delete the lines you do not want, then: digest draft --from THIS-FILE", ""]
     for c in ranked:
-        lines.append(f"{c.paper.id}  # {c.score:.2f} {_short(c.paper.title, 100)} ({one_line(c.why)})")
+        # printable: a bidi override in a title must not reorder the line in the editor's text editor either
+        lines.append(printable(f"{c.paper.id}  # {c.score:.2f} {_short(c.paper.title, 100)} ({one_line(c.why)})"))
     return "\n".join(lines) + "\n"

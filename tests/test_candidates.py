@@ -122,8 +122,9 @@ def test_keywords_lift_a_paper_and_the_list_feeds_draft(ws: Workspace, arxiv_api
 
 def test_hostile_titles_are_escaped_and_a_bad_category_is_refused(ws: Workspace, arxiv_api: FakeArxiv) -> None:
     arxiv_api.add(FakePaper("2612.00999", "Evil \u202e title \x9b2J", "x", published=DAY.format(6)))
-    result = ws.run("candidates", "--category", "cs.CL", "--limit", "200", "--now", NOW)
-    assert "\u202e" not in result.stdout and "\x9b" not in result.stdout
+    result = ws.run("candidates", "--category", "cs.CL", "--limit", "200", "--out", "ids.txt", "--now", NOW)
+    listed = (ws.root / "ids.txt").read_text(encoding="utf-8")
+    assert "\u202e" not in result.stdout + listed and "\x9b" not in result.stdout + listed
     assert "Evil \\u202e title \\x9b2J" in result.stdout
     bad = ws.run("candidates", "--category", "cs.CL OR all:x", "--now", NOW, check=False)
     assert bad.returncode == 2 and "not an arXiv category" in bad.stderr
