@@ -1,6 +1,6 @@
 """Paper metadata from the arXiv API, politely: the `arxiv` package's client and Atom parser, with our own HTTP
 round trip (a timeout, a User-Agent naming digest and its sender, 429/503 retried after `Retry-After`, at most one
-request every `delay` seconds, as arXiv's terms of use ask). Used only by `digest draft`."""
+request every `delay` seconds, as arXiv's terms of use ask). Used only by `digest draft` and `digest candidates`."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ __all__ = ["ArxivError", "ArxivPaper", "ArxivSource", "bare_id"]
 
 BATCH = 50  # ids per request (id_list); arXiv answers up to 2,000 per page, smaller pages fail less
 POLITE_DELAY = 3.0  # seconds between requests to arxiv.org itself (https://info.arxiv.org/help/api/tou.html)
+LISTING_PAGE = 100  # papers per page of a category listing (`recent`)
 MAX_WAIT = 300.0  # a Retry-After longer than this is not waited for: the run stops with a clear line instead
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _VERSION = re.compile(r"v(\d+)$")
@@ -115,6 +116,30 @@ class ArxivSource(arxiv.Client):  # type: ignore[misc]  # the package has no typ
             if progress:
                 progress(min(start + BATCH, len(ids)))
         return Lookup(papers, refused)
+
+    def recent(self, categories: Sequence[str], since: datetime, cap: int) -> list[ArxivPaper]:
+        """The papers of `categories` submitted at or after `since`, newest first, at most `cap`: arXiv's listing
+        sorted by submission date, asked for page by page (`LISTING_PAGE`) and left at the first older paper."""
+        search = arxiv.Search(
+            query=" OR ".join(f"cat:{c}" for c in categories),
+            max_results=cap,
+            sort_by=arxiv.SortCriterion.SubmittedDate,
+            sort_order=arxiv.SortOrder.Descending,
+        )
+        papers: dict[str, ArxivPaper] = {}
+        page_size: int = getattr(self, "page_size")  # noqa: B009  # mypy: set by the untyped arxiv.Client
+        self.page_size = LISTING_PAGE
+        try:
+            for result in self.results(search):
+                paper = _paper(result)
+                if paper is None:
+                    continue
+                if paper.published < since:
+                    break
+                papers.setdefault(paper.id, paper)
+        finally:
+            self.page_size = page_size
+        return list(papers.values())
 
     def _fetch(self, batch: list[str]) -> dict[str, ArxivPaper]:
         search = arxiv.Search(id_list=batch, max_results=len(batch))

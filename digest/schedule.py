@@ -34,7 +34,7 @@ from digest.store import Store, backend_for
 from digest.wording import counted
 
 if TYPE_CHECKING:
-    from digest.publisher import ScheduledRun
+    from digest.publisher import Publisher, ScheduledRun
     from digest.settings import Settings
 
 JOB_ID = "digest-issue"
@@ -226,11 +226,34 @@ def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None
     if slot is None:
         log.info("schedule %r has no fire time before %s: nothing to do", settings.schedule, _when(now, settings))
         return None
-    run = Publisher(settings).run_scheduled_job(slot, now, stop=STOP)
+    publisher = Publisher(settings)
     following = next_fire_time(trigger, max(now, slot))
+    with publisher.lock("run"):  # re-entrant: the hold is read under the lock the firing holds
+        if _held(publisher, slot, now, following, settings):
+            return None
+        run = publisher.run_scheduled_job(slot, now, stop=STOP)
     level = logging.ERROR if run.mail_error else logging.INFO
     log.log(level, "%s; next run %s", describe_run(run, settings), _when(following, settings) if following else "never")
     return run
+
+
+def _held(publisher: Publisher, slot: datetime, now: datetime, following: datetime | None, settings: Settings) -> bool:
+    """Whether `digest hold` skips this slot (then it is recorded in the hold and logged)."""
+    from digest.hold import check_slot
+
+    with publisher.open_store() as store:
+        hold = check_slot(store, slot.astimezone(UTC).isoformat(), now)
+    if hold is None:
+        return False
+    log.warning(
+        "slot %s held (%s%s): nothing published or mailed; its papers wait for the first slot after"
+        " `digest release`; next run %s",
+        _when(slot, settings),
+        f"since {_when(hold.since, settings)}" + (f" until {_when(hold.until, settings)}" if hold.until else ""),
+        f": {hold.reason}" if hold.reason else "",
+        _when(following, settings) if following else "never",
+    )
+    return True
 
 
 def describe_run(run: ScheduledRun, settings: Settings) -> str:

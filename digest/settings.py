@@ -29,6 +29,7 @@ _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # + bidi
+ARXIV_CATEGORY = re.compile(r"[a-z][a-z\-]*(?:\.[A-Za-z][A-Za-z\-]*)?")  # cs.CL, hep-th, q-bio.NC
 _ENCODED_WORD = re.compile(r"=\?.*\?=")  # RFC 2047; `email` on Python 3.11.7 decodes one into a header line
 MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 MIN_SECRET_CHARS = 32
@@ -170,6 +171,11 @@ class Settings(BaseSettings):
     arxiv_delay: float = Field(default=3.0, ge=0)  # seconds between requests; at least 3 for arxiv.org itself
     arxiv_timeout: float = Field(default=30.0, gt=0)
     glossary_path: Path = Path("config/glossary.csv")
+    candidates_categories: list[str] = ["cs.CL"]  # `digest candidates`: arXiv categories to list
+    candidates_days: int = Field(default=7, ge=1, le=365)  # papers submitted in the last N days
+    candidates_limit: int = Field(default=50, ge=1, le=2000)  # rows printed and written
+    candidates_keywords: list[str] = []  # words or phrases that lift a paper (case-insensitive)
+    candidates_exclude: list[str] = []  # words or phrases that drop a paper from the candidates
     llm: LlmSettings = LlmSettings()
 
     # concurrency
@@ -223,6 +229,14 @@ class Settings(BaseSettings):
     web_static: bool = True  # serve output_dir too (false: only signup, confirm, preferences, unsubscribe)
     web_db_wait: float = Field(default=2.0, ge=0, le=60)  # seconds a web write waits for a busy state
     log_repeat_interval: float = Field(default=60.0, ge=0)  # the same error is logged once per interval
+
+    @field_validator("candidates_categories")
+    @classmethod
+    def _categories(cls, value: list[str]) -> list[str]:
+        for category in value:
+            if not ARXIV_CATEGORY.fullmatch(category):
+                raise ValueError(f"{category!r} is not an arXiv category (like cs.CL or hep-th)")
+        return value
 
     @field_validator("state_url")
     @classmethod

@@ -1,6 +1,7 @@
 """A fake arXiv API on loopback: Atom answers in the shape export.arxiv.org gives (folded title and summary,
 several authors, arxiv:primary_category, versioned ids, the `Error` entry for a malformed id, no entry for an
-unknown one), and scripted faults (429 with Retry-After, 503, a slow answer)."""
+unknown one), `search_query=cat:...` listings newest first in pages, and scripted faults (429 with Retry-After,
+503, a slow answer)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class FakePaper:
     authors: tuple[str, ...] = ("Ada Lovelace", "Alan Turing", "Grace Hopper")
     version: int = 1
     category: str = "cs.CL"
+    published: str = "2024-09-20T09:21:49Z"
 
 
 @dataclass
@@ -63,7 +65,7 @@ def entry_xml(paper: FakePaper) -> str:
     return f"""  <entry>
     <id>http://arxiv.org/abs/{vid}</id>
     <updated>2024-09-23T17:59:46Z</updated>
-    <published>2024-09-20T09:21:49Z</published>
+    <published>{paper.published}</published>
     <title>{escape(_fold(paper.title))}</title>
     <summary>  {escape(_fold(paper.abstract))}
 </summary>{authors}
@@ -91,7 +93,7 @@ def error_xml(bad: str) -> str:
 """
 
 
-def feed_xml(entries: list[str], query: str) -> bytes:
+def feed_xml(entries: list[str], query: str, total: int | None = None, start: int = 0) -> bytes:
     os = 'xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/"'
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom">
@@ -99,15 +101,26 @@ def feed_xml(entries: list[str], query: str) -> bytes:
   <title type="html">ArXiv Query: {escape(query)}</title>
   <id>http://arxiv.org/api/cHxbiOdZaP56ODnBPIenZhzg5f8</id>
   <updated>2026-12-06T00:00:00-05:00</updated>
-  <opensearch:totalResults {os}>{len(entries)}</opensearch:totalResults>
-  <opensearch:startIndex {os}>0</opensearch:startIndex>
+  <opensearch:totalResults {os}>{len(entries) if total is None else total}</opensearch:totalResults>
+  <opensearch:startIndex {os}>{start}</opensearch:startIndex>
   <opensearch:itemsPerPage {os}>{len(entries)}</opensearch:itemsPerPage>
 {"".join(entries)}</feed>
 """.encode()
 
 
+def listing(fake: FakeArxiv, query: str) -> bytes:
+    """A `search_query=cat:A OR cat:B` listing, newest first, one page (`start`, `max_results`) of it."""
+    args = {k: v[0] for k, v in parse_qs(query).items()}
+    wanted = set(re.findall(r"cat:([\w.\-]+)", args["search_query"]))
+    found = sorted((p for p in fake.papers.values() if p.category in wanted), key=lambda p: p.published, reverse=True)
+    start, size = int(args.get("start", "0")), int(args.get("max_results", "10"))
+    return feed_xml([entry_xml(p) for p in found[start : start + size]], query, total=len(found), start=start)
+
+
 def answer(fake: FakeArxiv, path: str) -> bytes:
     query = urlsplit(path).query
+    if parse_qs(query).get("search_query"):
+        return listing(fake, query)
     ids = [i for i in parse_qs(query).get("id_list", [""])[0].split(",") if i]
     bad = [i for i in ids if not _WELL_FORMED.fullmatch(i)]
     if bad:  # arXiv refuses the whole list for the first malformed id

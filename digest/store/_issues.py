@@ -75,6 +75,8 @@ class IssuesMixin:
             " LEFT JOIN issue_entries ie ON ie.issue = i.number"
         )
         params: list[int] = []
+        if numbers is not None and not numbers:
+            return []  # PostgreSQL refuses `IN ()` (digest status before the first issue)
         if numbers is not None:
             sql += f" WHERE i.number IN ({','.join('?' * len(numbers))})"
             params = list(numbers)
