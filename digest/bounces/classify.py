@@ -53,7 +53,7 @@ REASONS: tuple[Reason, ...] = (
             r"mailbox (?:is )?full",
             r"full mailbox",
             r"mailfolder is full",
-            r"over (?:the allowed |disk |her |his |their )?quota",
+            r"over ?(?:the allowed |disk |her |his |their )?quota",
             r"quota (?:exceeded|violation|usage)",
             r"exceed(?:ed|s|ing)? (?:the |their |its )?(?:mailbox |storage |disk )*(?:quota|storage|space)",
             r"(?:not )?enough (?:storage )?space",

@@ -182,7 +182,7 @@ def _dsn_notices(part: Message) -> list[Notice]:
         diagnostic = _value(block, "Diagnostic-Code")
         code = enhanced_code(status) or enhanced_code(diagnostic)
         if action == "failed":
-            verdict = classify(code, diagnostic, permanent=True)
+            verdict = classify(code, f"{status} {diagnostic}", permanent=True)  # `5.0.0 (disk quota)`
             detail = " ".join(x for x in (code or status, diagnostic) if x)
             notices.append(_bounce(verdict, recipient, detail, code or _basic(diagnostic)))
         else:
