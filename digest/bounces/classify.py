@@ -112,8 +112,8 @@ REASONS: tuple[Reason, ...] = (
             r"spamcop",
             r"barracuda",
             r"sorbs",
-            r"listed (?:at|in|on|by)",
-            r"is listed",
+            r"(?<!not )listed (?:at|in|on|by)",
+            r"(?<!not )is listed",
             r"client host (?:\[[^]]*\] )?(?:blocked|rejected)",
             r"blocked (?:by|using|because|due)",
             r"access denied\.? \[?[0-9a-f]",  # "access denied. ip name lookup failed [1.2.3.4]" (outlook)
@@ -246,6 +246,7 @@ REASONS: tuple[Reason, ...] = (
             r"badrcptto",
             r"no account by that name",
             r"there is no one at this address",
+            r"not listed in (?:the )?(?:domino directory|address book|public name)",
             r"utilisateur inconnu",
             r"not our customer",
             r"recipient (?:address )?rejected",
@@ -263,7 +264,7 @@ REASONS: tuple[Reason, ...] = (
 
 _BY_NAME = {reason.name: reason for reason in REASONS}
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-_BASIC = re.compile(r"(?<![\d.])([245]\d\d)(?![\d.])")
+_BASIC = re.compile(r"(?<![\d.])([45]\d\d)(?![\d.])")
 _SPACES = re.compile(r"\s+")
 
 

@@ -152,7 +152,7 @@ def _value(block: Message, name: str) -> str:
 
 
 _COMMENT = re.compile(r"\([^)]*\)")
-_BASIC = re.compile(r"(?<![\d.])([245]\d\d)(?![\d.])")
+_BASIC = re.compile(r"(?<![\d.])([45]\d\d)(?![\d.])")
 
 
 def _action(block: Message) -> str:
@@ -193,6 +193,15 @@ def _dsn_notices(part: Message) -> list[Notice]:
 
 def _bounce(verdict: Verdict, recipient: str, detail: str, status: str) -> Notice:
     return Notice(NoticeKind.BOUNCE, verdict.kind, recipient, detail[:DETAIL_CHARS], status, verdict.reason)
+
+
+def _failure_code(text: str) -> str | None:
+    """An enhanced code of a failure (4.x.x or 5.x.x) in free text: 2.x.x there is more often a version number."""
+    code = enhanced_code(_FAILURE.sub(" ", text))
+    return code if code and code[0] in "45" else None
+
+
+_FAILURE = re.compile(r"(?<![\d.])2\.\d{1,3}\.\d{1,3}(?![\d.])")
 
 
 def _basic(text: str) -> str:
@@ -256,11 +265,13 @@ def _flufl_notices(msg: Message) -> tuple[tuple[Notice, ...], tuple[Notice, ...]
     for raw in sorted(permanent):
         address = address_text(raw)
         at = text.lower().find(address.lower())
-        near = text[max(at - 200, 0) : at + 600] if at >= 0 else text
-        code = enhanced_code(near) or enhanced_code(text)
-        verdict = classify(code, near, permanent=True)
-        if verdict.reason == "undefined" and near is not text:
-            verdict = classify(code, text, permanent=True)
+        # The reason usually follows the address; else it is near it; else anywhere in the notice.
+        windows = [text[at : at + 600], text[max(at - 200, 0) : at + 600]] if at >= 0 else []
+        for near in [*windows, text]:
+            code = _failure_code(near) or _failure_code(text)
+            verdict = classify(code, near, permanent=True)
+            if verdict.reason != "undefined":
+                break
         status = code or _basic(near) or _basic(text)
         notices.append(_bounce(verdict, address, f"{status or 'non-standard bounce'} {near.strip()}", status))
     others = tuple(
