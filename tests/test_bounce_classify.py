@@ -28,6 +28,7 @@ CASES = [
     ("5.0.0", "550 The email account that you tried to reach is disabled", HARD, "userunknown"),
     ("5.5.0", "550 5.5.0 Invalid recipient <a@example.org>", HARD, "userunknown"),
     ("5.1.351", "550 5.1.351 Remote server returned 'RESOLVER.ADR.RecipientNotFound'", HARD, "userunknown"),
+    (None, "<u@sbcglobal.net>: This user doesn't have a sbcglobal.net account", HARD, "userunknown"),
     ("5.4.4", "Host or domain name not found. Name service error for name=nowhere.invalid", HARD, "hostunknown"),
     ("5.0.0", "550 Host unknown", HARD, "hostunknown"),
     ("5.1.6", "550 5.1.6 recipient has moved", HARD, "hasmoved"),

@@ -245,6 +245,7 @@ REASONS: tuple[Reason, ...] = (
             r"no longer (?:valid|active|in use|available|exists)",
             r"badrcptto",
             r"no account by that name",
+            r"(?:does not|doesn't) have an? \S+ account",
             r"there is no one at this address",
             r"not listed in (?:the )?(?:domino directory|address book|public name)",
             r"utilisateur inconnu",
