@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
@@ -918,10 +918,14 @@ def bounces() -> None:
 @bounces.command("import")
 @click.argument("source", metavar="PATH|-")
 @click.option("-q", "--quiet", is_flag=True, help="Print only problems and the summary.")
+@click.option(
+    "--dry-run", is_flag=True, help="Only classify each report (nothing is read from or written to the store)."
+)
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: one JSON object per (message, recipient).")
 @NOW_OPTION
 @pass_ctx
 @reports_errors
-def bounces_import(ctx: Context, source: str, quiet: bool, now: str | None) -> None:
+def bounces_import(ctx: Context, source: str, quiet: bool, dry_run: bool, as_json: bool, now: str | None) -> None:
     """Import reports from a Maildir, an mbox file, one .eml file, or standard input (-).
 
     Each report is matched to its delivery by the VERP id in its return path and recorded on the ledger: a hard
@@ -930,11 +934,20 @@ def bounces_import(ctx: Context, source: str, quiet: bool, now: str | None) -> N
     NAME: reason and skipped (the exit code is then 1), and remembered, so the next import passes them. At most
     bounce_max_bytes of a message is read. One import at a time: a second waits up to lock_timeout, then exits 75.
 
+    With --dry-run each message is only classified and printed, one line per recipient: NAME KIND RECIPIENT STATUS
+    REASON (with --json, an object {"name", "kind", "recipient", "status", "reason"}), KIND one of hard, soft,
+    complaint, delay, delivered, auto-reply, unknown, and NAME the file's name, the number in an mbox, or -.
+
     Example: digest bounces import - < bounce.eml
     """
     from digest.bounces.mailboxes import read_messages
 
     stdin = sys.stdin.buffer
+    if as_json and not dry_run:
+        raise click.UsageError("--json goes with --dry-run")
+    if dry_run:
+        _classify_bounces(read_messages(source, stdin, ctx.settings.bounce_max_bytes, short_names=True), as_json)
+        return
     counts = {"applied": 0, "repeated": 0, "problems": 0}
     messages = read_messages(source, stdin, ctx.settings.bounce_max_bytes)
     for result in ctx.publisher().import_bounces(messages, ctx.now(now)):
@@ -953,6 +966,19 @@ def bounces_import(ctx: Context, source: str, quiet: bool, now: str | None) -> N
     )
     if counts["problems"]:
         sys.exit(1)
+
+
+def _classify_bounces(messages: Iterable[tuple[str, bytes]], as_json: bool) -> None:
+    import json
+
+    from digest.bounces.reports import classification, read_report
+
+    for name, data in messages:
+        for row in classification(read_report(data)):
+            if as_json:  # ensure_ascii: every control and non-ASCII character of outside text is escaped
+                click.echo(json.dumps({"name": name, **row}))
+            else:
+                _say(" ".join([name, row["kind"], row["recipient"] or "-", row["status"] or "-", row["reason"] or "-"]))
 
 
 @main.command()

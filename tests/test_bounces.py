@@ -85,7 +85,7 @@ def test_arf_complaint_is_matched_through_the_returned_message() -> None:
     ("name", "address", "kind"),
     [
         ("provider-yahoo-flufl.eml", "userx@example.com", BounceKind.SOFT),  # "#4.4.1" no connection
-        ("provider-exchange-flufl.eml", "userx@example.COM", BounceKind.SOFT),
+        ("provider-exchange-flufl.eml", "userx@example.COM", BounceKind.HARD),  # "Unknown Recipient"
         ("provider-qmail-flufl.eml", "userx@example.de", BounceKind.SOFT),
     ],
 )
