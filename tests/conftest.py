@@ -188,3 +188,14 @@ def site() -> Site:
 def issues() -> list[Issue]:
     """The 23 sample papers as issues 1-3, newest first."""
     return make_issues(seed_entries())
+
+
+@pytest.fixture
+def browser(srv: Any) -> Iterator[Any]:
+    """A client that sends what a browser sends with a form posted from a page of the site itself, to the module's
+    `srv` (a running `digest serve`)."""
+    import httpx
+
+    headers = {"Origin": srv.base, "Sec-Fetch-Site": "same-origin"}
+    with httpx.Client(base_url=srv.base, timeout=10, headers=headers) as client:
+        yield client

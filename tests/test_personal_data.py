@@ -30,13 +30,6 @@ def srv(tmp_path: Path, smtp_server: MailServer) -> Iterator[Server]:
     server.stop()
 
 
-@pytest.fixture
-def browser(srv: Server) -> Iterator[httpx.Client]:
-    headers = {"Origin": srv.base, "Sec-Fetch-Site": "same-origin"}
-    with httpx.Client(base_url=srv.base, timeout=10, headers=headers) as client:
-        yield client
-
-
 def test_the_long_lived_preference_link_cannot_export_or_delete(
     srv: Server, browser: httpx.Client, smtp_server: MailServer
 ) -> None:

@@ -48,14 +48,6 @@ def srv(tmp_path: Path, smtp_server: MailServer, state: Path | str) -> Iterator[
     server.stop()
 
 
-@pytest.fixture
-def browser(srv: Server) -> Iterator[httpx.Client]:
-    """A client that sends what a browser sends with a form posted from a page of the site itself."""
-    headers = {"Origin": srv.base, "Sec-Fetch-Site": "same-origin"}
-    with httpx.Client(base_url=srv.base, timeout=10, headers=headers) as client:
-        yield client
-
-
 def mails_to(smtp: MailServer, address: str, count: int, timeout: float = 10) -> list[str]:
     """The plain-text bodies of the first `count` messages to `address` (waits for them to arrive)."""
     deadline = time.monotonic() + timeout

@@ -40,13 +40,6 @@ def srv(tmp_path: Path, smtp_server: MailServer) -> Iterator[Server]:
     server.stop()
 
 
-@pytest.fixture
-def browser(srv: Server) -> Iterator[httpx.Client]:
-    headers = {"Origin": srv.base, "Sec-Fetch-Site": "same-origin"}
-    with httpx.Client(base_url=srv.base, timeout=10, headers=headers) as client:
-        yield client
-
-
 def test_the_phishing_address_is_the_one_of_the_report() -> None:
     assert len(PHISHING_LOCAL.rpartition("@")[0]) == 232
 

@@ -23,13 +23,6 @@ def srv(tmp_path: Path, smtp_server: MailServer) -> Iterator[Server]:
     server.stop()
 
 
-@pytest.fixture
-def browser(srv: Server) -> Iterator[httpx.Client]:
-    headers = {"Origin": srv.base, "Sec-Fetch-Site": "same-origin"}
-    with httpx.Client(base_url=srv.base, timeout=10, headers=headers) as client:
-        yield client
-
-
 def test_posts_while_a_render_holds_the_state_get_503_with_retry_after(
     srv: Server, browser: httpx.Client, smtp_server: MailServer
 ) -> None:
