@@ -36,6 +36,8 @@ MIN_SECRET_BITS = 128
 # A random key of 32 hex digits has fewer than 8 different ones once in 30 million; `aaaa...`-like keys have 1-3.
 MIN_SECRET_DISTINCT = 8
 _CHARACTER_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
+# The values of the `transport` setting and the module that implements each (see digest/transport.py).
+TRANSPORTS = {"smtp": "digest.mailer"}
 
 
 class SmtpSettings(BaseModel):
@@ -162,6 +164,7 @@ class Settings(BaseSettings):
     list_id: str = ""
     unsubscribe_url: str = ""  # default: <site_url>unsubscribe, served by `digest serve`
     unsubscribe_mailto: str = ""
+    transport: str = "smtp"  # how mail goes out: one of TRANSPORTS
     smtp: SmtpSettings = SmtpSettings()
     smtp_connections: int = Field(default=2, ge=1, le=64)
     max_messages_per_second: float = Field(default=50.0, gt=0)
@@ -202,6 +205,13 @@ class Settings(BaseSettings):
     web_static: bool = True  # serve output_dir too (false: only signup, confirm, preferences, unsubscribe)
     web_db_wait: float = Field(default=2.0, ge=0, le=60)  # seconds a web write waits for a busy state
     log_repeat_interval: float = Field(default=60.0, ge=0)  # the same error is logged once per interval
+
+    @field_validator("transport")
+    @classmethod
+    def _transport(cls, value: str) -> str:
+        if value not in TRANSPORTS:
+            raise ValueError(f"not a mail transport: {value!r} (use {' or '.join(map(repr, TRANSPORTS))})")
+        return value
 
     @field_validator("state_url")
     @classmethod
