@@ -4,14 +4,17 @@ from the settings, so both say the same EHLO name; the `transport` setting is ch
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
 from digest.errors import DeliveryError, SettingsError
-from digest.settings import Settings, load_settings
-from digest.transport import Outcome, deliver_notice, make_messenger
+from digest.message import WireMessage
+from digest.settings import TRANSPORTS, Settings, load_settings
+from digest.transport import Messenger, Outcome, SendResult, deliver_notice, make_messenger
 from tests.mail_util import MailServer, smtp_server_fixture  # noqa: F401  (fixture)
 from tests.test_signup import mails_to, serve_with_mail
 
@@ -98,3 +101,50 @@ def test_the_tls_context_is_built_once_per_process(smtp_server: MailServer, monk
             make_messenger(settings).open()
     assert len(built) == 1
     assert smtp_server.connections == 3
+
+
+# --- a second transport: one module exposing messenger(settings), one row of TRANSPORTS ----------------------------
+
+
+@dataclass
+class Outbox:
+    """A transport that keeps every message (this test module is its module)."""
+
+    sent: list[tuple[str, str, bytes]] = field(default_factory=list)
+    eight_bit: bool = True
+
+    def open(self) -> None:
+        pass
+
+    def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes | WireMessage,
+        confirm: Callable[[], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> SendResult:
+        if confirm is not None and not confirm():  # the ledger withdrew it: it must not go out
+            return SendResult(Outcome.DEFERRED, "withdrawn")
+        OUTBOX.sent.append((sender, recipient, data if isinstance(data, bytes) else data.data))
+        return SendResult(Outcome.SENT, "kept")
+
+    def close(self) -> None:
+        pass
+
+
+OUTBOX = Outbox()
+
+
+def messenger(settings: Settings) -> Messenger:
+    return OUTBOX
+
+
+def test_a_second_transport_is_one_module_and_one_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(TRANSPORTS, "outbox", __name__)
+    settings = load_settings(from_address="digest@example.org", transport="outbox")
+    OUTBOX.sent.clear()
+    assert deliver_notice(settings, "ada@example.org", b"Subject: hi\r\n\r\nhello\r\n") == SendResult(
+        Outcome.SENT, "kept"
+    )
+    assert OUTBOX.sent == [("digest@example.org", "ada@example.org", b"Subject: hi\r\n\r\nhello\r\n")]
