@@ -25,8 +25,8 @@ def writer_lock(state_path: Path, timeout: float, what: str = "digest", name: st
     """Hold the writer lock for `state_path` (or the lock `name` beside it), waiting up to `timeout` seconds for
     another holder to finish."""
     path = lock_path_for(state_path, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout
         while True:

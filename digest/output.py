@@ -10,8 +10,8 @@ from pathlib import Path
 from digest.errors import DigestError
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Replace `path` with `data` so readers see the old or the new file, never a torn one.
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> bool:
+    """Replace `path` with `data` so readers see the old or the new file, never a torn one (its permissions: `mode`).
 
     Returns False (and leaves the file and its mtime alone) when the content is already identical, so
     HTTP caches and rsync see no change.
@@ -26,7 +26,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

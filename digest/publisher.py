@@ -498,8 +498,14 @@ class Publisher:
 
     def _paged_extras(self, site: Site, page: int, page_issues: Sequence[Issue], last_page: int) -> Bundle:
         """What belongs to archive page k besides its HTML: its search shard, its RFC 5005 archive document of
-        issues.xml, its sitemap (and the search manifest and page, which name the number of shards)."""
-        from digest.render.feeds import issues_archive_path, render_issues_archive
+        issues.xml, its JSON Feed archive page (feed.json's `next_url` chain), its sitemap (and the search manifest
+        and page, which name the number of shards)."""
+        from digest.render.feeds import (
+            issues_archive_path,
+            papers_archive_path,
+            render_issues_archive,
+            render_papers_archive,
+        )
         from digest.render.search import render_search
         from digest.render.sitemap import issues_sitemap_path, render_issues_sitemap
 
@@ -508,6 +514,7 @@ class Publisher:
             site, page, page_issues, self.env, last_page=page == last_page
         )
         bundle[issues_sitemap_path(page)] = render_issues_sitemap(site, page, page_issues, self.env)
+        bundle[papers_archive_path(page)] = render_papers_archive(site, page, page_issues)
         return bundle
 
     def _topic_files(self, store: Store, site: Site, topic: Topic, loaded: dict[int, Issue]) -> Bundle:

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from digest.errors import DigestError
 from digest.output import write_atomic
 from digest.settings import Settings
 from digest.store import Store
@@ -484,13 +485,17 @@ class IssueSender:
         """What a send would deliver, one .eml file per subscriber (8bit, as to a server offering 8BITMIME)."""
         import re
 
+        try:  # addresses and personal links: for the owner's eyes only, whatever the umask
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise DigestError(f"{folder}: cannot create the dry-run folder: {exc}") from exc
         for sub in subscribers:
             mail = mails[sub.id]
             if mail is None:
                 continue
             name = re.sub(r"[^A-Za-z0-9@._+-]", "_", sub.email)
             data = self._build(mail, sub, secret, dkim, clock(), True).message
-            write_atomic(folder / f"issue-{mail.issue}-{sub.id:06d}-{name}.eml", data)
+            write_atomic(folder / f"issue-{mail.issue}-{sub.id:06d}-{name}.eml", data, mode=0o600)
 
 
 def _ledger_outcome(result: SendResult) -> tuple[DeliveryStatus, BounceKind | None]:

@@ -202,6 +202,7 @@ class Settings(BaseSettings):
     web_body_timeout: float = Field(default=20.0, gt=0, le=600)  # a form body must arrive within
     web_keep_alive_timeout: int = Field(default=5, ge=1, le=600)  # idle keep-alive connections close after
     web_max_connections: int = Field(default=500, ge=1)  # beyond this, new requests get 503 at once
+    web_max_client_connections: int = Field(default=50, ge=0)  # per client address (0: no cap); then 503
     web_static: bool = True  # serve output_dir too (false: only signup, confirm, preferences, unsubscribe)
     web_db_wait: float = Field(default=2.0, ge=0, le=60)  # seconds a web write waits for a busy state
     log_repeat_interval: float = Field(default=60.0, ge=0)  # the same error is logged once per interval

@@ -21,11 +21,13 @@ PING_TIMEOUT = 5.0  # seconds per request
 
 
 def ping_hub(hub: str, feed_urls: Sequence[str], *, timeout: float = PING_TIMEOUT) -> list[str]:
-    """POST `hub.mode=publish&hub.url=<feed>` to `hub` for each feed URL; returns the failures (each also logged
-    as a warning). Never raises."""
+    """POST `hub.mode=publish&hub.url=<feed>&hub.topic=<feed>` to `hub` for each feed URL (WebSub leaves the
+    publish request to the hub: PubSubHubbub 0.4 hubs read `hub.url`, others `hub.topic`, so both are sent); returns
+    the failures (each also logged as a warning). Never raises."""
     failures: list[str] = []
     for position, url in enumerate(feed_urls):
-        body = urllib.parse.urlencode({"hub.mode": "publish", "hub.url": url}).encode("ascii")
+        fields = {"hub.mode": "publish", "hub.url": url, "hub.topic": url}
+        body = urllib.parse.urlencode(fields).encode("ascii")
         request = urllib.request.Request(
             hub,
             data=body,

@@ -204,7 +204,7 @@ def test_kill_9_during_import_loses_nothing_and_counts_nothing_twice(
 
     final = import_bounces(mail_ws, "-q", str(box))
     assert final.returncode == 0, final.stderr
-    applied, repeated = map(int, re.search(r"(\d+) reports applied, (\d+) already imported", final.stderr).groups())  # type: ignore[union-attr]
+    applied, repeated = map(int, re.search(r"(\d+) reports? applied, (\d+) already imported", final.stderr).groups())  # type: ignore[union-attr]
     assert applied + repeated == len(bouncing) and repeated > 0
     assert bounced(mail_ws) == set(bouncing)
     assert mail_ws.sql("SELECT COUNT(*) FROM bounce_reports") == [(len(bouncing),)]

@@ -55,7 +55,7 @@ def test_junk_is_remembered_and_skipped_by_the_next_import(mail_ws: Workspace, s
     [huge] = [line for line in first.stderr.splitlines() if "3.huge" in line]
     assert huge.endswith("3.huge: larger than 20000 bytes (bounce_max_bytes): not read")
     assert "4.good: hard bounce: reader0@example.org" in first.stdout
-    assert "1 reports applied, 0 already imported, 3 skipped" in first.stderr
+    assert "1 report applied, 0 already imported, 3 skipped" in first.stderr
     assert statuses(mail_ws) == {"reader0@example.org": "bounced", "reader1@example.org": "active"}
     assert mail_ws.sql("SELECT COUNT(*) FROM bounce_reports") == [(4,)]  # every message, junk included
 

@@ -35,7 +35,7 @@ def test_init_makes_a_folder_where_check_passes_and_render_publishes_the_example
     assert not (folder / "state").exists(), "check must not create the state"
     render = digest(folder, "render")
     assert render.returncode == 0, render.stdout + render.stderr
-    assert "published issue 1 with 1 papers" in render.stdout
+    assert "published issue 1 with 1 paper;" in render.stdout
     assert (folder / "site" / "issues" / "1" / "email.html").is_file()
 
 

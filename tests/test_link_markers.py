@@ -34,6 +34,7 @@ def configure_mail(ws: Workspace, server: MailServer) -> None:
             "DIGEST_SMTP__SECURITY": "none",
             "DIGEST_SMTP__TIMEOUT": "5",
             "DIGEST_FROM_ADDRESS": "论文周报 <digest@example.org>",
+            "DIGEST_SENDER_ADDRESS": "1 Example Road, Example City",
             "DIGEST_MAX_MESSAGES_PER_SECOND": "1000",
         }
     )

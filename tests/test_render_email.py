@@ -7,7 +7,6 @@ import itertools
 import math
 import os
 import re
-import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -421,13 +420,11 @@ def test_a_readers_topics_keep_only_their_papers(sample_issue: Issue, env: jinja
 
 
 @pytest.mark.parametrize("word", ["x" * 2_000_000, "é" * 1_000_000], ids=["ascii", "latin"])
-def test_a_2_mb_single_word_abstract_renders_in_linear_time(word: str, env: jinja2.Environment) -> None:
-    """Issue 12: the plain-text wrapper was quadratic (36 s for this abstract, under the writer lock). One generous
-    bound for this pathological case; benchmarks/run.py (scenario 6) measures it."""
+def test_a_2_mb_single_word_abstract_is_wrapped_whole(word: str, env: jinja2.Environment) -> None:
+    """Issue 12: the plain-text wrapper was quadratic (36 s for this abstract, under the writer lock). How long it
+    takes is measured by benchmarks/run.py (scenario 6), not asserted here: this holds what it produces."""
     issue = Issue(1, PUBLISHED, (replace(synthetic(1, 10), abstract=(word,)),))
-    start = time.perf_counter()
     email = render_email(SITE, issue, env)
-    assert time.perf_counter() - start < 2.0
     pieces = [line for line in email.text.split("\n") if line.startswith(word[0])]
     assert "".join(pieces) == word and max(len(piece.encode("utf-8")) for piece in pieces) <= 900
 

@@ -25,6 +25,8 @@ from tests.test_web import current_token as unsubscribe_token
 def srv(tmp_path: Path) -> Iterator[Server]:
     ws = make_workspace(tmp_path / "work")
     ws.env.update({"DIGEST_WEB_HEADER_TIMEOUT": "2", "DIGEST_WEB_DB_WAIT": "0.5", "DIGEST_WEB_BODY_TIMEOUT": "3"})
+    # Many clients played from one address: no per-address cap (that one has its own test in test_serve_site.py).
+    ws.env["DIGEST_WEB_MAX_CLIENT_CONNECTIONS"] = "0"
     ws.run("render", "--now", NOW)
     server = start_server(ws)
     yield server

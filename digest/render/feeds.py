@@ -157,13 +157,16 @@ class FeedItem:
         return paper_url(self.entry)
 
 
-def feed_items(site: Site, issues: Sequence[Issue], topic: str | None = None) -> list[FeedItem]:
-    """The newest `site.feed_max_items` papers (of `topic`, when given): issues newest first, papers in issue
-    order."""
+def feed_items(
+    site: Site, issues: Sequence[Issue], topic: str | None = None, *, limit: int | None = None
+) -> list[FeedItem]:
+    """The newest `limit` (default `site.feed_max_items`) papers (of `topic`, when given): issues newest first,
+    papers in issue order."""
+    limit = site.feed_max_items if limit is None else limit
     items: list[FeedItem] = []
     for issue in sorted(issues, key=lambda i: i.number, reverse=True):
         for position, entry in enumerate(issue.entries):
-            if len(items) >= site.feed_max_items:
+            if len(items) >= limit:
                 return items
             if topic is not None and topic not in assign_topics(entry, site.topics):
                 continue
@@ -340,11 +343,39 @@ def _rfc3339(moment: datetime) -> str:
     return moment.isoformat()
 
 
-def render_json_feed(site: Site, issues: Sequence[Issue], scope: FeedScope | None = None) -> bytes:
-    """`feed.json`: JSON Feed 1.1 with the same items as the RSS and Atom feeds (keys sorted, UTF-8)."""
+def papers_archive_path(page_number: int) -> str:
+    """The JSON Feed archive page `page_number`: every paper of archive page k (the JSON Feed 1.1 `next_url` chain
+    from `feed.json`, as RFC 5005 archive documents page `issues.xml`)."""
+    return f"archive/feed-{page_number}.json"
+
+
+def render_json_feed(
+    site: Site, issues: Sequence[Issue], scope: FeedScope | None = None, *, archive_pages: int = 0
+) -> bytes:
+    """`feed.json`: JSON Feed 1.1 with the same items as the RSS and Atom feeds (keys sorted, UTF-8). With
+    `archive_pages` (the site's, not a topic's), `next_url` names the newest JSON archive page."""
     scope = scope or FeedScope.whole(site)
+    next_url = site.link(papers_archive_path(archive_pages)) if archive_pages and scope.topic is None else None
+    items = feed_items(site, issues, scope.topic)
+    return _json_feed(
+        site, items, scope.title, site.link(scope.folder), site.link(scope.folder + "feed.json"), next_url
+    )
+
+
+def render_papers_archive(site: Site, page_number: int, page_issues: Sequence[Issue]) -> bytes:
+    """`archive/feed-<k>.json`: every paper of archive page k, newest first, with `next_url` to page k-1 (the
+    older papers); page 1 has none. The newest page overlaps `feed.json`; readers merge items by id."""
+    items = feed_items(site, page_issues, limit=sum(len(issue.entries) for issue in page_issues))
+    older = site.link(papers_archive_path(page_number - 1)) if page_number > 1 else None
+    title = f"{site.title}（第 {page_number} 页 / page {page_number}）"
+    return _json_feed(site, items, title, site.url, site.link(papers_archive_path(page_number)), older)
+
+
+def _json_feed(
+    site: Site, chosen: Sequence[FeedItem], title: str, home: str, feed_url: str, next_url: str | None
+) -> bytes:
     items: list[dict[str, Any]] = []
-    for item in feed_items(site, issues, scope.topic):
+    for item in chosen:
         data: dict[str, Any] = {
             "id": item.id,
             "title": item.entry.title_en,
@@ -359,9 +390,9 @@ def render_json_feed(site: Site, issues: Sequence[Issue], scope: FeedScope | Non
         items.append(data)
     feed: dict[str, Any] = {
         "version": "https://jsonfeed.org/version/1.1",
-        "title": scope.title,
-        "home_page_url": site.link(scope.folder),
-        "feed_url": site.link(scope.folder + "feed.json"),
+        "title": title,
+        "home_page_url": home,
+        "feed_url": feed_url,
         "description": site.description or site.title,
         "language": site.language,
         "authors": [{"name": site.author}],
@@ -369,6 +400,8 @@ def render_json_feed(site: Site, issues: Sequence[Issue], scope: FeedScope | Non
     }
     if site.websub_hub:
         feed["hubs"] = [{"type": "WebSub", "url": site.websub_hub}]
+    if next_url:
+        feed["next_url"] = next_url
     return (json.dumps(feed, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
 
 
@@ -489,7 +522,7 @@ def render_feeds(site: Site, issues: Sequence[Issue], env: jinja2.Environment, *
     return {
         "rss.xml": render_rss(site, issues),
         "atom.xml": render_atom(site, issues),
-        "feed.json": render_json_feed(site, issues),
+        "feed.json": render_json_feed(site, issues, archive_pages=archive_pages),
         "issues.xml": render_issues_feed(site, issues, env, archive_pages=archive_pages),
     }
 
@@ -526,12 +559,14 @@ __all__ = [
     "paper_id",
     "paper_summary",
     "paper_url",
+    "papers_archive_path",
     "papers_context",
     "render_atom",
     "render_feeds",
     "render_issues_archive",
     "render_issues_feed",
     "render_json_feed",
+    "render_papers_archive",
     "render_rss",
     "render_topic_feeds",
     "safe_url",

@@ -3,16 +3,16 @@ flock beside the file as the writer lock. Only what differs from PostgreSQL live
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from digest.errors import StateBusy, StoreConflict, StoreError
-from digest.lock import writer_lock
+from digest.lock import lock_path_for, writer_lock
 from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor
 
 MIGRATIONS: tuple[str, ...] = (
@@ -192,7 +192,7 @@ class SqliteConnection(Connection):
             raise StoreConflict(f"{self._path}: {exc}") from exc
         if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
             raise StateBusy(f"{self._path}: state is locked by another process: {exc}") from exc
-        raise StoreError(f"{self._path}: state database error: {exc}") from exc
+        raise StoreError(f"{self._path}: state database error: {exc}{_what_to_do(self._path, exc)}") from exc
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:
         try:
@@ -253,6 +253,31 @@ class SqliteConnection(Connection):
         self._conn.close()
 
 
+# SQLite's primary result codes that mean "this user may not write here" (extended codes add bits above 0xff).
+_NOT_WRITABLE = {sqlite3.SQLITE_PERM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+
+
+def _what_to_do(path: Path, exc: Exception) -> str:
+    """The advice for an error that comes from permissions: SQLite writes `<name>-wal`, `<name>-shm` and the lock
+    file beside the state, so its folder must be writable too."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(exc, PermissionError) or (isinstance(code, int) and code & 0xFF in _NOT_WRITABLE):
+        folder = path.parent if str(path.parent) != "." else Path.cwd()
+        return (
+            f"; the state folder {folder}/ and the files in it must be writable by this user"
+            " (check the owner, mode and read-only mounts, or set state_path to a writable place)"
+        )
+    return ""
+
+
+def create_private(path: Path) -> None:
+    """Create the state file (and its folder) for its owner alone, whatever the umask: folder 0700, file 0600.
+    SQLite gives the -wal and -shm files the database file's mode. Existing ones are left as they are."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # an empty file is an empty database
+
+
 class SqliteBackend(Backend):
     """The state in one SQLite file."""
 
@@ -264,7 +289,7 @@ class SqliteBackend(Backend):
 
     def connect(self, busy_timeout: float) -> Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
             conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -272,14 +297,21 @@ class SqliteBackend(Backend):
             # 32 MB of page cache instead of 2 MB: a first import of 100,000 papers inserts into three indexes
             # of the entries table, and with the default cache every insert reads back evicted index pages.
             conn.execute("PRAGMA cache_size=-32768")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the state database: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot create the state folder: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"{self.path}: cannot open the state database: {exc}{_what_to_do(self.path, exc)}"
+            ) from exc
         return SqliteConnection(conn, self.path)
 
-    def writer_lock(self, timeout: float, what: str, name: str = "") -> AbstractContextManager[None]:
-        return writer_lock(self.path, timeout, what, name)
+    @contextlib.contextmanager
+    def writer_lock(self, timeout: float, what: str, name: str = "") -> Iterator[None]:
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(writer_lock(self.path, timeout, what, name))
+            except OSError as exc:
+                lock = lock_path_for(self.path, name)
+                raise StoreError(f"{lock}: cannot take the writer lock: {exc}{_what_to_do(self.path, exc)}") from exc
+            yield
 
     def job_store_url(self, jobs_path: Path) -> str:
         return f"sqlite:///{jobs_path.resolve()}"

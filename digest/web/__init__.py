@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 
 from digest.errors import StateBusy
 from digest.optouts import OptOutJournal
@@ -68,21 +68,42 @@ def serves_site(settings: Settings) -> bool:
     return settings.web_static and settings.output_dir.is_dir()
 
 
+NOT_SET_UP_HEADING = Text("邮件订阅尚未开通", "Email subscription is not set up")
+NOT_SET_UP_TEXT = Text(
+    "本站还不能通过邮件订阅、确认或退订。可以用 RSS、Atom 或 JSON Feed 订阅。",
+    "This site cannot take email signups, confirmations or unsubscribes yet; its feeds (RSS, Atom, JSON Feed) work.",
+)
+
+
+def signup_not_set_up(web: Web) -> list[BaseRoute]:
+    """Without `secret_key` no token can be signed or checked: the dynamic endpoints answer 503 with a page
+    saying so (the static pages' signup form lands there), and the site and its feeds are served as usual."""
+
+    async def not_set_up(request: Request) -> Response:
+        return web.page(NOT_SET_UP_HEADING, [NOT_SET_UP_TEXT], status=503, signup_form=False)
+
+    # The same paths as the real endpoints (building their routes signs nothing).
+    real = [*unsubscribe.routes(web, None), *signup.routes(web), *preferences.routes(web)]
+    paths = [route.path for route in real if isinstance(route, Route)]
+    return [Route(path, not_set_up, methods=["GET", "HEAD", "POST"]) for path in paths]
+
+
 def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
     """The ASGI app: signup, confirmation, preferences and unsubscribe, then every file of `settings.output_dir`
     (unless `serves_site` says this host has none).
 
     `now` is read once per request (the time recorded); tests may pin it.
     """
+    signup_on = bool(settings.secret_key.get_secret_value())
     web = Web(
         settings=settings,
-        secret=settings.require_secret_key(),
+        secret=settings.require_secret_key() if signup_on else "",
         clock=now if now is not None else (lambda: datetime.now(settings.tz)),
         env=make_environment(settings.templates_dir),
     )
     # SQLite has one writer at a time, and a render holds it while it renders: an unsubscribe that cannot wait goes
     # to a journal. PostgreSQL has no such writer: every web write goes straight to the database.
-    journal = OptOutJournal.beside(settings.state_path) if web.backend.journals_optouts else None
+    journal = OptOutJournal.beside(settings.state_path) if web.backend.journals_optouts and signup_on else None
 
     async def error_page(request: Request, exc: Exception) -> Response:
         # A render holding the state longer than `web_db_wait`: the client should simply come back.
@@ -114,13 +135,15 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
             tasks.cancel_scope.cancel()
         web.backend.close()
 
-    routes: list[BaseRoute] = [
-        *unsubscribe.routes(web, journal),
-        *signup.routes(web),
-        *preferences.routes(web),
-    ]
+    routes: list[BaseRoute]
+    if signup_on:
+        routes = [*unsubscribe.routes(web, journal), *signup.routes(web), *preferences.routes(web)]
+    else:
+        log.info("signup, confirmation, preferences and unsubscribe are off: secret_key is not set")
+        routes = signup_not_set_up(web)
     if serves_site(settings):
-        routes.append(Mount("/", app=SiteFiles(directory=settings.output_dir, html=True, follow_symlink=False)))
+        site_files = SiteFiles(directory=settings.output_dir, hub=settings.websub_hub, site_url=settings.site_url)
+        routes.append(Mount("/", app=site_files))
     else:
         log.info(
             "serving the dynamic endpoints only (no site files: web_static is off or %s is missing)",

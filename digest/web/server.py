@@ -8,6 +8,11 @@ the protocol level, where it belongs: every connection must deliver a complete r
 `web_header_timeout` seconds of connecting (or of its previous response), else it is closed. Body reading has its
 own limit in the app (`web_body_timeout`, digest.web.forms).
 
+The same protocol keeps one client from taking every connection: a client address holding
+`web_max_client_connections` already has its next connection answered 503 and closed at once (the proxies of
+`trusted_proxies` are exempt: every reader comes through them). And a request that carries both Content-Length
+and Transfer-Encoding (a request-smuggling shape) gets 400 and the connection is closed (RFC 9112 section 6.1).
+
 Errors that repeat (an `accept()` failing with "Too many open files" thousands of times a second) are logged once
 per `log_repeat_interval` with a count, so they cannot fill the disk.
 """
@@ -16,16 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import ipaddress
 import logging
 import resource
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import h11
+from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
+from digest.errors import DigestError, SettingsError
 from digest.settings import Settings
 
 log = logging.getLogger("digest.web")
@@ -33,12 +45,68 @@ log = logging.getLogger("digest.web")
 _FD_RESERVE = 32  # descriptors kept for the state, templates, SMTP and the listening socket
 
 
+_BUSY_TEXT = b"Too many connections from your address; try again in a minute.\n"
+_BUSY_CLIENT = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 60\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_TEXT), _BUSY_TEXT)
+)
+
+
+class AddressSet:
+    """Addresses and networks (`10.0.0.0/8`), or `*` for any, as uvicorn reads `forwarded_allow_ips`."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = set(patterns)
+        self.networks = []
+        for pattern in patterns:
+            with contextlib.suppress(ValueError):
+                self.networks.append(ipaddress.ip_network(pattern, strict=False))
+
+    def __contains__(self, address: object) -> bool:
+        if "*" in self.patterns or address in self.patterns:
+            return True
+        try:
+            ip = ipaddress.ip_address(str(address))
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+
+class StrictFraming(h11.Connection):
+    """h11 (which lets Transfer-Encoding win over Content-Length) refusing a request that carries both."""
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            names = {name for name, _ in event.headers}
+            if b"content-length" in names and b"transfer-encoding" in names:
+                # uvicorn answers a RemoteProtocolError with 400 and closes the connection.
+                raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
+        return event
+
+
 class HeaderDeadline(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request head (set `header_timeout` on a subclass)."""
+    """uvicorn's h11 protocol with a deadline for each request head (set `header_timeout` on a subclass), a cap
+    on connections per client address (`per_client`, 0: none; the addresses in `exempt` are not counted), and
+    strict request framing."""
 
     header_timeout = 10.0
+    per_client = 0
+    exempt: ClassVar[AddressSet] = AddressSet(())
+    _clients: ClassVar[dict[str, int]] = {}  # open connections per client address (a fresh dict per subclass)
     _deadline: asyncio.TimerHandle | None = None
     _armed_for: object = None
+    _counted: str | None = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.conn = StrictFraming(h11.SERVER, config.h11_max_incomplete_event_size or 16 * 1024)
 
     def _arm(self) -> None:
         self._disarm()
@@ -57,6 +125,14 @@ class HeaderDeadline(H11Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        address = self.client[0] if self.client else ""
+        if self.per_client and address and address not in self.exempt:
+            self._counted = address
+            self._clients[address] = self._clients.get(address, 0) + 1
+            if self._clients[address] > self.per_client:
+                self.transport.write(_BUSY_CLIENT)
+                self.transport.close()
+                return
         self._arm()
 
     def handle_events(self) -> None:
@@ -72,12 +148,30 @@ class HeaderDeadline(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._counted is not None:
+            left = self._clients.get(self._counted, 1) - 1
+            if left > 0:
+                self._clients[self._counted] = left
+            else:
+                self._clients.pop(self._counted, None)
+            self._counted = None
         super().connection_lost(exc)
 
 
-def protocol_with_deadline(seconds: float) -> type[HeaderDeadline]:
+def protocol_with_deadline(
+    seconds: float, per_client: int = 0, trusted_proxies: Sequence[str] = ()
+) -> type[HeaderDeadline]:
     """The protocol class uvicorn should build connections with."""
-    return type("HeaderDeadlineProtocol", (HeaderDeadline,), {"header_timeout": seconds})
+    return type(
+        "HeaderDeadlineProtocol",
+        (HeaderDeadline,),
+        {
+            "header_timeout": seconds,
+            "per_client": per_client,
+            "exempt": AddressSet(trusted_proxies),
+            "_clients": {},
+        },
+    )
 
 
 class RepeatFilter(logging.Filter):
@@ -138,6 +232,28 @@ def connection_limit(wanted: int) -> int:
     return allowed
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says "serving"; a port that is taken or not allowed is one
+    DigestError naming host:port."""
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    # proto given: asyncio sets TCP_NODELAY only on sockets that say IPPROTO_TCP (else Nagle's algorithm and
+    # delayed ACKs stall every larger response).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = {
+            errno.EADDRINUSE: "another program is listening there; stop it or choose another --port",
+            errno.EACCES: "not allowed (ports below 1024 need root or CAP_NET_BIND_SERVICE); choose another --port",
+        }.get(exc.errno or 0, "check --host and --port")
+        raise DigestError(f"cannot listen on {shown}: {exc.strerror or exc}: {hint}") from None
+    return sock
+
+
 def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime] | None = None) -> None:
     """Run the app under uvicorn until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both); `clock` pins
     the time (tests)."""
@@ -145,8 +261,14 @@ def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime
 
     from digest.web import create_app, serves_site
 
-    settings.require_secret_key()
     output = Path(settings.output_dir)
+    signup = bool(settings.secret_key.get_secret_value())
+    if not signup and not serves_site(settings):
+        raise SettingsError(
+            f"nothing to serve: no site files ({output}/ missing or web_static off) and no secret_key for signup;"
+            " run `digest render` or set DIGEST_SECRET_KEY"
+        )
+    sock = listen(host, port)
     if settings.web_static and not output.is_dir():
         log.warning("%s/: output folder not found: serving signup and unsubscribe only (run `digest render`)", output)
     app = create_app(settings, clock)
@@ -158,7 +280,9 @@ def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime
         app,
         host=host,
         port=port,
-        http=protocol_with_deadline(settings.web_header_timeout),
+        http=protocol_with_deadline(
+            settings.web_header_timeout, settings.web_max_client_connections, settings.trusted_proxies
+        ),
         log_config=None,
         lifespan="on",
         proxy_headers=False,  # the app reads X-Forwarded-For itself, and takes only IP addresses (ForwardedClient)
@@ -169,9 +293,10 @@ def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime
     )
     server = uvicorn.Server(config)
     shown_host = f"[{host}]" if ":" in host else host
-    what = f"{output}/, signup" if serves_site(settings) else "signup"
-    log.info("serving %s, preferences and unsubscribe on http://%s:%d/", what, shown_host, port)
+    what = [f"{output}/"] if serves_site(settings) else []
+    what += ["signup", "preferences", "unsubscribe"] if signup else []
+    log.info("serving %s on http://%s:%d/", ", ".join(what), shown_host, port)
     # uvicorn re-raises the captured SIGINT after a clean shutdown; a stop by Ctrl-C is not an error.
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets=[sock])
     log.info("stopped")

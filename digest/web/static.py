@@ -12,13 +12,16 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import BinaryIO
+from urllib.parse import quote, unquote
 
 import anyio
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import NotModifiedResponse, PathLike, StaticFiles
 from starlette.types import Receive, Scope, Send
+
+from digest.render.feeds import is_subscription_feed
 
 # Explicit types for what `digest render` writes; mimetypes would say application/xml or application/json.
 CONTENT_TYPES: Mapping[str, str] = {
@@ -33,9 +36,11 @@ SUFFIX_TYPES: Mapping[str, str] = {
     ".css": "text/css; charset=utf-8",
     ".xml": "application/xml; charset=utf-8",
     ".json": "application/json; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
 }
-# The generated pages carry no scripts; forbid them so that a rendering bug cannot become script injection.
-SITE_CSP = "script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
+# The site's only scripts are its own files (the search page's search.js, manifest.js and shards): nothing inline,
+# nothing from another origin, so that a rendering bug cannot become script injection.
+SITE_CSP = "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
 
 
 def content_type(path: str) -> str | None:
@@ -43,6 +48,8 @@ def content_type(path: str) -> str | None:
     name = os.path.basename(path)
     if name in CONTENT_TYPES:
         return CONTENT_TYPES[name]
+    if name.startswith("feed-") and name.endswith(".json"):  # archive/feed-<k>.json, the JSON Feed archive pages
+        return CONTENT_TYPES["feed.json"]
     return SUFFIX_TYPES.get(os.path.splitext(name)[1].lower())
 
 
@@ -75,7 +82,14 @@ class OpenedFileResponse(FileResponse):
 
 
 class SiteFiles(StaticFiles):
-    """StaticFiles for the output folder: dotfiles hidden, explicit content types, security headers."""
+    """StaticFiles for the output folder: dotfiles hidden, explicit content types, security headers; with a WebSub
+    `hub`, the subscription feeds carry the `Link` headers WebSub section 4 requires (`rel=hub` and `rel=self`, the
+    feed's canonical URL under `site_url`)."""
+
+    def __init__(self, *, directory: PathLike, hub: str = "", site_url: str = "", follow_symlink: bool = False) -> None:
+        super().__init__(directory=directory, html=True, follow_symlink=follow_symlink)
+        self.hub = hub
+        self.site_url = site_url
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         # `path` is already percent-decoded and normalized; anything still hidden or climbing is refused here,
@@ -83,19 +97,23 @@ class SiteFiles(StaticFiles):
         if is_hidden(path) or "\x00" in path:
             raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
+        if isinstance(response, RedirectResponse):
+            return directory_redirect(scope)
         if not isinstance(response, FileResponse) or isinstance(response, OpenedFileResponse):
             return response
-        return await self._opened(response, scope)
+        return await self._opened(response, path, scope)
 
-    async def _opened(self, found: FileResponse, scope: Scope) -> Response:
+    async def _opened(self, found: FileResponse, path: str, scope: Scope) -> Response:
         """Open the file StaticFiles found; its headers are recomputed from the open handle."""
         try:
             handle: BinaryIO = await anyio.to_thread.run_sync(open, found.path, "rb")
         except FileNotFoundError:
             raise HTTPException(status_code=404) from None
-        response = OpenedFileResponse(
-            handle, found.path, found.status_code, found.media_type, _extra_headers(found.media_type)
-        )
+        headers = _extra_headers(found.media_type)
+        feed = path.replace(os.sep, "/")
+        if self.hub and found.status_code == 200 and is_subscription_feed(feed):
+            headers["Link"] = f'<{self.hub}>; rel="hub", <{self.site_url}{feed}>; rel="self"'
+        response = OpenedFileResponse(handle, found.path, found.status_code, found.media_type, headers)
         if response.status_code == 200 and self.is_not_modified(response.headers, Headers(scope=scope)):
             handle.close()
             return NotModifiedResponse(response.headers)
@@ -107,6 +125,18 @@ class SiteFiles(StaticFiles):
         """The file with its proper type (opened and checked for 304 in `get_response`)."""
         media_type = content_type(os.fspath(full_path))
         return FileResponse(full_path, status_code=status_code, media_type=media_type)
+
+
+def directory_redirect(scope: Scope) -> Response:
+    """The redirect from a folder's URL without its slash (`/issues/1`) to the folder (`/issues/1/`), relative
+    (`./1/`): never built from the request's Host header, and right behind a proxy that serves the site under a
+    path prefix."""
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    last = raw.rsplit(b"/", 1)[-1].decode("latin-1")
+    location = "./" + quote(unquote(last), safe="") + "/"
+    if scope.get("query_string"):
+        location += "?" + scope["query_string"].decode("latin-1")
+    return RedirectResponse(location, status_code=307)
 
 
 def _extra_headers(media_type: str | None) -> dict[str, str]:
