@@ -210,7 +210,8 @@ def render(ctx: Context, dry_run: bool, force: bool, now: str | None) -> None:
 
 def _summary(result: PublishResult) -> str:
     invalid = sum(p.kind.value == "invalid" for p in result.problems)
-    duplicates = len(result.problems) - invalid
+    drafts = sum(p.kind.value == "draft" for p in result.problems)
+    duplicates = len(result.problems) - invalid - drafts
     prefix = "[dry run] would publish" if result.dry_run else "published"
     if result.issue is not None:
         head = f"{prefix} issue {result.issue.number} with {counted(len(result.issue.entries), 'paper')}"
@@ -221,7 +222,7 @@ def _summary(result: PublishResult) -> str:
         parts.append(f"{result.waiting} waiting for the next issue")
     if result.revised:
         parts.append(f"{result.revised} corrected")
-    parts.append(f"{invalid} invalid, {duplicates} duplicate")
+    parts.append(f"{invalid} invalid, {duplicates} duplicate" + (f", {drafts} draft" if drafts else ""))
     written = f"{counted(result.files_changed, 'file')} written in {printable(str(result.output_dir))}/"
     if result.issue is not None:
         written += f" (the issue: {printable(f'{result.output_dir}/issues/{result.issue.number}/')})"
@@ -274,19 +275,92 @@ def check(ctx: Context, now: str | None) -> None:
     scan = publisher.scan_seeds()
     for problem in scan.problems:
         _say(f"{problem} [{problem.kind.value}]", err=True)
+    from digest.editor import glossary_report
+
+    for line in glossary_report(settings, scan):  # advice on wording: reported, not a failure
+        _say(line, err=True)
     templates = template_problems(publisher, scan.entries, ctx.now(now))
     schedule = schedule_problem(settings)
     state, state_error = state_problem(settings)
     others = [*templates, *(p for p in (schedule, state_error) if p)]
     for line in others:
         _say(line, err=True)
-    valid, problems = counted(len(scan.entries), "valid entry", "valid entries"), counted(len(scan.problems), "problem")
+    drafts = sum(p.kind.value == "draft" for p in scan.problems)  # waiting for `digest approve`: not a fault
+    valid = counted(len(scan.entries), "valid entry", "valid entries")
+    problems = counted(len(scan.problems) - drafts, "problem") + (f", {counted(drafts, 'draft')}" if drafts else "")
     _say(f"{valid} in {settings.seeds_dir}/, {problems}; settings OK")
     _say(
         f"templates {'OK' if not templates else 'BROKEN'}; schedule {settings.schedule!r}"
         f" {'OK' if not schedule else 'BROKEN'}; state {state}{' BROKEN' if state_error else ''}"
     )
-    if scan.problems or others:
+    if len(scan.problems) > drafts or others:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("papers", nargs=-1, metavar="ID_OR_URL...")
+@click.option(
+    "--from", "from_file", type=click.File("r", encoding="utf-8"), help="Read ids or URLs from FILE, one a line."
+)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Seed file to append the drafts to.")
+@click.option("--refresh", is_flag=True, help="Ask the model again instead of reusing its cached answers.")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def draft(
+    ctx: Context, papers: tuple[str, ...], from_file: Any, out: Path | None, refresh: bool, now: str | None
+) -> None:
+    """Write a draft entry (Status: draft) for each arXiv paper, from the arXiv API, to a seed file
+    (default seeds/draft-<date>.md; an existing file is kept and appended to). Papers already published or in the
+    seeds are skipped; an id arXiv does not know is reported and the others are still written (exit 1).
+
+    Example: digest draft 2409.13346 https://arxiv.org/abs/2409.13592v2 --from ids.txt
+    """
+    from digest.drafts import parse_paper_ids
+    from digest.editor import draft_papers
+
+    lines = list(papers) + (from_file.read().splitlines() if from_file else [])
+    ids, bad = parse_paper_ids(lines)
+    if bad:
+        _fail("\n".join(f"{b}: not an arXiv id or arXiv URL" for b in bad), 2)
+    if not ids:
+        _fail("no arXiv ids given: digest draft ID_OR_URL... or --from FILE", 2)
+    settings = ctx.settings
+    target = out or settings.seeds_dir / f"draft-{ctx.now(now):%Y-%m-%d}.md"
+    report = draft_papers(settings, ids, target, lambda line: _say(line, err=True), refresh=refresh)
+    _say(
+        f"{counted(len(report.written), 'draft')} written to {target}; {len(report.skipped)} skipped,"
+        f" {len(report.not_found)} not found on arXiv ({counted(report.requests, 'arXiv request')})"
+    )
+    if settings.llm.base_url:
+        _say(
+            f"model: {counted(report.model_requests, 'request')}, {report.prompt_tokens} prompt +"
+            f" {report.completion_tokens} completion tokens"
+        )
+    if report.not_found:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("targets", nargs=-1, required=True, metavar="FILE|ID...")
+@click.option("--force", is_flag=True, help="Approve drafts that fail the checks too.")
+@pass_ctx
+@reports_errors
+def approve(ctx: Context, targets: tuple[str, ...], force: bool) -> None:
+    """Remove the `Status: draft` mark from the drafts in FILE or of paper ID that pass the checks (Chinese title
+    and abstract present, no Problem: line); the file is rewritten atomically, unchanged elsewhere.
+
+    Example: digest approve seeds/draft-2026-12-07.md
+    """
+    from digest.editor import approve as approve_drafts
+
+    report = approve_drafts(ctx.settings, targets, force=force)
+    for line in report.approved:
+        _say(line)
+    for line in report.refused:
+        _say(line, err=True)
+    _say(f"{counted(len(report.approved), 'draft')} approved, {len(report.refused)} refused")
+    if report.refused:
         sys.exit(1)
 
 
@@ -377,6 +451,7 @@ def status(ctx: Context) -> None:
         report = ctx.publisher().status()
     except NoStateError as exc:  # a status creates nothing: the first `render` (or `subscribers add`) does
         _say(f"{exc} (the first `digest render` creates it)")
+        _print_drafts(ctx)
         return
     last = (
         f"issue {report.last_issue} published {report.last_published.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M %Z}"
@@ -389,6 +464,16 @@ def status(ctx: Context) -> None:
     _say(f"state: {report.state}")
     for key, value in {**_status_lines(report), **schedule_status(ctx.settings, ctx.now(None))}.items():
         _say(f"{key}: {value}")
+    _print_drafts(ctx)
+
+
+def _print_drafts(ctx: Context) -> None:
+    """The drafts waiting for `digest approve`, with their problems."""
+    drafts = [p for p in ctx.publisher().scan_seeds().problems if p.kind.value == "draft"]
+    if drafts:
+        _say(f"drafts: {len(drafts)} (`digest approve FILE|ID` publishes them with the next issue)")
+    for problem in drafts:
+        _say(f"draft {problem}")
 
 
 def _status_lines(report: StatusReport) -> dict[str, str]:

@@ -66,6 +66,7 @@ class EntryStatus(StrEnum):
     REVISED = "revised"
     DUPLICATE = "duplicate"
     INVALID = "invalid"
+    DRAFT = "draft"
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def describe(
                 EntryReport(EntryStatus.WAITING, where, titles.get(entry.id, ""), "over max_entries_per_issue")
             )
     for problem in problems:
-        status = EntryStatus.DUPLICATE if problem.kind is ProblemKind.DUPLICATE else EntryStatus.INVALID
+        status = {ProblemKind.DUPLICATE: EntryStatus.DUPLICATE, ProblemKind.DRAFT: EntryStatus.DRAFT}.get(
+            problem.kind, EntryStatus.INVALID
+        )
         reports.append(EntryReport(status, f"{problem.source}:{problem.line}", "", problem.message))
     return reports

@@ -118,6 +118,7 @@ class ProblemKind(StrEnum):
 
     INVALID = "invalid"
     DUPLICATE = "duplicate"
+    DRAFT = "draft"  # marked `Status: draft`: waiting for the editor's `digest approve`, never published
 
 
 @dataclass(frozen=True)

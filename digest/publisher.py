@@ -985,13 +985,17 @@ def _short_hash(data: bytes) -> str:
 
 def _template_files(folder: Path) -> list[tuple[str, bytes]]:
     """(name relative to `folder`, content) of every template file in it, by name; hidden files (editors' swap
-    files, temp files) are not templates."""
+    files, temp files) are not templates, and the prompts of `digest draft` (draft_*) shape no page."""
     if not folder.is_dir():
         return []
     found = []
     for path in sorted(folder.rglob("*")):
         name = path.relative_to(folder).as_posix()
-        if path.is_file() and not any(part.startswith(".") for part in name.split("/")):
+        if (
+            path.is_file()
+            and not path.name.startswith("draft_")
+            and not any(p.startswith(".") for p in name.split("/"))
+        ):
             try:
                 found.append((name, path.read_bytes()))
             except OSError as exc:

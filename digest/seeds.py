@@ -8,6 +8,10 @@ Format of one entry (see seeds/*.txt)::
 
     <abstract: one or more paragraphs>
 
+A draft (written by `digest draft`) also has a line `Status: draft`, perhaps `Problem: ...` lines, and HTML
+comments (`<!-- ... -->`, the English abstract kept for the editor). Comments are dropped from every entry (never
+published, never hashed); a draft is not an entry but a `ProblemKind.DRAFT` problem, so nothing publishes it.
+
 The `Topics:` line (`topics:` and `TOPICS:` too) may stand anywhere in the entry after the link line; only syntax
 is checked here (slugs are checked against the configured topics where those are known:
 `digest.topics.topic_problems`).
@@ -65,6 +69,11 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 # "Topics: llm, agents" on a line of its own (a full-width colon and comma too: the line is often typed in Chinese).
 _TOPICS_LINE = re.compile(r"^[ \t]*(?:[Tt]opics|TOPICS)[ \t]*[:：](.*)$", re.MULTILINE)
 _TOPIC_SEPARATORS = re.compile(r"[\s,，、;；]+")
+# An HTML comment (the English abstract of a draft); an unclosed one runs to the end of the entry.
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+# "Status: draft" and a draft's "Problem: why the model's answer was refused", each on a line of its own.
+_STATUS_DRAFT = re.compile(r"^[ \t]*[Ss]tatus[ \t]*[:：][ \t]*(?:draft|DRAFT|Draft)[ \t]*$\n?", re.MULTILINE)
+_PROBLEM_LINE = re.compile(r"^[ \t]*[Pp]roblem[ \t]*[:：](.*)$\n?", re.MULTILINE)
 # The common entry head, whose fields need no normalizing: "## title" (words one space apart, no backslash),
 # the link line right after it (same for the text; an http(s) URL with nothing to percent-encode), and the
 # arXiv id when the URL is a plain arXiv link (else `entry_id` decides). `scan_seed` takes it as it stands.
@@ -211,8 +220,9 @@ def _quote(line: str, limit: int = 60) -> str:
 
 
 def _may_name_topics(body: str) -> bool:
-    """False only when `body` has no Topics line (a substring test, much cheaper than the line's regex)."""
-    return "opics" in body or "OPICS" in body
+    """False only when `body` has no Topics line, draft status or comment (substring tests, much cheaper than the
+    lines' regexes)."""
+    return "opics" in body or "OPICS" in body or "<!--" in body or "tatus" in body or "TATUS" in body
 
 
 def _paragraphs(body: str) -> list[str]:
@@ -281,6 +291,14 @@ def _parse_entry(chunk: str, start: int, source: str, limits: EntryLimits = DEFA
             link_line_no,
             f'the URL {_quote(url)!r} contains a space or one of " < > \\; percent-encode it (a space is %20)',
         )
+    draft: list[str] | None = None
+    if "<!--" in body:
+        # Keep the comment's line breaks, so a Topics line after it is found and nothing inside it is.
+        body = _COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), body)
+    if ("tatus" in body or "TATUS" in body) and (status := _STATUS_DRAFT.search(body)):
+        body = body[: status.start()] + body[status.end() :]
+        draft = [m.group(1).strip() for m in _PROBLEM_LINE.finditer(body)]
+        body = _PROBLEM_LINE.sub("", body)
     topics: tuple[str, ...] = ()
     if _may_name_topics(body):  # most entries have no Topics line
         found = _TOPICS_LINE.search(body)
@@ -288,6 +306,12 @@ def _parse_entry(chunk: str, start: int, source: str, limits: EntryLimits = DEFA
             topics = tuple(dict.fromkeys(t.lower() for t in _TOPIC_SEPARATORS.split(found.group(1)) if t))
             body = body[: found.start()] + body[found.end() :]
     title_zh = " ".join(resolve_latex_accents(text).split())
+    if draft is not None:
+        if not title_zh:
+            draft.append("no Chinese title yet")
+        if not _paragraphs(body):
+            draft.append("no Chinese abstract yet")
+        return _draft(source, start, entry_id(url), title_en, draft)
     if not title_zh:
         return Problem(source, link_line_no, f"the link text (Chinese title) is empty; write it as {_LINK_HINT}")
     abstract = _paragraphs(body)
@@ -303,6 +327,12 @@ def _parse_entry(chunk: str, start: int, source: str, limits: EntryLimits = DEFA
         line=start,
         topics=topics,
     )
+
+
+def _draft(source: str, line: int, paper: str, title_en: str, problems: list[str]) -> Problem:
+    """A draft entry, reported (never published) with the problems its `Problem:` lines name."""
+    message = f"draft: {_quote(title_en)}" + "".join(f"; problem: {p}" for p in problems if p)
+    return Problem(source, line, message, kind=ProblemKind.DRAFT, entry_id=paper)
 
 
 def _heading_at(text: str, index: int) -> bool:

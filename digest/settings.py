@@ -40,6 +40,19 @@ _CHARACTER_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.dig
 TRANSPORTS = {"smtp": "digest.mailer"}
 
 
+class LlmSettings(BaseModel):
+    """An OpenAI-compatible Chat Completions server that writes Chinese drafts (`digest draft`); empty base_url: off.
+    The api_key comes from the environment or .env only."""
+
+    model_config = {"extra": "forbid"}
+
+    base_url: str = ""  # e.g. http://localhost:11434/v1 (Ollama)
+    model: str = ""
+    api_key: SecretStr = SecretStr("")
+    timeout: float = Field(default=120.0, gt=0)
+    concurrency: int = Field(default=2, ge=1, le=32)
+
+
 class SmtpSettings(BaseModel):
     """How to reach the SMTP server. The password comes from the environment or a secret file only."""
 
@@ -153,6 +166,13 @@ class Settings(BaseSettings):
     sender_address: str = ""  # the sender's postal address, in the email's footer (CAN-SPAM)
     topics: list[TopicSetting] = Field(default_factory=lambda: [TopicSetting.of(t) for t in DEFAULT_TOPICS])
     websub_hub: str = ""  # a WebSub hub announced in the feeds and pinged after each render
+
+    # the editor's tools (`digest draft`, `digest approve`); never used by render, send, run or serve
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_delay: float = Field(default=3.0, ge=0)  # seconds between requests; at least 3 for arxiv.org itself
+    arxiv_timeout: float = Field(default=30.0, gt=0)
+    glossary_path: Path = Path("config/glossary.csv")
+    llm: LlmSettings = LlmSettings()
 
     # concurrency
     lock_timeout: float = Field(default=60.0, ge=0)
@@ -528,4 +548,10 @@ def _refuse_password_in_toml(path: Path) -> None:
         raise SettingsError(
             f"{path}: smtp.password must not be stored in the config file; "
             "set DIGEST_SMTP__PASSWORD or smtp.password_file instead"
+        )
+    llm = data.get("llm", {})
+    if isinstance(llm, dict) and llm.get("api_key"):
+        raise SettingsError(
+            f"{path}: llm.api_key must not be stored in the config file; set DIGEST_LLM__API_KEY in the environment"
+            " or .env instead"
         )
