@@ -576,7 +576,10 @@ def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool, now:
     except InvalidAddress as exc:
         _fail(str(exc))
         return
-    [(_, outcome)] = ctx.publisher().add_subscribers([row], ctx.now(now), resubscribe=resubscribe)
+    from digest.subscriptions import add_subscribers
+
+    with ctx.publisher().open_store() as store:
+        [(_, outcome)] = add_subscribers(store, [row], ctx.now(now), resubscribe=resubscribe)
     click.echo(f"{row.email}: {_outcome_text(outcome)}")
     if outcome not in ("added", "exists", "resubscribed"):
         sys.exit(1)
@@ -592,7 +595,10 @@ def subscribers_remove(ctx: Context, email: str, now: str | None) -> None:
 
     Example: digest subscribers remove ada@example.org
     """
-    found = ctx.publisher().unsubscribe(email, ctx.now(now))
+    from digest.subscriptions import unsubscribe_address
+
+    with ctx.publisher().open_store() as store:
+        found = unsubscribe_address(store, email, ctx.now(now))
     if found is None:
         _fail(f"{email}: no such subscriber")
         return
@@ -643,6 +649,7 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
     from collections import Counter
 
     from digest.subscribers import parse_subscriber_csv
+    from digest.subscriptions import add_subscribers
 
     try:
         text = file.read_text(encoding="utf-8")
@@ -652,7 +659,8 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
     rows, problems = parse_subscriber_csv(text, str(file))
     for problem in problems:
         _say(str(problem), err=True)
-    added = ctx.publisher().add_subscribers(rows, ctx.now(now), resubscribe=resubscribe, source=SubscriberSource.IMPORT)
+    with ctx.publisher().open_store() as store:
+        added = add_subscribers(store, rows, ctx.now(now), resubscribe=resubscribe, source=SubscriberSource.IMPORT)
     outcomes = Counter(outcome if outcome in _OUTCOME_TEXT else "kept" for _, outcome in added)
     _say(
         f"{file}: {outcomes['added']} added, {outcomes['exists']} already subscribed,"
@@ -775,7 +783,7 @@ def send(
     rate = f", {report.sent / report.seconds:.1f} messages/s" if report.seconds > 0 and report.sent else ""
     click.echo(
         f"issue {report.issue}: {report.sent} sent, {report.failed} failed, {report.deferred} deferred,"
-        f" {report.unknown} unknown, {report.skipped} skipped"
+        f" {report.unknown} unknown, {report.not_due} skipped"
         + (f", {report.bounced} bounced (suppressed)" if report.bounced else "")
         + (f", {report.no_paper} not mailed (no paper in their topics)" if report.no_paper else "")
         + f" ({report.seconds:.1f} s{rate})"

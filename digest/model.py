@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
@@ -222,6 +222,20 @@ class SubscriberStatus(StrEnum):
     COMPLAINED = "complained"  # suppressed: marked an issue as spam
 
 
+# The status sets, defined here once; every module that decides on a status uses them (digest.subscriptions
+# makes the changes). ENDED and NOT_ENDED divide SubscriberStatus between them.
+#: The subscription has ended; the row stays, so an import does not add the address back.
+ENDED = frozenset({SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED})
+#: Pending, active or paused: its reader can still leave (unsubscribe), or a bounce or complaint end it.
+NOT_ENDED = frozenset({SubscriberStatus.PENDING, SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED})
+#: Confirmed and not ended: the issues go to it (or will again once it resumes).
+SUBSCRIBED = frozenset({SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED})
+#: Ended by the mail system (a bounce, a complaint): only the publisher restores it, with the CLI.
+SUPPRESSED = frozenset({SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED})
+#: Ended by its reader's own choice: the signup form may make it pending again.
+MAY_REJOIN = frozenset({SubscriberStatus.UNSUBSCRIBED})
+
+
 class SubscriberSource(StrEnum):
     """How a subscriber joined (part of the consent record)."""
 
@@ -268,4 +282,3 @@ class Delivery:
     status: DeliveryStatus
     attempts: int = 0
     detail: str = ""
-    extra: dict[str, str] = field(default_factory=dict)

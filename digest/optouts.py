@@ -5,7 +5,7 @@ The web app appends such an opt-out to a small journal beside the state (`<state
 fsync'd) and answers at once; it applies the journal as soon as the state is free again, and on its next start
 after a crash. `digest send` applies it too before it picks recipients, so a mailing that follows a render at once
 (the scheduler does publish-then-mail) never goes to a reader who left during the render. Applying is idempotent,
-so two processes draining one journal do no harm.
+so two processes draining one journal do no harm. This module keeps the file; digest.subscriptions applies it.
 """
 
 from __future__ import annotations
@@ -18,12 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-from digest.model import SubscriberStatus
-from digest.store import Store
-from digest.tokens import TokenSubject
-
-LEAVING = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)  # statuses one can leave
 
 
 @dataclass(frozen=True)
@@ -93,24 +87,3 @@ class OptOutJournal:
 def _parse(line: str) -> OptOut:
     data = json.loads(line)
     return OptOut(datetime.fromisoformat(data["at"]), data["id"], data["nonce"], data["email"])
-
-
-def apply_optouts(store: Store, optouts: Sequence[OptOut]) -> None:
-    """Unsubscribe every journaled opt-out still valid, in one transaction (applying one twice changes nothing).
-    An opt-out of an earlier subscription (its nonce no longer matches) is dropped: that reader signed up again."""
-    with store.transaction():
-        for optout in optouts:
-            if optout.subscriber_id is not None:
-                record = store.subscriber_record(optout.subscriber_id)
-                if record is not None and TokenSubject(optout.subscriber_id, optout.nonce).matches(record.subscriber):
-                    store.set_subscriber_status(
-                        optout.subscriber_id, SubscriberStatus.UNSUBSCRIBED, optout.at, only_from=LEAVING
-                    )
-            elif optout.email:
-                store.unsubscribe(optout.email, optout.at)
-
-
-def drain_into(store: Store, state_path: Path) -> int:
-    """Apply the journal of the state at `state_path` to `store`; how many opt-outs were waiting."""
-    journal = OptOutJournal.beside(state_path)
-    return journal.drain(lambda optouts: apply_optouts(store, optouts)) if journal.waiting() else 0

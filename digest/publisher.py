@@ -27,12 +27,10 @@ if TYPE_CHECKING:
 
     from digest.bounces.importer import ImportResult
     from digest.catalog import Catalog
-    from digest.model import Subscriber
     from digest.render.email import EmailOptions, RenderedEmail
     from digest.seeds import EntryLimits
     from digest.sending import IssueSender
     from digest.store import SubscriberRecord
-    from digest.subscribers import SubscriberRow
 
 from digest.compose import EntryReport, IssuePlan, describe, plan_from_queue, plan_next_issue
 from digest.errors import BusyError, DigestError, ForeignSiteError, NoStateError
@@ -46,7 +44,6 @@ from digest.model import (
     SeedFile,
     SeedScan,
     Site,
-    SubscriberSource,
     Topic,
 )
 from digest.output import remove_stale_temp_files, write_atomic, write_bundle
@@ -711,40 +708,6 @@ class Publisher:
             return status_report(store, self.settings, self.backend.where, datetime.now(self.settings.tz))
 
     # --- subscribers --------------------------------------------------------------------------
-
-    def add_subscribers(
-        self,
-        rows: Iterable[SubscriberRow],
-        now: datetime,
-        *,
-        resubscribe: bool = False,
-        source: SubscriberSource = SubscriberSource.CLI,
-    ) -> list[tuple[SubscriberRow, str]]:
-        """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed",
-        "unsubscribed" (an opt-out is kept unless `resubscribe`) or "suppressed" (the address was erased at its
-        owner's request or suppressed; only `resubscribe` adds it back). No writer lock: a send in progress
-        re-checks each subscriber just before mailing them."""
-        outcomes: list[tuple[SubscriberRow, str]] = []
-        with self.open_store() as store, store.transaction():
-            for row in rows:
-                if store.suppression(row.email) is not None and store.subscriber(row.email) is None:
-                    if not resubscribe:
-                        outcomes.append((row, "suppressed"))
-                        continue
-                    store.unsuppress(row.email)
-                outcome = store.add_subscriber(
-                    row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
-                )
-                outcomes.append((row, outcome))
-        return outcomes
-
-    def unsubscribe(self, email: str, now: datetime) -> Subscriber | None:
-        """Mark the address unsubscribed (the row stays); returns the subscriber as it was, None if unknown."""
-        with self.open_store() as store, store.transaction():
-            found = store.subscriber(email)
-            if found is not None:
-                store.unsubscribe(email, now)
-            return found
 
     def subscriber_records(self) -> list[SubscriberRecord]:
         """Every subscriber with when they joined and left."""

@@ -250,7 +250,7 @@ def describe_run(run: ScheduledRun, settings: Settings) -> str:
         s = run.send
         parts.append(
             f"issue {s.issue} mail: {s.sent} sent, {s.failed} failed, {s.deferred} deferred, {s.unknown} unknown,"
-            f" {s.skipped} already done" + (" (stopped early)" if s.stopped else "")
+            f" {s.not_due} already done" + (" (stopped early)" if s.stopped else "")
         )
     elif run.mail_error:
         parts.append(run.mail_error)

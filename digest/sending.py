@@ -45,7 +45,7 @@ class SendReport:
     deferred: int = 0
     unknown: int = 0
     bounced: int = 0  # refused for good (address does not exist): the subscriber is suppressed
-    skipped: int = 0  # active subscribers not sent to: done in an earlier run, or unsubscribed meanwhile
+    not_due: int = 0  # active subscribers owed nothing: mailed in an earlier run, or paused or gone meanwhile
     no_paper: int = 0  # subscribers whose chosen topics have no paper in this issue: no mail, a 'skipped' row
     expired: int = 0  # 'pending' rows of a crashed run, now 'unknown'
     stopped: bool = False
@@ -124,7 +124,8 @@ class IssueSender:
 
         from digest.errors import DeliveryError
         from digest.model import Delivery, DeliveryStatus
-        from digest.optouts import drain_into
+        from digest.optouts import OptOutJournal
+        from digest.subscriptions import drain_optouts
         from digest.transport import DeliveryPool, Job, RateLimiter, make_messenger
 
         secret = self.settings.require_secret_key()
@@ -154,14 +155,15 @@ class IssueSender:
                     self._check_rates(store, mail.issue)
                 with store.transaction():
                     report.expired = store.expire_pending(clock())
-                applied = drain_into(store, self.settings.state_path) if store.backend.journals_optouts else 0
+                journal = OptOutJournal.beside(self.settings.state_path)
+                applied = drain_optouts(store, journal) if store.backend.journals_optouts else 0
                 if applied:
                     log.info("applied %d unsubscribes journaled by digest serve before mailing", applied)
             statuses = store.delivery_statuses(mail.issue)
             again = {None, DeliveryStatus.DEFERRED} | ({DeliveryStatus.UNKNOWN} if retry_unknown else set())
             active = store.active_subscribers()
             todo = [s for s in active if statuses.get(s.id) in again]
-            report.skipped = len(active) - len(todo)
+            report.not_due = len(active) - len(todo)
             mails = self._topic_mails(store, mail, todo)
             left_out = [s for s in todo if mails[s.id] is None]
             todo = [s for s in todo if mails[s.id] is not None]
@@ -212,7 +214,7 @@ class IssueSender:
                     claims = self._commit_steps(store, mail, steps, by_id, clock(), retry_unknown)
                     for step, claimed in zip(steps, claims, strict=True):
                         step.answer(claimed)  # only now may that connection send the message data
-                        report.skipped += step.job is not None and not claimed  # unsubscribed meanwhile
+                        report.not_due += step.job is not None and not claimed  # unsubscribed meanwhile
                         if step.done is not None:
                             status = _ledger_outcome(step.done.result)[0]
                             setattr(report, status.value, getattr(report, status.value) + 1)
@@ -237,10 +239,9 @@ class IssueSender:
         """In ONE transaction (one fsync however many connections are waiting): record each connection's finished
         message and claim ('pending') its next one. Returns, per step, whether its next message may go out."""
         from digest.bounces.classify import BounceKind
-        from digest.bounces.importer import suppress_after_streak
         from digest.message import message_id
-        from digest.model import SubscriberStatus
         from digest.store import email_key
+        from digest.subscriptions import suppress_after_streak, suppress_for_hard_bounce
 
         claims: list[bool] = []
         with store.transaction():
@@ -253,13 +254,7 @@ class IssueSender:
                         mail.issue, done.key, status, detail, now, done.attempts, bounce=bounce and bounce.value
                     )
                     if bounce is BounceKind.HARD:
-                        store.set_subscriber_status(
-                            done.key,
-                            SubscriberStatus.BOUNCED,
-                            now,
-                            detail=detail,
-                            only_from=(SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED),
-                        )
+                        suppress_for_hard_bounce(store, done.key, detail, now)
                     elif bounce is BounceKind.SOFT:
                         suppress_after_streak(store, done.key, self.settings.soft_bounce_limit, detail, now)
                 if step.job is None:

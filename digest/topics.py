@@ -148,10 +148,6 @@ class TopicRules:
         """The slug of the topic without rules, if any."""
         return next((t.slug for t in self.topics if t.is_fallback), None)
 
-    def by_slug(self, slug: str) -> Topic | None:
-        """The topic named `slug`."""
-        return next((t for t in self.topics if t.slug == slug), None)
-
 
 @lru_cache(maxsize=16)
 def compile_topics(topics: tuple[Topic, ...]) -> TopicRules:

@@ -31,7 +31,7 @@ def test_init_makes_a_folder_where_check_passes_and_render_publishes_the_example
     folder = tmp_path / "news"
     check = digest(folder, "check")
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "1 valid entries in seeds/, 0 problems" in check.stdout
+    assert "1 valid entry in seeds/, 0 problems" in check.stdout
     assert not (folder / "state").exists(), "check must not create the state"
     render = digest(folder, "render")
     assert render.returncode == 0, render.stdout + render.stderr

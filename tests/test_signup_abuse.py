@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from digest.store import email_hash
-from digest.web.signup import mailbox_of, network_of
+from digest.subscriptions import mailbox_of, network_of
 from tests.mail_util import MailServer, smtp_server_fixture  # noqa: F401  (fixture)
 from tests.test_signup import mails_to, serve_with_mail, status_of
 from tests.test_web import Server

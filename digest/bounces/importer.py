@@ -20,13 +20,12 @@ from datetime import datetime
 from digest.bounces.classify import BounceKind
 from digest.bounces.reports import Notice, NoticeKind, Report, read_report, report_key
 from digest.bounces.verp import DeliveryRef, read_verp_id
-from digest.model import DeliveryStatus, SubscriberStatus
+from digest.model import DeliveryStatus
 from digest.store import Store
+from digest.subscriptions import suppress_after_streak, suppress_for_complaint, suppress_for_hard_bounce
 
 #: How much of one message is read (setting `bounce_max_bytes`): real reports are a few KB.
 DEFAULT_MAX_BYTES = 1_000_000
-
-_STILL_MAILED = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
 
 
 @dataclass(frozen=True)
@@ -88,38 +87,14 @@ def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit:
     where = f"{sub.email}, issue {ref.issue}"
     if notice.kind is NoticeKind.COMPLAINT:
         store.record_bounce(ref.issue, sub.id, DeliveryStatus.COMPLAINED, None, notice.detail, now)
-        store.set_subscriber_status(
-            sub.id,
-            SubscriberStatus.COMPLAINED,
-            now,
-            detail=notice.detail,
-            only_from=(*_STILL_MAILED, SubscriberStatus.BOUNCED),
-        )
+        suppress_for_complaint(store, sub.id, notice.detail, now)
         return f"complaint: {where}: unsubscribed ({notice.detail})", False
     kind = notice.bounce or BounceKind.SOFT
     store.record_bounce(ref.issue, sub.id, DeliveryStatus.BOUNCED, kind.value, notice.detail, now)
     if kind is BounceKind.HARD:
-        store.set_subscriber_status(
-            sub.id, SubscriberStatus.BOUNCED, now, detail=notice.detail, only_from=_STILL_MAILED
-        )
+        suppress_for_hard_bounce(store, sub.id, notice.detail, now)
         return f"hard bounce: {where}: suppressed ({notice.detail})", False
     return f"soft bounce: {where}: {suppress_after_streak(store, sub.id, soft_limit, notice.detail, now)}", False
-
-
-def suppress_after_streak(store: Store, subscriber_id: int, limit: int, detail: str, now: datetime) -> str:
-    """After a soft bounce: suppress the subscriber once `limit` of its latest deliveries in a row bounced soft."""
-    store.serialize(f"subscriber:{subscriber_id}")  # the streak is read, then written
-    streak = store.soft_bounce_streak(subscriber_id)
-    if streak < limit:
-        return f"{streak} of {limit} soft bounces in a row ({detail})"
-    store.set_subscriber_status(
-        subscriber_id,
-        SubscriberStatus.BOUNCED,
-        now,
-        detail=f"{streak} soft bounces in a row; last: {detail}",
-        only_from=_STILL_MAILED,
-    )
-    return f"{streak} soft bounces in a row: suppressed ({detail})"
 
 
 def _delivery(report: Report, secret: str) -> DeliveryRef | None:

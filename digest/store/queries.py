@@ -21,6 +21,7 @@ from typing import Any
 
 from digest.errors import StoreConflict, StoreError
 from digest.model import (
+    ENDED,
     CachedFile,
     Delivery,
     DeliveryStatus,
@@ -68,10 +69,9 @@ class SubscriberRecord:
     def unsubscribed(self) -> datetime | None:
         """When the subscription ended (unsubscribed, bounced or complained); None for one that is still on,
         paused or waiting for its confirmation."""
-        return self.status_changed if self.subscriber.status in _ENDED else None
+        return self.status_changed if self.subscriber.status in ENDED else None
 
 
-_ENDED = frozenset({SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED})
 _PUBLISHED = "EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id)"
 
 
@@ -797,7 +797,7 @@ class Store:
     def deliveries(self, issue: int, status: DeliveryStatus | None = None) -> list[Delivery]:
         """Ledger rows of one issue (optionally only one status), with their subscribers."""
         sql = (
-            "SELECT d.status, d.attempts, d.detail, d.message_id, s.id, s.email, s.name, s.status, s.token_nonce"
+            "SELECT d.status, d.attempts, d.detail, s.id, s.email, s.name, s.status, s.token_nonce"
             " FROM deliveries d JOIN subscribers s ON s.id = d.subscriber WHERE d.issue = ?"
         )
         params: list[object] = [issue]
@@ -808,11 +808,10 @@ class Store:
         return [
             Delivery(
                 issue=issue,
-                subscriber=self._subscriber(r[4:9]),
+                subscriber=self._subscriber(r[3:8]),
                 status=DeliveryStatus(r[0]),
                 attempts=int(r[1]),
                 detail=r[2],
-                extra={"message_id": r[3] or ""},
             )
             for r in rows
         ]

@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from starlette.background import BackgroundTask
@@ -22,10 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.model import Subscriber, SubscriberStatus
+from digest.model import NOT_ENDED, SUBSCRIBED, Subscriber, SubscriberStatus
 from digest.settings import Settings
-from digest.store import Store, SubscriberRecord
+from digest.store import SubscriberRecord
 from digest.subscribers import clean_name
+from digest.subscriptions import Change, apply_change, erase, export_personal_data, subscription
 from digest.tokens import PERSONAL_DATA_MAX_AGE, BadToken, Purpose, TokenSubject, personal_data_link, read_token
 from digest.web.forms import CSRF_FIELD, csrf_ok, csrf_token, read_form
 from digest.web.mails import Notice
@@ -67,96 +67,6 @@ _DONE = {
         "A link to download or delete your data is on its way to this address; it works for an hour.",
     ),
 }
-_LEAVING = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED, SubscriberStatus.PENDING)
-
-
-def personal_data(
-    record: SubscriberRecord, deliveries: list[tuple[Any, ...]], topics: Sequence[str] = ()
-) -> dict[str, Any]:
-    """Everything the state holds about one subscriber, as `download my data` returns it."""
-
-    def when(moment: datetime | None) -> str | None:
-        return moment.isoformat() if moment else None
-
-    sub = record.subscriber
-    return {
-        "subscriber": {"email": sub.email, "name": sub.name, "status": sub.status.value, "topics": list(topics)},
-        "consent": {
-            "source": record.source.value,
-            "created": when(record.created),
-            "signup_ip": record.signup_ip,
-            "confirmed": when(record.confirmed),
-            "status_changed": when(record.status_changed),
-            "status_detail": record.status_detail,
-        },
-        "deliveries": [
-            {"issue": issue, "status": status.value, "attempts": attempts, "detail": detail, "updated": when(at)}
-            for issue, status, attempts, detail, at in deliveries
-        ],
-    }
-
-
-@dataclass(frozen=True)
-class Change:
-    """The outcome of a preference form: the record afterwards (None once deleted), or an HTTP error status."""
-
-    status: int
-    record: SubscriberRecord | None = None
-    topics: tuple[str, ...] = ()
-    mail: Subscriber | None = None  # who gets the personal-data link ("data-link", within its limit)
-
-
-def apply_change(
-    store: Store,
-    settings: Settings,
-    subject: TokenSubject,
-    action: str,
-    name: str,
-    now: datetime,
-    topics: Sequence[str] = (),
-) -> Change:
-    """Apply one preference action to the token's subscription, in one transaction (`topics`: the slugs ticked
-    for the "topics" action; "data-link" decides whether a personal-data link may be mailed: at most
-    `settings.signup_address_limit` per `signup_address_window`)."""
-    with store.transaction():
-        record = store.subscriber_record(subject.subscriber_id)
-        if record is None or not subject.matches(record.subscriber):
-            return Change(410)
-        sub_id = subject.subscriber_id
-        if action == "name":
-            store.set_subscriber_name(sub_id, name)
-        elif action == "pause":
-            store.set_subscriber_status(sub_id, SubscriberStatus.PAUSED, now, only_from=[SubscriberStatus.ACTIVE])
-        elif action == "resume":
-            store.set_subscriber_status(sub_id, SubscriberStatus.ACTIVE, now, only_from=[SubscriberStatus.PAUSED])
-        elif action == "stop":
-            store.set_subscriber_status(sub_id, SubscriberStatus.UNSUBSCRIBED, now, only_from=_LEAVING)
-        elif action == "topics":
-            store.set_subscriber_topics(sub_id, topics)
-        elif action == "data-link":
-            bucket = f"data-link:{sub_id}"
-            store.serialize(bucket)
-            window = now - timedelta(seconds=settings.signup_address_window)
-            if store.count_events(bucket, window) < settings.signup_address_limit:
-                store.record_event(bucket, now)
-                mail = record.subscriber
-            else:
-                log.info("personal-data link for subscriber %d over its limit: no mail sent", sub_id)
-                mail = None
-            return Change(200, record, store.subscriber_topics(sub_id).get(sub_id, ()), mail)
-        return Change(200, store.subscriber_record(sub_id), store.subscriber_topics(sub_id).get(sub_id, ()))
-
-
-def erase(store: Store, subject: TokenSubject, now: datetime) -> bool:
-    """Delete the token's subscription and its deliveries, keeping a hash of the address in the suppression list;
-    False if the subscription no longer exists."""
-    with store.transaction():
-        record = store.subscriber_record(subject.subscriber_id)
-        if record is None or not subject.matches(record.subscriber):
-            return False
-        store.erase_subscriber(subject.subscriber_id)
-        store.suppress(record.subscriber.email, "deleted by its owner on the personal-data page", now)
-        return True
 
 
 def routes(web: Web) -> list[Route]:
@@ -174,10 +84,7 @@ def routes(web: Web) -> list[Route]:
 
     def load(subject: TokenSubject) -> tuple[SubscriberRecord, tuple[str, ...]] | None:
         with web.open_store() as store:
-            record = store.subscriber_record(subject.subscriber_id)
-            if record is None or not subject.matches(record.subscriber):
-                return None
-            return record, store.subscriber_topics(subject.subscriber_id).get(subject.subscriber_id, ())
+            return subscription(store, subject)
 
     def invalid(status: int) -> Response:
         texts = {
@@ -221,7 +128,9 @@ def routes(web: Web) -> list[Route]:
             name=sub.name,
             state=sub.status.value,
             state_text=_STATUS_TEXT[sub.status],
-            signup_form=sub.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED),
+            subscribed=sub.status in SUBSCRIBED,  # pause or resume, and unsubscribe
+            not_ended=sub.status in NOT_ENDED,  # choose topics (a pending subscriber too)
+            signup_form=sub.status not in SUBSCRIBED,
             topics=topic_choices(settings, chosen),
             topic_field=TOPIC_FIELD,
         )
@@ -303,7 +212,6 @@ def routes(web: Web) -> list[Route]:
 
         if not await web.in_thread(work):
             return invalid(410)
-        log.info("subscriber %d deleted itself", subject.subscriber_id)
         return web.page(
             Text("已删除", "Deleted"),
             [Text("您的订阅和所有相关记录已删除。", "Your subscription and every record of it are deleted.")],
@@ -312,11 +220,7 @@ def routes(web: Web) -> list[Route]:
     async def download(subject: TokenSubject) -> Response:
         def work() -> dict[str, Any] | None:
             with web.open_store() as store:
-                record = store.subscriber_record(subject.subscriber_id)
-                if record is None or not subject.matches(record.subscriber):
-                    return None
-                chosen = store.subscriber_topics(subject.subscriber_id).get(subject.subscriber_id, ())
-                return personal_data(record, list(store.subscriber_deliveries(subject.subscriber_id)), chosen)
+                return export_personal_data(store, subject)
 
         found = await web.in_thread(work)
         if found is None:

@@ -11,11 +11,9 @@ honeypot field that bots fill.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from starlette.background import BackgroundTask
@@ -24,10 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest.errors import DigestError
-from digest.model import Subscriber, SubscriberSource, SubscriberStatus
-from digest.settings import Settings
-from digest.store import Store, email_hash
+from digest.model import Subscriber
 from digest.subscribers import InvalidAddress, clean_name, normalize_address
+from digest.subscriptions import Confirmation, SignupMail, SignupResult, check_confirmation, record_signup
 from digest.tokens import BadToken, Purpose, TokenSubject, confirm_link, preferences_link, read_token
 from digest.transport import deliver_notice
 from digest.web.forms import (
@@ -47,112 +44,14 @@ log = logging.getLogger("digest.web")
 
 HONEYPOT = "website"  # a field people never see, and form-filling bots rarely leave empty
 MAX_NAME = 100
-# Only an address that chose to leave may come back through the form. A bounced or complained one (or one whose
-# owner deleted it, kept as a hash in the suppression list) is the publisher's to restore, with the CLI: a stranger
-# typing it in must neither mail it nor reset its record.
-_REJOIN = (SubscriberStatus.UNSUBSCRIBED,)
-_SUPPRESSED = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
-IPV6_PREFIX = 64  # one subscriber line or host gets a whole /64: its addresses count as one client
+# The mail each signup decision sends.
+_NOTICES = {SignupMail.CONFIRM: Notice.CONFIRM, SignupMail.ALREADY: Notice.ALREADY}
 
 CHECK_INBOX = Text("请查收确认邮件", "Check your inbox")
 CHECK_INBOX_TEXT = Text(
     "如果这个地址可以订阅，我们已发出一封确认邮件。请打开邮件中的链接并点击按钮完成订阅。",
     "If this address can subscribe, a confirmation mail is on its way. Open its link and press the button.",
 )
-
-
-def mailbox_of(email: str) -> str:
-    """The mailbox an address delivers to, as the per-address limit counts it: `Victim+1@Example.org` and
-    `victim+2@example.org` are both `victim@example.org` (the local part case-folded, a `+tag` removed)."""
-    local, _, domain = email.strip().rpartition("@")
-    return f"{local.casefold().partition('+')[0]}@{domain.lower()}"
-
-
-def network_of(ip: str) -> str:
-    """The client as the per-IP limit counts it: an IPv4 address, or the /64 of an IPv6 one (an IPv4-mapped IPv6
-    address counts as its IPv4). Anything that is no address is its own bucket."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
-    return str(address)
-
-
-@dataclass(frozen=True)
-class SignupResult:
-    """What a signup request did: refused for its IP, or which mail (if any) goes to the subscriber."""
-
-    ip_limited: bool = False
-    notice: Notice | None = None
-    subscriber: Subscriber | None = None
-
-
-def record_signup(
-    store: Store,
-    settings: Settings,
-    email: str,
-    name: str,
-    ip: str,
-    now: datetime,
-    topics: Sequence[str] = (),
-) -> SignupResult:
-    """In one transaction: count the request against its IP, make the address pending (unless it is active or
-    paused already) with the topics ticked on the form, and decide the mail, counted against the address. An active
-    subscriber's topics are changed only on its preference page (the form must not let anyone change them)."""
-    ip_bucket = f"ip:{network_of(ip)}"
-    address_bucket = f"address:{email_hash(mailbox_of(email))}"
-    with store.transaction():
-        # The limits count rows, then add one: hold the client's and the mailbox's keys (always in this order) so
-        # that concurrent requests on other hosts count after this one.
-        store.serialize(f"signup-{ip_bucket}")
-        store.serialize(f"signup-{address_bucket}")
-        store.prune_events(now - timedelta(seconds=max(settings.signup_ip_window, settings.signup_address_window)))
-        if (
-            store.count_events(ip_bucket, now - timedelta(seconds=settings.signup_ip_window))
-            >= settings.signup_ip_limit
-        ):
-            return SignupResult(ip_limited=True)
-        store.record_event(ip_bucket, now)
-        existing = store.subscriber(email)
-        if (existing is not None and existing.status in _SUPPRESSED) or store.suppression(email) is not None:
-            log.info("signup of a suppressed address: no mail, nothing changed")
-            return SignupResult()
-        notice = Notice.CONFIRM
-        if existing is None or existing.status in _REJOIN:
-            # A new address, or one that left: pending again with a fresh nonce, so earlier links stay dead.
-            store.add_subscriber(
-                email,
-                name,
-                now,
-                resubscribe=True,
-                status=SubscriberStatus.PENDING,
-                source=SubscriberSource.FORM,
-                signup_ip=ip if settings.keep_signup_ip else None,
-            )
-            joined = store.subscriber(email)
-            if joined is not None:
-                store.set_subscriber_topics(joined.id, topics)
-        elif existing.status is not SubscriberStatus.PENDING:
-            notice = Notice.ALREADY
-        subscriber = store.subscriber(email)
-        window = now - timedelta(seconds=settings.signup_address_window)
-        if store.count_events(address_bucket, window) >= settings.signup_address_limit:
-            log.info("signup of an address over its mail limit: no mail sent")
-            return SignupResult(subscriber=subscriber)
-        store.record_event(address_bucket, now)
-        return SignupResult(notice=notice, subscriber=subscriber)
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """What a confirm link found: its subscriber, and whether it can (or did) confirm."""
-
-    status: int  # HTTP status of the answer
-    subscriber: Subscriber | None = None
 
 
 _LINK_TEXTS: dict[int, tuple[Text, Text]] = {
@@ -248,9 +147,10 @@ def routes(web: Web) -> list[Route]:
                 status=429,
                 headers={"Retry-After": str(settings.signup_ip_window)},
             )
-        if result.notice is None or result.subscriber is None:
+        if result.mail is None or result.subscriber is None:
             return check_inbox()
-        return check_inbox(BackgroundTask(web.in_thread, send_notice, web, result.notice, result.subscriber, now))
+        notice = _NOTICES[result.mail]
+        return check_inbox(BackgroundTask(web.in_thread, send_notice, web, notice, result.subscriber, now))
 
     def resolve(token: str, now: datetime) -> TokenSubject | int:
         try:
@@ -264,6 +164,10 @@ def routes(web: Web) -> list[Route]:
         heading, text = _LINK_TEXTS[status]
         return web.page(heading, [text], status=status)
 
+    def confirmation(subject: TokenSubject, write: bool, now: datetime) -> Confirmation:
+        with web.open_store() as store:
+            return check_confirmation(store, subject, write, now)
+
     async def confirm(request: Request) -> Response:
         token = request.path_params["token"]
         now = web.now()
@@ -271,7 +175,7 @@ def routes(web: Web) -> list[Route]:
         if isinstance(subject, int):
             return link_page(subject)
         if request.method == "GET":
-            found = await web.in_thread(check_confirmation, web, subject, False, now)
+            found = await web.in_thread(confirmation, subject, False, now)
             if found.status != 200 or found.subscriber is None:
                 return link_page(found.status)
             return web.page(
@@ -299,7 +203,7 @@ def routes(web: Web) -> list[Route]:
                 ],
                 status=403,
             )
-        done = await web.in_thread(check_confirmation, web, subject, True, now)
+        done = await web.in_thread(confirmation, subject, True, now)
         if done.status != 200 or done.subscriber is None:
             return link_page(done.status)
         response = web.page(
@@ -321,25 +225,6 @@ def routes(web: Web) -> list[Route]:
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
     ]
-
-
-def check_confirmation(web: Web, subject: TokenSubject, write: bool, now: datetime) -> Confirmation:
-    """Whether the token's subscription is pending (and, with `write`, confirm it and lift a suppression left by
-    an earlier delete-me: its owner has just asked again)."""
-    with web.open_store() as store:
-        record = store.subscriber_record(subject.subscriber_id)
-        if record is None or not subject.matches(record.subscriber):
-            return Confirmation(410)
-        if record.subscriber.status is not SubscriberStatus.PENDING:
-            return Confirmation(409)
-        if not write:
-            return Confirmation(200, record.subscriber)
-        with store.transaction():
-            if not store.confirm_subscriber(subject.subscriber_id, now):
-                return Confirmation(409)
-            store.unsuppress(record.subscriber.email)
-        log.info("confirmed subscriber %d", subject.subscriber_id)
-        return Confirmation(200, record.subscriber)
 
 
 def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime, **values: str) -> None:

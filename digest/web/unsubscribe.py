@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest import subscriptions
 from digest.errors import StoreError
-from digest.model import Subscriber, SubscriberStatus
-from digest.optouts import LEAVING as _LEAVING
-from digest.optouts import OptOut, OptOutJournal, apply_optouts
+from digest.model import NOT_ENDED, Subscriber
+from digest.optouts import OptOut, OptOutJournal
 from digest.store import Store, email_hash
 from digest.tokens import (
     LEGACY_UNSUBSCRIBE_LAST_DAY,
@@ -131,7 +131,7 @@ def drain_journal(web: Web, journal: OptOutJournal) -> int:
     """Apply the journaled opt-outs if the state is free (0 and nothing done when it is still busy)."""
     try:
         with web.open_store() as store:
-            return journal.drain(lambda optouts: apply_optouts(store, optouts))
+            return subscriptions.drain_optouts(store, journal)
     except StoreError:
         return 0
 
@@ -168,7 +168,7 @@ def routes(web: Web, journal: OptOutJournal | None) -> list[Route]:
         bucket = f"new-link:{email_hash(address)}"
         with web.open_store() as store, store.transaction():
             found = store.subscriber(address)
-            if found is None or found.status not in _LEAVING:
+            if found is None or found.status not in NOT_ENDED:
                 return None
             store.serialize(bucket)
             if store.count_events(bucket, now - timedelta(seconds=settings.signup_address_window)) >= (
@@ -185,13 +185,12 @@ def routes(web: Web, journal: OptOutJournal | None) -> list[Route]:
             found = find(store, token)
             if isinstance(found, Outcome):
                 return found, token if isinstance(token, str) else ""
-            if found.status not in _LEAVING:
+            if found.status not in NOT_ENDED:
                 return Outcome.ALREADY, found.email
             if not write:
                 return Outcome.CONFIRM, found.email
             try:
-                with store.transaction():
-                    store.set_subscriber_status(found.id, SubscriberStatus.UNSUBSCRIBED, now, only_from=_LEAVING)
+                subscriptions.unsubscribe(store, found.id, now)
             except StoreError as exc:
                 if journal is None:
                     raise

@@ -1,0 +1,368 @@
+"""Every change of a subscriber's status, in one place: signup and its confirmation, the preference page, personal
+data (download and delete), unsubscribe (one-click, the journal of opt-outs, the CLI), suppression after a bounce or
+a complaint, and adding from the CLI or an import (which may restore a suppressed address).
+
+Decisions and store calls only: a store and `now` come in; no HTTP, no SMTP, no clock. The callers (web/, bounces/,
+sending.py, the CLI) answer the request, mail the notice or print the line. The status sets are digest.model's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from digest.model import (
+    MAY_REJOIN,
+    NOT_ENDED,
+    SUPPRESSED,
+    Subscriber,
+    SubscriberSource,
+    SubscriberStatus,
+)
+from digest.optouts import OptOut, OptOutJournal
+from digest.settings import Settings
+from digest.store import Store, SubscriberRecord, email_hash
+from digest.subscribers import SubscriberRow
+from digest.tokens import TokenSubject
+
+log = logging.getLogger(__name__)
+
+IPV6_PREFIX = 64  # one subscriber line or host gets a whole /64: its addresses count as one client
+
+
+# --- signup and confirmation (the form) -------------------------------------------------------------------------
+
+
+def mailbox_of(email: str) -> str:
+    """The mailbox an address delivers to, as the per-address limit counts it: `Victim+1@Example.org` and
+    `victim+2@example.org` are both `victim@example.org` (the local part case-folded, a `+tag` removed)."""
+    local, _, domain = email.strip().rpartition("@")
+    return f"{local.casefold().partition('+')[0]}@{domain.lower()}"
+
+
+def network_of(ip: str) -> str:
+    """The client as the per-IP limit counts it: an IPv4 address, or the /64 of an IPv6 one (an IPv4-mapped IPv6
+    address counts as its IPv4). Anything that is no address is its own bucket."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
+
+
+class SignupMail(Enum):
+    """Which mail a signup sends: a confirmation request, or a note that the address is subscribed already."""
+
+    CONFIRM = "confirm"
+    ALREADY = "already"
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    """What a signup request did: refused for its IP, or which mail (if any) goes to the subscriber."""
+
+    ip_limited: bool = False
+    mail: SignupMail | None = None
+    subscriber: Subscriber | None = None
+
+
+def record_signup(
+    store: Store,
+    settings: Settings,
+    email: str,
+    name: str,
+    ip: str,
+    now: datetime,
+    topics: Sequence[str] = (),
+) -> SignupResult:
+    """In one transaction: count the request against its IP, make the address pending (unless it is active or
+    paused already) with the topics ticked on the form, and decide the mail, counted against the address. An active
+    subscriber's topics are changed only on its preference page (the form must not let anyone change them).
+
+    Only an address that chose to leave may come back through the form. A bounced or complained one (or one whose
+    owner deleted it, kept as a hash in the suppression list) is the publisher's to restore, with the CLI: a
+    stranger typing it in must neither mail it nor reset its record."""
+    ip_bucket = f"ip:{network_of(ip)}"
+    address_bucket = f"address:{email_hash(mailbox_of(email))}"
+    with store.transaction():
+        # The limits count rows, then add one: hold the client's and the mailbox's keys (always in this order) so
+        # that concurrent requests on other hosts count after this one.
+        store.serialize(f"signup-{ip_bucket}")
+        store.serialize(f"signup-{address_bucket}")
+        store.prune_events(now - timedelta(seconds=max(settings.signup_ip_window, settings.signup_address_window)))
+        if (
+            store.count_events(ip_bucket, now - timedelta(seconds=settings.signup_ip_window))
+            >= settings.signup_ip_limit
+        ):
+            return SignupResult(ip_limited=True)
+        store.record_event(ip_bucket, now)
+        existing = store.subscriber(email)
+        if (existing is not None and existing.status in SUPPRESSED) or store.suppression(email) is not None:
+            log.info("signup of a suppressed address: no mail, nothing changed")
+            return SignupResult()
+        mail = SignupMail.CONFIRM
+        if existing is None or existing.status in MAY_REJOIN:
+            # A new address, or one that left: pending again with a fresh nonce, so earlier links stay dead.
+            store.add_subscriber(
+                email,
+                name,
+                now,
+                resubscribe=True,
+                status=SubscriberStatus.PENDING,
+                source=SubscriberSource.FORM,
+                signup_ip=ip if settings.keep_signup_ip else None,
+            )
+            joined = store.subscriber(email)
+            if joined is not None:
+                store.set_subscriber_topics(joined.id, topics)
+        elif existing.status is not SubscriberStatus.PENDING:
+            mail = SignupMail.ALREADY
+        subscriber = store.subscriber(email)
+        window = now - timedelta(seconds=settings.signup_address_window)
+        if store.count_events(address_bucket, window) >= settings.signup_address_limit:
+            log.info("signup of an address over its mail limit: no mail sent")
+            return SignupResult(subscriber=subscriber)
+        store.record_event(address_bucket, now)
+        return SignupResult(mail=mail, subscriber=subscriber)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a confirm link found: its subscriber, and whether it can (or did) confirm."""
+
+    status: int  # HTTP status of the answer
+    subscriber: Subscriber | None = None
+
+
+def check_confirmation(store: Store, subject: TokenSubject, write: bool, now: datetime) -> Confirmation:
+    """Whether the token's subscription is pending (and, with `write`, confirm it and lift a suppression left by
+    an earlier delete-me: its owner has just asked again)."""
+    record = store.subscriber_record(subject.subscriber_id)
+    if record is None or not subject.matches(record.subscriber):
+        return Confirmation(410)
+    if record.subscriber.status is not SubscriberStatus.PENDING:
+        return Confirmation(409)
+    if not write:
+        return Confirmation(200, record.subscriber)
+    with store.transaction():
+        if not store.confirm_subscriber(subject.subscriber_id, now):
+            return Confirmation(409)
+        store.unsuppress(record.subscriber.email)
+    log.info("confirmed subscriber %d", subject.subscriber_id)
+    return Confirmation(200, record.subscriber)
+
+
+# --- the preference page and personal data ----------------------------------------------------------------------
+
+
+def subscription(store: Store, subject: TokenSubject) -> tuple[SubscriberRecord, tuple[str, ...]] | None:
+    """The token's subscription and its chosen topics; None when it no longer exists (deleted, or signed up
+    again since the token was made)."""
+    record = store.subscriber_record(subject.subscriber_id)
+    if record is None or not subject.matches(record.subscriber):
+        return None
+    return record, store.subscriber_topics(subject.subscriber_id).get(subject.subscriber_id, ())
+
+
+def personal_data(
+    record: SubscriberRecord, deliveries: list[tuple[Any, ...]], topics: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Everything the state holds about one subscriber, as `download my data` returns it."""
+
+    def when(moment: datetime | None) -> str | None:
+        return moment.isoformat() if moment else None
+
+    sub = record.subscriber
+    return {
+        "subscriber": {"email": sub.email, "name": sub.name, "status": sub.status.value, "topics": list(topics)},
+        "consent": {
+            "source": record.source.value,
+            "created": when(record.created),
+            "signup_ip": record.signup_ip,
+            "confirmed": when(record.confirmed),
+            "status_changed": when(record.status_changed),
+            "status_detail": record.status_detail,
+        },
+        "deliveries": [
+            {"issue": issue, "status": status.value, "attempts": attempts, "detail": detail, "updated": when(at)}
+            for issue, status, attempts, detail, at in deliveries
+        ],
+    }
+
+
+def export_personal_data(store: Store, subject: TokenSubject) -> dict[str, Any] | None:
+    """`personal_data` of the token's subscription; None when it no longer exists."""
+    found = subscription(store, subject)
+    if found is None:
+        return None
+    record, topics = found
+    return personal_data(record, list(store.subscriber_deliveries(subject.subscriber_id)), topics)
+
+
+@dataclass(frozen=True)
+class Change:
+    """The outcome of a preference form: the record afterwards (None once deleted), or an HTTP error status."""
+
+    status: int
+    record: SubscriberRecord | None = None
+    topics: tuple[str, ...] = ()
+    mail: Subscriber | None = None  # who gets the personal-data link ("data-link", within its limit)
+
+
+def apply_change(
+    store: Store,
+    settings: Settings,
+    subject: TokenSubject,
+    action: str,
+    name: str,
+    now: datetime,
+    topics: Sequence[str] = (),
+) -> Change:
+    """Apply one preference action to the token's subscription, in one transaction (`topics`: the slugs ticked
+    for the "topics" action; "data-link" decides whether a personal-data link may be mailed: at most
+    `settings.signup_address_limit` per `signup_address_window`)."""
+    with store.transaction():
+        record = store.subscriber_record(subject.subscriber_id)
+        if record is None or not subject.matches(record.subscriber):
+            return Change(410)
+        sub_id = subject.subscriber_id
+        if action == "name":
+            store.set_subscriber_name(sub_id, name)
+        elif action == "pause":
+            store.set_subscriber_status(sub_id, SubscriberStatus.PAUSED, now, only_from=[SubscriberStatus.ACTIVE])
+        elif action == "resume":
+            store.set_subscriber_status(sub_id, SubscriberStatus.ACTIVE, now, only_from=[SubscriberStatus.PAUSED])
+        elif action == "stop":
+            store.set_subscriber_status(sub_id, SubscriberStatus.UNSUBSCRIBED, now, only_from=NOT_ENDED)
+        elif action == "topics":
+            store.set_subscriber_topics(sub_id, topics)
+        elif action == "data-link":
+            bucket = f"data-link:{sub_id}"
+            store.serialize(bucket)
+            window = now - timedelta(seconds=settings.signup_address_window)
+            if store.count_events(bucket, window) < settings.signup_address_limit:
+                store.record_event(bucket, now)
+                mail = record.subscriber
+            else:
+                log.info("personal-data link for subscriber %d over its limit: no mail sent", sub_id)
+                mail = None
+            return Change(200, record, store.subscriber_topics(sub_id).get(sub_id, ()), mail)
+        return Change(200, store.subscriber_record(sub_id), store.subscriber_topics(sub_id).get(sub_id, ()))
+
+
+def erase(store: Store, subject: TokenSubject, now: datetime) -> bool:
+    """Delete the token's subscription and its deliveries, keeping a hash of the address in the suppression list;
+    False if the subscription no longer exists."""
+    with store.transaction():
+        record = store.subscriber_record(subject.subscriber_id)
+        if record is None or not subject.matches(record.subscriber):
+            return False
+        store.erase_subscriber(subject.subscriber_id)
+        store.suppress(record.subscriber.email, "deleted by its owner on the personal-data page", now)
+    log.info("subscriber %d deleted itself", subject.subscriber_id)
+    return True
+
+
+# --- unsubscribe ------------------------------------------------------------------------------------------------
+
+
+def unsubscribe(store: Store, subscriber_id: int, now: datetime) -> bool:
+    """End a subscription that has not ended, in one transaction (StoreError when the state is busy); True if it
+    changed."""
+    with store.transaction():
+        return store.set_subscriber_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED, now, only_from=NOT_ENDED)
+
+
+def unsubscribe_address(store: Store, email: str, now: datetime) -> Subscriber | None:
+    """Unsubscribe an address (the row stays, so imports do not re-add it); the subscriber as it was before, None if
+    the address is unknown."""
+    with store.transaction():
+        found = store.subscriber(email)
+        if found is not None:
+            store.unsubscribe(email, now)
+        return found
+
+
+def apply_optouts(store: Store, optouts: Sequence[OptOut]) -> None:
+    """Unsubscribe every journaled opt-out still valid, in one transaction (applying one twice changes nothing).
+    An opt-out of an earlier subscription (its nonce no longer matches) is dropped: that reader signed up again."""
+    with store.transaction():
+        for optout in optouts:
+            if optout.subscriber_id is not None:
+                record = store.subscriber_record(optout.subscriber_id)
+                if record is not None and TokenSubject(optout.subscriber_id, optout.nonce).matches(record.subscriber):
+                    store.set_subscriber_status(
+                        optout.subscriber_id, SubscriberStatus.UNSUBSCRIBED, optout.at, only_from=NOT_ENDED
+                    )
+            elif optout.email:
+                store.unsubscribe(optout.email, optout.at)
+
+
+def drain_optouts(store: Store, journal: OptOutJournal) -> int:
+    """Apply the opt-outs waiting in `journal` to `store` (the web app when the state is free again, a mailing
+    before it picks its recipients); how many there were."""
+    return journal.drain(lambda optouts: apply_optouts(store, optouts)) if journal.waiting() else 0
+
+
+# --- bounces and complaints -------------------------------------------------------------------------------------
+
+
+def suppress_for_complaint(store: Store, subscriber_id: int, detail: str, now: datetime) -> bool:
+    """A reader marked an issue as spam: end the subscription (a bounced one too: the complaint says more)."""
+    return store.set_subscriber_status(
+        subscriber_id, SubscriberStatus.COMPLAINED, now, detail=detail, only_from=NOT_ENDED | {SubscriberStatus.BOUNCED}
+    )
+
+
+def suppress_for_hard_bounce(store: Store, subscriber_id: int, detail: str, now: datetime) -> bool:
+    """The address does not exist: suppress the subscription unless it has ended already."""
+    return store.set_subscriber_status(subscriber_id, SubscriberStatus.BOUNCED, now, detail=detail, only_from=NOT_ENDED)
+
+
+def suppress_after_streak(store: Store, subscriber_id: int, limit: int, detail: str, now: datetime) -> str:
+    """After a soft bounce: suppress the subscriber once `limit` of its latest deliveries in a row bounced soft."""
+    store.serialize(f"subscriber:{subscriber_id}")  # the streak is read, then written
+    streak = store.soft_bounce_streak(subscriber_id)
+    if streak < limit:
+        return f"{streak} of {limit} soft bounces in a row ({detail})"
+    suppress_for_hard_bounce(store, subscriber_id, f"{streak} soft bounces in a row; last: {detail}", now)
+    return f"{streak} soft bounces in a row: suppressed ({detail})"
+
+
+# --- the CLI and imports ----------------------------------------------------------------------------------------
+
+
+def add_subscribers(
+    store: Store,
+    rows: Iterable[SubscriberRow],
+    now: datetime,
+    *,
+    resubscribe: bool = False,
+    source: SubscriberSource = SubscriberSource.CLI,
+) -> list[tuple[SubscriberRow, str]]:
+    """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed",
+    "unsubscribed" (an opt-out is kept unless `resubscribe`) or "suppressed" (the address was erased at its
+    owner's request or suppressed; only `resubscribe` restores it). No writer lock: a send in progress re-checks
+    each subscriber just before mailing them."""
+    outcomes: list[tuple[SubscriberRow, str]] = []
+    with store.transaction():
+        for row in rows:
+            if store.suppression(row.email) is not None and store.subscriber(row.email) is None:
+                if not resubscribe:
+                    outcomes.append((row, "suppressed"))
+                    continue
+                store.unsuppress(row.email)
+            outcome = store.add_subscriber(
+                row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
+            )
+            outcomes.append((row, outcome))
+    return outcomes
