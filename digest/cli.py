@@ -24,6 +24,7 @@ from digest.wording import counted
 if TYPE_CHECKING:
     from digest.publisher import Publisher, PublishResult
     from digest.settings import Settings
+    from digest.status import StatusReport
     from digest.store import SubscriberRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -565,8 +566,6 @@ def status(ctx: Context) -> None:
         _say(f"{exc} (the first `digest render` creates it)")
         _print_drafts(ctx)
         return
-    report.extra.update(schedule_status(ctx.settings, ctx.now(None)))
-    report.extra.update(_hold_status(ctx))
     last = (
         f"issue {report.last_issue} published {report.last_published.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M %Z}"
         if report.last_issue is not None and report.last_published is not None
@@ -576,7 +575,8 @@ def status(ctx: Context) -> None:
     click.echo(f"issues: {report.issues}; last: {last}")
     _say(f"output folder: {report.output_dir}/")
     _say(f"state: {report.state}")
-    for key, value in report.extra.items():
+    lines = {**_status_lines(report), **schedule_status(ctx.settings, ctx.now(None)), **_hold_status(ctx)}
+    for key, value in lines.items():
         _say(f"{key}: {value}")
     _print_drafts(ctx)
 
@@ -588,6 +588,30 @@ def _print_drafts(ctx: Context) -> None:
         _say(f"drafts: {len(drafts)} (`digest approve FILE|ID` publishes them with the next issue)")
     for problem in drafts:
         _say(f"draft {problem}")
+
+
+def _status_lines(report: StatusReport) -> dict[str, str]:
+    """The ledger, rate and late-issue lines of `digest status`, worded."""
+    lines: dict[str, str] = {}
+    if (mailed := report.deliveries) is not None:
+        lines[f"deliveries of issue {mailed.issue}"] = ", ".join(f"{n} {s.value}" for s, n in mailed.counts.items())
+        if mailed.unknown:
+            shown = ", ".join(mailed.unknown) + (" ..." if mailed.more_unknown else "")
+            lines["unknown (may have been delivered)"] = (
+                f"{shown}; after checking, re-send with `digest send --issue {mailed.issue} --retry-unknown`"
+            )
+    for issue in report.rates:
+        number = issue.rates.issue
+        lines[f"bounces of issue {number}"] = issue.rates.describe()
+        for i, problem in enumerate(issue.over):
+            lines[f"WARNING {number}.{i + 1}"] = problem + ": `digest send` will refuse the next issue (see --force)"
+    if (late := report.late) is not None:
+        lines[f"issue {late.issue} not mailed"] = (
+            f"{counted(late.missing, 'active subscriber has', 'active subscribers have')} not had it and it is older"
+            f" than max_send_age ({late.max_send_age}s), so `digest run` will not mail it; it stays on the site and"
+            f" in the feeds; send it by hand with `digest send --issue {late.issue}`"
+        )
+    return lines
 
 
 @main.command()

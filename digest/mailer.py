@@ -1,8 +1,7 @@
-"""SMTP delivery: the only module that speaks SMTP.
+"""SMTP delivery: the only module that speaks SMTP, one `Messenger` of digest/transport.py (setting
+`transport = "smtp"`).
 
-`Messenger` is the small interface the publisher needs (as listmonk's sender does): hand over one message for one
-recipient and learn what happened. `SmtpMessenger` keeps one connection open for many messages and tells apart the
-outcomes the delivery ledger needs:
+`SmtpMessenger` keeps one connection open for many messages and tells apart the outcomes the delivery ledger needs:
 
 - SENT: the server answered 250 to the message data;
 - FAILED: a permanent 5xx (bad recipient, rejected content), with the server's reply;
@@ -15,67 +14,41 @@ smtplib's `sendmail` cannot make the last distinction, so the DATA phase is done
 from __future__ import annotations
 
 import contextlib
-import queue
+import functools
 import re
 import smtplib
 import socket
 import ssl
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Protocol
+from collections.abc import Callable
 
 from digest.errors import DeliveryError
 from digest.message import END_OF_DATA, WireMessage, wire_message
-from digest.settings import SmtpSettings
+from digest.settings import Settings, SmtpSettings
+from digest.transport import Outcome, SendResult
 
 
-class Outcome(StrEnum):
-    """What happened to one message."""
-
-    SENT = "sent"
-    FAILED = "failed"
-    DEFERRED = "deferred"
-    UNKNOWN = "unknown"
+def messenger(settings: Settings) -> SmtpMessenger:
+    """The SMTP messenger of `settings`, saying `smtp.helo_name` (else this machine's name) in EHLO."""
+    return SmtpMessenger(settings.smtp, local_hostname=settings.smtp.helo_name or default_helo(settings.bounce_mailbox))
 
 
-@dataclass(frozen=True)
-class SendResult:
-    """The outcome of one message, with the server's reply (or the connection error) as `detail`."""
+@functools.cache
+def default_helo(bounce_mailbox: str) -> str:
+    """This machine's fully qualified name, or else the bounce domain: never an address literal, which spam filters
+    score (smtplib's fallback when the host name has no dot). Looked up once per process."""
+    fqdn = socket.getfqdn()
+    return fqdn if "." in fqdn and not fqdn.endswith(".localdomain") else bounce_mailbox.rpartition("@")[2]
 
-    outcome: Outcome
-    detail: str = ""
 
-
-class Messenger(Protocol):
-    """What the publisher needs from a way of delivering mail."""
-
-    def open(self) -> None:
-        """Connect (raises DeliveryError when the server cannot be used at all)."""
-
-    @property
-    def eight_bit(self) -> bool:
-        """Whether message data may contain 8-bit bytes (the server offers 8BITMIME)."""
-
-    def send(
-        self,
-        sender: str,
-        recipient: str,
-        data: bytes | WireMessage,
-        confirm: Callable[[], bool] | None = None,
-        meanwhile: Callable[[], None] | None = None,
-    ) -> SendResult:
-        """Deliver `data` (a message, or one made ready for DATA) to one recipient; never raises for a per-message
-        problem.
-
-        `confirm` is called at the last moment the message can still be withdrawn (before the end of its data):
-        when it answers False, the server does not get the message (the result is DEFERRED). `meanwhile` is called
-        once the whole message is out, while the server reads it (the caller prepares its next message then)."""
-
-    def close(self) -> None:
-        """Say goodbye and drop the connection."""
+@functools.cache
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """The TLS settings of every connection of this process: built once (loading the CA certificates costs about
+    20 ms of CPU), shared by every connection and thread."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class SmtpMessenger:
@@ -125,21 +98,21 @@ class SmtpMessenger:
 
     def _connect(self) -> smtplib.SMTP:
         cfg = self.config
-        context = ssl.create_default_context()
-        if not cfg.verify_tls:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         conn: smtplib.SMTP
         if cfg.security == "ssl":
             conn = smtplib.SMTP_SSL(
-                cfg.host, cfg.port, local_hostname=self.local_hostname, timeout=cfg.timeout, context=context
+                cfg.host,
+                cfg.port,
+                local_hostname=self.local_hostname,
+                timeout=cfg.timeout,
+                context=tls_context(cfg.verify_tls),
             )
         else:
             conn = smtplib.SMTP(cfg.host, cfg.port, local_hostname=self.local_hostname, timeout=cfg.timeout)
         try:
             conn.ehlo_or_helo_if_needed()
             if cfg.security == "starttls":
-                conn.starttls(context=context)
+                conn.starttls(context=tls_context(cfg.verify_tls))
                 conn.ehlo()
         except BaseException:
             conn.close()
@@ -238,233 +211,6 @@ class SmtpMessenger:
             pass
         finally:
             self._drop()
-
-
-class RateLimiter:
-    """At most `per_second` events overall, shared by every thread (evenly spaced, no bursts)."""
-
-    def __init__(
-        self,
-        per_second: float,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.interval = 1.0 / per_second
-        self._clock = clock
-        self._sleep = sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Block until the next event is allowed."""
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            self._sleep(slot - now)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One message to deliver; `build(eight_bit)` makes it once the server's abilities are known."""
-
-    key: int
-    sender: str
-    recipient: str
-    build: Callable[[bool], bytes | WireMessage]
-
-
-@dataclass(frozen=True)
-class Done:
-    """A finished job and how many SMTP attempts it took."""
-
-    key: int
-    result: SendResult
-    attempts: int
-
-
-@dataclass(frozen=True)
-class _Built:
-    """A job's message as built for a server with (or without) 8BITMIME; `data` None when it cannot be built."""
-
-    job: Job
-    eight_bit: bool
-    data: bytes | WireMessage | None
-    error: str = ""
-
-
-def _build(job: Job, eight_bit: bool) -> _Built:
-    try:
-        return _Built(job, eight_bit, job.build(eight_bit))
-    except Exception as exc:  # one subscriber's bad data never stops the batch
-        return _Built(job, eight_bit, None, f"cannot build the message: {exc}")
-
-
-class Step:
-    """What a connection asks of the ledger between two messages: record `done` (its previous message, if any)
-    and claim `job` (None when the connection has finished). The connection prepares the job meanwhile (builds it if
-    not built yet, sends MAIL, RCPT, DATA and the message) but sends the final "." only after `answer(True)`."""
-
-    def __init__(self, done: Done | None, job: Job | None, closing: threading.Event) -> None:
-        self.done = done
-        self.job = job
-        self._claimed = False
-        self._ready = threading.Event()
-        self._closing = closing
-
-    def answer(self, claimed: bool) -> None:
-        """The ledger has committed: the job may go out (`claimed`) or must not."""
-        self._claimed = claimed
-        self._ready.set()
-
-    def wait(self) -> bool:
-        """Block until answered; False when the job must not go out (or the pool is being closed)."""
-        while not self._ready.wait(0.1):
-            if self._closing.is_set():
-                return False
-        return self._claimed
-
-
-class DeliveryPool:
-    """One thread per messenger (one connection each, reused for many messages), fed from one queue of jobs.
-
-    Between two messages a thread hands the caller a `Step` (`next_steps()`): the outcome of the message it just
-    finished and the job it takes next. The caller records the one and claims the other in ONE transaction and
-    answers; meanwhile the thread sends MAIL, RCPT, DATA and all of the message but the final "." (until which the
-    server cannot accept it), and ends it only once answered. So each message is claimed durably before the server
-    can have it, the commit overlaps the transfer, and at any moment a connection has at most one claimed message
-    whose outcome is not recorded: the one on the wire.
-
-    While the server reads a message, its thread already takes its next job from the queue and builds that message
-    (a job taken is not claimed: if the run stops there, it is simply not sent): building is then off the path from
-    one message's reply to the next one's MAIL FROM, the path that keeps the server busy.
-
-    A DEFERRED message is retried by the same thread after each of `retry_delays` (exponential backoff); setting
-    `stop` ends the backoff early, so the message is reported as deferred, and each thread takes no new job.
-    """
-
-    def __init__(
-        self,
-        messengers: Sequence[Messenger],
-        limiter: RateLimiter,
-        retry_delays: Sequence[float],
-        stop: threading.Event,
-    ) -> None:
-        self.retry_delays = tuple(retry_delays)
-        self.limiter = limiter
-        self.stop = stop
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._steps: queue.Queue[Step] = queue.Queue()
-        self._closing = threading.Event()
-        self._open_lanes = len(messengers)
-        self._threads = [
-            threading.Thread(target=self._work, args=(m,), name=f"smtp-{i}", daemon=True)
-            for i, m in enumerate(messengers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @property
-    def size(self) -> int:
-        """How many messages can be in flight at once."""
-        return len(self._threads)
-
-    @property
-    def running(self) -> bool:
-        """Whether some thread may still hand over a step."""
-        return self._open_lanes > 0
-
-    def submit(self, job: Job) -> None:
-        """Queue a message; a free thread picks it up."""
-        self._jobs.put(job)
-
-    def finish(self) -> None:
-        """No more jobs: each thread hands over its last outcome and stops once the queue is empty."""
-        for _ in self._threads:
-            self._jobs.put(None)
-
-    def next_steps(self) -> list[Step]:
-        """Wait for the next step, and take every other one already waiting (to record them in one transaction).
-        Each must be answered."""
-        steps = [self._steps.get()]
-        while True:
-            try:
-                steps.append(self._steps.get_nowait())
-            except queue.Empty:
-                break
-        self._open_lanes -= sum(step.job is None for step in steps)
-        return steps
-
-    def close(self) -> None:
-        """End the threads: unanswered steps are refused (nothing more goes out), connections are closed."""
-        if self.running:
-            self._closing.set()
-            self.finish()
-        for thread in self._threads:
-            thread.join()
-
-    def _work(self, messenger: Messenger) -> None:
-        done: Done | None = None
-        ahead: list[Job | None] = []  # the next job, taken early (at most one)
-        built: list[_Built] = []  # its message, built while the server read the previous one
-
-        def prepare_next() -> None:
-            if ahead:
-                return
-            try:
-                ahead.append(self._jobs.get_nowait())
-            except queue.Empty:
-                return  # taken (blocking) when its turn comes
-            upcoming = ahead[0]
-            if upcoming is not None:
-                built.append(_build(upcoming, messenger.eight_bit))
-
-        try:
-            while True:
-                job = ahead.pop() if ahead else self._jobs.get()
-                prepared = built.pop() if built else None
-                if self.stop.is_set() or self._closing.is_set():
-                    job = None
-                step = Step(done, job, self._closing)
-                self._steps.put(step)
-                if job is None:
-                    step.wait()
-                    return
-                done = self._deliver(messenger, job, step, prepared, prepare_next)
-        finally:
-            messenger.close()
-
-    def _deliver(
-        self, messenger: Messenger, job: Job, step: Step, built: _Built | None, meanwhile: Callable[[], None]
-    ) -> Done | None:
-        """Send one job (with retries); None when the ledger did not let it go out."""
-        attempts = 0
-        result = SendResult(Outcome.DEFERRED, "not attempted")
-        for delay in (*self.retry_delays, None):
-            self.limiter.wait()
-            attempts += 1
-            try:
-                messenger.open()
-            except DeliveryError as exc:
-                result = SendResult(Outcome.DEFERRED, str(exc))
-            else:
-                if built is None or built.eight_bit != messenger.eight_bit:
-                    built = _build(job, messenger.eight_bit)
-                if built.data is None:
-                    result = SendResult(Outcome.FAILED, built.error)
-                    break
-                try:
-                    result = messenger.send(job.sender, job.recipient, built.data, step.wait, meanwhile)
-                except Exception as exc:  # unexpected: the message may have gone out, so never resend it blindly
-                    result = SendResult(Outcome.UNKNOWN, f"internal error while sending: {exc!r}")
-                    break
-            if result.outcome is not Outcome.DEFERRED or delay is None or self.stop.is_set():
-                break
-            if self.stop.wait(delay):
-                break
-        # The outcome is ours to record only if the job was claimed (it may have failed before it had to be).
-        return Done(job.key, result, attempts) if step.wait() else None
 
 
 def _angle_addr(address: str) -> str:

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     from digest.bounces.importer import ImportResult
     from digest.catalog import Catalog
-    from digest.mailer import SendResult
     from digest.render.email import RenderedEmail
     from digest.seeds import EntryLimits
     from digest.sending import IssueSender
@@ -59,11 +58,11 @@ from digest.output import (
 )
 from digest.render import Bundle
 from digest.seedfiles import list_seed_files
-from digest.sending import SendReport, delivery_status, rates_status
+from digest.sending import SendReport
 from digest.settings import Settings
+from digest.status import StatusReport, status_report
 from digest.store import Backend, Store, backend_for
 from digest.topics import topic_problems
-from digest.wording import counted
 
 log = logging.getLogger("digest.publisher")
 
@@ -90,19 +89,6 @@ class PublishResult:
     reports: tuple[EntryReport, ...] = ()
     existing_issue: int | None = None  # set when the schedule slot already had an issue
     rerendered: str = ""  # why every page was rendered again first ("settings changed (site_url): ..."), if so
-
-
-@dataclass(frozen=True)
-class StatusReport:
-    """What `digest status` prints."""
-
-    unpublished: int
-    issues: int
-    last_issue: int | None
-    last_published: datetime | None
-    output_dir: Path
-    state: str
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -425,28 +411,9 @@ class Publisher:
     # --- status -------------------------------------------------------------------------------
 
     def status(self) -> StatusReport:
-        """Counts for `digest status` (read-only: no lock taken)."""
+        """The report for `digest status`, as of now (read-only: no lock taken)."""
         with self.read_store() as store:
-            summaries = store.issue_summaries([n] if (n := store.latest_issue_number()) is not None else [])
-            last = summaries[0] if summaries else None
-            return StatusReport(
-                unpublished=store.unpublished_count(),
-                issues=store.issue_count(),
-                last_issue=last.number if last else None,
-                last_published=last.published if last else None,
-                output_dir=self.settings.output_dir,
-                state=self.backend.where,
-                extra={
-                    **(delivery_status(store, last.number) if last else {}),
-                    **rates_status(
-                        store,
-                        self.settings.rate_issues,
-                        self.settings.max_hard_bounce_rate,
-                        self.settings.max_complaint_rate,
-                    ),
-                    **self._late_issue(store),
-                },
-            )
+            return status_report(store, self.settings, self.backend.where, datetime.now(self.settings.tz))
 
     # --- subscribers --------------------------------------------------------------------------
 
@@ -469,22 +436,6 @@ class Publisher:
             yield from import_reports(
                 store, messages, secret=secret, now=now, soft_limit=s.soft_bounce_limit, max_bytes=s.bounce_max_bytes
             )
-
-    def deliver_notice(self, recipient: str, message: bytes) -> SendResult:
-        """Mail one transactional message (signup confirmation, welcome) through the SMTP adapter. The delivery
-        ledger does not record it; DeliveryError when the server cannot be used at all."""
-        from email.utils import parseaddr
-
-        from digest.mailer import SmtpMessenger
-        from digest.message import smtp_address
-
-        messenger = SmtpMessenger(self.settings.smtp)
-        messenger.open()
-        try:
-            sender = smtp_address(parseaddr(self.settings.from_address)[1])
-            return messenger.send(sender, smtp_address(recipient), message)
-        finally:
-            messenger.close()
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -583,34 +534,6 @@ class Publisher:
         with self.open_store() as store:
             if store.active_subscribers():
                 self.settings.require_secret_key()
-
-    def _late_issue(self, store: Store) -> dict[str, str]:
-        """A `digest status` line when the newest scheduled issue is too old for the scheduler to mail and some
-        active subscribers have not had it."""
-        from datetime import timedelta
-
-        from digest.model import DeliveryStatus
-
-        newest = store.latest_slot_issue()
-        if newest is None:
-            return {}
-        head = store.issue_summaries([newest])[0]
-        age = datetime.now(self.settings.tz) - head.published
-        if age <= timedelta(seconds=self.settings.max_send_age):
-            return {}
-        done = {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN, DeliveryStatus.PENDING}
-        statuses = store.delivery_statuses(newest)
-        missing = sum(statuses.get(s.id) not in done for s in store.active_subscribers())
-        if not missing:
-            return {}
-        return {
-            f"issue {newest} not mailed": (
-                f"{counted(missing, 'active subscriber has', 'active subscribers have')} not had it and it is older"
-                " than max_send_age"
-                f" ({self.settings.max_send_age}s), so `digest run` will not mail it; it stays on the site and in"
-                f" the feeds; send it by hand with `digest send --issue {newest}`"
-            )
-        }
 
     # --- which state the output folder belongs to, which settings it follows -------------------------
 

@@ -24,11 +24,10 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from digest.bounces.classify import BounceKind
-    from digest.bounces.rates import IssueRates
-    from digest.mailer import Messenger, SendResult, Step
     from digest.message import DkimKey, IssueMail, WireMessage
     from digest.model import Delivery, DeliveryStatus, Issue, Subscriber
     from digest.render.email import PersonalSlots, RenderedEmail
+    from digest.transport import Messenger, SendResult, Step
 
 #: Renders an issue's email holding only the papers of some topics (the publisher's renderer).
 TopicRenderer = Callable[[Store, "Issue", frozenset[str]], "RenderedEmail"]
@@ -124,10 +123,10 @@ class IssueSender:
         from contextlib import nullcontext
 
         from digest.errors import DeliveryError
-        from digest.mailer import DeliveryPool, Job, RateLimiter, SmtpMessenger
         from digest.model import Delivery, DeliveryStatus
         from digest.optouts import OptOutJournal
         from digest.subscriptions import drain_optouts
+        from digest.transport import DeliveryPool, Job, RateLimiter, make_messenger
 
         secret = self.settings.require_secret_key()
         if not self.settings.unsubscribe_endpoint.startswith("https://"):
@@ -138,8 +137,8 @@ class IssueSender:
             )
         clock = self.clock
         stop = stop or threading.Event()
-        helo = self.settings.smtp.helo_name or _default_helo(self.settings.bounce_mailbox)
-        messenger = messenger or (lambda: SmtpMessenger(self.settings.smtp, local_hostname=helo))
+        settings = self.settings
+        messenger = messenger or (lambda: make_messenger(settings))
         dkim = self._dkim_key()
         started = time.monotonic()
         with self.open_store() as store:
@@ -386,6 +385,7 @@ class IssueSender:
         """DeliveryError when the last issue mailed before `issue` bounced or drew complaints over the limits."""
         from digest.bounces.rates import over_limits
         from digest.errors import DeliveryError
+        from digest.status import issue_rates
 
         previous = [n for n in store.mailed_issues(2) if n != issue][:1]
         if not previous:
@@ -452,9 +452,9 @@ class IssueSender:
         """One copy to `to`, recorded nowhere; its Message-ID differs from the real one so that a mail client
         does not take the real delivery for a duplicate of the test."""
         from digest.errors import DeliveryError
-        from digest.mailer import Outcome
         from digest.message import message_id
         from digest.model import Subscriber
+        from digest.transport import Outcome
 
         address = _valid_address(to)
         now = clock()
@@ -493,65 +493,18 @@ class IssueSender:
             write_atomic(folder / f"issue-{mail.issue}-{sub.id:06d}-{name}.eml", data, mode=0o600)
 
 
-def delivery_status(store: Store, issue: int) -> dict[str, str]:
-    """Ledger lines for `digest status`: counts of the issue's deliveries and the addresses in doubt."""
-    from digest.model import DeliveryStatus
-
-    counts = store.delivery_counts(issue)
-    if not any(counts.values()):
-        return {}
-    extra = {f"deliveries of issue {issue}": ", ".join(f"{n} {s.value}" for s, n in counts.items())}
-    unknown = store.deliveries(issue, DeliveryStatus.UNKNOWN)
-    if unknown:
-        shown = ", ".join(d.subscriber.email for d in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-        extra["unknown (may have been delivered)"] = (
-            f"{shown}; after checking, re-send with `digest send --issue {issue} --retry-unknown`"
-        )
-    return extra
-
-
-def issue_rates(store: Store, issue: int) -> IssueRates:
-    """The bounce and complaint counts of one issue, from the ledger."""
-    from digest.bounces.rates import IssueRates
-
-    mailed, hard, soft, complained = store.bounce_counts(issue)
-    return IssueRates(issue, mailed, hard, soft, complained)
-
-
-def rates_status(store: Store, issues: int, max_hard: float, max_complaints: float) -> dict[str, str]:
-    """`digest status` lines: the rates of the last `issues` mailed issues, and a warning for each over a limit."""
-    from digest.bounces.rates import over_limits
-
-    lines: dict[str, str] = {}
-    for number in store.mailed_issues(issues):
-        rates = issue_rates(store, number)
-        lines[f"bounces of issue {number}"] = rates.describe()
-        for i, problem in enumerate(over_limits(rates, max_hard, max_complaints)):
-            lines[f"WARNING {number}.{i + 1}"] = problem + ": `digest send` will refuse the next issue (see --force)"
-    return lines
-
-
 def _ledger_outcome(result: SendResult) -> tuple[DeliveryStatus, BounceKind | None]:
     """The ledger status of a finished message and, for a server's refusal, how bad it is for the address: a
     hard refusal is recorded as 'bounced', a soft one stays 'failed' and counts towards the soft-bounce streak."""
     from digest.bounces.classify import BounceKind, classify_reply
-    from digest.mailer import Outcome
     from digest.model import DeliveryStatus
+    from digest.transport import Outcome
 
     status = DeliveryStatus(result.outcome.value)
     if result.outcome is not Outcome.FAILED:
         return status, None
     bounce = classify_reply(result.detail)
     return (DeliveryStatus.BOUNCED if bounce is BounceKind.HARD else status), bounce
-
-
-def _default_helo(bounce_mailbox: str) -> str:
-    """This machine's fully qualified name, or else the bounce domain: never an address literal, which spam filters
-    score (smtplib's fallback when the host name has no dot)."""
-    import socket
-
-    fqdn = socket.getfqdn()
-    return fqdn if "." in fqdn and not fqdn.endswith(".localdomain") else bounce_mailbox.rpartition("@")[2]
 
 
 def _valid_address(address: str) -> str:

@@ -37,6 +37,8 @@ MIN_SECRET_BITS = 128
 # A random key of 32 hex digits has fewer than 8 different ones once in 30 million; `aaaa...`-like keys have 1-3.
 MIN_SECRET_DISTINCT = 8
 _CHARACTER_CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
+# The values of the `transport` setting and the module that implements each (see digest/transport.py).
+TRANSPORTS = {"smtp": "digest.mailer"}
 
 
 class LlmSettings(BaseModel):
@@ -188,6 +190,7 @@ class Settings(BaseSettings):
     list_id: str = ""
     unsubscribe_url: str = ""  # default: <site_url>unsubscribe, served by `digest serve`
     unsubscribe_mailto: str = ""
+    transport: str = "smtp"  # how mail goes out: one of TRANSPORTS
     smtp: SmtpSettings = SmtpSettings()
     smtp_connections: int = Field(default=2, ge=1, le=64)
     max_messages_per_second: float = Field(default=50.0, gt=0)
@@ -236,6 +239,13 @@ class Settings(BaseSettings):
         for category in value:
             if not ARXIV_CATEGORY.fullmatch(category):
                 raise ValueError(f"{category!r} is not an arXiv category (like cs.CL or hep-th)")
+        return value
+
+    @field_validator("transport")
+    @classmethod
+    def _transport(cls, value: str) -> str:
+        if value not in TRANSPORTS:
+            raise ValueError(f"not a mail transport: {value!r} (use {' or '.join(map(repr, TRANSPORTS))})")
         return value
 
     @field_validator("state_url")

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from digest.errors import DeliveryError
-from digest.mailer import DeliveryPool, Job, Outcome, RateLimiter, SmtpMessenger, Step
+from digest.mailer import SmtpMessenger
 from digest.settings import SmtpSettings
+from digest.transport import DeliveryPool, Job, Outcome, RateLimiter, Step
 from tests.mail_util import MailServer, free_port, smtp_server_fixture  # noqa: F401  (fixture)
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\n.leading dot\r\n\xe4\xb8\xad\xe6\x96\x87\r\n"

@@ -48,11 +48,11 @@ def default_templates_dir() -> Path:
 def make_environment(templates_dir: Path | None = None) -> jinja2.Environment:
     """A Jinja2 environment that escapes everything in HTML, MJML and XML templates (seed text is untrusted).
 
-    A user's templates folder overrides the shipped templates file by file.
+    A user's templates folder (when it exists) overrides the shipped templates file by file.
     """
     import jinja2  # imported here: commands that render nothing start faster
 
-    search = [str(templates_dir)] if templates_dir else []
+    search = [str(templates_dir)] if templates_dir and templates_dir.is_dir() else []
     search.append(str(default_templates_dir()))
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(search),

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from digest.errors import StateBusy
 from digest.optouts import OptOutJournal
+from digest.render import make_environment
 from digest.settings import Settings
 from digest.web import preferences, signup, unsubscribe
 from digest.web.forms import BodyLimit
@@ -93,14 +94,12 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
 
     `now` is read once per request (the time recorded); tests may pin it.
     """
-    from digest.publisher import Publisher
-
     signup_on = bool(settings.secret_key.get_secret_value())
     web = Web(
         settings=settings,
         secret=settings.require_secret_key() if signup_on else "",
         clock=now if now is not None else (lambda: datetime.now(settings.tz)),
-        env=Publisher(settings).env,
+        env=make_environment(settings.templates_dir),
     )
     # SQLite has one writer at a time, and a render holds it while it renders: an unsubscribe that cannot wait goes
     # to a journal. PostgreSQL has no such writer: every web write goes straight to the database.

@@ -26,6 +26,7 @@ from digest.model import Subscriber
 from digest.subscribers import InvalidAddress, clean_name, normalize_address
 from digest.subscriptions import Confirmation, SignupMail, SignupResult, check_confirmation, record_signup
 from digest.tokens import BadToken, Purpose, TokenSubject, confirm_link, preferences_link, read_token
+from digest.transport import deliver_notice
 from digest.web.forms import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -229,17 +230,14 @@ def routes(web: Web) -> list[Route]:
 def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime, **values: str) -> None:
     """Render and mail one signup notice (runs after the answer was sent), with `values` for its template beyond
     the common ones; failures are logged, not shown."""
-    from digest.publisher import Publisher
-
     settings = web.settings
-    publisher = Publisher(settings)
     latest = None
     if notice is Notice.WELCOME:
         with web.open_store() as store:
             number = store.latest_issue_number()
         latest = f"{settings.site_url}issues/{number}/" if number is not None else None
     subject, body = render_notice(
-        publisher.env,
+        web.env,
         notice,
         title=settings.title,
         site_url=settings.site_url,
@@ -261,7 +259,7 @@ def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime,
         domain=urlsplit(settings.site_url).hostname or "localhost",
     )
     try:
-        result = publisher.deliver_notice(subscriber.email, message)
+        result = deliver_notice(settings, subscriber.email, message)
     except DigestError as exc:
         log.error("signup mail (%s) to subscriber %d not sent: %s", notice.name.lower(), subscriber.id, exc)
         return
