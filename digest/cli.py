@@ -153,7 +153,16 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    if not verbose:
+        # Libraries that log every request or page at INFO (the arXiv client, the HTTP client under openai):
+        # digest says what each paper came to itself, so their lines are only noise unless asked for.
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
     ctx.obj = Context(config)
+
+
+#: Third-party loggers kept to errors unless `--verbose`.
+QUIET_LOGGERS = ("arxiv", "httpx", "httpx2", "httpcore", "httpcore2", "openai")
 
 
 MAX_DUPLICATES_SHOWN = 10

@@ -49,6 +49,8 @@ def ws(workspace: Workspace, arxiv_api: FakeArxiv) -> Workspace:
 def test_draft_writes_one_draft_entry_per_paper_in_one_batched_request(ws: Workspace, arxiv_api: FakeArxiv) -> None:
     result = ws.run("draft", "2501.00001", "https://arxiv.org/pdf/2501.00002v1.pdf", "--out", "seeds/week.md")
     assert "2 drafts written to seeds/week.md" in result.stdout
+    # digest says what each paper came to; the arXiv client's and the HTTP client's own lines stay out of it.
+    assert not [line for line in result.stderr.splitlines() if " INFO " in line or " WARNING arxiv" in line]
     assert arxiv_api.asked_ids == [["2501.00001", "2501.00002"]]  # one request, id_list
     agent = arxiv_api.requests[0][1]["user-agent"]
     assert agent.startswith("digest/") and "editor@example.org" in agent
