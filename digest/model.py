@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -133,6 +135,16 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.source}:{self.line}: {self.message}"
+
+
+def encode_problems(problems: Sequence[Problem]) -> str:
+    """The problems as JSON, for the state's meta table (the next no-op run reports them again)."""
+    return json.dumps([[p.source, p.line, p.message, p.kind.value, p.entry_id] for p in problems], ensure_ascii=False)
+
+
+def decode_problems(text: str) -> tuple[Problem, ...]:
+    """The inverse of `encode_problems`."""
+    return tuple(Problem(src, line, msg, ProblemKind(kind), eid) for src, line, msg, kind, eid in json.loads(text))
 
 
 @dataclass(frozen=True)

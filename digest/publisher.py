@@ -40,10 +40,11 @@ from digest.model import (
     Issue,
     KnownEntry,
     Problem,
-    ProblemKind,
     SeedFile,
     SeedScan,
     Site,
+    decode_problems,
+    encode_problems,
 )
 from digest.output import (
     STATE_CLAIM,
@@ -57,7 +58,7 @@ from digest.output import (
     write_bundle,
 )
 from digest.render import Bundle
-from digest.seedfiles import list_seed_files
+from digest.seedfiles import list_seed_files, listing_fingerprint
 from digest.sending import SendReport
 from digest.settings import Settings
 from digest.status import StatusReport, status_report
@@ -203,7 +204,7 @@ class Publisher:
             if slot is not None and (existing := store.issue_for_slot(slot)) is not None:
                 return PublishResult(None, (), 0, 0, out_dir, rebuilt, existing_issue=existing, rerendered=rerendered)
             files = list_seed_files(self.settings.seeds_dir)
-            fingerprint = _fingerprint(files, self._entry_limits())
+            fingerprint = listing_fingerprint(files, self._entry_limits())
             if not dry_run and (quiet := self._nothing_changed(store, fingerprint)) is not None:
                 return PublishResult(None, quiet, 0, 0, out_dir, rebuilt, rerendered=rerendered)
             with store.transaction(commit=not dry_run):
@@ -238,7 +239,7 @@ class Publisher:
                 catalog.problems.extend(topic_problems(fresh, self.settings.topic_list))
                 store.set_meta(BACKLOG_KEY, str(plan.waiting))
                 store.set_meta(SEEDS_KEY, fingerprint)
-                store.set_meta(PROBLEMS_KEY, _encode_problems(catalog.problems))
+                store.set_meta(PROBLEMS_KEY, encode_problems(catalog.problems))
                 store.set_meta(OUTPUT_SETTINGS_KEY, json.dumps(shaping, sort_keys=True))  # what the pages follow
                 written: list[str] = []
                 changed = write_bundle(out_dir, done.bundle, written=written)
@@ -293,7 +294,7 @@ class Publisher:
             return None
         if not self._build_marker_matches(store):
             return None
-        return _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
+        return decode_problems(store.meta(PROBLEMS_KEY) or "[]")
 
     def _catalog(
         self,
@@ -316,7 +317,7 @@ class Publisher:
         limits = self._entry_limits()
         same_limits = store.meta(LIMITS_KEY) == repr(limits)  # else every cached scan is stale: parse every file
         if not dry_run and same_limits and store.meta(ENTRIES_KEY) == "1":
-            problems = _decode_problems(store.meta(PROBLEMS_KEY) or "[]")
+            problems = decode_problems(store.meta(PROBLEMS_KEY) or "[]")
             same_listing = store.meta(SEEDS_KEY) == fingerprint  # then no file needs comparing with its cache row
             cached = None if same_listing else store.cached_files(with_scans=False)
             catalog = build_incremental(
@@ -594,20 +595,3 @@ def _fresh_catalog(limits: EntryLimits) -> Catalog:
     from digest.catalog import Catalog
 
     return Catalog(limits=limits)
-
-
-def _fingerprint(files: Sequence[SeedFile], limits: EntryLimits) -> str:
-    """One value for the whole seed listing (and the entry limits it was read with): a no-op run compares it
-    instead of 10,000 cache rows."""
-    import hashlib
-
-    listing = "\n".join([repr(limits), *(f"{f.source}\t{f.size}\t{f.mtime_ns}" for f in files)])
-    return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def _encode_problems(problems: Sequence[Problem]) -> str:
-    return json.dumps([[p.source, p.line, p.message, p.kind.value, p.entry_id] for p in problems], ensure_ascii=False)
-
-
-def _decode_problems(text: str) -> tuple[Problem, ...]:
-    return tuple(Problem(src, line, msg, ProblemKind(kind), eid) for src, line, msg, kind, eid in json.loads(text))
