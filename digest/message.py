@@ -1,64 +1,50 @@
 """One subscriber's email of an issue, as the bytes that go over SMTP, and the signup notices (`build_notice_message`)
 with the same header writer. Pure: strings in, bytes out.
 
-Header values are cleaned here, before the `email` package sees them: Python 3.11.7 (CVE-2024-6923) can turn an
-encoded newline into a real header line, and it raises on a raw CR/LF, which would stop a batch half-way. Headers that
-must never be RFC 2047-encoded (List-Unsubscribe's long URL, Message-ID, List-Id) are written by this module itself;
-the `email` package would encode a long URL and break it.
-
-The HTML part is sent 8bit when the server offers 8BITMIME (base64 inflates UTF-8 CJK text by a third and
-quoted-printable by up to three times, which would push an issue past Gmail's clipping size). 8bit needs lines of at
-most 998 octets, so the HTML is folded at places where a line break changes nothing: whitespace, the end of a tag,
-or (as a last resort, inside long CJK runs) an invisible `<wbr>`.
+The header fields are written by `digest.headers`, the body parts' transfer encodings (8bit folding of the HTML)
+by `digest.mimebody`; this module puts them together: the issue's `MessageTemplate`, filled in per subscriber, the
+reference message it is checked against, DKIM signing and SMTP's DATA form (`WireMessage`). The names other
+modules import from here before the split are still importable from here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import functools
 import hashlib
 import html
-import quopri
 import re
-import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy, quoprimime
-from email.header import Header
-from email.headerregistry import Address
+from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
-from urllib.parse import quote
-
-import idna
+from email.utils import format_datetime
 
 from digest.errors import DeliveryError, SettingsError
+from digest.headers import MAX_NAME_CHARS as MAX_NAME_CHARS
+from digest.headers import SUBJECT_FIELDS as SUBJECT_FIELDS
+from digest.headers import _list_id_header
+from digest.headers import address_field as address_field
+from digest.headers import clean_header as clean_header
+from digest.headers import feedback_id as feedback_id
+from digest.headers import format_subject as format_subject
+from digest.headers import list_unsubscribe as list_unsubscribe
+from digest.headers import message_id as message_id
+from digest.headers import sender_fields as sender_fields
+from digest.headers import smtp_address as smtp_address
+from digest.headers import text_field as text_field
+from digest.mimebody import MAX_LINE_OCTETS as MAX_LINE_OCTETS
+from digest.mimebody import URL_ROOM as URL_ROOM
+from digest.mimebody import MessageTooLarge as MessageTooLarge
+from digest.mimebody import _encoded_body, _folded_template, _html_encoding, _text_cte
+from digest.mimebody import fold_html as fold_html
 from digest.model import Subscriber
 from digest.render.email import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
-from digest.text import BIDI_CONTROLS
 
 #: Gmail clips a message whose HTML is larger than 102 KB; counted on the HTML part as transmitted.
 GMAIL_CLIP_BYTES = 102_000
-#: RFC 5322: a line is at most 998 octets, CRLF excluded.
-MAX_LINE_OCTETS = 998
-#: Room left on each line of the shared HTML for the personal unsubscribe URL that replaces the placeholder.
-URL_ROOM = 400
-SUBJECT_FIELDS = frozenset({"title", "number", "date", "count"})
-#: Display names are shortened to this many characters in To (mail clients show about 30).
-MAX_NAME_CHARS = 64
 
-_CRLF = "\r\n"
 _SMTP = policy.SMTP  # CRLF line ends, non-ASCII headers RFC 2047-encoded, raw headers 7-bit
-_SMTP_LINE: int = _SMTP.max_line_length or 78  # where `email` folds headers and wraps base64 / quoted-printable
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
-_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
-_RAW_TEXT = ("style", "script", "pre", "textarea", "title", "xmp")
-
-
-class MessageTooLarge(DeliveryError):
-    """The HTML part would be clipped by Gmail as transmitted."""
 
 
 #: The line that ends a message's data in SMTP (after the data's own final CRLF).
@@ -124,66 +110,6 @@ class DkimKey:
     private_key: bytes
 
 
-def clean_header(value: str) -> str:
-    """A header value with every control character (CR, LF, NUL, TAB, NEL, U+2028 ...) turned into one space and
-    bidi controls (U+202E ...) dropped: a name or subject reads as it is written."""
-    return " ".join(_CONTROL.sub(" ", _BIDI.sub("", value)).split())
-
-
-def format_subject(template: str, *, title: str, number: int, date: str, count: int) -> str:
-    """Fill the subject template; only `{title} {number} {date} {count}` are allowed (no attribute access)."""
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:
-        raise SettingsError(f"subject: invalid template {template!r}: {exc}") from exc
-    unknown = sorted({name for name in fields if name not in SUBJECT_FIELDS})
-    if unknown:
-        raise SettingsError(
-            f"subject: unknown field {{{unknown[0]}}} in {template!r}; use {{title}} {{number}} {{date}} {{count}}"
-        )
-    return clean_header(template.format(title=clean_header(title), number=number, date=date, count=count))
-
-
-def message_id(issue: int, email_key: str, domain: str) -> str:
-    """The same Message-ID for the same (issue, subscriber, site) every time, so a re-sent copy is recognisably
-    the same message; the address itself is hashed, not shown."""
-    digest = hashlib.sha256(f"{issue}\0{email_key}".encode()).hexdigest()[:32]
-    return f"<digest.{issue}.{digest}@{_ascii_domain(domain) or 'localhost'}>"
-
-
-def smtp_address(email: str) -> str:
-    """The address as SMTP needs it: an internationalized domain in its IDNA (xn--) form."""
-    local, _, domain = email.rpartition("@")
-    return f"{local}@{_ascii_domain(domain)}" if local else email
-
-
-def _ascii_domain(domain: str) -> str:
-    domain = clean_header(domain).rstrip(".")
-    if domain.isascii():
-        return domain.lower()
-    try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except idna.IDNAError:
-        return domain.encode("idna").decode("ascii")
-
-
-def _ascii_url(url: str) -> str:
-    """A URL safe for a raw header: no controls, no spaces, non-ASCII percent-encoded."""
-    return quote(clean_header(url), safe="/:?&=+%#@!$'()*,;~-._")
-
-
-def list_unsubscribe(url: str, mailto: str = "") -> str:
-    """RFC 2369 value: the https URL first (what RFC 8058 one-click uses), then an optional mailto."""
-    parts = [f"<{_ascii_url(url)}>"]
-    if mailto:
-        target = clean_header(mailto)
-        target = (
-            target if target.lower().startswith("mailto:") else f"mailto:{smtp_address(target)}?subject=unsubscribe"
-        )
-        parts.append(f"<{_ascii_url(target)}>")
-    return ", ".join(parts)
-
-
 def build_message(
     mail: IssueMail,
     subscriber: Subscriber,
@@ -225,9 +151,6 @@ Links = tuple[str, str]  # (unsubscribe URL, preferences URL)
 _MARK_SUBSCRIBER = Subscriber(email="template@template.invalid")
 _MARK_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 _MARK_MSGID = "<template@template.invalid>"
-# What `email` writes for a plain address and a name of ASCII words; anything else goes through its folding.
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9.-]+")
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -517,64 +440,9 @@ def _cut_template(bare: MessageTemplate, reference: bytes, html_source: str) -> 
     return dataclasses.replace(bare, pieces=tuple(merged), text=parts[0], html=parts[1])
 
 
-def _encoded_body(text: str, cte: str) -> bytes:
-    """A part's body as `email` writes it with policy.SMTP (contentmanager's _encode_text, then CRLF)."""
-    lines = text.encode("utf-8").splitlines()
-    if cte in ("7bit", "8bit"):
-        return b"\r\n".join(lines) + b"\r\n"
-    if cte == "base64":
-        data = b"\r\n".join(lines) + b"\r\n"
-        step = _SMTP_LINE // 4 * 3
-        encoded = b"".join(binascii.b2a_base64(data[i : i + step]) for i in range(0, len(data), step))
-        return encoded.replace(b"\n", b"\r\n")
-    qp = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _SMTP_LINE)
-    return qp.replace("\n", "\r\n").encode("ascii")
-
-
 def _to_field(subscriber: Subscriber) -> bytes:
     """The To field: the subscriber's name as a display name, encoded by `address_field`."""
     return address_field("To", subscriber.name, subscriber.email)
-
-
-def address_field(field: str, name: str, address: str) -> bytes:
-    """`Field: name <address>` as 7-bit header bytes, written here and never parsed by the `email` package.
-
-    A name that is not plain ASCII words is always RFC 2047-encoded (utf-8, base64 or Q, folded by
-    `email.header.Header`, which encodes text and never decodes it): a name holding an encoded word such as
-    `=?utf-8?q?Evil=0D=0ABcc:...?=` then reaches the reader as that literal text, not as a line break, and no
-    name can end the header block or add a field (CVE-2024-6923 re-parses such words into real CR/LF). Names
-    longer than MAX_NAME_CHARS are shortened: a To line over 998 octets makes servers refuse the message."""
-    display = clean_header(name)
-    if len(display) > MAX_NAME_CHARS:
-        display = display[: MAX_NAME_CHARS - 1].rstrip() + "…"
-    addr = _addr_spec(address)
-    if not display:
-        return f"{field}: {addr}\r\n".encode("ascii")
-    if _PLAIN_NAME.fullmatch(display) and len(field) + len(display) + len(addr) + 5 <= _SMTP_LINE:
-        return f"{field}: {display} <{addr}>\r\n".encode("ascii")
-    phrase = Header(display, "utf-8", header_name=field).encode(linesep=_CRLF)
-    last = phrase.rsplit("\r\n", 1)[-1]
-    joint = " " if len(last) + len(addr) + 3 <= _SMTP_LINE else "\r\n "
-    return f"{field}: {phrase}{joint}<{addr}>\r\n".encode("ascii")
-
-
-def text_field(field: str, value: str) -> bytes:
-    """`Field: value` for unstructured text (Subject) as 7-bit header bytes, written here: plain ASCII words as
-    they are (folded at spaces), anything else, or anything that looks like an encoded word, RFC 2047-encoded."""
-    text = clean_header(value)
-    plain = text.isascii() and "=?" not in text and all(len(word) <= 60 for word in text.split())
-    encoded = Header(text, "us-ascii" if plain else "utf-8", header_name=field).encode(linesep=_CRLF)
-    return f"{field}: {encoded}\r\n".encode("ascii")
-
-
-def _addr_spec(address: str) -> str:
-    """An addr-spec safe for a header: IDNA domain, no controls, the local part quoted by the email package if it
-    must be (it only quotes, it parses nothing)."""
-    addr = smtp_address(clean_header(address).replace(" ", ""))
-    if _PLAIN_ADDRESS.fullmatch(addr):
-        return addr
-    local, _, domain = addr.rpartition("@")
-    return Address(username=local, domain=domain).addr_spec
 
 
 def build_reference_message(
@@ -623,18 +491,6 @@ def build_reference_message(
     return data
 
 
-def sender_fields(from_address: str, to_field: bytes, subject: str, date: datetime) -> bytes:
-    """From, To, Subject and Date as 7-bit header bytes, written by this module and never parsed by the `email`
-    package: the head of every message digest sends, issue mail and signup notices alike."""
-    name, address = _from_parts(from_address)
-    return (
-        address_field("From", name, address)
-        + to_field
-        + text_field("Subject", subject)
-        + f"Date: {format_datetime(date)}\r\n".encode("ascii")
-    )
-
-
 def build_notice_message(*, from_address: str, to: str, subject: str, body: str, date: datetime, msgid: str) -> bytes:
     """A plain-text transactional message (the signup notices), its header written like an issue's
     (`sender_fields`, To without a display name): `email` only encodes the body and writes the MIME fields."""
@@ -645,154 +501,6 @@ def build_notice_message(*, from_address: str, to: str, subject: str, body: str,
         f"Message-ID: {clean_header(msgid).replace(' ', '')}\r\nAuto-Submitted: auto-generated\r\n".encode("ascii")
     )
     return head + mime + sep + encoded
-
-
-def _from_parts(value: str) -> tuple[str, str]:
-    """(display name, address) of the From setting (validated at load; checked again here for callers that build
-    an IssueMail themselves). parseaddr never decodes encoded words."""
-    name, addr = parseaddr(clean_header(value))
-    if "@" not in addr:
-        raise SettingsError(f"from_address: not an address: {value!r} (e.g. 'Paper Digest <digest@example.org>')")
-    return name, addr
-
-
-def feedback_id(issue: int, list_id: str) -> str:
-    """Gmail's Feedback-ID (`campaign:customer:type:sender`): complaint statistics per issue and list in Postmaster
-    Tools."""
-    return f"{issue}:{_list_id_header(list_id).strip('<>')}:newsletter:digest"
-
-
-def _list_id_header(list_id: str) -> str:
-    """`List-Id: <id>` with the id in ASCII (a non-ASCII phrase before it is dropped, not encoded)."""
-    value = clean_header(list_id)
-    inner = value[value.find("<") + 1 : value.rfind(">")] if "<" in value and ">" in value else value
-    inner = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "-", inner).strip(".-") or "digest.localhost"
-    return f"<{inner}>"
-
-
-def _text_cte(text: str, eight_bit: bool) -> str:
-    fits = _fits(text)
-    if text.isascii() and fits:
-        return "7bit"
-    if eight_bit and fits:
-        return "8bit"
-    return _smaller_encoding(text.encode("utf-8"))[0]
-
-
-def _html_encoding(page: str, eight_bit: bool, limit: int) -> tuple[str, str]:
-    """(transfer encoding, body text) for the HTML part; MessageTooLarge if it is over `limit` as transmitted."""
-    if eight_bit:
-        folded = page if _fits(page) else fold_html(page)
-        if _fits(folded):
-            size = len(folded.encode("utf-8")) + folded.count("\n")  # CRLF on the wire
-            if size > limit:
-                raise MessageTooLarge(
-                    f"the HTML part is {size} bytes as sent (8bit), over Gmail's clipping size of {limit};"
-                    " lower email_max_bytes and run `digest rebuild`"
-                )
-            return "8bit", folded
-    cte, size = _smaller_encoding(page.encode("utf-8"))
-    if size > limit:
-        why = "the server does not offer 8BITMIME" if not eight_bit else "its lines cannot be folded for 8bit"
-        raise MessageTooLarge(
-            f"the HTML part would be {size} bytes as sent ({cte}; {why}), over Gmail's clipping size of {limit};"
-            " lower email_max_bytes and run `digest rebuild`, or use a server that offers 8BITMIME"
-        )
-    return cte, page
-
-
-def _fits(page: str) -> bool:
-    return all(len(line.encode("utf-8")) <= MAX_LINE_OCTETS for line in page.split("\n"))
-
-
-@functools.lru_cache(maxsize=4)
-def _folded_template(page: str) -> str:
-    return fold_html(page, MAX_LINE_OCTETS - URL_ROOM)
-
-
-def _smaller_encoding(data: bytes) -> tuple[str, int]:
-    b64 = len(base64.encodebytes(data)) * 77 // 76  # CRLF instead of LF
-    qp = len(quopri.encodestring(data.replace(b"\n", b"\r\n")))
-    return ("base64", b64) if b64 <= qp else ("quoted-printable", qp)
-
-
-def fold_html(page: str, limit: int = MAX_LINE_OCTETS) -> str:
-    """`page` with line breaks added where they change nothing, so that lines stay within `limit` octets.
-
-    Break points, best first: a space outside attribute values and raw-text elements (becomes a newline), the end
-    of a tag (`<p>` -> `<p\\n>`), and inside a long run of non-ASCII text an invisible `<wbr\\n>`.
-    """
-    out: list[str] = []
-    for line in page.split("\n"):
-        out.extend(_fold_line(line, limit - len("<wbr")))  # room for the last-resort break
-    return "\n".join(out)
-
-
-def _fold_line(line: str, limit: int) -> list[str]:
-    if len(line.encode("utf-8")) <= limit:
-        return [line]
-    pieces: list[str] = []
-    start = 0  # start of the current output line in `line`
-    size = 0  # octets since `start`
-    candidate: tuple[int, str] | None = None  # (index, kind)
-    in_tag = False
-    quote_char = ""
-    declaration = False
-    raw_text = ""  # name of the raw-text element we are inside
-    i = 0
-    n = len(line)
-    while i < n:
-        c = line[i]
-        width = len(c.encode("utf-8"))
-        if in_tag:
-            if quote_char:
-                if c == quote_char:
-                    quote_char = ""
-            elif c in "\"'" and not declaration:
-                quote_char = c
-            elif c == ">":
-                if not declaration:
-                    candidate = (i, "before")
-                in_tag = False
-            elif c == " " and not declaration:
-                candidate = (i, "space")
-        elif c == "<":
-            rest = line[i + 1 : i + 12].lower()
-            if raw_text:
-                if rest.startswith("/" + raw_text):
-                    raw_text = ""
-                    in_tag, declaration = True, False
-            else:
-                in_tag = True
-                declaration = rest.startswith("!")
-                tag = re.match(r"[a-z0-9]+", rest)
-                if tag and tag.group(0) in _RAW_TEXT:
-                    raw_text = tag.group(0)
-        elif not raw_text:
-            if c == " ":
-                candidate = (i, "space")
-            elif width > 1 and i > start and not line[i - 1].isspace() and line[i - 1] != ">":
-                candidate = (i, "wbr")
-        size += width
-        if size > limit and candidate is not None:
-            at, kind = candidate
-            if kind == "space":
-                pieces.append(line[start:at])
-                start = at + 1
-            elif kind == "before":
-                pieces.append(line[start:at])
-                start = at  # the next line begins with ">"
-            else:
-                pieces.append(line[start:at] + "<wbr")
-                line = line[:at] + ">" + line[at:]
-                n += 1
-                i += 1
-                start = at
-            size = len(line[start : i + 1].encode("utf-8"))
-            candidate = None
-        i += 1
-    pieces.append(line[start:])
-    return pieces
 
 
 def sign_dkim(data: bytes, key: DkimKey) -> bytes:
