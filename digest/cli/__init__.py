@@ -1,0 +1,168 @@
+"""The `digest` command line: each command a few lines over the publisher.
+
+Heavy modules (renderers, SMTP, the scheduler) are imported inside the commands that use them, so that
+`digest status` and a no-op `digest render` start fast.
+
+This module holds the group (`main`) and what every command shares (`Context`, `reports_errors`, `_say`,
+`NOW_OPTION`); the commands live by concern in publishing.py, editing.py, subscribing.py, mailing.py and
+serving.py, and register themselves on `main` when they are imported at the end of this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from digest.errors import DigestError, printable
+
+if TYPE_CHECKING:
+    from digest.publisher import Publisher
+    from digest.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("digest")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    for line in printable(message, lines=True).split("\n"):  # one line per problem, each one complete
+        click.echo(f"digest: error: {line.strip()}", err=True)
+    sys.exit(code)
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    """Print one line that holds outside text (file names, seed titles, server replies) with its controls escaped."""
+    click.echo(printable(line), err=err)
+
+
+def _warn(line: str) -> None:
+    click.echo(f"digest: warning: {printable(line)}", err=True)
+
+
+def _warn_localhost_site(settings: Settings) -> None:
+    """Links in feeds and mails would point at this machine: say so while site_url is still the default."""
+    from digest.settings import Settings
+
+    if settings.site_url == Settings.model_fields["site_url"].default:
+        _warn(f"site_url is still the default {settings.site_url}: set site_url (DIGEST_SITE_URL) to the public URL")
+
+
+def reports_errors(func: F) -> F:
+    """Turn digest's own errors (and SQLite's) into one line on stderr and a non-zero exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DigestError as exc:
+            from digest.render import template_error_line
+
+            # A template error wrapped by a renderer: say where it is in the template (file:line).
+            _fail(template_error_line(exc) or str(exc), exc.exit_code)
+        except sqlite3.Error as exc:
+            _fail(f"state database error: {exc}")
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:
+            from digest.render import template_error_line
+
+            line = template_error_line(exc)  # a template error: one line, not the renderer's traceback
+            if line is None:
+                raise
+            _fail(line)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Context:
+    """Settings are read once per command, lazily, so `--help` works even with a broken config."""
+
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from digest.settings import load_settings
+
+            self._settings = load_settings(self.config)
+        return self._settings
+
+    def publisher(self) -> Publisher:
+        from digest.publisher import Publisher
+
+        return Publisher(self.settings)
+
+    def now(self, override: str | None) -> datetime:
+        """The clock, read here and only here (or pinned with the hidden --now for reproducible runs)."""
+        tz = self.settings.tz
+        if override:
+            try:
+                value = datetime.fromisoformat(override)
+            except ValueError:
+                raise click.BadParameter(f"not an ISO 8601 time: {override}", param_hint="--now") from None
+            return value if value.tzinfo else value.replace(tzinfo=tz)
+        return datetime.now(tz)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines carry outside text too (file names in errors, SMTP replies): their controls are escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), lines=True)  # lines: a traceback has several
+
+
+pass_ctx = click.make_pass_decorator(Context)
+NOW_OPTION = click.option("--now", hidden=True, help="Pretend the current time is this ISO 8601 time.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="DIGEST_CONFIG",
+    help="Settings file (default: config/digest.toml if present).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log more detail to stderr.")
+@click.version_option(package_name="digest")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+    """Publish a weekly digest: seed files in, a numbered issue out as email, feeds and a web archive.
+
+    Settings come from config/digest.toml, .env and DIGEST_* environment variables (in rising order).
+
+    \b
+    Exit codes: 0 done (warnings are printed on stderr)
+                1 error (render: nothing could be published because of errors)
+                2 usage error (a mistyped command or option)
+               73 the output folder was built from another state: restore the state, or --force
+               75 another digest process holds the state; try again later
+               78 bad settings (the message names the file:line or the variable)
+
+    Example: digest init mynews && cd mynews && digest check && digest render
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    if not verbose:
+        # Libraries that log every request or page at INFO (the arXiv client, the HTTP client under openai):
+        # digest says what each paper came to itself, so their lines are only noise unless asked for.
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    ctx.obj = Context(config)
+
+
+#: Third-party loggers kept to errors unless `--verbose`.
+QUIET_LOGGERS = ("arxiv", "httpx", "httpx2", "httpcore", "httpcore2", "openai")
+
+# The commands register themselves on `main` when their modules are imported, after `main` and the helpers above.
+from digest.cli import editing, mailing, publishing, serving, subscribing  # noqa: E402, F401
