@@ -9,8 +9,8 @@ from pathlib import Path
 from digest.checkup import EXAMPLE_SEED
 from digest.errors import DigestError
 
-_PACKAGED_CONFIG = Path(__file__).resolve().parent / "_config" / "digest.toml"
-_SOURCE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "digest.toml"
+_PACKAGED_CONFIG = Path(__file__).resolve().parent / "_config"
+_SOURCE_CONFIG = Path(__file__).resolve().parent.parent / "config"
 ENV_FILE = ".env"
 GITIGNORE = """\
 # secrets (DIGEST_SECRET_KEY, DIGEST_SMTP__PASSWORD): never commit them
@@ -22,10 +22,11 @@ GITIGNORE = """\
 """
 
 
-def default_config_text() -> str:
-    """The commented settings file shipped with digest (the wheel's copy, else the source tree's)."""
-    path = _PACKAGED_CONFIG if _PACKAGED_CONFIG.is_file() else _SOURCE_CONFIG
-    return path.read_text(encoding="utf-8")
+def default_config_text(name: str = "digest.toml") -> str:
+    """A file of `config/` shipped with digest: the commented settings, the starter glossary (the wheel's copy,
+    else the source tree's)."""
+    path = _PACKAGED_CONFIG / name
+    return (path if path.is_file() else _SOURCE_CONFIG / name).read_text(encoding="utf-8")
 
 
 def starter_files(templates: bool) -> dict[str, str]:
@@ -35,6 +36,7 @@ def starter_files(templates: bool) -> dict[str, str]:
     files = {
         "seeds/example.md": EXAMPLE_SEED,
         "config/digest.toml": default_config_text(),
+        "config/glossary.csv": default_config_text("glossary.csv"),
         ".gitignore": GITIGNORE,
     }
     if templates:

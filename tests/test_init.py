@@ -67,7 +67,7 @@ def test_the_folder_ignores_its_secrets_state_and_outputs(tmp_path: Path) -> Non
     listed = subprocess.run(
         ["git", "ls-files", "--others", "--exclude-standard"], cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert sorted(listed) == [".gitignore", "config/digest.toml", "seeds/example.md"]
+    assert sorted(listed) == [".gitignore", "config/digest.toml", "config/glossary.csv", "seeds/example.md"]
 
 
 def test_the_repository_ignores_a_dot_env_file() -> None:
@@ -111,6 +111,7 @@ def test_the_wheel_ships_the_config_and_init_reads_it_from_the_package(tmp_path:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     included = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert included["config/digest.toml"] == "digest/_config/digest.toml"
+    assert included["config/glossary.csv"] == "digest/_config/glossary.csv"
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"), str(REPO)],
         capture_output=True,
@@ -122,13 +123,14 @@ def test_the_wheel_ships_the_config_and_init_reads_it_from_the_package(tmp_path:
         pytest.skip(f"cannot build the wheel here (no hatchling?): {built.stderr.strip().splitlines()[-1:]}")
     [wheel] = (tmp_path / "dist").glob("digest-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        assert "digest/_config/digest.toml" in archive.namelist()
+        assert {"digest/_config/digest.toml", "digest/_config/glossary.csv"} <= set(archive.namelist())
         archive.extractall(tmp_path / "installed")  # a wheel is a zip of the installed files
     work = tmp_path / "elsewhere"
     work.mkdir()
     made = digest(work, "init", pythonpath=str(tmp_path / "installed"))
     assert made.returncode == 0, made.stderr
-    assert (work / "config" / "digest.toml").read_bytes() == (REPO / "config" / "digest.toml").read_bytes()
+    for name in ("digest.toml", "glossary.csv"):  # the settings, and the starter glossary `draft` and `check` use
+        assert (work / "config" / name).read_bytes() == (REPO / "config" / name).read_bytes()
     check = digest(work, "check", pythonpath=str(tmp_path / "installed"))
     assert check.returncode == 0, check.stdout + check.stderr
 
