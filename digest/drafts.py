@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from digest.arxiv_api import ArxivPaper, bare_id
+from digest.headers import clean_header
 from digest.seeds import entry_id
 from digest.text import remove_xml_illegal
 
@@ -55,8 +56,10 @@ def parse_paper_ids(lines: list[str]) -> tuple[list[str], list[str]]:
 
 
 def one_line(text: str) -> str:
-    """Outside text on one line: XML-illegal and control characters dropped, whitespace runs one space."""
-    return " ".join(remove_xml_illegal(text).split())
+    """Outside text on one line: XML-illegal characters dropped, every other control (C0, C1 such as the
+    terminal's CSI U+009B, bidi overrides, line separators) a space, whitespace runs one space: the header
+    cleaner's rule, so a draft file cannot carry what a header or a terminal would act on."""
+    return clean_header(remove_xml_illegal(text))
 
 
 def _link_text(text: str) -> str:

@@ -256,3 +256,18 @@ def test_model_text_cannot_break_the_link_line_or_the_entry() -> None:
     assert entry.title_zh == "关于 [RoPE] 与 $\\alpha$ 的研究](https://evil.example/) ## 注入"
     assert entry.url == "https://arxiv.org/abs/2501.00001"
     assert entry.abstract == ("第一段。 ## 不是标题", "第二段。")
+
+
+def test_terminal_and_bidi_controls_from_arxiv_never_reach_the_draft_file() -> None:
+    """arXiv's text is outside text: a C1 CSI (U+009B, an escape sequence to a terminal that shows the file) or a
+    bidi override in a title or abstract becomes a space, like in a mail header."""
+    from datetime import UTC, datetime
+
+    from digest.arxiv_api import ArxivPaper
+    from digest.drafts import DraftText, draft_entry
+
+    hostile = "Safe\x9b31m title\u202e reversed\u2028next"
+    paper = ArxivPaper("2501.00001", 1, hostile, hostile, ("A\x9bB",), "cs.CL", datetime(2026, 1, 1, tzinfo=UTC))
+    text = draft_entry(paper, DraftText("", ()))
+    assert not [c for c in text if c in "\x9b\u202e\u2028"], repr(text)
+    assert "## Safe 31m title reversed next\n" in text
