@@ -167,3 +167,8 @@ def serve_arxiv(fake: FakeArxiv) -> Iterator[FakeArxiv]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def settings_for(fake: FakeArxiv) -> dict[str, str]:
+    """The settings that point digest at `fake`, with no pause between requests (the pace has its own test)."""
+    return {"DIGEST_ARXIV_API_URL": fake.url, "DIGEST_ARXIV_DELAY": "0"}

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from digest.drafts import parse_paper_ids
-from tests.arxiv_util import FakeArxiv, FakePaper, serve_arxiv
+from tests.arxiv_util import FakeArxiv, FakePaper, serve_arxiv, settings_for
 from tests.conftest import Workspace
 
 NOW = "2026-12-07T08:00:00+00:00"
@@ -76,8 +76,7 @@ def arxiv_api() -> Iterator[FakeArxiv]:
 
 @pytest.fixture
 def ws(workspace: Workspace, arxiv_api: FakeArxiv) -> Workspace:
-    workspace.env["DIGEST_ARXIV_API_URL"] = arxiv_api.url
-    workspace.env["DIGEST_ARXIV_DELAY"] = "0"
+    workspace.env.update(settings_for(arxiv_api))
     workspace.env["DIGEST_CANDIDATES_EXCLUDE"] = '["medical"]'
     workspace.run("render")  # publishes the sample seeds: the archive
     return workspace

@@ -10,7 +10,7 @@ import pytest
 
 from digest.arxiv_api import ArxivError, ArxivSource
 from digest.seeds import parse_seed
-from tests.arxiv_util import FakeArxiv, FakePaper, serve_arxiv
+from tests.arxiv_util import FakeArxiv, FakePaper, serve_arxiv, settings_for
 from tests.conftest import Workspace
 
 ROPE = FakePaper(
@@ -40,8 +40,7 @@ def arxiv_api() -> Iterator[FakeArxiv]:
 
 @pytest.fixture
 def ws(workspace: Workspace, arxiv_api: FakeArxiv) -> Workspace:
-    workspace.env["DIGEST_ARXIV_API_URL"] = arxiv_api.url
-    workspace.env["DIGEST_ARXIV_DELAY"] = "0"
+    workspace.env.update(settings_for(arxiv_api))
     workspace.env["DIGEST_FROM_ADDRESS"] = "Weekly <editor@example.org>"
     return workspace
 

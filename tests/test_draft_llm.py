@@ -9,7 +9,7 @@ import pytest
 
 from digest.glossary import Answer, Glossary, check_answer, read_glossary
 from digest.seeds import parse_seed
-from tests.arxiv_util import FakeArxiv, FakePaper, serve_arxiv
+from tests.arxiv_util import FakeArxiv, FakePaper, serve_arxiv, settings_for
 from tests.conftest import Workspace
 from tests.llm_util import FakeModel, serve_model
 
@@ -44,8 +44,7 @@ def arxiv_api() -> Iterator[FakeArxiv]:
 def ws(workspace: Workspace, model: FakeModel, arxiv_api: FakeArxiv) -> Workspace:
     workspace.env.update(
         {
-            "DIGEST_ARXIV_API_URL": arxiv_api.url,
-            "DIGEST_ARXIV_DELAY": "0",
+            **settings_for(arxiv_api),
             "DIGEST_LLM__BASE_URL": model.url,
             "DIGEST_LLM__MODEL": "qwen2.5:7b",
             "DIGEST_LLM__TIMEOUT": "5",
