@@ -231,6 +231,7 @@ class Settings(BaseSettings):
     web_max_client_connections: int = Field(default=50, ge=0)  # per client address (0: no cap); then 503
     web_static: bool = True  # serve output_dir too (false: only signup, confirm, preferences, unsubscribe)
     web_db_wait: float = Field(default=2.0, ge=0, le=60)  # seconds a web write waits for a busy state
+    web_workers: int = Field(default=0, ge=0, le=64)  # `digest serve` processes on the port; 0: one per CPU core
     log_repeat_interval: float = Field(default=60.0, ge=0)  # the same error is logged once per interval
 
     @field_validator("candidates_categories")

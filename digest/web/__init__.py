@@ -28,7 +28,7 @@ from digest.web import preferences, signup, unsubscribe
 from digest.web.forms import BodyLimit
 from digest.web.pages import Clock, ForwardedClient, Text, Web
 from digest.web.server import serve
-from digest.web.static import SiteFiles
+from digest.web.static import FastSite, SiteFiles, SiteIndex, route_matcher
 
 __all__ = ["create_app", "serve"]
 
@@ -141,8 +141,13 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
     else:
         log.info("signup, confirmation, preferences and unsubscribe are off: secret_key is not set")
         routes = signup_not_set_up(web)
+    fast: list[Middleware] = []
     if serves_site(settings):
         site_files = SiteFiles(directory=settings.output_dir, hub=settings.websub_hub, site_url=settings.site_url)
+        # The common request (a built file) is answered before the routes and middlewares; never an app path.
+        own = route_matcher([route.path_regex for route in routes if isinstance(route, Route)])
+        index = SiteIndex(settings.output_dir, hub=settings.websub_hub, site_url=settings.site_url, is_route=own)
+        fast.append(Middleware(FastSite, index=index))
         routes.append(Mount("/", app=site_files))
     else:
         log.info(
@@ -152,6 +157,7 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[
+            *fast,
             Middleware(ForwardedClient, trusted_proxies=settings.trusted_proxies),
             Middleware(BodyLimit, max_bytes=settings.web_max_body_bytes),
         ],

@@ -14,7 +14,13 @@ The same protocol keeps one client from taking every connection: a client addres
 and Transfer-Encoding (a request-smuggling shape) gets 400 and the connection is closed (RFC 9112 section 6.1).
 
 Errors that repeat (an `accept()` failing with "Too many open files" thousands of times a second) are logged once
-per `log_repeat_interval` with a count, so they cannot fill the disk.
+per `log_repeat_interval` with a count, so they cannot fill the disk. The access log is written in batches (at most
+a second late), not one write per request.
+
+`web_workers` processes serve one port (issue 19): the parent binds it (one SO_REUSEPORT socket per worker on
+Linux, so the kernel spreads connections; one shared socket elsewhere), forks the workers, restarts one that dies
+and stops them all on SIGTERM or Ctrl-C. What must hold across them lives outside any one process: signup limits
+and consents in the state, the per-client connection cap in shared memory (`SharedClientCounts`).
 """
 
 from __future__ import annotations
@@ -24,8 +30,12 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import mmap
+import os
 import resource
+import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -85,6 +95,57 @@ class StrictFraming(h11.Connection):
         return event
 
 
+class ClientCounts:
+    """Open connections per client address in this process (one worker: exact)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def add(self, address: str) -> int:
+        """Count one more connection from `address`; the total now open from it."""
+        self._open[address] = self._open.get(address, 0) + 1
+        return self._open[address]
+
+    def remove(self, address: str) -> None:
+        """Count one connection from `address` fewer."""
+        left = self._open.get(address, 1) - 1
+        if left > 0:
+            self._open[address] = left
+        else:
+            self._open.pop(address, None)
+
+
+class SharedClientCounts(ClientCounts):
+    """Open connections per client address across every worker process: a row of counters per worker in memory
+    mapped before the fork, each worker writing only its own row (no lock), an address counted in the cell of its
+    hash (salted per start: the workers are forked from one parent). Two addresses sharing a cell count
+    together, which can only refuse early (65,536 cells per row: rare), never let a client hold more."""
+
+    CELLS = 65_536
+
+    def __init__(self, workers: int) -> None:
+        super().__init__()
+        self.workers = workers
+        self._memory = mmap.mmap(-1, workers * self.CELLS * 4)  # anonymous and shared with the forked workers
+        self._cells = memoryview(self._memory).cast("i")
+        self.row = 0
+
+    def take_row(self, row: int) -> None:
+        """Become worker `row` (after the fork); a row left by a worker that died is cleared first."""
+        self.row = row
+        start = row * self.CELLS
+        self._cells[start : start + self.CELLS] = memoryview(bytes(self.CELLS * 4)).cast("i")
+
+    def add(self, address: str) -> int:
+        cell = hash(address) % self.CELLS
+        self._cells[self.row * self.CELLS + cell] += 1
+        return sum(self._cells[row * self.CELLS + cell] for row in range(self.workers))
+
+    def remove(self, address: str) -> None:
+        index = self.row * self.CELLS + hash(address) % self.CELLS
+        self._cells[index] = max(0, self._cells[index] - 1)
+
+
 class HeaderDeadline(H11Protocol):
     """uvicorn's h11 protocol with a deadline for each request head (set `header_timeout` on a subclass), a cap
     on connections per client address (`per_client`, 0: none; the addresses in `exempt` are not counted), and
@@ -93,7 +154,7 @@ class HeaderDeadline(H11Protocol):
     header_timeout = 10.0
     per_client = 0
     exempt: ClassVar[AddressSet] = AddressSet(())
-    _clients: ClassVar[dict[str, int]] = {}  # open connections per client address (a fresh dict per subclass)
+    _clients: ClassVar[ClientCounts] = ClientCounts()  # open connections per client address (one per subclass)
     _deadline: asyncio.TimerHandle | None = None
     _armed_for: object = None
     _counted: str | None = None
@@ -128,8 +189,7 @@ class HeaderDeadline(H11Protocol):
         address = self.client[0] if self.client else ""
         if self.per_client and address and address not in self.exempt:
             self._counted = address
-            self._clients[address] = self._clients.get(address, 0) + 1
-            if self._clients[address] > self.per_client:
+            if self._clients.add(address) > self.per_client:
                 self.transport.write(_BUSY_CLIENT)
                 self.transport.close()
                 return
@@ -149,19 +209,15 @@ class HeaderDeadline(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         if self._counted is not None:
-            left = self._clients.get(self._counted, 1) - 1
-            if left > 0:
-                self._clients[self._counted] = left
-            else:
-                self._clients.pop(self._counted, None)
+            self._clients.remove(self._counted)
             self._counted = None
         super().connection_lost(exc)
 
 
 def protocol_with_deadline(
-    seconds: float, per_client: int = 0, trusted_proxies: Sequence[str] = ()
+    seconds: float, per_client: int = 0, trusted_proxies: Sequence[str] = (), counts: ClientCounts | None = None
 ) -> type[HeaderDeadline]:
-    """The protocol class uvicorn should build connections with."""
+    """The protocol class uvicorn should build connections with (`counts`: shared by the workers)."""
     return type(
         "HeaderDeadlineProtocol",
         (HeaderDeadline,),
@@ -169,7 +225,7 @@ def protocol_with_deadline(
             "header_timeout": seconds,
             "per_client": per_client,
             "exempt": AddressSet(trusted_proxies),
-            "_clients": {},
+            "_clients": counts if counts is not None else ClientCounts(),
         },
     )
 
@@ -222,6 +278,73 @@ def redact(target: str) -> str:
     return path + ("?[redacted]" if "?" in target else "")
 
 
+class BufferedAccessLog(logging.Handler):
+    """The access log in batches: lines are kept and written together once `max_bytes` are waiting or a second
+    after the first of them, so a busy server does not make one write per request (uvicorn logs on the event
+    loop; outside a running loop each line is written at once)."""
+
+    def __init__(self, stream: Any, seconds: float = 1.0, max_bytes: int = 64 * 1024) -> None:
+        super().__init__()
+        self.stream = stream
+        self.seconds = seconds
+        self.max_bytes = max_bytes
+        self._lines: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        self._size += len(line) + 1
+        if self._size >= self.max_bytes:
+            self._write()
+            return
+        if self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(self.seconds, self.flush)
+            except RuntimeError:
+                self._write()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._timer = None
+            self._write()
+        finally:
+            self.release()
+
+    def _write(self) -> None:
+        if not self._lines:
+            return
+        text = "\n".join(self._lines) + "\n"
+        self._lines, self._size = [], 0
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or full log must not take the server down
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+
+def buffer_access_log() -> BufferedAccessLog:
+    """Send uvicorn's access log through a BufferedAccessLog on stderr, formatted like every other line."""
+    access = logging.getLogger("uvicorn.access")
+    handler = BufferedAccessLog(sys.stderr)
+    root = logging.getLogger().handlers
+    if root and root[0].formatter is not None:
+        handler.setFormatter(root[0].formatter)
+    access.addHandler(handler)
+    access.propagate = False
+    return handler
+
+
 def connection_limit(wanted: int) -> int:
     """`web_max_connections`, lowered to what the open-file limit allows (each connection is a descriptor)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -232,9 +355,18 @@ def connection_limit(wanted: int) -> int:
     return allowed
 
 
-def listen(host: str, port: int) -> socket.socket:
+def worker_count(wanted: int) -> int:
+    """`web_workers` (0: one per CPU core), 1 where processes cannot be forked."""
+    count = wanted or (os.cpu_count() or 1)
+    if count > 1 and not hasattr(os, "fork"):
+        log.warning("web_workers %d: this platform cannot fork worker processes; serving with one", count)
+        return 1
+    return count
+
+
+def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """The listening socket, bound before anything says "serving"; a port that is taken or not allowed is one
-    DigestError naming host:port."""
+    DigestError naming host:port. `reuse_port`: one of several sockets on the port, each for one worker."""
     shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     # proto given: asyncio sets TCP_NODELAY only on sockets that say IPPROTO_TCP (else Nagle's algorithm and
     # delayed ACKs stall every larger response).
@@ -242,6 +374,8 @@ def listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
     except OSError as exc:
@@ -254,12 +388,28 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime] | None = None) -> None:
-    """Run the app under uvicorn until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both); `clock` pins
-    the time (tests)."""
-    import uvicorn
+def listen_for(host: str, port: int, workers: int) -> list[socket.socket]:
+    """The sockets of `workers` processes: one each with SO_REUSEPORT (Linux spreads new connections over them
+    evenly), else one that all share. A second socket never takes a port another program holds: the first bind
+    (without SO_REUSEPORT set by that program) fails first."""
+    if workers == 1 or not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        return [listen(host, port)]
+    first = listen(host, port, reuse_port=True)
+    port = first.getsockname()[1]
+    sockets = [first]
+    try:
+        sockets += [listen(host, port, reuse_port=True) for _ in range(workers - 1)]
+    except DigestError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
-    from digest.web import create_app, serves_site
+
+def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime] | None = None) -> None:
+    """Run the app under uvicorn in `web_workers` processes until Ctrl-C or SIGTERM (uvicorn shuts down
+    gracefully on both); `clock` pins the time (tests)."""
+    from digest.web import serves_site
 
     output = Path(settings.output_dir)
     signup = bool(settings.secret_key.get_secret_value())
@@ -268,35 +418,130 @@ def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime
             f"nothing to serve: no site files ({output}/ missing or web_static off) and no secret_key for signup;"
             " run `digest render` or set DIGEST_SECRET_KEY"
         )
-    sock = listen(host, port)
+    workers = worker_count(settings.web_workers)
+    sockets = listen_for(host, port, workers)
     if settings.web_static and not output.is_dir():
         log.warning("%s/: output folder not found: serving signup and unsubscribe only (run `digest render`)", output)
-    app = create_app(settings, clock)
     logging.getLogger("uvicorn.access").addFilter(RedactTokens())
     repeat = RepeatFilter(settings.log_repeat_interval)
     for handler in logging.getLogger().handlers:
         handler.addFilter(repeat)
+    access = buffer_access_log()
+    shown_host = f"[{host}]" if ":" in host else host
+    what = [f"{output}/"] if serves_site(settings) else []
+    what += ["signup", "preferences", "unsubscribe"] if signup else []
+    many = f" ({workers} worker processes)" if workers > 1 else ""
+    log.info("serving %s on http://%s:%d/%s", ", ".join(what), shown_host, port, many)
+    try:
+        if workers == 1:
+            # uvicorn re-raises the captured SIGINT after a clean shutdown; a stop by Ctrl-C is not an error.
+            with contextlib.suppress(KeyboardInterrupt):
+                _run_worker(settings, sockets[0], clock, ClientCounts(), 1)
+        else:
+            Workers(settings, sockets, clock, workers).run()
+    finally:
+        access.flush()
+    log.info("stopped")
+
+
+def _run_worker(
+    settings: Settings, sock: socket.socket, clock: Callable[[], datetime] | None, counts: ClientCounts, workers: int
+) -> None:
+    """One process's uvicorn on `sock` (`workers`: how many share the port and the connection budget)."""
+    import uvicorn
+
+    from digest.web import create_app
+
+    app = create_app(settings, clock)
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         http=protocol_with_deadline(
-            settings.web_header_timeout, settings.web_max_client_connections, settings.trusted_proxies
+            settings.web_header_timeout, settings.web_max_client_connections, settings.trusted_proxies, counts
         ),
         log_config=None,
         lifespan="on",
         proxy_headers=False,  # the app reads X-Forwarded-For itself, and takes only IP addresses (ForwardedClient)
         server_header=False,
         timeout_keep_alive=settings.web_keep_alive_timeout,
-        limit_concurrency=connection_limit(settings.web_max_connections),
+        # web_max_connections is the whole server's: each worker takes its share.
+        limit_concurrency=connection_limit(-(-settings.web_max_connections // workers)),
         h11_max_incomplete_event_size=16 * 1024,
     )
-    server = uvicorn.Server(config)
-    shown_host = f"[{host}]" if ":" in host else host
-    what = [f"{output}/"] if serves_site(settings) else []
-    what += ["signup", "preferences", "unsubscribe"] if signup else []
-    log.info("serving %s on http://%s:%d/", ", ".join(what), shown_host, port)
-    # uvicorn re-raises the captured SIGINT after a clean shutdown; a stop by Ctrl-C is not an error.
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
-    log.info("stopped")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+class Workers:
+    """The parent of `web_workers` forked uvicorn processes: restarts one that dies (giving up when they keep
+    dying), and on SIGTERM or SIGINT stops them all gracefully and returns."""
+
+    RESTARTS = 5  # within RESTART_WINDOW seconds: then the workers are failing at start, not crashing by chance
+    RESTART_WINDOW = 30.0
+
+    def __init__(
+        self, settings: Settings, sockets: list[socket.socket], clock: Callable[[], datetime] | None, count: int
+    ) -> None:
+        self.settings = settings
+        self.count = count
+        self.sockets = sockets if len(sockets) == count else sockets[:1] * count  # one each, or one shared
+        self.clock = clock
+        self.counts = SharedClientCounts(self.count)
+        self.pids: dict[int, int] = {}  # pid -> worker number
+        self.stopping = False
+        self.restarts: list[float] = []
+
+    def run(self) -> None:
+        """Fork the workers and supervise them until they are stopped; DigestError if they keep failing."""
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for number in range(self.count):
+                self._start(number)
+            while self.pids:
+                pid, status = os.wait()
+                if pid not in self.pids or self.stopping:
+                    self.pids.pop(pid, None)
+                    continue
+                number = self.pids.pop(pid)
+                log.warning("web worker %d (pid %d) exited with %d; starting it again", number, pid,
+                            os.waitstatus_to_exitcode(status))  # fmt: skip
+                now = time.monotonic()
+                self.restarts = [t for t in self.restarts if now - t < self.RESTART_WINDOW] + [now]
+                if len(self.restarts) > self.RESTARTS:
+                    self._stop(signal.SIGTERM, None)
+                    for left in list(self.pids):
+                        os.waitpid(left, 0)
+                    raise DigestError(f"web workers keep exiting ({self.RESTARTS} restarts in "
+                                      f"{self.RESTART_WINDOW:.0f} s); see the lines above")  # fmt: skip
+                self._start(number)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop(self, sig: int, frame: object) -> None:
+        self.stopping = True
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _start(self, number: int) -> None:
+        pid = os.fork()
+        if pid:
+            self.pids[pid] = number
+            return
+        code = 0
+        try:
+            # uvicorn handles both signals itself while it runs, then raises the one it caught again: let that
+            # be harmless here, so the worker ends through os._exit below with its logs flushed.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: None)
+            self.counts.take_row(number)
+            _run_worker(self.settings, self.sockets[number], self.clock, self.counts, self.count)
+        except BaseException:
+            log.exception("web worker %d failed", number)
+            code = 1
+        finally:
+            for handler in logging.getLogger("uvicorn.access").handlers + logging.getLogger().handlers:
+                handler.flush()
+            os._exit(code)
