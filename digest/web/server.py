@@ -41,14 +41,16 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote, unquote
 
 import h11
 from uvicorn.config import Config
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 from uvicorn.server import ServerState
 
 from digest.errors import DigestError, SettingsError
 from digest.settings import Settings
+from digest.web.static import SiteIndex, answer
 
 log = logging.getLogger("digest.web")
 
@@ -83,16 +85,31 @@ class AddressSet:
 
 
 class StrictFraming(h11.Connection):
-    """h11 (which lets Transfer-Encoding win over Content-Length) refusing a request that carries both."""
+    """h11 (which lets Transfer-Encoding win over Content-Length) refusing a request that carries both; and a
+    request that `inline` answers at once (a built file) never reaches uvicorn's cycle: its end is read here and
+    the next request taken, as uvicorn does after a response."""
+
+    inline: Callable[[h11.Request], bool] | None = None
 
     def next_event(self) -> Any:
-        event = super().next_event()
-        if isinstance(event, h11.Request):
-            names = {name for name, _ in event.headers}
-            if b"content-length" in names and b"transfer-encoding" in names:
-                # uvicorn answers a RemoteProtocolError with 400 and closes the connection.
-                raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
-        return event
+        answered = False
+        while True:
+            event = super().next_event()
+            if isinstance(event, h11.Request):
+                names = {name for name, _ in event.headers}
+                if b"content-length" in names and b"transfer-encoding" in names:
+                    # uvicorn answers a RemoteProtocolError with 400 and closes the connection.
+                    raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding")
+                if self.inline is not None and self.inline(event):
+                    answered = True
+                    if self.our_state is not h11.DONE:
+                        return h11.NEED_DATA  # answered and closed (HTTP/1.0, Connection: close)
+                    continue
+            elif answered and isinstance(event, h11.EndOfMessage):
+                answered = False
+                self.start_next_cycle()
+                continue
+            return event
 
 
 class ClientCounts:
@@ -154,6 +171,7 @@ class HeaderDeadline(H11Protocol):
     header_timeout = 10.0
     per_client = 0
     exempt: ClassVar[AddressSet] = AddressSet(())
+    site: ClassVar[SiteIndex | None] = None  # the output folder's files, answered in the protocol
     _clients: ClassVar[ClientCounts] = ClientCounts()  # open connections per client address (one per subclass)
     _deadline: asyncio.TimerHandle | None = None
     _armed_for: object = None
@@ -168,6 +186,55 @@ class HeaderDeadline(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.conn = StrictFraming(h11.SERVER, config.h11_max_incomplete_event_size or 16 * 1024)
+        if self.site is not None:
+            self.conn.inline = self._answer_file
+
+    def _answer_file(self, request: h11.Request) -> bool:
+        """Answer a GET or HEAD of a built file right here (no ASGI cycle, no task: issue 19), headers and body in
+        one write; False leaves the request to the app. Not while the client is not reading (write paused): the
+        app's path waits for it, so pipelined requests cannot pile answers up in memory."""
+        if self.site is None or self.flow.write_paused or request.method not in (b"GET", b"HEAD"):
+            return False
+        headers = dict(request.headers)  # h11 gives the names in lower case
+        if b"content-length" in headers or b"transfer-encoding" in headers or b"upgrade" in headers:
+            return False
+        target, _, query = request.target.partition(b"?")
+        try:
+            path = unquote(target.decode("ascii"))
+        except UnicodeDecodeError:
+            return False
+        method = request.method.decode("ascii")
+        found = answer(self.site, method, path, headers)
+        if found is None:
+            return False
+        status, response_headers, body = found
+        self._unset_keepalive_if_required()
+        if self.access_log:
+            shown = quote(path) + ("?" + query.decode("ascii") if query else "")
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else ""
+            version = request.http_version.decode("ascii")
+            self.access_logger.info('%s - "%s %s HTTP/%s" %d', client, method, shown, version, status)
+        head = h11.Response(
+            status_code=status,
+            headers=self.server_state.default_headers + response_headers,
+            reason=STATUS_PHRASES[status],
+        )
+        data = self.conn.send(head) or b""
+        if body:
+            data += self.conn.send(h11.Data(data=body)) or b""
+        data += self.conn.send(h11.EndOfMessage()) or b""
+        self.transport.write(data)
+        self.server_state.total_requests += 1
+        if self.conn.our_state is h11.MUST_CLOSE:
+            self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
+            self._disarm()
+        else:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+            self._arm()  # the next request on this connection gets its own deadline
+        return True
 
     def _arm(self) -> None:
         self._disarm()
@@ -215,9 +282,14 @@ class HeaderDeadline(H11Protocol):
 
 
 def protocol_with_deadline(
-    seconds: float, per_client: int = 0, trusted_proxies: Sequence[str] = (), counts: ClientCounts | None = None
+    seconds: float,
+    per_client: int = 0,
+    trusted_proxies: Sequence[str] = (),
+    counts: ClientCounts | None = None,
+    site: SiteIndex | None = None,
 ) -> type[HeaderDeadline]:
-    """The protocol class uvicorn should build connections with (`counts`: shared by the workers)."""
+    """The protocol class uvicorn should build connections with (`counts`: shared by the workers; `site`: the
+    files it answers itself)."""
     return type(
         "HeaderDeadlineProtocol",
         (HeaderDeadline,),
@@ -226,6 +298,7 @@ def protocol_with_deadline(
             "per_client": per_client,
             "exempt": AddressSet(trusted_proxies),
             "_clients": counts if counts is not None else ClientCounts(),
+            "site": site,
         },
     )
 
@@ -459,7 +532,11 @@ def _run_worker(
         host=host,
         port=port,
         http=protocol_with_deadline(
-            settings.web_header_timeout, settings.web_max_client_connections, settings.trusted_proxies, counts
+            settings.web_header_timeout,
+            settings.web_max_client_connections,
+            settings.trusted_proxies,
+            counts,
+            app.state.site_index,
         ),
         log_config=None,
         lifespan="on",
