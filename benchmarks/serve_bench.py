@@ -6,6 +6,9 @@ least 2 KB (~3 KB). wrk and nginx are installed with apt through tests/debian_ut
 without wrk the scenario reports "not available", without nginx it runs without that column. nginx gets a
 throwaway configuration on a free port serving the same folder (as many workers as cores, access log buffered,
 sendfile on). http.server is the standard library's threading server (HTTP/1.0: a connection per request).
+
+SERVE_BENCH_BASELINE=/path/to/another/checkout adds that checkout's `digest serve` as one more contestant (run
+with PYTHONPATH pointing at it), for before/after figures from the same interleaved run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 CONNECTIONS = 50
+BASELINE = "digest serve, baseline checkout"
 
 
 @dataclass
@@ -99,6 +103,8 @@ def start(contestant: Contestant, ws: Any, site: Path, nginx: str | None, probe:
             env = dict(ws.env)
             if "1 worker" in contestant.name:
                 env["DIGEST_WEB_WORKERS"] = "1"
+            if contestant.name == BASELINE:
+                env["PYTHONPATH"] = os.environ["SERVE_BENCH_BASELINE"]
             args = [sys.executable, "-m", "digest", "serve", "--port", str(port)]
             contestant.proc = subprocess.Popen(args, env=env, cwd=ws.root, stdout=out, stderr=out)
         elif contestant.name == "http.server":
@@ -170,6 +176,7 @@ def serve_rows(
     files = {"small feed": feeds[0], "issue page": site / "issues" / "1" / "index.html"}
     paths = {label: path.relative_to(site).as_posix() for label, path in files.items()}
     names = ["digest serve", "digest serve, 1 worker", "http.server"] + (["nginx"] if nginx else [])
+    names += [BASELINE] if os.environ.get("SERVE_BENCH_BASELINE") else []
     contestants = [Contestant(name) for name in names]
     seconds, rounds = (1.0, 2) if quick else (5.0, 5)
     try:

@@ -31,6 +31,7 @@ import errno
 import ipaddress
 import logging
 import mmap
+import multiprocessing
 import os
 import resource
 import signal
@@ -118,13 +119,15 @@ class ClientCounts:
     def __init__(self) -> None:
         self._open: dict[str, int] = {}
 
-    def add(self, address: str) -> int:
-        """Count one more connection from `address`; the total now open from it."""
+    def admit(self, address: str, cap: int) -> bool:
+        """Count one more connection from `address` unless `cap` are open already (then False, nothing counted)."""
+        if self._open.get(address, 0) >= cap:
+            return False
         self._open[address] = self._open.get(address, 0) + 1
-        return self._open[address]
+        return True
 
     def remove(self, address: str) -> None:
-        """Count one connection from `address` fewer."""
+        """Count one admitted connection from `address` fewer."""
         left = self._open.get(address, 1) - 1
         if left > 0:
             self._open[address] = left
@@ -134,17 +137,21 @@ class ClientCounts:
 
 class SharedClientCounts(ClientCounts):
     """Open connections per client address across every worker process: a row of counters per worker in memory
-    mapped before the fork, each worker writing only its own row (no lock), an address counted in the cell of its
-    hash (salted per start: the workers are forked from one parent). Two addresses sharing a cell count
-    together, which can only refuse early (65,536 cells per row: rare), never let a client hold more."""
+    mapped before the fork (each worker changes only its own row, so a worker that dies is simply forgotten: its
+    replacement clears the row), an address counted in the cell of its hash (salted per start: the workers are
+    forked from one parent). Admitting is one check-and-count under a lock shared by the workers, so two workers
+    accepting at the same instant cannot both take the last place or both refuse it. Two addresses sharing a cell
+    count together, which can only refuse early (65,536 cells: rare), never let a client hold more."""
 
     CELLS = 65_536
+    LOCK_WAIT = 0.1  # seconds; a worker killed inside the lock must not stop the others from accepting
 
     def __init__(self, workers: int) -> None:
         super().__init__()
         self.workers = workers
         self._memory = mmap.mmap(-1, workers * self.CELLS * 4)  # anonymous and shared with the forked workers
         self._cells = memoryview(self._memory).cast("i")
+        self._lock = multiprocessing.get_context("fork").Lock()
         self.row = 0
 
     def take_row(self, row: int) -> None:
@@ -153,10 +160,17 @@ class SharedClientCounts(ClientCounts):
         start = row * self.CELLS
         self._cells[start : start + self.CELLS] = memoryview(bytes(self.CELLS * 4)).cast("i")
 
-    def add(self, address: str) -> int:
+    def admit(self, address: str, cap: int) -> bool:
         cell = hash(address) % self.CELLS
-        self._cells[self.row * self.CELLS + cell] += 1
-        return sum(self._cells[row * self.CELLS + cell] for row in range(self.workers))
+        locked = self._lock.acquire(timeout=self.LOCK_WAIT)
+        try:
+            if sum(self._cells[row * self.CELLS + cell] for row in range(self.workers)) >= cap:
+                return False
+            self._cells[self.row * self.CELLS + cell] += 1
+            return True
+        finally:
+            if locked:
+                self._lock.release()
 
     def remove(self, address: str) -> None:
         index = self.row * self.CELLS + hash(address) % self.CELLS
@@ -255,11 +269,11 @@ class HeaderDeadline(H11Protocol):
         super().connection_made(transport)  # type: ignore[arg-type]
         address = self.client[0] if self.client else ""
         if self.per_client and address and address not in self.exempt:
-            self._counted = address
-            if self._clients.add(address) > self.per_client:
+            if not self._clients.admit(address, self.per_client):
                 self.transport.write(_BUSY_CLIENT)
                 self.transport.close()
                 return
+            self._counted = address
         self._arm()
 
     def handle_events(self) -> None:
