@@ -620,6 +620,8 @@ class Workers:
         pid = os.fork()
         if pid:
             self.pids[pid] = number
+            if self.stopping:  # the stop came between the fork and the line above: this one must hear it too
+                self._stop(signal.SIGTERM, None)
             return
         code = 0
         try:
