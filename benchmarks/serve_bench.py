@@ -175,7 +175,12 @@ def serve_rows(
     )
     files = {"small feed": feeds[0], "issue page": site / "issues" / "1" / "index.html"}
     paths = {label: path.relative_to(site).as_posix() for label, path in files.items()}
-    names = ["digest serve", "digest serve, 1 worker", "http.server"] + (["nginx"] if nginx else [])
+    names = (
+        ["digest serve"]
+        + ([] if quick else ["digest serve, 1 worker"])
+        + ["http.server"]
+        + (["nginx"] if nginx else [])
+    )
     names += [BASELINE] if os.environ.get("SERVE_BENCH_BASELINE") else []
     contestants = [Contestant(name) for name in names]
     seconds, rounds = (1.0, 2) if quick else (5.0, 5)
