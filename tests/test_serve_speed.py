@@ -317,3 +317,17 @@ def test_a_worker_that_dies_is_replaced(tmp_path: Path) -> None:
         assert all(httpx.get(server.base + "/").status_code == 200 for _ in range(10))
     finally:
         assert server.stop() == 0
+
+
+def test_workers_never_share_their_port_with_another_server(tmp_path: Path) -> None:
+    # SO_REUSEPORT would let a second `digest serve` of the same user join the port and take half the readers.
+    ws = make_workspace(tmp_path / "work")
+    ws.run("render", "--now", NOW)
+    ws.env["DIGEST_WEB_WORKERS"] = "2"
+    server = start_server(ws)
+    try:
+        second = ws.run("serve", "--port", str(server.port), check=False, timeout=60)
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{server.port}: Address already in use" in second.stderr
+    finally:
+        assert server.stop() == 0

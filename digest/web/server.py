@@ -477,15 +477,16 @@ def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 
 def listen_for(host: str, port: int, workers: int) -> list[socket.socket]:
     """The sockets of `workers` processes: one each with SO_REUSEPORT (Linux spreads new connections over them
-    evenly), else one that all share. A second socket never takes a port another program holds: the first bind
-    (without SO_REUSEPORT set by that program) fails first."""
+    evenly), else one that all share. The port is first bound without SO_REUSEPORT and let go, so that a port
+    another program holds (another `digest serve` too, which would otherwise share it silently) is an error."""
     if workers == 1 or not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
         return [listen(host, port)]
-    first = listen(host, port, reuse_port=True)
-    port = first.getsockname()[1]
-    sockets = [first]
+    probe = listen(host, port)
+    port = probe.getsockname()[1]
+    probe.close()
+    sockets: list[socket.socket] = []
     try:
-        sockets += [listen(host, port, reuse_port=True) for _ in range(workers - 1)]
+        sockets += [listen(host, port, reuse_port=True) for _ in range(workers)]
     except DigestError:
         for sock in sockets:
             sock.close()
