@@ -147,9 +147,8 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
         site_files = SiteFiles(directory=settings.output_dir, hub=settings.websub_hub, site_url=settings.site_url)
         # The common request (a built file) is answered before the routes and middlewares; never an app path.
         own = route_matcher([route.path_regex for route in routes if isinstance(route, Route)])
-        index = SiteIndex(settings.output_dir, hub=settings.websub_hub, site_url=settings.site_url, is_route=own)
-        fast.append(Middleware(FastSite, index=index))
-        site_index = index
+        site_index = SiteIndex(settings.output_dir, hub=settings.websub_hub, site_url=settings.site_url, is_route=own)
+        fast.append(Middleware(FastSite, index=site_index))
         routes.append(Mount("/", app=site_files))
     else:
         log.info(
