@@ -115,8 +115,10 @@ class ScheduledRun:
 class Publisher:
     """Joins settings, state, renderers and output; the only place that decides when things happen."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
+        # The shells pass their clock in (the CLI's honours --now); standing alone, a publisher reads the wall clock.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(settings.tz))
         self._env: jinja2.Environment | None = None
         self._lock_owner: int | None = None  # thread holding the writer lock through this publisher
         self._backend: Backend | None = None
@@ -413,7 +415,7 @@ class Publisher:
     def status(self) -> StatusReport:
         """The report for `digest status`, as of now (read-only: no lock taken)."""
         with self.read_store() as store:
-            return status_report(store, self.settings, self.backend.where, datetime.now(self.settings.tz))
+            return status_report(store, self.settings, self.backend.where, self.clock())
 
     # --- subscribers --------------------------------------------------------------------------
 
@@ -446,7 +448,7 @@ class Publisher:
             self.settings,
             self.open_store,
             self.lock,
-            clock=lambda: datetime.now(self.settings.tz),
+            clock=self.clock,
             render_topics=self.topic_email,
             render_missing=self._email_on_this_host,
         )

@@ -99,7 +99,7 @@ class Context:
     def publisher(self) -> Publisher:
         from digest.publisher import Publisher  # noqa: PLC0415 (lazy: pydantic-settings and markupsafe only when used)
 
-        return Publisher(self.settings)
+        return Publisher(self.settings, clock=lambda: self.now(None))
 
     def now(self, override: str | None) -> datetime:
         """The clock, read here and only here (or pinned with the hidden --now for reproducible runs)."""
