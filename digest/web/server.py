@@ -497,7 +497,7 @@ def listen_for(host: str, port: int, workers: int) -> list[socket.socket]:
 def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime] | None = None) -> None:
     """Run the app under uvicorn in `web_workers` processes until Ctrl-C or SIGTERM (uvicorn shuts down
     gracefully on both); `clock` pins the time (tests)."""
-    from digest.web import serves_site
+    from digest.web import serves_site  # noqa: PLC0415 (the package imports this module: a cycle)
 
     output = Path(settings.output_dir)
     signup = bool(settings.secret_key.get_secret_value())
@@ -540,9 +540,9 @@ def _run_worker(
     settings: Settings, sock: socket.socket, clock: Callable[[], datetime] | None, counts: ClientCounts, workers: int
 ) -> None:
     """One process's uvicorn on `sock` (`workers`: how many share the port and the connection budget)."""
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 (lazy: uvicorn and click only when used)
 
-    from digest.web import create_app
+    from digest.web import create_app  # noqa: PLC0415 (the package imports this module: a cycle)
 
     app = create_app(settings, clock)
     host, port = sock.getsockname()[:2]
