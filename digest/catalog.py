@@ -19,6 +19,7 @@ First occurrences are handed to a `sink` (the publisher records them) thousands 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -167,8 +168,6 @@ def _scans(
     fresh: Iterator[tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]] | None = None
     pool = None
     if parallel:
-        from concurrent.futures import ProcessPoolExecutor
-
         pool = ProcessPoolExecutor(max_workers=workers)
         fresh = pool.map(partial(_scan_file, limits=catalog.limits), stale, chunksize=64)
     try:
