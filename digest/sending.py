@@ -253,10 +253,13 @@ class IssueSender:
                     store.record_delivery(
                         mail.issue, done.key, status, detail, now, done.attempts, bounce=bounce and bounce.value
                     )
+                    source = f"send issue {mail.issue}"  # the server refused the message
                     if bounce is BounceKind.HARD:
-                        suppress_for_hard_bounce(store, done.key, detail, now)
+                        suppress_for_hard_bounce(store, done.key, detail, now, source=source)
                     elif bounce is BounceKind.SOFT:
-                        suppress_after_streak(store, done.key, self.settings.soft_bounce_limit, detail, now)
+                        suppress_after_streak(
+                            store, done.key, self.settings.soft_bounce_limit, detail, now, source=source
+                        )
                 if step.job is None:
                     claims.append(False)
                     continue

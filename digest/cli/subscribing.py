@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @main.group()
 def subscribers() -> None:
-    """Keep the subscriber list: add, remove, list, import and export addresses.
+    """Keep the subscriber list: add, remove, list, import and export addresses; undo a suppression, see a history.
 
     Example: digest subscribers add ada@example.org --name "Ada Lovelace"
     """
@@ -142,7 +142,7 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
     from collections import Counter
 
     from digest.subscribers import parse_subscriber_csv
-    from digest.subscriptions import add_subscribers
+    from digest.subscriptions import add_subscribers, import_source
 
     try:
         text = file.read_text(encoding="utf-8")
@@ -153,7 +153,14 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
     for problem in problems:
         _say(str(problem), err=True)
     with ctx.publisher().open_store() as store:
-        added = add_subscribers(store, rows, ctx.now(now), resubscribe=resubscribe, source=SubscriberSource.IMPORT)
+        added = add_subscribers(
+            store,
+            rows,
+            ctx.now(now),
+            resubscribe=resubscribe,
+            source=SubscriberSource.IMPORT,
+            trail=import_source("csv"),
+        )
     outcomes = Counter(outcome if outcome in _OUTCOME_TEXT else "kept" for _, outcome in added)
     _say(
         f"{file}: {outcomes['added']} added, {outcomes['exists']} already subscribed,"
@@ -162,6 +169,70 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
     )
     if problems:
         sys.exit(1)
+
+
+@subscribers.command("unsuppress")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (kept on the address's history): the mailbox was fixed ...")
+@click.option("--resubscribe", is_flag=True, help="Also add back an address deleted at its owner's request.")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def subscribers_unsuppress(ctx: Context, email: str, reason: str, resubscribe: bool, now: str | None) -> None:
+    """Return a bounced or complained address to active, the reason recorded in its history.
+
+    An address its owner deleted (kept only as a hash) is refused unless --resubscribe; an unsubscribed one is its
+    reader's choice (`subscribers add --resubscribe` overrides it). Exit 1 when nothing changed.
+
+    Example: digest subscribers unsuppress ada@example.org --reason "mailbox fixed, she asked by phone"
+    """
+    from digest.subscriptions import Unsuppress, unsuppress
+
+    with ctx.publisher().open_store() as store:
+        outcome, found = unsuppress(store, email, reason, ctx.now(now), resubscribe=resubscribe)
+    if outcome is Unsuppress.RESTORED:
+        _say(f"{email}: active again")
+    elif outcome is Unsuppress.RESUBSCRIBED:
+        _say(f"{email}: had been deleted at its owner's request; added back, active")
+    elif outcome is Unsuppress.ERASED:
+        _fail(f"{email}: deleted at its owner's request; --resubscribe adds it back")
+    elif outcome is Unsuppress.NOT_SUPPRESSED and found is not None:
+        _fail(f"{email}: {found.status.value}, not bounced or complained: nothing changed")
+    else:
+        _fail(f"{email}: no such subscriber")
+
+
+@subscribers.command("history")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the address, its status and its changes.")
+@pass_ctx
+@reports_errors
+def subscribers_history(ctx: Context, email: str, as_json: bool) -> None:
+    """Show every status change of an address, oldest first: when, from and to which status, what made it
+    (signup, confirm, preference page, unsubscribe link, List-Unsubscribe, bounce report NAME, webhook PROVIDER
+    EVENT, send issue N, cli, import:FORMAT) and the reason given. Exit 1 for an unknown address.
+
+    Example: digest subscribers history ada@example.org --json
+    """
+    import json
+
+    from digest.subscriptions import history, history_item
+
+    with ctx.publisher().open_store() as store:
+        found, changes, erased = history(store, email)
+    if found is None:
+        gone = "deleted at its owner's request (its history went with it)" if erased else "no such subscriber"
+        _fail(f"{email}: {gone}")
+        return
+    if as_json:
+        data = {"email": found.email, "status": found.status.value, "changes": [history_item(c) for c in changes]}
+        click.echo(json.dumps(data, ensure_ascii=True))
+        return
+    for change in changes:
+        was = change.old.value if change.old else "(new)"
+        why = f"  {change.reason}" if change.reason else ""
+        _say(f"{change.at.isoformat(timespec='seconds')}  {was} -> {change.new.value}  {change.source}{why}")
+    _say(f"{found.email}: {found.status.value}, {counted(len(changes), 'change')}", err=True)
 
 
 @subscribers.command("export")
