@@ -365,24 +365,14 @@ class IssueSender:
             domain=domain,
             unsubscribe_mark=slots.unsubscribe,
             preferences_mark=slots.preferences,
+            reply_to=self.settings.reply_to,
         )
 
     def _dkim_key(self) -> DkimKey | None:
         """The DKIM key when selector, domain and key file are all set; SettingsError when only some are."""
-        from digest.errors import SettingsError
-        from digest.message import DkimKey
+        from digest.transport import dkim_key
 
-        s = self.settings
-        given = [bool(s.dkim_selector), bool(s.dkim_domain), s.dkim_key_file is not None]
-        if not any(given):
-            return None
-        if not all(given) or s.dkim_key_file is None:
-            raise SettingsError("DKIM needs all of dkim_selector, dkim_domain and dkim_key_file (or none of them)")
-        try:
-            key = s.dkim_key_file.read_bytes()
-        except OSError as exc:
-            raise SettingsError(f"dkim_key_file: cannot read {s.dkim_key_file}: {exc.strerror}") from None
-        return DkimKey(s.dkim_selector, s.dkim_domain, key)
+        return dkim_key(self.settings)
 
     def _check_rates(self, store: Store, issue: int) -> None:
         """DeliveryError when the last issue mailed before `issue` bounced or drew complaints over the limits."""
