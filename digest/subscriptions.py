@@ -503,11 +503,14 @@ def add_subscribers(
     resubscribe: bool = False,
     source: SubscriberSource = SubscriberSource.CLI,
     trail: str = CLI,
+    platform: str = "",
 ) -> list[tuple[SubscriberRow, str]]:
     """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed",
     "unsubscribed" (an opt-out is kept unless `resubscribe`) or "suppressed" (the address was erased at its
     owner's request or suppressed; only `resubscribe` restores it). No writer lock: a send in progress re-checks
-    each subscriber just before mailing them. `trail`: the source written on the trail (CLI, `import_source(...)`)."""
+    each subscriber just before mailing them. `trail`: the source written on the trail (CLI, `import_source(...)`);
+    `platform`: the platform whose export the rows come from (the consent record's "import:<platform>"), whose
+    consent columns (`row.consent`) replace the import's own time."""
     outcomes: list[tuple[SubscriberRow, str]] = []
     with store.transaction():
         for row in rows:
@@ -517,8 +520,18 @@ def add_subscribers(
                     outcomes.append((row, "suppressed"))
                     continue
                 store.unsuppress(row.email)
+            consent = row.consent
             outcome = store.add_subscriber(
-                row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
+                row.email,
+                row.name,
+                now,
+                resubscribe=resubscribe,
+                status=row.status,
+                source=source,
+                signup_ip=consent.signup_ip if consent else None,
+                created=consent.created if consent else None,
+                confirmed=consent.confirmed if consent else None,
+                source_detail=platform,
             )
             if outcome not in ("exists", "suppressed") and (before is None or outcome == "resubscribed"):
                 _trail(store, before, store.subscriber(row.email), trail, now)

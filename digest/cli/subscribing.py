@@ -18,7 +18,7 @@ from digest.cli import (
     reports_errors,
 )
 from digest.errors import NoStateError
-from digest.model import SubscriberSource, SubscriberStatus
+from digest.model import Problem, SubscriberSource, SubscriberStatus
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -129,18 +129,32 @@ def subscribers_list(ctx: Context) -> None:
 @click.option(
     "--resubscribe", is_flag=True, help="Add back addresses that had unsubscribed or asked to be deleted (suppressed)."
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "substack", "mailchimp", "buttondown", "ghost"]),
+    default="csv",
+    show_default=True,
+    help="Whose export FILE is: digest's own CSV, or another platform's (consent columns and statuses are kept).",
+)
 @NOW_OPTION
 @pass_ctx
 @reports_errors
-def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | None) -> None:
-    """Import subscribers from a CSV file with columns email[,name] (a header row is optional).
+def subscribers_import(ctx: Context, file: Path, resubscribe: bool, fmt: str, now: str | None) -> None:
+    """Import subscribers from a CSV file with columns email[,name] (a header row is optional), or from another
+    platform's export (--format substack|mailchimp|buttondown|ghost; the columns each reads are in
+    docs/subscribers-import.md).
 
+    A platform's opt-in time and IP and confirmation time go into the consent record (source import:PLATFORM); its
+    unsubscribed rows stay unsubscribed, its cleaned or undeliverable rows come in bounced; Substack's deletion
+    requests and unconfirmed signups are skipped (listed). A file without the format's columns is one error (exit 1).
     Bad rows are reported as FILE:LINE: reason and skipped; the good rows are imported; exit 1 if any was bad.
 
-    Example: digest subscribers import people.csv
+    Example: digest subscribers import --format mailchimp subscribed_members_export.csv
     """
     from collections import Counter
 
+    from digest.imports import WrongFormat, parse_export
     from digest.subscribers import parse_subscriber_csv
     from digest.subscriptions import add_subscribers, import_source
 
@@ -149,8 +163,16 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{file}: cannot read: {exc}")
         return
-    rows, problems = parse_subscriber_csv(text, str(file))
-    for problem in problems:
+    skipped: list[Problem] = []
+    if fmt == "csv":
+        rows, problems = parse_subscriber_csv(text, str(file))
+    else:
+        try:
+            rows, problems, skipped = parse_export(text, str(file), fmt)
+        except WrongFormat as exc:
+            _fail(str(exc))
+            return
+    for problem in [*skipped, *problems]:
         _say(str(problem), err=True)
     with ctx.publisher().open_store() as store:
         added = add_subscribers(
@@ -159,13 +181,17 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
             ctx.now(now),
             resubscribe=resubscribe,
             source=SubscriberSource.IMPORT,
-            trail=import_source("csv"),
+            trail=import_source(fmt),
+            platform="" if fmt == "csv" else fmt,
         )
     outcomes = Counter(outcome if outcome in _OUTCOME_TEXT else "kept" for _, outcome in added)
+    read = Counter(row.status.value for row in rows)
+    shape = f" (the file: {', '.join(f'{n} {s}' for s, n in sorted(read.items()))})" if fmt != "csv" else ""
+    gone = f", {len(skipped)} skipped" if skipped else ""
     _say(
         f"{file}: {outcomes['added']} added, {outcomes['exists']} already subscribed,"
         f" {outcomes['resubscribed']} subscribed again, {outcomes['kept']} kept unsubscribed or suppressed,"
-        f" {counted(len(problems), 'bad row')}"
+        f" {counted(len(problems), 'bad row')}{gone}{shape}"
     )
     if problems:
         sys.exit(1)

@@ -164,9 +164,18 @@ class SubscribersMixin:
         status: SubscriberStatus = SubscriberStatus.ACTIVE,
         source: SubscriberSource = SubscriberSource.CLI,
         signup_ip: str | None = None,
+        created: datetime | None = None,
+        confirmed: datetime | None = None,
+        source_detail: str = "",
     ) -> str:
         """Add an address: "added", "exists", "resubscribed", or the status it keeps ("unsubscribed", "bounced"...)
-        unless `resubscribe`. A new or re-subscribed row gets a fresh token nonce, so old links die with it."""
+        unless `resubscribe`. A new or re-subscribed row gets a fresh token nonce, so old links die with it.
+
+        `created` and `confirmed` (an import's consent record: when the reader opted in and confirmed elsewhere)
+        replace `now`; with either given, `confirmed` is kept as given, even None (the export did not say)."""
+        joined = created or now
+        from_export = created is not None or confirmed is not None
+        confirmed_at = confirmed if from_export else (now if status is SubscriberStatus.ACTIVE else None)
         existing = self.subscriber(email)
         # ON CONFLICT: another session (a second web host) may add the same address between the read and the insert;
         # then its row is the existing one.
@@ -174,18 +183,20 @@ class SubscribersMixin:
             existing is None
             and self._conn.execute(
                 "INSERT INTO subscribers (email, email_key, name, status, created, status_changed, source, signup_ip,"
-                " confirmed, token_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
+                " confirmed, token_nonce, source_detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (email_key) DO NOTHING",
                 (
                     email.strip(),
                     email_key(email),
                     name,
                     status.value,
-                    now.isoformat(),
+                    joined.isoformat(),
                     now.isoformat(),
                     source.value,
                     signup_ip,
-                    now.isoformat() if status is SubscriberStatus.ACTIVE else None,
+                    confirmed_at.isoformat() if confirmed_at else None,
                     new_token_nonce(),
+                    source_detail,
                 ),
             ).rowcount
         ):
@@ -199,16 +210,17 @@ class SubscribersMixin:
             return existing.status.value
         self._conn.execute(
             "UPDATE subscribers SET status = ?, status_changed = ?, status_detail = '', soft_bounces = 0,"
-            " source = ?, signup_ip = ?, confirmed = ?, token_nonce = ?, name = COALESCE(NULLIF(?, ''), name)"
-            " WHERE id = ?",
+            " source = ?, signup_ip = ?, confirmed = ?, token_nonce = ?, name = COALESCE(NULLIF(?, ''), name),"
+            " source_detail = ? WHERE id = ?",
             (
                 status.value,
                 now.isoformat(),
                 source.value,
                 signup_ip,
-                now.isoformat() if status is SubscriberStatus.ACTIVE else None,
+                confirmed_at.isoformat() if confirmed_at else None,
                 new_token_nonce(),
                 name,
+                source_detail,
                 existing.id,
             ),
         )
