@@ -180,6 +180,13 @@ def test_a_complaint_a_journaled_optout_and_a_webhook_name_their_source(state: P
         assert len(store.status_changes(ids[2])) == 1
 
 
+def test_history_and_unsuppress_create_no_state(workspace: Workspace) -> None:
+    for args in (("history", "ada@example.org"), ("unsuppress", "ada@example.org", "--reason", "x")):
+        result = workspace.run("subscribers", *args, check=False)
+        assert result.returncode == 1 and "no state yet" in result.stderr, result.stderr
+    assert not workspace.has_state()
+
+
 def test_in_subscriptions_only_the_trail_helpers_write_a_status() -> None:
     """A status write in subscriptions.py outside `_move` (or a write by address, which `_trail` follows) would
     leave no line on the trail."""

@@ -214,7 +214,7 @@ def subscribers_unsuppress(ctx: Context, email: str, reason: str, resubscribe: b
     """
     from digest.subscriptions import Unsuppress, unsuppress
 
-    with ctx.publisher().open_store() as store:
+    with ctx.publisher().read_store() as store:  # no state yet: nothing to undo, and none is made
         outcome, found = unsuppress(store, email, reason, ctx.now(now), resubscribe=resubscribe)
     if outcome is Unsuppress.RESTORED:
         _say(f"{email}: active again")
@@ -244,7 +244,7 @@ def subscribers_history(ctx: Context, email: str, as_json: bool) -> None:
 
     from digest.subscriptions import history, history_item
 
-    with ctx.publisher().open_store() as store:
+    with ctx.publisher().read_store() as store:  # a listing creates no state
         found, changes, erased = history(store, email)
     if found is None:
         gone = "deleted at its owner's request (its history went with it)" if erased else "no such subscriber"
