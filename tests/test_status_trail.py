@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,7 @@ import pytest
 
 import digest
 from digest import subscriptions
-from digest.model import SubscriberStatus
+from digest.model import DeliveryStatus, Issue, SubscriberStatus
 from digest.optouts import OptOut
 from digest.settings import Settings
 from digest.store import Store
@@ -178,6 +178,34 @@ def test_a_complaint_a_journaled_optout_and_a_webhook_name_their_source(state: P
             (SubscriberStatus.UNSUBSCRIBED, subscriptions.JOURNALED_OPTOUT)
         ]
         assert len(store.status_changes(ids[2])) == 1
+
+
+@pytest.mark.both_states
+def test_after_unsuppress_the_soft_bounce_streak_starts_again(state: Path | str) -> None:
+    """Soft bounces before the publisher restored the address do not count towards the next suppression."""
+    later = [NOW + timedelta(hours=h) for h in range(5)]
+    with Store.open(state) as store:
+        subscriptions.add_subscribers(store, [SubscriberRow("di@example.org", "", 0)], NOW)
+        sub = store.subscriber("di@example.org")
+        assert sub is not None
+
+        def soft_bounce(issue: int) -> str:
+            with store.transaction():
+                store.record_issue(Issue(number=issue, published=NOW, entries=()), NOW)
+                assert store.claim_delivery(issue, sub.id, f"<{issue}@x>", later[issue])
+                store.record_delivery(
+                    issue, sub.id, DeliveryStatus.FAILED, "452 mailbox full", later[issue], 1, bounce="soft"
+                )
+                return subscriptions.suppress_after_streak(
+                    store, sub.id, 2, "452 mailbox full", later[issue], source="send issue"
+                )
+
+        assert soft_bounce(1).startswith("1 of 2") and soft_bounce(2).endswith("suppressed (452 mailbox full)")
+        outcome, _ = subscriptions.unsuppress(store, "di@example.org", "mailbox emptied", later[2])
+        assert outcome is subscriptions.Unsuppress.RESTORED
+        assert soft_bounce(3).startswith("1 of 2"), "the two before the undo no longer count"
+        assert store.subscriber_by_id(sub.id).status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]
+        assert soft_bounce(4).endswith("suppressed (452 mailbox full)")
 
 
 def test_history_and_unsuppress_create_no_state(workspace: Workspace) -> None:
