@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,8 +63,6 @@ def _time(value: str) -> datetime | None:
 
 def _ip(value: str) -> str | None:
     """An IP address column; None unless it is one (it goes into the consent record as it is)."""
-    import ipaddress
-
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:

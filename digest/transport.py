@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, cast
 
-from digest.errors import DeliveryError
-from digest.message import DkimKey, WireMessage
+from digest.errors import DeliveryError, SettingsError
+from digest.message import DkimKey, WireMessage, sign_dkim, smtp_address
 from digest.settings import TRANSPORTS, Settings
 
 
@@ -313,8 +313,6 @@ def make_messenger(settings: Settings) -> Messenger:
 def dkim_key(settings: Settings) -> DkimKey | None:
     """The DKIM key when selector, domain and key file are all set (issues and notices alike are signed with it);
     SettingsError when only some are."""
-    from digest.errors import SettingsError
-
     s = settings
     given = [bool(s.dkim_selector), bool(s.dkim_domain), s.dkim_key_file is not None]
     if not any(given):
@@ -333,7 +331,6 @@ def deliver_notice(settings: Settings, recipient: str, message: bytes) -> SendRe
     transport with an issue's hygiene: DKIM-signed when DKIM is configured, its own return path (`bounce_address`,
     without VERP: no delivery to name) and the messenger's EHLO name. The delivery ledger does not record it;
     DeliveryError when the transport cannot be used at all."""
-    from digest.message import sign_dkim, smtp_address
 
     key = dkim_key(settings)
     data = sign_dkim(message, key) if key is not None else message
