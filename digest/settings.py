@@ -203,6 +203,7 @@ class Settings(BaseSettings):
 
     # deliverability
     bounce_address: str = ""  # envelope sender; default: bounces@<domain of from_address>
+    reply_to: str = ""  # Reply-To of every mail (issues and notices); default: none, replies go to From
     verp: bool = True  # bounces+<signed delivery id>@domain, so that a bounce names its delivery
     soft_bounce_limit: int = Field(default=3, ge=1, le=100)  # soft bounces in a row (across issues) -> bounced
     bounce_max_bytes: int = Field(default=1_000_000, ge=10_000)  # `bounces import` reads at most this of a message
@@ -306,6 +307,13 @@ class Settings(BaseSettings):
     @classmethod
     def _from_address(cls, value: str) -> str:
         _mailbox(value, "'Paper Digest <digest@example.org>'")
+        return value
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str) -> str:
+        if value:
+            _mailbox(value, "'Editors <editors@example.org>'")
         return value
 
     @field_validator("bounce_address", "unsubscribe_mailto")

@@ -22,7 +22,12 @@ from digest.bounces.reports import Notice, NoticeKind, Report, read_report, repo
 from digest.bounces.verp import DeliveryRef, read_verp_id
 from digest.model import DeliveryStatus
 from digest.store import Store
-from digest.subscriptions import suppress_after_streak, suppress_for_complaint, suppress_for_hard_bounce
+from digest.subscriptions import (
+    bounce_report,
+    suppress_after_streak,
+    suppress_for_complaint,
+    suppress_for_hard_bounce,
+)
 
 #: How much of one message is read (setting `bounce_max_bytes`): real reports are a few KB.
 DEFAULT_MAX_BYTES = 1_000_000
@@ -68,12 +73,12 @@ def import_reports(
             if report.problem:
                 outcome, problem = report.problem, True
             else:
-                outcome, problem = _apply(store, report, secret, now, soft_limit)
+                outcome, problem = _apply(store, report, secret, now, soft_limit, bounce_report(name))
             store.record_report(report.key, outcome, now)
         yield ImportResult(name, outcome, problem)
 
 
-def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit: int) -> tuple[str, bool]:
+def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit: int, source: str) -> tuple[str, bool]:
     if not report.notices:
         return "nothing to do (a delay warning or a success notice)", False
     ref = _delivery(report, secret)
@@ -87,14 +92,15 @@ def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit:
     where = f"{sub.email}, issue {ref.issue}"
     if notice.kind is NoticeKind.COMPLAINT:
         store.record_bounce(ref.issue, sub.id, DeliveryStatus.COMPLAINED, None, notice.detail, now)
-        suppress_for_complaint(store, sub.id, notice.detail, now)
+        suppress_for_complaint(store, sub.id, notice.detail, now, source=source)
         return f"complaint: {where}: unsubscribed ({notice.detail})", False
     kind = notice.bounce or BounceKind.SOFT
     store.record_bounce(ref.issue, sub.id, DeliveryStatus.BOUNCED, kind.value, notice.detail, now)
     if kind is BounceKind.HARD:
-        suppress_for_hard_bounce(store, sub.id, notice.detail, now)
+        suppress_for_hard_bounce(store, sub.id, notice.detail, now, source=source)
         return f"hard bounce: {where}: suppressed ({notice.detail})", False
-    return f"soft bounce: {where}: {suppress_after_streak(store, sub.id, soft_limit, notice.detail, now)}", False
+    streak = suppress_after_streak(store, sub.id, soft_limit, notice.detail, now, source=source)
+    return f"soft bounce: {where}: {streak}", False
 
 
 def _delivery(report: Report, secret: str) -> DeliveryRef | None:
