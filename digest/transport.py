@@ -314,14 +314,18 @@ def deliver_notice(settings: Settings, recipient: str, message: bytes) -> SendRe
     """Mail one transactional message (signup confirmation, welcome, personal data) from `from_address` through
     the configured transport. The delivery ledger does not record it; DeliveryError when the transport cannot be
     used at all."""
+    messenger = make_messenger(settings)
+    messenger.open()
+    try:
+        return send_notice(messenger, settings, recipient, message)
+    finally:
+        messenger.close()
+
+
+def send_notice(messenger: Messenger, settings: Settings, recipient: str, message: bytes) -> SendResult:
+    """Send one transactional message over an open `messenger` (the signup outbox reuses one for many)."""
     from email.utils import parseaddr
 
     from digest.message import smtp_address
 
-    messenger = make_messenger(settings)
-    messenger.open()
-    try:
-        sender = smtp_address(parseaddr(settings.from_address)[1])
-        return messenger.send(sender, smtp_address(recipient), message)
-    finally:
-        messenger.close()
+    return messenger.send(smtp_address(parseaddr(settings.from_address)[1]), smtp_address(recipient), message)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from digest.errors import SettingsError
 from digest.store._issues import IssueSummary
-from digest.store._subscribers import SubscriberRecord, email_hash, email_key, new_token_nonce
+from digest.store._subscribers import OwedMail, SubscriberRecord, email_hash, email_key, new_token_nonce
 from digest.store.backend import SCHEMA_VERSION, TABLES, Backend
 from digest.store.store import Store
 
@@ -22,6 +22,7 @@ __all__ = [
     "TABLES",
     "Backend",
     "IssueSummary",
+    "OwedMail",
     "Store",
     "SubscriberRecord",
     "backend_for",
