@@ -82,7 +82,7 @@ def sign_up(server: Server, email: str) -> None:
 
 def owed(ws: Workspace) -> list[str]:
     """The signup mails the state says are still owed (waiting or claimed)."""
-    return [str(r[0]) for r in ws.sql("SELECT value FROM meta WHERE key LIKE 'signup-mail:%'")]
+    return [str(r[0]) for r in ws.sql("SELECT value FROM meta WHERE key LIKE ?", "signup-mail:%")]
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
