@@ -9,12 +9,16 @@ in the state: then no further mail can come.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -121,6 +125,44 @@ def test_a_signup_answered_then_killed_is_mailed_once_by_the_next_process(
     second.stop()
     assert confirmations(mail) == {"ada@example.org": 1}
     assert "1 owed signup mails found in the state" in second.log()
+
+
+@dataclass
+class StallingServer(MailServer):
+    """Takes the connection and MAIL FROM, then never answers RCPT TO: a mail claimed and on its way, not sent."""
+
+    stalled: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        self.stalled.set()
+        await asyncio.sleep(3600)
+        return "451 4.3.0 too late"
+
+
+def test_a_mail_claimed_by_a_killed_process_is_sent_once_by_the_next(
+    tmp_path: Path, smtp_port: int, smtp: Callable[..., MailServer]
+) -> None:
+    # The first process claims the mail and is killed while the server hangs before RCPT's answer: the mail is
+    # claimed in the state but never reached the server. The next process sees the claim's process is gone.
+    stalling = StallingServer(port=smtp_port)
+    controller = Controller(stalling, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    ws = signup_workspace(tmp_path / "work", tmp_path / "work" / "state" / "digest.db", smtp_port)
+    first = start_server(ws, "first.log")
+    try:
+        sign_up(first, "bob@example.org")
+        assert stalling.stalled.wait(60), "the outbox never reached RCPT"
+        assert [" claimed " in value for value in owed(ws)] == [True]
+        first.stop(signal.SIGKILL)
+    finally:
+        controller.stop()
+
+    mail = smtp(smtp_port)
+    second = start_server(ws, "second.log")
+    wait_until(lambda: len(mail.received) >= 1 and not owed(ws), "the next process sent the abandoned mail")
+    second.stop()
+    assert confirmations(mail) == {"bob@example.org": 1} and stalling.received == []
+    assert "1 signup mails claimed by stopped processes are owed again" in second.log()
 
 
 # --- a burst beyond the queue's bound -----------------------------------------------------------------------

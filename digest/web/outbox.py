@@ -101,8 +101,11 @@ class SignupOutbox:
             while not self._done():
                 now = time.monotonic()
                 if now >= next_sweep or (self._overflowed and self._queue.empty() and not held):
-                    self._sweep()
                     next_sweep = time.monotonic() + self.sweep_every
+                    try:
+                        self._sweep()
+                    except Exception:
+                        log.exception("owed signup mails not looked for; trying again in %.0f s", self.sweep_every)
                 batch = held or self._take(min(0.5, max(0.0, next_sweep - time.monotonic())))
                 held = []
                 if not batch:
@@ -123,8 +126,13 @@ class SignupOutbox:
                         break
                     continue
                 failures = 0
-                if not self._send(messenger, batch):
-                    failures += 1
+                try:
+                    self._send(messenger, batch)
+                except Exception:  # a bug must not stop the sending: these mails stay owed for the next sweep
+                    log.exception("signup mails not sent; the next sweep tries again")
+                    self._forget(batch)
+                    messenger.close()
+                    messenger = None
                 idle_since = time.monotonic()
         except Exception:
             log.exception("the signup outbox stopped; owed mails are sent by the next sweep or process")
@@ -157,8 +165,8 @@ class SignupOutbox:
         with self._lock:
             self._known.difference_update(m.key for m in mails)
 
-    def _send(self, messenger: Messenger, batch: list[OwedMail]) -> bool:
-        """Claim, send and record one batch; False when the server put some mails off (they are owed again)."""
+    def _send(self, messenger: Messenger, batch: list[OwedMail]) -> None:
+        """Claim, send and record one batch (mails the server put off are owed again, for the next sweep)."""
         web = self.web
         try:
             with web.open_store() as store:
@@ -166,7 +174,7 @@ class SignupOutbox:
         except DigestError as exc:
             log.warning("signup mails not claimed (%s): the next sweep tries again", exc)
             self._forget(batch)
-            return False
+            return
         done: list[OwedMail] = []
         retry: list[OwedMail] = []
         for mail, subscriber in claimed:
@@ -196,7 +204,6 @@ class SignupOutbox:
             # Still claimed by this live process: a later sweep of another process (lease) or ours frees them.
             log.error("sent signup mails not recorded (%s): some may be sent again after %s", exc, CLAIM_LEASE)
         self._forget(batch)
-        return not retry
 
     def _sweep(self) -> None:
         """Queue the mails owed that no queue holds, and free the claims of processes that are gone."""
