@@ -3,7 +3,8 @@
 
 The answer to a signup is the same page whatever the address's state (new, pending, active, unsubscribed,
 suppressed), so the form tells nobody who is subscribed; what differs (which mail, or none) happens after the answer
-is sent. A bounced, complained or deleted address is neither mailed nor changed. Abuse limits live in the state
+is sent: the signup records the mail as owed, and the outbox (outbox.py) sends it. A bounced, complained or deleted
+address is neither mailed nor changed. Abuse limits live in the state
 (shared by every process): signup requests per client network (an IPv4 address or an IPv6 /64; over the limit: 429)
 and confirmation mails per mailbox (`a+x@` counts as `a@`; over the limit: the same answer, no mail), plus a
 honeypot field that bots fill.
