@@ -171,18 +171,19 @@ def test_a_mail_claimed_by_a_killed_process_is_sent_once_by_the_next(
 def test_a_burst_bigger_than_the_queue_gets_every_confirmation_once(
     tmp_path: Path, smtp_port: int, smtp: Callable[..., MailServer]
 ) -> None:
-    # A slow SMTP server and a queue of 3: most of the 40 mails cannot be queued. The periodic sweep is an hour
-    # away, so it is the "queue has room again" look at the state that must find them.
-    mail = smtp(smtp_port, delay=0.02)
+    # A queue of 3 and the SMTP server not up yet during the burst: 37 of the 40 mails cannot be queued. The
+    # periodic sweep is an hour away, so it is the "queue has room again" look at the state that must find them.
     ws = signup_workspace(tmp_path / "work", tmp_path / "work" / "state" / "digest.db", smtp_port,
                           signup_mail_queue="3", signup_mail_sweep="3600")  # fmt: skip
     server = start_server(ws)
     addresses = [f"burst{i}@example.org" for i in range(40)]
     with ThreadPoolExecutor(max_workers=10) as pool:
         list(pool.map(lambda a: sign_up(server, a), addresses))
+    assert len(owed(ws)) == len(addresses)
+    mail = smtp(smtp_port)
     wait_until(lambda: len(mail.received) >= len(addresses) and not owed(ws), "every confirmation arrived")
     server.stop()
-    assert "signup mail queue full" in server.log()  # the bound was really exceeded
+    assert server.log().count("signup mail queue full") >= len(addresses) // 2  # most found the queue full
     assert confirmations(mail) == dict.fromkeys(addresses, 1)
 
 
