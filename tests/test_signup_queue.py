@@ -194,15 +194,17 @@ def test_a_burst_bigger_than_the_queue_gets_every_confirmation_once(
 def test_two_serve_processes_on_one_state_send_each_confirmation_once(
     tmp_path: Path, state: Path | str, smtp_port: int, smtp: Callable[..., MailServer]
 ) -> None:
-    # Each process sweeps the state five times a second, so each keeps finding the other's mails while the slow
-    # SMTP server holds them: only the claim (a conditional UPDATE) keeps them from both sending one.
-    mail = smtp(smtp_port, delay=0.02)
+    # The SMTP server comes up only once all 40 signups are answered, and each process sweeps the state five times
+    # a second: both find all 40 mails owed, half of them the other's, and both try to send every one. Only the
+    # claim (a conditional UPDATE) keeps two from sending one.
     ws = signup_workspace(tmp_path / "work", state, smtp_port, signup_mail_sweep="0.2")
     one, two = start_server(ws, "one.log"), start_server(ws, "two.log")
     addresses = [f"pair{i}@example.org" for i in range(40)]
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda i: sign_up((one, two)[i % 2], addresses[i]), range(len(addresses))))
+        time.sleep(0.5)  # a few sweeps each
+        mail = smtp(smtp_port, delay=0.01)
         wait_until(lambda: len(mail.received) >= len(addresses) and not owed(ws), "every confirmation arrived")
     finally:
         one.stop()
