@@ -23,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.utils import parseaddr
 from enum import StrEnum
 from typing import Protocol, cast
 
 from digest.errors import DeliveryError
-from digest.message import WireMessage
+from digest.message import WireMessage, smtp_address
 from digest.settings import TRANSPORTS, Settings
 
 
@@ -324,8 +325,4 @@ def deliver_notice(settings: Settings, recipient: str, message: bytes) -> SendRe
 
 def send_notice(messenger: Messenger, settings: Settings, recipient: str, message: bytes) -> SendResult:
     """Send one transactional message over an open `messenger` (the signup outbox reuses one for many)."""
-    from email.utils import parseaddr
-
-    from digest.message import smtp_address
-
     return messenger.send(smtp_address(parseaddr(settings.from_address)[1]), smtp_address(recipient), message)
