@@ -50,7 +50,7 @@ class SignupOutbox:
         self.web = web
         self.render = render
         self.sweep_every = web.settings.signup_mail_sweep
-        self.owner = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(4)}"
+        self.owner = ""  # "<host> <pid> <random>", set when started (a web worker may be forked after this)
         self._queue: queue.Queue[OwedMail] = queue.Queue(maxsize=web.settings.signup_mail_queue)
         self._known: set[str] = set()  # keys queued or being sent here (a sweep does not queue them twice)
         self._lock = threading.Lock()
@@ -64,6 +64,7 @@ class SignupOutbox:
 
     def start(self) -> None:
         """Start sending (the first thing the thread does is a sweep)."""
+        self.owner = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(4)}"
         self._thread.start()
 
     def offer(self, mail: OwedMail) -> bool:
