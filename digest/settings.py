@@ -224,6 +224,8 @@ class Settings(BaseSettings):
     signup_address_limit: int = Field(default=3, ge=1)  # confirmation mails per address ...
     signup_address_window: int = Field(default=86_400, ge=1)  # ... per this many seconds
     keep_signup_ip: bool = True  # record the client IP of a signup in the consent record
+    signup_mail_queue: int = Field(default=1000, ge=1)  # signup mails waiting in memory; beyond, the sweep sends
+    signup_mail_sweep: float = Field(default=60.0, gt=0, le=86_400)  # seconds between looks for owed signup mails
     trusted_proxies: list[str] = []  # proxy addresses whose X-Forwarded-For/-Proto are believed; empty: none
     web_max_body_bytes: int = Field(default=16_384, ge=1024, le=10_000_000)
     web_header_timeout: float = Field(default=10.0, gt=0, le=600)  # a request's headers must arrive within

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -23,6 +23,7 @@ from typing import Any
 from digest.model import (
     MAY_REJOIN,
     NOT_ENDED,
+    SUBSCRIBED,
     SUPPRESSED,
     Subscriber,
     SubscriberSource,
@@ -30,7 +31,7 @@ from digest.model import (
 )
 from digest.optouts import OptOut, OptOutJournal
 from digest.settings import Settings
-from digest.store import StatusChange, Store, SubscriberRecord, email_hash
+from digest.store import OwedMail, StatusChange, Store, SubscriberRecord, email_hash
 from digest.subscribers import SubscriberRow
 from digest.tokens import TokenSubject
 
@@ -136,6 +137,28 @@ class SignupResult:
     ip_limited: bool = False
     mail: SignupMail | None = None
     subscriber: Subscriber | None = None
+    owed: OwedMail | None = None  # the mail as recorded owed (sent after the answer, by this or a later process)
+
+
+@dataclass(frozen=True)
+class SignupRequest:
+    """One signup form as posted: the address, the name, the client's IP, when, and the topics ticked."""
+
+    email: str
+    name: str
+    ip: str
+    now: datetime
+    topics: tuple[str, ...] = ()
+
+    @property
+    def ip_bucket(self) -> str:
+        """The rate-limit bucket of the client."""
+        return f"ip:{network_of(self.ip)}"
+
+    @property
+    def address_bucket(self) -> str:
+        """The rate-limit bucket of the mailbox."""
+        return f"address:{email_hash(mailbox_of(self.email))}"
 
 
 def record_signup(
@@ -148,55 +171,121 @@ def record_signup(
     topics: Sequence[str] = (),
 ) -> SignupResult:
     """In one transaction: count the request against its IP, make the address pending (unless it is active or
-    paused already) with the topics ticked on the form, and decide the mail, counted against the address. An active
-    subscriber's topics are changed only on its preference page (the form must not let anyone change them).
+    paused already) with the topics ticked on the form, and decide the mail, counted against the address and
+    recorded as owed. An active subscriber's topics are changed only on its preference page (the form must not let
+    anyone change them).
 
     Only an address that chose to leave may come back through the form. A bounced or complained one (or one whose
     owner deleted it, kept as a hash in the suppression list) is the publisher's to restore, with the CLI: a
     stranger typing it in must neither mail it nor reset its record."""
-    ip_bucket = f"ip:{network_of(ip)}"
-    address_bucket = f"address:{email_hash(mailbox_of(email))}"
+    return record_signups(store, settings, [SignupRequest(email, name, ip, now, tuple(topics))])[0]
+
+
+def record_signups(store: Store, settings: Settings, requests: Sequence[SignupRequest]) -> list[SignupResult]:
+    """Several signups in ONE transaction, each decided as `record_signup` decides it alone, in order: one commit
+    for all (on SQLite the commit's flush to disk is most of a signup's cost)."""
+    if not requests:
+        return []
+    longest = timedelta(seconds=max(settings.signup_ip_window, settings.signup_address_window))
     with store.transaction():
-        # The limits count rows, then add one: hold the client's and the mailbox's keys (always in this order) so
-        # that concurrent requests on other hosts count after this one.
-        store.serialize(f"signup-{ip_bucket}")
-        store.serialize(f"signup-{address_bucket}")
-        store.prune_events(now - timedelta(seconds=max(settings.signup_ip_window, settings.signup_address_window)))
-        if (
-            store.count_events(ip_bucket, now - timedelta(seconds=settings.signup_ip_window))
-            >= settings.signup_ip_limit
-        ):
-            return SignupResult(ip_limited=True)
-        store.record_event(ip_bucket, now)
-        existing = store.subscriber(email)
-        if (existing is not None and existing.status in SUPPRESSED) or store.suppression(email) is not None:
-            log.info("signup of a suppressed address: no mail, nothing changed")
-            return SignupResult()
-        mail = SignupMail.CONFIRM
-        if existing is None or existing.status in MAY_REJOIN:
-            # A new address, or one that left: pending again with a fresh nonce, so earlier links stay dead.
-            store.add_subscriber(
-                email,
-                name,
-                now,
-                resubscribe=True,
-                status=SubscriberStatus.PENDING,
-                source=SubscriberSource.FORM,
-                signup_ip=ip if settings.keep_signup_ip else None,
-            )
-            joined = store.subscriber(email)
-            _trail(store, existing, joined, SIGNUP, now)
-            if joined is not None:
-                store.set_subscriber_topics(joined.id, topics)
-        elif existing.status is not SubscriberStatus.PENDING:
-            mail = SignupMail.ALREADY
-        subscriber = store.subscriber(email)
-        window = now - timedelta(seconds=settings.signup_address_window)
-        if store.count_events(address_bucket, window) >= settings.signup_address_limit:
-            log.info("signup of an address over its mail limit: no mail sent")
-            return SignupResult(subscriber=subscriber)
-        store.record_event(address_bucket, now)
-        return SignupResult(mail=mail, subscriber=subscriber)
+        # The limits count rows, then add one: hold every client's and mailbox's key, in one order (sorted), so
+        # that concurrent requests on other hosts count after these and two batches never wait for each other.
+        for key in sorted({k for r in requests for k in (r.ip_bucket, r.address_bucket)}):
+            store.serialize(f"signup-{key}")
+        store.prune_events(min(r.now for r in requests) - longest)
+        return [_decide_signup(store, settings, r) for r in requests]
+
+
+def _decide_signup(store: Store, settings: Settings, request: SignupRequest) -> SignupResult:
+    """One signup inside the caller's transaction (see record_signup)."""
+    email, name, ip, now, topics = request.email, request.name, request.ip, request.now, request.topics
+    ip_bucket, address_bucket = request.ip_bucket, request.address_bucket
+    if store.count_events(ip_bucket, now - timedelta(seconds=settings.signup_ip_window)) >= settings.signup_ip_limit:
+        return SignupResult(ip_limited=True)
+    store.record_event(ip_bucket, now)
+    existing = store.subscriber(email)
+    if (existing is not None and existing.status in SUPPRESSED) or store.suppression(email) is not None:
+        log.info("signup of a suppressed address: no mail, nothing changed")
+        return SignupResult()
+    mail = SignupMail.CONFIRM
+    if existing is None or existing.status in MAY_REJOIN:
+        # A new address, or one that left: pending again with a fresh nonce, so earlier links stay dead.
+        store.add_subscriber(
+            email,
+            name,
+            now,
+            resubscribe=True,
+            status=SubscriberStatus.PENDING,
+            source=SubscriberSource.FORM,
+            signup_ip=ip if settings.keep_signup_ip else None,
+        )
+        joined = store.subscriber(email)
+        _trail(store, existing, joined, SIGNUP, now)
+        if joined is not None:
+            store.set_subscriber_topics(joined.id, topics)
+    elif existing.status is not SubscriberStatus.PENDING:
+        mail = SignupMail.ALREADY
+    subscriber = store.subscriber(email)
+    window = now - timedelta(seconds=settings.signup_address_window)
+    if store.count_events(address_bucket, window) >= settings.signup_address_limit:
+        log.info("signup of an address over its mail limit: no mail sent")
+        return SignupResult(subscriber=subscriber)
+    store.record_event(address_bucket, now)
+    owed = store.owe_signup_mail(subscriber.id, mail.value, now) if subscriber is not None else None
+    return SignupResult(mail=mail, subscriber=subscriber, owed=owed)
+
+
+# --- the signup mails owed (sent after the answer; see digest/web/outbox.py) -------------------------------------
+
+# Which subscribers a signup mail is still for: a confirmation only while pending, the "already subscribed" note
+# only while the subscription is on. Anything else (confirmed meanwhile, unsubscribed, suppressed, deleted): dropped.
+_MAIL_STILL_FOR: dict[str, frozenset[SubscriberStatus]] = {
+    SignupMail.CONFIRM.value: frozenset({SubscriberStatus.PENDING}),
+    SignupMail.ALREADY.value: SUBSCRIBED,
+}
+
+
+def claim_signup_mails(
+    store: Store, mails: Sequence[OwedMail], owner: str, now: datetime
+) -> list[tuple[OwedMail, Subscriber]]:
+    """In one transaction, claim for `owner` each mail still waiting (of two processes, one wins each) and still
+    wanted by its subscriber; a mail no longer wanted is forgotten. The claimed mails with their subscribers."""
+    claimed: list[tuple[OwedMail, Subscriber]] = []
+    with store.transaction():
+        for mail in mails:
+            subscriber = store.subscriber_by_id(mail.subscriber_id)
+            if subscriber is None or subscriber.status not in _MAIL_STILL_FOR.get(mail.kind, frozenset()):
+                store.forget_signup_mail(mail.waiting)
+                continue
+            taken = store.claim_signup_mail(mail, owner, now)
+            if taken is not None:
+                claimed.append((taken, subscriber))
+    return claimed
+
+
+def finish_signup_mails(store: Store, done: Sequence[OwedMail], retry: Sequence[OwedMail]) -> None:
+    """In one transaction: forget the mails `done` (sent, or refused for good) and give back those to `retry`."""
+    if not done and not retry:
+        return
+    with store.transaction():
+        for mail in done:
+            store.forget_signup_mail(mail)
+        for mail in retry:
+            store.release_signup_mail(mail)
+
+
+def abandoned_claims(
+    mails: Sequence[OwedMail], now: datetime, lease: timedelta, gone: Callable[[str], bool]
+) -> list[OwedMail]:
+    """The claimed mails whose process is `gone` (killed before it sent them or said so), or whose claim is older
+    than `lease` (a process on another host): they are owed again."""
+    return [m for m in mails if m.claimed_at is not None and (gone(m.owner) or m.claimed_at < now - lease)]
+
+
+def release_signup_mails(store: Store, mails: Sequence[OwedMail]) -> int:
+    """Give claimed mails back (their claims were abandoned), in one transaction; how many were still so claimed."""
+    with store.transaction():
+        return sum(store.release_signup_mail(m) for m in mails)
 
 
 @dataclass(frozen=True)

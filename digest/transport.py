@@ -328,15 +328,20 @@ def dkim_key(settings: Settings) -> DkimKey | None:
 
 def deliver_notice(settings: Settings, recipient: str, message: bytes) -> SendResult:
     """Mail one transactional message (signup confirmation, welcome, personal data) through the configured
-    transport with an issue's hygiene: DKIM-signed when DKIM is configured, its own return path (`bounce_address`,
-    without VERP: no delivery to name) and the messenger's EHLO name. The delivery ledger does not record it;
-    DeliveryError when the transport cannot be used at all."""
-
-    key = dkim_key(settings)
-    data = sign_dkim(message, key) if key is not None else message
+    transport with an issue's hygiene (see send_notice). The delivery ledger does not record it; DeliveryError when
+    the transport cannot be used at all."""
     messenger = make_messenger(settings)
     messenger.open()
     try:
-        return messenger.send(smtp_address(settings.bounce_mailbox), smtp_address(recipient), data)
+        return send_notice(messenger, settings, recipient, message)
     finally:
         messenger.close()
+
+
+def send_notice(messenger: Messenger, settings: Settings, recipient: str, message: bytes) -> SendResult:
+    """Send one transactional message over an open `messenger` (the signup outbox reuses one for many) with an
+    issue's hygiene: DKIM-signed when DKIM is configured, its own return path (`bounce_address`, without VERP: no
+    delivery to name) and the messenger's EHLO name."""
+    key = dkim_key(settings)
+    data = sign_dkim(message, key) if key is not None else message
+    return messenger.send(smtp_address(settings.bounce_mailbox), smtp_address(recipient), data)

@@ -21,6 +21,7 @@ SCENARIOS = (
     "9 postgresql: ",
     "H vs Hugo",
     "w serve: digest vs http.server",
+    "s signups",
 )
 
 

@@ -357,3 +357,92 @@ class SubscribersMixin:
     def prune_events(self, before: datetime) -> None:
         """Forget rate-limit events older than every window."""
         self._conn.execute("DELETE FROM rate_events WHERE at < ?", (_utc(before),))
+
+    # --- signup mails owed (rows of the meta table: no schema change) ---------------------------------
+
+    def owe_signup_mail(self, subscriber_id: int, kind: str, now: datetime) -> OwedMail:
+        """Record that a signup mail (`kind`: "confirm" or "already") is owed to the subscriber: written in the
+        signup's own transaction, so an answered signup always has its mail on record until it was sent."""
+        key = f"{OWED_MAIL_PREFIX}{subscriber_id}:{kind}:{secrets.token_hex(6)}"
+        mail = OwedMail(key, subscriber_id, kind, _utc(now))
+        self._conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, mail.value))
+        return mail
+
+    def owed_signup_mails(self) -> list[OwedMail]:
+        """Every signup mail owed, waiting or claimed, oldest first."""
+        rows = self._conn.execute("SELECT key, value FROM meta WHERE key LIKE ?", (OWED_MAIL_PREFIX + "%",)).fetchall()
+        mails = [m for m in (OwedMail.parse(str(r["key"]), str(r["value"])) for r in rows) if m is not None]
+        return sorted(mails, key=lambda m: (m.owed, m.key))
+
+    def claim_signup_mail(self, mail: OwedMail, owner: str, now: datetime) -> OwedMail | None:
+        """Take a waiting mail for `owner` (a conditional UPDATE: of two processes trying, one wins); the claimed
+        mail, or None when it was taken, sent or dropped meanwhile."""
+        claimed = mail.claimed_by(owner, _utc(now))
+        cursor = self._conn.execute(
+            "UPDATE meta SET value = ? WHERE key = ? AND value = ?", (claimed.value, mail.key, mail.waiting.value)
+        )
+        return claimed if cursor.rowcount == 1 else None
+
+    def release_signup_mail(self, mail: OwedMail) -> bool:
+        """Give a claimed mail back (not sent: it waits for the next try); False if it is no longer so claimed."""
+        cursor = self._conn.execute(
+            "UPDATE meta SET value = ? WHERE key = ? AND value = ?", (mail.waiting.value, mail.key, mail.value)
+        )
+        return cursor.rowcount == 1
+
+    def forget_signup_mail(self, mail: OwedMail) -> bool:
+        """The mail is no longer owed (sent, refused for good, or no longer wanted)."""
+        return self._conn.execute("DELETE FROM meta WHERE key = ? AND value = ?", (mail.key, mail.value)).rowcount == 1
+
+
+#: The meta keys of owed signup mails: `signup-mail:<subscriber id>:<kind>:<random>`.
+OWED_MAIL_PREFIX = "signup-mail:"
+
+
+@dataclass(frozen=True)
+class OwedMail:
+    """A signup mail owed to a subscriber, as one meta row: `<owed at>` while waiting, `<owed at> claimed <at> by
+    <owner>` while a process sends it. Times are UTC ISO text."""
+
+    key: str
+    subscriber_id: int
+    kind: str
+    owed: str
+    claimed: str = ""  # when it was claimed ("" while waiting)
+    owner: str = ""  # who claimed it: "<host> <pid>"
+
+    @property
+    def value(self) -> str:
+        """The meta row's value in this state (a conditional UPDATE compares it)."""
+        return f"{self.owed} claimed {self.claimed} by {self.owner}" if self.claimed else self.owed
+
+    @property
+    def waiting(self) -> OwedMail:
+        """The same mail, not claimed."""
+        return OwedMail(self.key, self.subscriber_id, self.kind, self.owed)
+
+    @property
+    def owed_at(self) -> datetime:
+        """When the signup asked for it."""
+        return datetime.fromisoformat(self.owed)
+
+    @property
+    def claimed_at(self) -> datetime | None:
+        """When it was claimed (None while waiting)."""
+        return datetime.fromisoformat(self.claimed) if self.claimed else None
+
+    def claimed_by(self, owner: str, at: str) -> OwedMail:
+        """The same mail, claimed by `owner` at `at`."""
+        return OwedMail(self.key, self.subscriber_id, self.kind, self.owed, at, owner)
+
+    @classmethod
+    def parse(cls, key: str, value: str) -> OwedMail | None:
+        """The mail of a meta row (None for a row that is not one, left by a newer digest)."""
+        parts = key.split(":")
+        owed, _, claim = value.partition(" claimed ")
+        claimed, _, owner = claim.partition(" by ")
+        try:
+            datetime.fromisoformat(owed)
+            return cls(key, int(parts[1]), parts[2], owed, claimed, owner) if len(parts) == 4 else None
+        except ValueError:
+            return None

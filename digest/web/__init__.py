@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -104,6 +105,7 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
     # SQLite has one writer at a time, and a render holds it while it renders: an unsubscribe that cannot wait goes
     # to a journal. PostgreSQL has no such writer: every web write goes straight to the database.
     journal = OptOutJournal.beside(settings.state_path) if web.backend.journals_optouts and signup_on else None
+    outbox = signup.signup_outbox(web) if signup_on else None
 
     async def error_page(request: Request, exc: Exception) -> Response:
         # A render holding the state longer than `web_db_wait`: the client should simply come back.
@@ -128,16 +130,20 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
                         log.info("applied %d journaled unsubscribes", applied)
                 await anyio.sleep(JOURNAL_CHECK_SECONDS)
 
+        if outbox is not None:
+            outbox.start()
         async with anyio.create_task_group() as tasks:
             if journal is not None:
                 tasks.start_soon(apply_journal, journal)
             yield
             tasks.cancel_scope.cancel()
+        if outbox is not None:
+            await anyio.to_thread.run_sync(outbox.stop)  # the queue drains a few seconds; the rest stays owed
         web.backend.close()
 
     routes: list[BaseRoute]
     if signup_on:
-        routes = [*unsubscribe.routes(web, journal), *signup.routes(web), *preferences.routes(web)]
+        routes = [*unsubscribe.routes(web, journal), *signup.routes(web, outbox), *preferences.routes(web)]
     else:
         log.info("signup, confirmation, preferences and unsubscribe are off: secret_key is not set")
         routes = signup_not_set_up(web)

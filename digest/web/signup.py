@@ -3,7 +3,8 @@
 
 The answer to a signup is the same page whatever the address's state (new, pending, active, unsubscribed,
 suppressed), so the form tells nobody who is subscribed; what differs (which mail, or none) happens after the answer
-is sent. A bounced, complained or deleted address is neither mailed nor changed. Abuse limits live in the state
+is sent: the signup records the mail as owed, and the outbox (outbox.py) sends it. A bounced, complained or deleted
+address is neither mailed nor changed. Abuse limits live in the state
 (shared by every process): signup requests per client network (an IPv4 address or an IPv6 /64; over the limit: 429)
 and confirmation mails per mailbox (`a+x@` counts as `a@`; over the limit: the same answer, no mail), plus a
 honeypot field that bots fill.
@@ -11,6 +12,7 @@ honeypot field that bots fill.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,10 +23,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.errors import DigestError
+from digest.errors import DigestError, StateBusy
 from digest.model import Subscriber
+from digest.store import OwedMail
 from digest.subscribers import InvalidAddress, clean_name, normalize_address
-from digest.subscriptions import Confirmation, SignupMail, SignupResult, check_confirmation, record_signup
+from digest.subscriptions import (
+    Confirmation,
+    SignupMail,
+    SignupRequest,
+    SignupResult,
+    check_confirmation,
+    record_signups,
+)
 from digest.tokens import BadToken, Purpose, TokenSubject, confirm_link, preferences_link, read_token
 from digest.transport import deliver_notice
 from digest.web.forms import (
@@ -40,6 +50,7 @@ from digest.web.forms import (
     topic_choices,
 )
 from digest.web.mails import Notice, build_notice, render_notice
+from digest.web.outbox import SignupOutbox
 from digest.web.pages import Text, Web, client_ip
 
 log = logging.getLogger("digest.web")
@@ -77,9 +88,11 @@ _LINK_TEXTS: dict[int, tuple[Text, Text]] = {
 }
 
 
-def routes(web: Web) -> list[Route]:
-    """The signup and confirmation endpoints."""
+def routes(web: Web, outbox: SignupOutbox | None = None) -> list[Route]:
+    """The signup and confirmation endpoints; `outbox` sends the signup mails after the answer (None: routes built
+    only for their paths)."""
     settings = web.settings
+    writer = SignupWriter(web)
 
     def form_page(
         status: int, message: Text | None, email: str = "", name: str = "", chosen: Sequence[str] = ()
@@ -104,10 +117,8 @@ def routes(web: Web) -> list[Route]:
         )
         return response
 
-    def check_inbox(background: BackgroundTask | None = None) -> Response:
-        response = web.page(CHECK_INBOX, [CHECK_INBOX_TEXT])
-        response.background = background
-        return response
+    def check_inbox() -> Response:
+        return web.page(CHECK_INBOX, [CHECK_INBOX_TEXT])
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
@@ -133,11 +144,7 @@ def routes(web: Web) -> list[Route]:
             long = Text(f"名字最长 {MAX_NAME} 个字符。", f"The name can be at most {MAX_NAME} characters.")
             return form_page(400, long, email=email, name=name[:MAX_NAME], chosen=topics)
 
-        def work() -> SignupResult:
-            with web.open_store() as store:
-                return record_signup(store, settings, email, name, client_ip(request), now, topics)
-
-        result = await web.in_thread(work)
+        result = await writer.record(SignupRequest(email, name, client_ip(request), now, tuple(topics)))
         if result.ip_limited:
             return web.page(
                 Text("请求过于频繁", "Too many requests"),
@@ -149,10 +156,9 @@ def routes(web: Web) -> list[Route]:
                 status=429,
                 headers={"Retry-After": str(settings.signup_ip_window)},
             )
-        if result.mail is None or result.subscriber is None:
-            return check_inbox()
-        notice = _NOTICES[result.mail]
-        return check_inbox(BackgroundTask(web.in_thread, send_notice, web, notice, result.subscriber, now))
+        if result.owed is not None and outbox is not None and not outbox.offer(result.owed):
+            log.info("signup mail queue full: the mail waits in the state for the next sweep")
+        return check_inbox()
 
     def resolve(token: str, now: datetime) -> TokenSubject | int:
         try:
@@ -229,9 +235,89 @@ def routes(web: Web) -> list[Route]:
     ]
 
 
+class SignupWriter:
+    """Signups written in groups (group commit): while one transaction commits, the signups arriving meanwhile
+    wait and then go into the next one together, up to BATCH_LIMIT. A signup's cost is mostly its commit (SQLite
+    flushes the file to disk), so a burst is written in a few commits instead of one each; a lone signup is written
+    at once. Each is decided exactly as alone (digest.subscriptions.record_signups)."""
+
+    BATCH_LIMIT = 64
+
+    def __init__(self, web: Web) -> None:
+        self.web = web
+        self._waiting: list[tuple[SignupRequest, asyncio.Future[SignupResult]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, request: SignupRequest) -> SignupResult:
+        """Record one signup (with whatever others wait) and return its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SignupResult] = loop.create_future()
+        self._waiting.append((request, future))
+        if self._task is None:
+            # Its own task: a client that hangs up must not cancel the others' transaction.
+            self._task = loop.create_task(self._write_all())
+        return await future
+
+    async def _write_all(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[: self.BATCH_LIMIT], self._waiting[self.BATCH_LIMIT :]
+                requests = [request for request, _ in batch]
+                try:
+                    results: list[SignupResult | BaseException] = list(await self.web.in_thread(self._write, requests))
+                except StateBusy as exc:
+                    results = [exc] * len(batch)  # each would wait as long again: all get 503
+                except Exception as exc:
+                    # One signup's trouble must not fail the others: each on its own then.
+                    results = [exc] if len(batch) == 1 else [await self._alone(request) for request in requests]
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue  # its client went away
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._task = None
+
+    def _write(self, requests: list[SignupRequest]) -> list[SignupResult]:
+        with self.web.open_store() as store:
+            return record_signups(store, self.web.settings, requests)
+
+    async def _alone(self, request: SignupRequest) -> SignupResult | BaseException:
+        try:
+            return (await self.web.in_thread(self._write, [request]))[0]
+        except Exception as exc:
+            return exc
+
+
+def signup_outbox(web: Web) -> SignupOutbox:
+    """The outbox that sends the mails signups owe (the confirmation request, or the "already subscribed" note),
+    made with the same templates and links as every other notice."""
+
+    def render(mail: OwedMail, subscriber: Subscriber) -> bytes:
+        # The signup's own time: the confirmation link's age and the Date header count from the request.
+        when = mail.owed_at.astimezone(web.settings.tz)
+        return notice_message(web, _NOTICES[SignupMail(mail.kind)], subscriber, when)
+
+    return SignupOutbox(web, render)
+
+
 def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime, **values: str) -> None:
     """Render and mail one signup notice (runs after the answer was sent), with `values` for its template beyond
     the common ones; failures are logged, not shown."""
+    message = notice_message(web, notice, subscriber, now, **values)
+    try:
+        result = deliver_notice(web.settings, subscriber.email, message)
+    except DigestError as exc:
+        log.error("signup mail (%s) to subscriber %d not sent: %s", notice.name.lower(), subscriber.id, exc)
+        return
+    log.info("signup mail (%s) to subscriber %d: %s", notice.name.lower(), subscriber.id, result.outcome.value)
+
+
+def notice_message(web: Web, notice: Notice, subscriber: Subscriber, now: datetime, **values: str) -> bytes:
+    """One signup notice for `subscriber` as bytes ready for SMTP, with `values` for its template beyond the
+    common ones."""
     settings = web.settings
     latest = None
     if notice is Notice.WELCOME:
@@ -252,7 +338,7 @@ def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime,
         latest_issue_url=latest,
         **values,
     )
-    message = build_notice(
+    return build_notice(
         from_address=settings.from_address,
         to=subscriber.email,
         subject=subject,
@@ -261,9 +347,3 @@ def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime,
         domain=urlsplit(settings.site_url).hostname or "localhost",
         reply_to=settings.reply_to,
     )
-    try:
-        result = deliver_notice(settings, subscriber.email, message)
-    except DigestError as exc:
-        log.error("signup mail (%s) to subscriber %d not sent: %s", notice.name.lower(), subscriber.id, exc)
-        return
-    log.info("signup mail (%s) to subscriber %d: %s", notice.name.lower(), subscriber.id, result.outcome.value)
