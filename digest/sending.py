@@ -215,12 +215,12 @@ class IssueSender:
                     for step, claimed in zip(steps, claims, strict=True):
                         step.answer(claimed)  # only now may that connection send the message data
                         report.not_due += step.job is not None and not claimed  # unsubscribed meanwhile
-                        if step.done is not None:
-                            status = _ledger_outcome(step.done.result)[0]
+                        for done in step.done:
+                            status = _ledger_outcome(done.result)[0]
                             setattr(report, status.value, getattr(report, status.value) + 1)
                             if on_result:
-                                sub, result = by_id[step.done.key], step.done.result
-                                on_result(Delivery(mail.issue, sub, status, step.done.attempts, result.detail))
+                                sub, result = by_id[done.key], done.result
+                                on_result(Delivery(mail.issue, sub, status, done.attempts, result.detail))
             finally:
                 pool.close()
             report.stopped = stop.is_set()
@@ -246,8 +246,7 @@ class IssueSender:
         claims: list[bool] = []
         with store.transaction():
             for step in steps:
-                if step.done is not None:
-                    done = step.done
+                for done in step.done:
                     status, bounce = _ledger_outcome(done.result)
                     detail = done.result.detail
                     store.record_delivery(
