@@ -39,7 +39,7 @@ def _wait_delivered(postfix: object, expected: int, seconds: float = 120.0) -> i
 def postfix_send(base: Path, sizes: run.Sizes, log: Callable[[str], None], workers: int) -> list[run.Row]:
     """5m. `digest send` of N messages through Postfix + STARTTLS against the bare loops, interleaved."""
     sys.path.insert(0, str(run.HERE.parent))
-    from tests.postfix_util import Postfix, find_postfix
+    from tests.postfix_util import Postfix, find_postfix, self_signed_cert
 
     n = FULL_MESSAGES if sizes.subscribers >= FULL_MESSAGES else QUICK_MESSAGES
     size = f"{run.fmt_size(n)} messages, {workers} connections"
@@ -69,11 +69,11 @@ def postfix_send(base: Path, sizes: run.Sizes, log: Callable[[str], None], worke
     fresh = base / "postfix-send-state"
     shutil.copytree(ws.root / "state", fresh)
 
-    cert, key = run._self_signed_cert(ws.root)
+    cert, key = self_signed_cert(ws.root)
     log("  starting a throwaway Postfix (STARTTLS, every transport discard:)")
     postfix = Postfix.start(cert=cert, key=key)
     ws.env["DIGEST_SMTP__PORT"] = str(postfix.port)
-    naive_n = max(n // 10, 50)
+    naive_n = max(n // 10, 30)  # one TLS handshake each: slow, fewer do
     send_args = ["send", "--issue", "1"]
     results: dict[str, list[run.Run]] = {"reuse": [], "naive": [], "digest": [], "again": []}
     delivered = 0

@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.errors import DigestError
+from digest.model import DeliveryStatus
 from digest.output import write_atomic
 from digest.settings import Settings
-from digest.store import Store
+from digest.store import Store, email_key
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from digest.bounces.classify import BounceKind
     from digest.message import DkimKey, IssueMail, WireMessage
-    from digest.model import Delivery, DeliveryStatus, Issue, Subscriber
+    from digest.model import Delivery, Issue, Subscriber
     from digest.render.email import PersonalSlots, RenderedEmail
     from digest.transport import Messenger, SendResult, Step
 
@@ -109,12 +110,14 @@ class IssueSender:
     ) -> SendReport:
         """Mail issue `issue` (default: the latest) to every active subscriber who has not had it yet.
 
-        Each delivery is written 'pending' and committed before its message data goes out, in the same transaction
-        as the outcome of the previous message on that connection, so a crash leaves at most one message per
-        connection unresolved (the one on the wire); the next run marks them 'unknown' and never sends them again
-        unless `retry_unknown`. A subscriber who chose topics gets only their papers (one render per distinct
-        choice), and no mail but a 'skipped' row when none of them has a paper. `to` sends one unrecorded test copy;
-        `dry_run_dir` writes .eml files instead of sending. `stop` ends the run after the messages in flight.
+        Each delivery is written 'pending' and committed before its message data ends (its final "."), in the
+        transaction that records an earlier outcome of that connection; a connection claims its next message as soon
+        as the current one is out, so that the commit overlaps the server's work. A crash leaves at most two
+        messages per connection unresolved (the one on the wire, and the one before it or the next one claimed);
+        the next run marks them 'unknown' and never sends them again unless `retry_unknown`. A subscriber who chose
+        topics gets only their papers (one render per distinct choice), and no mail but a 'skipped' row when none
+        of them has a paper. `to` sends one unrecorded test copy; `dry_run_dir` writes .eml files instead of
+        sending. `stop` ends the run after the messages in flight (a claimed message is in flight).
         A mailing does not start while the previous issue's bounce or complaint rate is over its limit, unless
         `force`.
         """
@@ -123,7 +126,7 @@ class IssueSender:
         from contextlib import nullcontext
 
         from digest.errors import DeliveryError
-        from digest.model import Delivery, DeliveryStatus
+        from digest.model import Delivery
         from digest.optouts import OptOutJournal
         from digest.subscriptions import drain_optouts
         from digest.transport import DeliveryPool, Job, RateLimiter, make_messenger
@@ -238,10 +241,7 @@ class IssueSender:
     ) -> list[bool]:
         """In ONE transaction (one fsync however many connections are waiting): record each connection's finished
         message and claim ('pending') its next one. Returns, per step, whether its next message may go out."""
-        from digest.bounces.classify import BounceKind
         from digest.message import message_id
-        from digest.store import email_key
-        from digest.subscriptions import suppress_after_streak, suppress_for_hard_bounce
 
         claims: list[bool] = []
         with store.transaction():
@@ -252,10 +252,8 @@ class IssueSender:
                     store.record_delivery(
                         mail.issue, done.key, status, detail, now, done.attempts, bounce=bounce and bounce.value
                     )
-                    if bounce is BounceKind.HARD:
-                        suppress_for_hard_bounce(store, done.key, detail, now)
-                    elif bounce is BounceKind.SOFT:
-                        suppress_after_streak(store, done.key, self.settings.soft_bounce_limit, detail, now)
+                    if bounce is not None:
+                        self._after_refusal(store, done.key, bounce, detail, now)
                 if step.job is None:
                     claims.append(False)
                     continue
@@ -263,6 +261,16 @@ class IssueSender:
                 msgid = message_id(mail.issue, email_key(sub.email), mail.domain)
                 claims.append(store.claim_delivery(mail.issue, sub.id, msgid, now, retry_unknown=retry_unknown))
         return claims
+
+    def _after_refusal(self, store: Store, subscriber_id: int, bounce: BounceKind, detail: str, now: datetime) -> None:
+        """A hard refusal suppresses the address at once, soft ones after a streak."""
+        from digest.bounces.classify import BounceKind
+        from digest.subscriptions import suppress_after_streak, suppress_for_hard_bounce
+
+        if bounce is BounceKind.HARD:
+            suppress_for_hard_bounce(store, subscriber_id, detail, now)
+        elif bounce is BounceKind.SOFT:
+            suppress_after_streak(store, subscriber_id, self.settings.soft_bounce_limit, detail, now)
 
     def _topic_mails(
         self, store: Store, mail: IssueMail, subscribers: Sequence[Subscriber]
@@ -419,7 +427,6 @@ class IssueSender:
     ) -> WireMessage:
         """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
         from digest.message import build_message, message_id
-        from digest.store import email_key
         from digest.tokens import preferences_link, unsubscribe_link
 
         return build_message(
@@ -495,13 +502,11 @@ class IssueSender:
 def _ledger_outcome(result: SendResult) -> tuple[DeliveryStatus, BounceKind | None]:
     """The ledger status of a finished message and, for a server's refusal, how bad it is for the address: a
     hard refusal is recorded as 'bounced', a soft one stays 'failed' and counts towards the soft-bounce streak."""
-    from digest.bounces.classify import BounceKind, classify_reply
-    from digest.model import DeliveryStatus
-    from digest.transport import Outcome
-
     status = DeliveryStatus(result.outcome.value)
-    if result.outcome is not Outcome.FAILED:
-        return status, None
+    if status is not DeliveryStatus.FAILED:
+        return status, None  # the common case, on the path of every message: no import
+    from digest.bounces.classify import BounceKind, classify_reply
+
     bounce = classify_reply(result.detail)
     return (DeliveryStatus.BOUNCED if bounce is BounceKind.HARD else status), bounce
 

@@ -200,8 +200,9 @@ class DeliveryPool:
         self.retry_delays = tuple(retry_delays)
         self.limiter = limiter
         self.stop = stop
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._steps: queue.Queue[Step] = queue.Queue()
+        # SimpleQueue: its put and get are C code, a Queue's are Python (a handful of them per message).
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._steps: queue.SimpleQueue[Step] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._open_lanes = len(messengers)
         self._threads = [
@@ -234,11 +235,8 @@ class DeliveryPool:
         """Wait for the next step, and take every other one already waiting (to record them in one transaction).
         Each must be answered."""
         steps = [self._steps.get()]
-        while True:
-            try:
-                steps.append(self._steps.get_nowait())
-            except queue.Empty:
-                break
+        while not self._steps.empty():  # this thread is the only one taking steps
+            steps.append(self._steps.get())
         self._open_lanes -= sum(step.job is None for step in steps)
         return steps
 
