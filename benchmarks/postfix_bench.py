@@ -108,12 +108,14 @@ def postfix_send(base: Path, sizes: run.Sizes, log: Callable[[str], None], worke
 
     reuse, naive, ours = rates("reuse", n), rates("naive", naive_n), rates("digest", n)
     again_cpu = cpu("again")
+    # Without start-up: each send's wall less the nothing-to-do send that followed it (same load, seconds apart).
+    net = [n / max(r.wall - a.wall, 1e-3) for r, a in zip(results["digest"], results["again"], strict=True)]
     rows = [
         run.Row("5m Postfix: digest send", size, statistics.median(r.wall for r in results["digest"]),
                 max(r.rss_mb for r in results["digest"]), f"{statistics.median(ours):,.0f} msg/s ({_spread(ours)})",
                 runs=[r.wall for r in results["digest"]],
                 note=f"durable ledger; CPU {cpu('digest'):.2f} s (a send with nothing to do: {again_cpu:.2f} s); "
-                "process start included"),
+                f"process start included; without it {statistics.median(net):,.0f} msg/s ({_spread(net)})"),
         run.Row("5m Postfix: bare smtplib reused", size, statistics.median(r.wall for r in results["reuse"]),
                 max(r.rss_mb for r in results["reuse"]), f"{statistics.median(reuse):,.0f} msg/s ({_spread(reuse)})",
                 runs=[r.wall for r in results["reuse"]], note=f"records nothing; CPU {cpu('reuse'):.2f} s"),
@@ -123,8 +125,14 @@ def postfix_send(base: Path, sizes: run.Sizes, log: Callable[[str], None], worke
                 note=f"CPU {cpu('naive'):.2f} s"),
     ]  # fmt: skip
     ratio = statistics.median(ours) / statistics.median(reuse)
-    rows.append(run.Row("5m Postfix: send vs bare reused", size, measured=f"{ratio:.0%}", target=">= 85%",
-                        ok=ratio >= 0.85, note=f"CPU {cpu('digest') / cpu('reuse'):.2f}x the bare loop's"))  # fmt: skip
+    note = (
+        f"CPU {cpu('digest') / cpu('reuse'):.2f}x the bare loop's; without digest's start-up"
+        f" {statistics.median(net) / statistics.median(reuse):.0%}"
+    )
+    rows.append(
+        run.Row("5m Postfix: send vs bare reused", size, measured=f"{ratio:.0%}", target=">= 85%", ok=ratio >= 0.85,
+                note=note)
+    )  # fmt: skip
     rows.append(
         run.Row(
             "5m Postfix: send vs naive", size, measured=f"{statistics.median(ours) / statistics.median(naive):.1f}x"
