@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,16 +23,6 @@ FULL_MESSAGES = 2_000
 
 def _spread(values: list[float]) -> str:
     return f"{min(values):,.0f}-{max(values):,.0f}"
-
-
-def _wait_delivered(postfix: object, expected: int, seconds: float = 120.0) -> int:
-    """How many messages Postfix has discarded (from its log), once `expected` are or the time is up."""
-    deadline = time.monotonic() + seconds
-    while True:
-        count = postfix.log().count(" status=sent ")  # type: ignore[attr-defined]
-        if count >= expected or time.monotonic() > deadline:
-            return int(count)
-        time.sleep(0.2)
 
 
 def postfix_send(base: Path, sizes: run.Sizes, log: Callable[[str], None], workers: int) -> list[run.Row]:
@@ -94,7 +83,7 @@ def postfix_send(base: Path, sizes: run.Sizes, log: Callable[[str], None], worke
             results["digest"].append(sent)
             results["again"].append(ws.digest(*send_args))  # nothing to do: start-up and ledger reads
             delivered += n
-        got = _wait_delivered(postfix, delivered)
+        got = postfix.wait_for_log(" status=sent ", delivered, seconds=120)
         if got != delivered:
             raise run.ScenarioError(f"Postfix delivered {got} of {delivered} messages")
     finally:

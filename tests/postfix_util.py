@@ -241,6 +241,16 @@ class Postfix:
         except OSError:
             return ""
 
+    def wait_for_log(self, text: str, count: int, seconds: float = 60.0) -> int:
+        """How many times `text` is in the log once it is there `count` times or `seconds` have passed (Postfix
+        logs through its own daemon, a moment after the fact). `" status=sent "` counts delivered messages."""
+        deadline = time.monotonic() + seconds
+        while True:
+            found = self.log().count(text)
+            if found >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
     def stop(self) -> None:
         """Stop the master and its daemons at once (`postfix stop`), then remove the folder."""
         try:
