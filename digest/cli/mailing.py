@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
+import threading
 from collections.abc import Iterable
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from digest.bounces.mailboxes import read_messages
 from digest.cli import (
     NOW_OPTION,
     Context,
@@ -19,6 +24,7 @@ from digest.cli import (
     reports_errors,
 )
 from digest.errors import printable
+from digest.model import Delivery
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -53,10 +59,6 @@ def send(
 
     Example: digest send --to me@example.org
     """
-    import signal
-    import threading
-
-    from digest.model import Delivery
 
     _warn_sender(ctx.settings)
     stop = threading.Event()
@@ -71,8 +73,8 @@ def send(
     console: Any = _Quiet()
     progress: Any = console
     if sys.stderr.isatty():  # rich is ~0.15 s of start-up: only for someone watching
-        from rich.console import Console
-        from rich.progress import Progress
+        from rich.console import Console  # noqa: PLC0415 (lazy: rich only when used)
+        from rich.progress import Progress  # noqa: PLC0415 (lazy: rich only when used)
 
         console = Console(stderr=True)
         progress = Progress(console=console, transient=True)
@@ -157,7 +159,6 @@ class _Quiet:
 
 def _warn_sender(settings: Settings) -> None:
     """Mail that names no postal sender, or comes from @localhost, is what spam filters and the law dislike."""
-    from email.utils import parseaddr
 
     if not settings.sender_address.strip():
         _warn(
@@ -205,7 +206,6 @@ def bounces_import(ctx: Context, source: str, quiet: bool, dry_run: bool, as_jso
 
     Example: digest bounces import - < bounce.eml
     """
-    from digest.bounces.mailboxes import read_messages
 
     stdin = sys.stdin.buffer
     if as_json and not dry_run:
@@ -234,9 +234,8 @@ def bounces_import(ctx: Context, source: str, quiet: bool, dry_run: bool, as_jso
 
 
 def _classify_bounces(messages: Iterable[tuple[str, bytes]], as_json: bool) -> None:
-    import json
 
-    from digest.bounces.reports import classification, read_report
+    from digest.bounces.reports import classification, read_report  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     for name, data in messages:
         for row in classification(read_report(data)):
