@@ -181,10 +181,11 @@ class DeliveryPool:
     The claim is made one message ahead: as soon as a message is out (its final "." sent), its thread takes the
     next job, hands over the step claiming it (with the outcome of the message before) and builds it, all while the
     server reads and stores the current one. The ledger's commit (an fsync) then overlaps the server's own work
-    (an fsync too, for a real MTA) instead of adding to it between two messages, which halved the rate against a
-    local Postfix. The price: when the sender is killed, a connection leaves at most two claimed messages whose
-    outcome is not recorded (the one on the wire, and either the one before it, answered but not yet recorded, or
-    the next one, claimed but not sent); the next run marks them 'unknown' and sends neither unless asked to.
+    (an fsync too, for a real MTA) instead of adding to it between one message's reply and the next one's final
+    "." (on this loaded 2-core machine the CPU, not the fsyncs, set the rate: docs/performance.md). The price:
+    when the sender is killed, a connection leaves at most two claimed messages whose outcome is not recorded (the
+    one on the wire, and either the one before it, answered but not yet recorded, or the next one, claimed but not
+    sent); the next run marks them 'unknown' and sends neither unless asked to.
     A claimed message always goes out, even after `stop`: only a job not yet claimed is left in the queue.
 
     A DEFERRED message is retried by the same thread after each of `retry_delays` (exponential backoff); setting
