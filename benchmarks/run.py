@@ -33,6 +33,8 @@ import hugo_bench  # noqa: E402
 import serve_bench  # noqa: E402
 import signup_bench  # noqa: E402
 
+sys.modules.setdefault("run", sys.modules[__name__])  # scenario modules `import run` for these helpers
+
 # Clock for the synthetic archives: must match archive.py (not imported: it imports digest).
 FIRST_ISSUE = datetime.fromisoformat("2000-01-03T08:00:00+00:00")
 WEEK = timedelta(weeks=1)
@@ -86,6 +88,7 @@ class Run:
     code: int
     stdout: str
     stderr: str
+    cpu: float = 0.0  # the child's user + system CPU seconds
 
 
 @dataclass
@@ -113,7 +116,8 @@ def run_child(args: Sequence[str], *, env: dict[str, str], cwd: Path, check: boo
         proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait again
         out.seek(0)
         err.seek(0)
-        result = Run(wall, usage.ru_maxrss / 1024, proc.returncode, out.read().decode(), err.read().decode())
+        cpu = usage.ru_utime + usage.ru_stime
+        result = Run(wall, usage.ru_maxrss / 1024, proc.returncode, out.read().decode(), err.read().decode(), cpu)
     if check and result.code != 0:
         raise ScenarioError(f"{' '.join(args)} exited {result.code}:\n{result.stderr[-3000:]}{result.stdout[-1000:]}")
     return result
@@ -706,11 +710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="digest benchmarks (issue 5): a report, not a test.")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): under a minute")
     parser.add_argument("--install-pelican", action="store_true", help="pip-install Pelican for scenario 8")
-    parser.add_argument("--only", default="123456789Hws", help="which scenarios to run, e.g. --only 23 (default all)")
+    parser.add_argument("--only", default="12345m6789Hws", help="which scenarios to run, e.g. --only 23 (default all)")
     parser.add_argument("--workdir", type=Path, help="build corpora here and keep them (default: a temp folder)")
     parser.add_argument("--smtp-workers", type=int, default=2, help="SMTP connections / bare-loop workers")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
+    import postfix_bench  # a sibling scenario module; it imports this one as `run`
+
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -738,6 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("3", lambda: new_week(base, sizes, log, archives)),
             ("4", lambda: rebuild(base, sizes, log)),
             ("5", lambda: send(base, sizes, log, args.smtp_workers)),
+            ("m", lambda: postfix_bench.postfix_send(base, sizes, log, args.smtp_workers)),
             ("6", lambda: huge_word(base, sizes, log)),
             ("7", lambda: backlog(base, sizes, log)),
             ("8", lambda: pelican_baseline(base, sizes, log, args.install_pelican)),

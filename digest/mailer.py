@@ -9,6 +9,8 @@
 - UNKNOWN: the whole message data went out but no reply came back: the server may have accepted it.
 
 smtplib's `sendmail` cannot make the last distinction, so the DATA phase is done here with smtplib's lower calls.
+smtplib has no PIPELINING (RFC 2920) either: when the server offers it, MAIL FROM, RCPT TO and DATA go out in one
+write and their three replies are read in order (one round trip instead of three).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class SmtpMessenger:
         self.local_hostname = local_hostname
         self._conn: smtplib.SMTP | None = None
         self._eight_bit = False
+        self._pipelining = False
 
     @property
     def eight_bit(self) -> bool:
@@ -91,6 +94,7 @@ class SmtpMessenger:
             raise DeliveryError(f"cannot reach SMTP server {where}: {_describe(exc)}") from None
         self._conn = conn
         self._eight_bit = conn.has_extn("8bitmime")
+        self._pipelining = conn.has_extn("pipelining")
         if conn.sock is not None:
             with contextlib.suppress(OSError):
                 # Commands and the final "." go out at once, not held back by Nagle's algorithm behind the data.
@@ -127,8 +131,9 @@ class SmtpMessenger:
         confirm: Callable[[], bool] | None = None,
         meanwhile: Callable[[], None] | None = None,
     ) -> SendResult:
-        """One SMTP transaction: MAIL, RCPT, DATA, the message, `confirm()`, the final dot, `meanwhile()`, the
-        reply. Any failure leaves the connection ready for the next message (reset, or closed to be reopened).
+        """One SMTP transaction: MAIL, RCPT, DATA (in one write when the server offers PIPELINING), the message,
+        `confirm()`, the final dot, `meanwhile()`, the reply. Any failure leaves the connection ready for the next
+        message (reset, or closed to be reopened).
 
         The server processes a mail transaction only on receipt of the end-of-data "." line (RFC 5321, 4.1.1.4);
         a connection that closes before it leaves nothing to deliver. So everything up to that line is sent while
@@ -142,20 +147,16 @@ class SmtpMessenger:
         wire = data if isinstance(data, WireMessage) else wire_message(data)
         options = ["BODY=8BITMIME"] if self._eight_bit and wire.eight_bit else []
         data_sent = False
+        # smtplib's mail() and rcpt() parse each address again (email.utils.parseaddr): ours are plain already.
+        commands = (
+            f"MAIL FROM:{_angle_addr(sender)}{''.join(' ' + o for o in options)}",
+            f"RCPT TO:{_angle_addr(recipient)}",
+            "DATA",
+        )
         try:
-            # smtplib's mail() and rcpt() parse each address again (email.utils.parseaddr): ours are plain already.
-            conn.putcmd("mail", f"FROM:{_angle_addr(sender)}{''.join(' ' + o for o in options)}")
-            code, reply = conn.getreply()
-            if code != 250:
-                return self._refused(code, reply, "MAIL FROM")
-            conn.putcmd("rcpt", f"TO:{_angle_addr(recipient)}")
-            code, reply = conn.getreply()
-            if code not in (250, 251):
-                return self._refused(code, reply, "RCPT TO")
-            conn.putcmd("data")
-            code, reply = conn.getreply()
-            if code != 354:
-                return self._refused(code, reply, "DATA")
+            refused = self._envelope(conn, commands)
+            if refused is not None:
+                return refused
             payload = memoryview(wire.data)
             conn.send(payload[: -len(END_OF_DATA)])
             if confirm is not None and not confirm():
@@ -177,6 +178,30 @@ class SmtpMessenger:
         if code == 250:
             return SendResult(Outcome.SENT, _reply(code, reply))
         return self._refused(code, reply, "end of data")
+
+    def _envelope(self, conn: smtplib.SMTP, commands: tuple[str, str, str]) -> SendResult | None:
+        """Send MAIL, RCPT and DATA and read their replies; None once the server waits for the message (354), else
+        the refusal. With PIPELINING the three go out in one write and every reply is read, in order, before
+        deciding (RFC 2920): a refused MAIL or RCPT is reported as such, not as the DATA refusal that follows it."""
+        if any("\r" in command or "\n" in command for command in commands):
+            raise ValueError("an SMTP command must not contain a line break")  # as smtplib's putcmd refuses
+        stages = ("MAIL FROM", "RCPT TO", "DATA")
+        expected = ((250,), (250, 251), (354,))
+        if not self._pipelining:
+            for command, stage, ok in zip(commands, stages, expected, strict=True):
+                conn.send(f"{command}\r\n".encode("ascii"))
+                code, reply = conn.getreply()
+                if code not in ok:
+                    return self._refused(code, reply, stage)
+            return None
+        conn.send("".join(f"{command}\r\n" for command in commands).encode("ascii"))
+        replies = [conn.getreply() for _ in commands]
+        for (code, reply), stage, ok in zip(replies, stages, expected, strict=True):
+            if code not in ok:
+                if replies[-1][0] == 354:
+                    self._drop()  # DATA accepted all the same: hang up rather than send an empty message
+                return self._refused(code, reply, stage)
+        return None
 
     def _refused(self, code: int, reply: bytes, stage: str) -> SendResult:
         detail = f"{stage}: {_reply(code, reply)}"

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from digest.bounces.classify import BounceKind
     from digest.message import DkimKey, IssueMail, WireMessage
-    from digest.model import Delivery, DeliveryStatus, Issue, Subscriber
+    from digest.model import Delivery, Issue, Subscriber
     from digest.render.email import PersonalSlots, RenderedEmail
     from digest.transport import Messenger, SendResult, Step
 
@@ -119,12 +119,14 @@ class IssueSender:
     ) -> SendReport:
         """Mail issue `issue` (default: the latest) to every active subscriber who has not had it yet.
 
-        Each delivery is written 'pending' and committed before its message data goes out, in the same transaction
-        as the outcome of the previous message on that connection, so a crash leaves at most one message per
-        connection unresolved (the one on the wire); the next run marks them 'unknown' and never sends them again
-        unless `retry_unknown`. A subscriber who chose topics gets only their papers (one render per distinct
-        choice), and no mail but a 'skipped' row when none of them has a paper. `to` sends one unrecorded test copy;
-        `dry_run_dir` writes .eml files instead of sending. `stop` ends the run after the messages in flight.
+        Each delivery is written 'pending' and committed before its message data ends (its final "."), in the
+        transaction that records an earlier outcome of that connection; a connection claims its next message as soon
+        as the current one is out, so that the commit overlaps the server's work. A crash leaves at most two
+        messages per connection unresolved (the one on the wire, and the one before it or the next one claimed);
+        the next run marks them 'unknown' and never sends them again unless `retry_unknown`. A subscriber who chose
+        topics gets only their papers (one render per distinct choice), and no mail but a 'skipped' row when none
+        of them has a paper. `to` sends one unrecorded test copy; `dry_run_dir` writes .eml files instead of
+        sending. `stop` ends the run after the messages in flight (a claimed message is in flight).
         A mailing does not start while the previous issue's bounce or complaint rate is over its limit, unless
         `force`.
         """
@@ -219,12 +221,12 @@ class IssueSender:
                     for step, claimed in zip(steps, claims, strict=True):
                         step.answer(claimed)  # only now may that connection send the message data
                         report.not_due += step.job is not None and not claimed  # unsubscribed meanwhile
-                        if step.done is not None:
-                            status = _ledger_outcome(step.done.result)[0]
+                        for done in step.done:
+                            status = _ledger_outcome(done.result)[0]
                             setattr(report, status.value, getattr(report, status.value) + 1)
                             if on_result:
-                                sub, result = by_id[step.done.key], step.done.result
-                                on_result(Delivery(mail.issue, sub, status, step.done.attempts, result.detail))
+                                sub, result = by_id[done.key], done.result
+                                on_result(Delivery(mail.issue, sub, status, done.attempts, result.detail))
             finally:
                 pool.close()
             report.stopped = stop.is_set()
@@ -243,25 +245,18 @@ class IssueSender:
         """In ONE transaction (one fsync however many connections are waiting): record each connection's finished
         message and claim ('pending') its next one. Returns, per step, whether its next message may go out."""
         from digest.message import message_id  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
-        from digest.subscriptions import suppress_after_streak, suppress_for_hard_bounce  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         claims: list[bool] = []
         with store.transaction():
             for step in steps:
-                if step.done is not None:
-                    done = step.done
+                for done in step.done:
                     status, bounce = _ledger_outcome(done.result)
                     detail = done.result.detail
                     store.record_delivery(
                         mail.issue, done.key, status, detail, now, done.attempts, bounce=bounce and bounce.value
                     )
-                    source = f"send issue {mail.issue}"  # the server refused the message
-                    if bounce is BounceKind.HARD:
-                        suppress_for_hard_bounce(store, done.key, detail, now, source=source)
-                    elif bounce is BounceKind.SOFT:
-                        suppress_after_streak(
-                            store, done.key, self.settings.soft_bounce_limit, detail, now, source=source
-                        )
+                    if bounce is not None:
+                        self._after_refusal(store, done.key, bounce, detail, now, source=f"send issue {mail.issue}")
                 if step.job is None:
                     claims.append(False)
                     continue
@@ -269,6 +264,20 @@ class IssueSender:
                 msgid = message_id(mail.issue, email_key(sub.email), mail.domain)
                 claims.append(store.claim_delivery(mail.issue, sub.id, msgid, now, retry_unknown=retry_unknown))
         return claims
+
+    def _after_refusal(
+        self, store: Store, subscriber_id: int, bounce: BounceKind, detail: str, now: datetime, *, source: str
+    ) -> None:
+        """A hard refusal suppresses the address at once, soft ones after a streak (the trail names the issue)."""
+        from digest.subscriptions import (  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+            suppress_after_streak,
+            suppress_for_hard_bounce,
+        )
+
+        if bounce is BounceKind.HARD:
+            suppress_for_hard_bounce(store, subscriber_id, detail, now, source=source)
+        elif bounce is BounceKind.SOFT:
+            suppress_after_streak(store, subscriber_id, self.settings.soft_bounce_limit, detail, now, source=source)
 
     def _topic_mails(
         self, store: Store, mail: IssueMail, subscribers: Sequence[Subscriber]
@@ -479,10 +488,8 @@ class IssueSender:
 def _ledger_outcome(result: SendResult) -> tuple[DeliveryStatus, BounceKind | None]:
     """The ledger status of a finished message and, for a server's refusal, how bad it is for the address: a
     hard refusal is recorded as 'bounced', a soft one stays 'failed' and counts towards the soft-bounce streak."""
-    from digest.transport import Outcome  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
-
     status = DeliveryStatus(result.outcome.value)
-    if result.outcome is not Outcome.FAILED:
+    if status is not DeliveryStatus.FAILED:
         return status, None
     bounce = classify_reply(result.detail)
     return (DeliveryStatus.BOUNCED if bounce is BounceKind.HARD else status), bounce

@@ -139,12 +139,13 @@ def _build(job: Job, eight_bit: bool) -> _Built:
 
 
 class Step:
-    """What a connection asks of the ledger between two messages: record `done` (its previous message, if any)
-    and claim `job` (None when the connection has finished). The connection prepares the job meanwhile (builds it if
-    not built yet, sends MAIL, RCPT, DATA and the message) but sends the final "." only after `answer(True)`."""
+    """What a connection asks of the ledger: record `done` (the outcomes of its messages finished since its last
+    step: none, one, at most two) and claim `job` (None when the connection has finished). The connection
+    prepares the job meanwhile (builds it if not built yet, sends MAIL, RCPT, DATA and the message) but sends the
+    final "." only after `answer(True)`."""
 
-    def __init__(self, done: Done | None, job: Job | None, closing: threading.Event) -> None:
-        self.done = done
+    def __init__(self, done: Sequence[Done], job: Job | None, closing: threading.Event) -> None:
+        self.done = tuple(done)
         self.job = job
         self._claimed = False
         self._ready = threading.Event()
@@ -154,6 +155,11 @@ class Step:
         """The ledger has committed: the job may go out (`claimed`) or must not."""
         self._claimed = claimed
         self._ready.set()
+
+    @property
+    def refused(self) -> bool:
+        """Answered already, and the job must not go out."""
+        return self._ready.is_set() and not self._claimed
 
     def wait(self) -> bool:
         """Block until answered; False when the job must not go out (or the pool is being closed)."""
@@ -166,16 +172,20 @@ class Step:
 class DeliveryPool:
     """One thread per messenger (one connection each, reused for many messages), fed from one queue of jobs.
 
-    Between two messages a thread hands the caller a `Step` (`next_steps()`): the outcome of the message it just
-    finished and the job it takes next. The caller records the one and claims the other in ONE transaction and
-    answers; meanwhile the thread sends MAIL, RCPT, DATA and all of the message but the final "." (until which the
-    server cannot accept it), and ends it only once answered. So each message is claimed durably before the server
-    can have it, the commit overlaps the transfer, and at any moment a connection has at most one claimed message
-    whose outcome is not recorded: the one on the wire.
+    A thread hands the caller `Step`s (`next_steps()`): the outcome of a message it finished and the job it takes
+    next. The caller records the one and claims the other in ONE transaction and answers; the thread sends MAIL,
+    RCPT, DATA and all of the message but the final "." (until which the server cannot accept it) and ends it only
+    once answered. So each message is claimed durably before the server can have it.
 
-    While the server reads a message, its thread already takes its next job from the queue and builds that message
-    (a job taken is not claimed: if the run stops there, it is simply not sent): building is then off the path from
-    one message's reply to the next one's MAIL FROM, the path that keeps the server busy.
+    The claim is made one message ahead: as soon as a message is out (its final "." sent), its thread takes the
+    next job, hands over the step claiming it (with the outcome of the message before) and builds it, all while the
+    server reads and stores the current one. The ledger's commit (an fsync) then overlaps the server's own work
+    (an fsync too, for a real MTA) instead of adding to it between one message's reply and the next one's final
+    "." (on this loaded 2-core machine the CPU, not the fsyncs, set the rate: docs/performance.md). The price:
+    when the sender is killed, a connection leaves at most two claimed messages whose outcome is not recorded (the
+    one on the wire, and either the one before it, answered but not yet recorded, or the next one, claimed but not
+    sent); the next run marks them 'unknown' and sends neither unless asked to.
+    A claimed message always goes out, even after `stop`: only a job not yet claimed is left in the queue.
 
     A DEFERRED message is retried by the same thread after each of `retry_delays` (exponential backoff); setting
     `stop` ends the backoff early, so the message is reported as deferred, and each thread takes no new job.
@@ -191,8 +201,9 @@ class DeliveryPool:
         self.retry_delays = tuple(retry_delays)
         self.limiter = limiter
         self.stop = stop
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._steps: queue.Queue[Step] = queue.Queue()
+        # SimpleQueue: its put and get are C code, a Queue's are Python (a handful of them per message).
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._steps: queue.SimpleQueue[Step] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._open_lanes = len(messengers)
         self._threads = [
@@ -225,11 +236,8 @@ class DeliveryPool:
         """Wait for the next step, and take every other one already waiting (to record them in one transaction).
         Each must be answered."""
         steps = [self._steps.get()]
-        while True:
-            try:
-                steps.append(self._steps.get_nowait())
-            except queue.Empty:
-                break
+        while not self._steps.empty():  # this thread is the only one taking steps
+            steps.append(self._steps.get())
         self._open_lanes -= sum(step.job is None for step in steps)
         return steps
 
@@ -242,33 +250,46 @@ class DeliveryPool:
             thread.join()
 
     def _work(self, messenger: Messenger) -> None:
-        done: Done | None = None
-        ahead: list[Job | None] = []  # the next job, taken early (at most one)
-        built: list[_Built] = []  # its message, built while the server read the previous one
+        held: list[Done] = []  # outcomes not handed over yet
+        ahead: list[tuple[Step, _Built]] = []  # the next job, claimed (and built) while the server read the last
+        no_more: list[bool] = []  # the queue said so while a message was out
 
-        def prepare_next() -> None:
-            if ahead:
+        def hand_over(job: Job | None) -> Step:
+            step = Step(held, job, self._closing)
+            held.clear()
+            self._steps.put(step)
+            return step
+
+        def claim_next() -> None:
+            """Called once a message is fully out: claim the next job and build it while the server reads."""
+            if ahead or no_more or self.stop.is_set() or self._closing.is_set():
                 return
             try:
-                ahead.append(self._jobs.get_nowait())
+                job = self._jobs.get_nowait()
             except queue.Empty:
                 return  # taken (blocking) when its turn comes
-            upcoming = ahead[0]
-            if upcoming is not None:
-                built.append(_build(upcoming, messenger.eight_bit))
+            if job is None:
+                no_more.append(True)
+                return
+            step = hand_over(job)  # the commit runs while this thread builds and the server reads
+            ahead.append((step, _build(job, messenger.eight_bit)))
 
         try:
             while True:
-                job = ahead.pop() if ahead else self._jobs.get()
-                prepared = built.pop() if built else None
-                if self.stop.is_set() or self._closing.is_set():
-                    job = None
-                step = Step(done, job, self._closing)
-                self._steps.put(step)
-                if job is None:
-                    step.wait()
-                    return
-                done = self._deliver(messenger, job, step, prepared, prepare_next)
+                if ahead:
+                    step, built = ahead.pop()
+                else:
+                    job = None if no_more or self.stop.is_set() or self._closing.is_set() else self._jobs.get()
+                    if self.stop.is_set() or self._closing.is_set():
+                        job = None
+                    step, built = hand_over(job), None
+                    if job is None:
+                        step.wait()
+                        return
+                assert step.job is not None
+                finished = self._deliver(messenger, step.job, step, built, claim_next)
+                if finished is not None:
+                    held.append(finished)
         finally:
             messenger.close()
 
@@ -276,6 +297,8 @@ class DeliveryPool:
         self, messenger: Messenger, job: Job, step: Step, built: _Built | None, meanwhile: Callable[[], None]
     ) -> Done | None:
         """Send one job (with retries); None when the ledger did not let it go out."""
+        if step.refused:
+            return None  # e.g. unsubscribed meanwhile: known before a word of it was sent
         attempts = 0
         result = SendResult(Outcome.DEFERRED, "not attempted")
         for delay in (*self.retry_delays, None):

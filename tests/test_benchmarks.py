@@ -15,6 +15,7 @@ SCENARIOS = (
     "3 new week",
     "4 rebuild",
     "5 ",
+    "5m Postfix: digest send",
     "6 huge word",
     "7 backlog",
     "8 ",

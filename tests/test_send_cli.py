@@ -292,7 +292,7 @@ def test_kill_9_at_random_moments_never_duplicates_or_skips(mail_ws: Workspace, 
     assert {a for a, n in got.items() if n > 1} <= unknown, "duplicates only where the ledger says unknown"
     assert {a for a, (status, _) in states.items() if status == "sent"} | unknown == active, "nobody skipped"
     assert all(got[a] == 1 for a, (status, _) in states.items() if status == "sent")
-    assert len(unknown) <= kills * 2  # at most the messages in flight (2 connections) at each kill
+    assert len(unknown) <= kills * 4  # at most two per connection (2) at each kill: on the wire, claimed ahead
     mail_ws.run("send", "--retry-unknown")
     got = smtp_server.recipients()
     assert set(got) == active and all(got[a] >= 1 for a in active)
