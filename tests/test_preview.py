@@ -87,8 +87,8 @@ def week(run_ws: Workspace, smtp_server: MailServer) -> Workspace:
     add_papers(ws, "100_new.md", 1, 2)
     ws.add_seed(
         "200_draft.md",
-        "## Drafted Paper\n[草稿论文](https://arxiv.org/abs/2501.09999)\n\nStatus: draft\nProblem: check the figures\n\n"
-        "草稿摘要。\n",
+        "## Drafted Paper\n[草稿论文](https://arxiv.org/abs/2501.09999)\n\nStatus: draft\n"
+        "Problem: check the figures\n\n草稿摘要。\n",
     )
     smtp_server.received.clear()
     return ws
