@@ -21,7 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from digest.wording import counted
@@ -233,6 +233,7 @@ def _preflight(publisher: Publisher, coming: ComingIssue, now: datetime, slot_ti
     from digest.editor import glossary_report
     from digest.hold import read_hold
     from digest.model import ProblemKind
+    from digest.schedule import next_fire_time, settings_trigger
     from digest.status import delivery_status, issue_rates
 
     settings = publisher.settings
@@ -270,9 +271,11 @@ def _preflight(publisher: Publisher, coming: ComingIssue, now: datetime, slot_ti
         )
     else:
         sections.append(("Last issue mailed", ("none yet",)))
-    until = f" --until {(slot_time + timedelta(minutes=1)).astimezone(settings.tz):%Y-%m-%dT%H:%M}" if slot_time else ""
+    # Held until the slot after this one: this slot is skipped even when its firing comes late, the next one runs.
+    following = next_fire_time(settings_trigger(settings), slot_time) if slot_time else None
+    until = f" --until {following.astimezone(settings.tz):%Y-%m-%dT%H:%M:%S}" if following else ""
     how = [
-        f'to stop this issue: digest hold{until} --reason "why" (its papers wait for the first slot after the hold)',
+        f'to stop this issue: digest hold{until} --reason "why" (its papers go out with the next slot)',
         "digest release ends a hold; digest preview --to YOU sends this preview again after a fix",
         "the unsubscribe and preference links in a preview are made for no subscriber: they do nothing",
     ]

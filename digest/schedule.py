@@ -263,6 +263,7 @@ def _held(publisher: Publisher, slot: datetime, now: datetime, following: dateti
 
 def run_preview_job(config: str | None = None) -> None:
     """The preview job (`preview_lead` before each slot): one firing; errors are logged, never raised."""
+    from digest.render import template_error_line
     from digest.settings import load_settings
 
     try:
@@ -270,7 +271,12 @@ def run_preview_job(config: str | None = None) -> None:
     except BusyError as exc:
         log.warning("preview skipped: %s", exc)
     except DigestError as exc:
-        log.error("preview failed: %s", exc)
+        log.error("preview failed: %s", template_error_line(exc) or exc)
+    except Exception as exc:  # a template's own error: its file:line, not a traceback
+        line = template_error_line(exc)
+        if line is None:
+            raise
+        log.error("preview failed: %s", line)
 
 
 def preview_slot(settings: Settings, now: datetime) -> datetime | None:
