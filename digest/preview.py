@@ -124,7 +124,7 @@ def mail_preview(
     right before the mail goes; when it answers False nothing is mailed (None). SettingsError when there is
     nobody to mail."""
     from digest.errors import SettingsError
-    from digest.message import build_notice_message
+    from digest.message import MessageTooLarge, build_notice_message
     from digest.schedule import next_fire_time, settings_trigger
     from digest.transport import deliver_notice
 
@@ -175,14 +175,19 @@ def mail_preview(
         coming.files[folder + "email.txt"].decode("utf-8"),
         slots,
     )
-    size = sender.html_bytes(mail)  # the subscribers' message, as sent: the size Gmail clips at
+    try:
+        size, too_large = sender.html_bytes(mail), ""  # the subscribers' message, as sent: the size Gmail clips at
+    except MessageTooLarge as exc:  # `digest send` would refuse it: the preview is where the editor learns so
+        size, too_large = len(mail.html.encode("utf-8")), str(exc)
     title = f"{SUBJECT_PREFIX}issue {issue.number} of {settings.title}, to be mailed {when}"
-    sections.append(("Issue", _issue_lines(settings, coming, size)))
+    lines = _issue_lines(settings, coming, size)
+    sections.append(("Issue", (*lines, f"NOT MAILABLE: {too_large}") if too_large else lines))
     sections += _preflight(publisher, coming, now, slot_time)
     preview = with_preflight(mail, preflight_text(title, sections), preflight_html(title, sections))
     if claim is not None and not claim():
         return None
-    sender.send_preview(preview, recipients, extra_html_bytes=len(preview.html.encode()) - len(mail.html.encode()))
+    extra = len(preview.html.encode()) - len(mail.html.encode()) + (size if too_large else 0)
+    sender.send_preview(preview, recipients, extra_html_bytes=extra)
     return PreviewReport(recipients, issue.number, len(issue.entries), size, tuple(sections))
 
 

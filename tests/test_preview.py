@@ -154,6 +154,22 @@ def test_preview_goes_to_editor_address_and_says_so_when_nothing_waits(
     assert "No new paper waits" in text_part(notice) and "check the figures" in text_part(notice)
 
 
+def test_an_issue_too_large_to_mail_is_previewed_and_the_preflight_says_so(
+    run_ws: Workspace, smtp_server: MailServer
+) -> None:
+    from tests.test_email_fit import sample_papers, seed_text
+
+    run_ws.add_seed("300_many.md", seed_text(sample_papers(60)))  # 83 papers with their abstracts in full: ~200 KB
+    run_ws.env.update({"DIGEST_EMAIL_MAX_BYTES": "400000", "DIGEST_EDITOR_ADDRESS": EDITOR})
+    run_ws.run("preview", "--now", BEFORE_SLOT)
+    [mail] = smtp_server.received
+    preflight = text_part(mail.message).split("-" * 72)[0]
+    assert "Gmail clips above 102,000: CLIPPED" in preflight
+    assert "NOT MAILABLE: the HTML part is" in preflight and "lower email_max_bytes" in preflight
+    assert "83 papers" in preflight
+    assert issues(run_ws) == []
+
+
 def test_bad_preview_settings_name_the_setting_and_where_it_came_from(workspace: Workspace) -> None:
     ws = workspace
     missing = ws.run("preview", check=False)
