@@ -22,8 +22,21 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from email.utils import make_msgid
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from digest.checkup import schedule_problem, state_problem, template_problems
+from digest.editor import glossary_report
+from digest.errors import DeliveryError, SettingsError
+from digest.hold import read_hold
+from digest.message import GMAIL_CLIP_BYTES, MessageTooLarge, build_notice_message
+from digest.model import ProblemKind
+from digest.render.email import PersonalSlots
+from digest.schedule import next_fire_time, settings_trigger
+from digest.status import delivery_status, issue_rates
+from digest.topics import assign_topics
+from digest.transport import Outcome, SendResult, deliver_notice
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -123,11 +136,6 @@ def mail_preview(
     `to` (default: editor_address). Records nothing but what `claim` records: called once everything is built,
     right before the mail goes; when it answers False nothing is mailed (None). SettingsError when there is
     nobody to mail."""
-    from digest.errors import SettingsError
-    from digest.message import MessageTooLarge, build_notice_message
-    from digest.schedule import next_fire_time, settings_trigger
-    from digest.transport import deliver_notice
-
     settings = publisher.settings
     recipients = tuple(to or settings.editor_addresses)
     if not recipients:
@@ -164,7 +172,6 @@ def mail_preview(
 
     issue = coming.issue
     folder = f"issues/{issue.number}/.mail/"
-    from digest.render.email import PersonalSlots
 
     slots = PersonalSlots.from_json(json.loads(coming.files[folder + "slots.json"]))
     mail = sender.mail_of(
@@ -192,9 +199,6 @@ def mail_preview(
 
 
 def _notice_id(site_url: str) -> str:
-    from email.utils import make_msgid
-    from urllib.parse import urlsplit
-
     host = urlsplit(site_url).hostname or "localhost"
     try:
         return make_msgid("preview", domain=host.encode("idna").decode("ascii"))
@@ -202,19 +206,12 @@ def _notice_id(site_url: str) -> str:
         return make_msgid("preview", domain="localhost")
 
 
-def _delivered(address: str, result: object) -> None:
-    from digest.errors import DeliveryError
-    from digest.transport import Outcome, SendResult
-
-    assert isinstance(result, SendResult)
+def _delivered(address: str, result: SendResult) -> None:
     if result.outcome is not Outcome.SENT:
         raise DeliveryError(f"preview to {address} {result.outcome.value}: {result.detail}")
 
 
 def _issue_lines(settings: Settings, coming: ComingIssue, size: int) -> tuple[str, ...]:
-    from digest.message import GMAIL_CLIP_BYTES
-    from digest.topics import assign_topics
-
     assert coming.issue is not None
     entries = coming.issue.entries
     names = {t.slug: t.name_en for t in settings.topic_list}
@@ -234,13 +231,6 @@ def _issue_lines(settings: Settings, coming: ComingIssue, size: int) -> tuple[st
 
 def _preflight(publisher: Publisher, coming: ComingIssue, now: datetime, slot_time: datetime | None) -> list[Section]:
     """Drafts, problems, subscribers, the last issue's mailing and how to hold: the sections after the issue's."""
-    from digest.checkup import schedule_problem, state_problem, template_problems
-    from digest.editor import glossary_report
-    from digest.hold import read_hold
-    from digest.model import ProblemKind
-    from digest.schedule import next_fire_time, settings_trigger
-    from digest.status import delivery_status, issue_rates
-
     settings = publisher.settings
     scan = publisher.scan_seeds()
     drafts = [f"{p}" for p in coming.problems if p.kind is ProblemKind.DRAFT]
