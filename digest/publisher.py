@@ -112,6 +112,16 @@ class ScheduledRun:
     rerendered: str = ""  # why every page was rendered again first, if it was
 
 
+@dataclass(frozen=True)
+class ComingIssue:
+    """The issue the next render would publish, rendered in memory and recorded nowhere (`Publisher.coming_issue`)."""
+
+    issue: Issue | None  # None: no new paper waits, the slot publishes nothing
+    files: Bundle  # its email files (`issues/N/.mail/...`), by the rows of OUTPUTS that render writes them with
+    waiting: int  # papers left for later issues by max_entries_per_issue
+    problems: tuple[Problem, ...]  # the seeds' problems, drafts among them
+
+
 class Publisher:
     """Joins settings, state, renderers and output; the only place that decides when things happen."""
 
@@ -265,6 +275,25 @@ class Publisher:
             reports=reports,
             rerendered=rerendered,
         )
+
+    def coming_issue(self, published: datetime, now: datetime, *, slot: str | None = None) -> ComingIssue:
+        """The issue a render at `published` would make now, with its email rendered as render renders it, inside a
+        transaction that is always rolled back: no issue number taken, no paper marked, nothing written to disk."""
+        limit = self.settings.max_entries_per_issue
+        with self.lock("preview"), self.open_store() as store:
+            files = list_seed_files(self.settings.seeds_dir)
+            fingerprint = listing_fingerprint(files, self._entry_limits())
+            with store.transaction(commit=False):
+                catalog = self._catalog(store, now, files, fingerprint, dry_run=True)
+                plan = plan_next_issue(catalog.refs, store.published_entries(), limit)
+                problems = tuple(catalog.problems)
+                if not plan.has_issue:
+                    return ComingIssue(None, {}, plan.waiting, problems)
+                entries = self._materialize(store, catalog, files, plan.new)
+                papers = tuple(entries[r.id] for r in plan.new)
+                issue = Issue(number=store.next_issue_number(), published=published, entries=papers, slot=slot)
+                bundle = self.build(store).email_files(issue)
+        return ComingIssue(issue, bundle, plan.waiting, problems)
 
     def _publish(
         self,

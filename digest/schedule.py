@@ -31,16 +31,18 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from digest.errors import BusyError, DigestError, SettingsError, StoreError
-from digest.hold import check_slot
+from digest.hold import check_slot, read_hold
 from digest.store import Store, backend_for
 from digest.wording import counted
 
 if TYPE_CHECKING:
+    from digest.preview import PreviewReport
     from digest.publisher import Publisher, ScheduledRun
     from digest.settings import Settings
 
 JOB_ID = "digest-issue"
 JOB_FUNC = "digest.schedule:run_job"
+PREVIEW_JOB_ID = "digest-preview"
 JOBS_TABLE = "apscheduler_jobs"  # SQLAlchemyJobStore's default table name
 
 log = logging.getLogger("digest.schedule")
@@ -257,6 +259,83 @@ def _held(publisher: Publisher, slot: datetime, now: datetime, following: dateti
     return True
 
 
+# --- the editor's preview -----------------------------------------------------------------------
+
+
+def run_preview_job(config: str | None = None) -> None:
+    """The preview job (`preview_lead` before each slot): one firing; errors are logged, never raised."""
+    from digest.render import template_error_line  # noqa: PLC0415 (lazy: markupsafe only when used)
+    from digest.settings import load_settings  # noqa: PLC0415 (lazy: pydantic-settings only when used)
+
+    try:
+        fire_preview(load_settings(Path(config) if config else None))
+    except BusyError as exc:
+        log.warning("preview skipped: %s", exc)
+    except DigestError as exc:
+        log.error("preview failed: %s", template_error_line(exc) or exc)
+    except Exception as exc:  # a template's own error: its file:line, not a traceback
+        line = template_error_line(exc)
+        if line is None:
+            raise
+        log.error("preview failed: %s", line)
+
+
+def preview_slot(settings: Settings, now: datetime) -> datetime | None:
+    """The slot whose preview is due at `now` (`now` is within `preview_lead` before it), or None."""
+    slot = next_fire_time(settings_trigger(settings), now)
+    if slot is None or now < slot - settings.preview_lead_time:
+        return None
+    return slot
+
+
+def fire_preview(settings: Settings, now: datetime | None = None) -> PreviewReport | None:
+    """Mail the editor the preview of the coming slot when it is due at `now` and was not mailed yet (the slot is
+    recorded just before the mail goes: at most once, whatever restarts), unless a hold will skip that slot."""
+    from digest.preview import claim_slot, mail_preview  # noqa: PLC0415 (a cycle: digest.preview reads the schedule)
+    from digest.publisher import Publisher  # noqa: PLC0415 (lazy: pydantic-settings and markupsafe only when used)
+
+    now = now or datetime.now(settings.tz)
+    if not settings.editor_addresses or (slot_time := preview_slot(settings, now)) is None:
+        return None
+    slot = slot_time.astimezone(UTC).isoformat()
+    publisher = Publisher(settings)
+    with publisher.open_store() as store:
+        hold = read_hold(store)
+        if hold is not None and hold.active(slot_time):
+            log.info("preview of slot %s not mailed: the slot is held", _when(slot_time, settings))
+            return None
+
+        def claim() -> bool:
+            return claim_slot(store, slot)
+
+        report = mail_preview(publisher, now, slot_time=slot_time, claim=claim)
+    if report is None:
+        log.info("preview of slot %s was mailed already: not again", _when(slot_time, settings))
+        return None
+    what = f"issue {report.issue} ({counted(report.papers, 'paper')})" if report.issue else "nothing new"
+    log.info("preview of slot %s mailed to %s: %s", _when(slot_time, settings), ", ".join(report.to), what)
+    return report
+
+
+class LeadTrigger:
+    """Fires `lead` before each fire time of `trigger`: the preview's times. Kept in a memory job store only (it is
+    rebuilt from the settings at every start), so it never has to be pickled."""
+
+    def __init__(self, trigger: Trigger, lead: timedelta) -> None:
+        self.trigger = trigger
+        self.lead = lead
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        previous = previous_fire_time + self.lead if previous_fire_time is not None else None
+        fire = self.trigger.get_next_fire_time(previous, now + self.lead)
+        return fire - self.lead if fire is not None else None
+
+    def __str__(self) -> str:
+        return f"{self.lead} before each slot"
+
+    __repr__ = __str__
+
+
 def describe_run(run: ScheduledRun, settings: Settings) -> str:
     """One log line for a firing: slot, issue, entries, sent/failed counts, or why nothing was mailed."""
     parts = [f"slot {_when(run.slot_time, settings)}"]
@@ -310,7 +389,9 @@ def stop_on_signals() -> Iterator[threading.Event]:
 def run_once(settings: Settings, now: datetime) -> ScheduledRun | None:
     """`digest run --once`: the job for the latest slot at or before `now`, then return. Errors are raised."""
     with stop_on_signals():
-        return fire(settings, now)
+        run = fire(settings, now)
+        fire_preview(settings, now)  # from system cron at slot minus preview_lead: the editor's preview
+        return run
 
 
 def _create_jobs_table(jobstore: Any, where: object, attempts: int = 5) -> None:
@@ -333,6 +414,7 @@ def _create_jobs_table(jobstore: Any, where: object, attempts: int = 5) -> None:
 def run_forever(settings: Settings, config: Path | None) -> None:
     """`digest run`: fire on the schedule until SIGTERM or Ctrl-C, then let the running job stop cleanly."""
     from apscheduler.executors.pool import ThreadPoolExecutor  # noqa: PLC0415 (lazy: apscheduler only when used)
+    from apscheduler.jobstores.memory import MemoryJobStore  # noqa: PLC0415 (lazy: apscheduler only when used)
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # noqa: PLC0415 (lazy: apscheduler and sqlalchemy only when used)
     from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415 (lazy: apscheduler only when used)
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 (lazy: sqlalchemy only when used)
@@ -350,7 +432,7 @@ def run_forever(settings: Settings, config: Path | None) -> None:
     jobstore = SQLAlchemyJobStore(url=backend.job_store_url(settings.jobs_path))
     _create_jobs_table(jobstore, where)
     scheduler = BackgroundScheduler(
-        jobstores={"default": jobstore},
+        jobstores={"default": jobstore, "memory": MemoryJobStore()},
         executors={"default": ThreadPoolExecutor(1)},
         timezone=settings.tz,
     )
@@ -388,12 +470,42 @@ def run_forever(settings: Settings, config: Path | None) -> None:
                 _when(job.next_run_time, settings),
                 settings.jobs_path,
             )
+            _add_preview_job(scheduler, trigger, settings, config, now)
             scheduler.resume()
             while not stop.wait(1.0):
                 pass
         finally:
             scheduler.shutdown(wait=True)  # the running job sees STOP and returns after the message in flight
     log.info("scheduler stopped")
+
+
+def _add_preview_job(scheduler: Any, trigger: Trigger, settings: Settings, config: Path | None, now: datetime) -> None:
+    """The preview job, when editor_address is set: `preview_lead` before each slot, and once at start when a
+    preview is due now (a restart inside the lead; the state says whether it went already)."""
+    from apscheduler.triggers.base import BaseTrigger  # noqa: PLC0415 (lazy: apscheduler only when used)
+
+    if not settings.editor_addresses:
+        return
+
+    class _Lead(LeadTrigger, BaseTrigger):  # type: ignore[misc]  # add_job takes only its own trigger class
+        pass
+
+    due = preview_slot(settings, now) is not None
+    job = scheduler.add_job(
+        "digest.schedule:run_preview_job",
+        _Lead(trigger, settings.preview_lead_time),
+        args=[str(config) if config is not None else None],
+        id=PREVIEW_JOB_ID,
+        name=f"digest preview, {settings.preview_lead} before each slot",
+        jobstore="memory",
+        coalesce=True,
+        misfire_grace_time=int(settings.preview_lead_time.total_seconds()),
+        max_instances=1,
+        replace_existing=True,
+        **({"next_run_time": now} if due else {}),
+    )
+    log.info("preview to %s %s before each slot; next %s", ", ".join(settings.editor_addresses),
+             settings.preview_lead, _when(job.next_run_time, settings))  # fmt: skip
 
 
 def _stored_job(scheduler: Any) -> Any:

@@ -6,6 +6,8 @@ Publisher facade hands it the settings, the state opener and the writer lock.
 from __future__ import annotations
 
 import dataclasses
+import email
+import email.policy
 import json
 import logging
 import re
@@ -328,8 +330,6 @@ class IssueSender:
 
     def _issue_mail(self, store: Store, number: int | None) -> IssueMail:
         """The shared parts of one issue's email, read from the rendered email.html / email.txt."""
-
-        from digest.message import IssueMail, format_subject  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
         from digest.render.email import PersonalSlots  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         if number is None:
@@ -353,14 +353,23 @@ class IssueSender:
             ) from None
         except (ValueError, KeyError, TypeError):
             raise DeliveryError(f"issue {number}: {folder}/slots.json is damaged; run `digest rebuild`") from None
+        return self.mail_of(number, head.published, head.entry_count, html, text, slots)
+
+    def mail_of(
+        self, number: int, published: datetime, count: int, html: str, text: str, slots: PersonalSlots
+    ) -> IssueMail:
+        """The shared parts of issue `number`'s email from its rendered parts (checked: DeliveryError when a
+        personal-link marker is out of place); the preview makes its mail here too."""
+        from digest.message import IssueMail, format_subject  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+
         check_slots(number, slots, html, text)
         domain = urlsplit(self.settings.site_url).hostname or "localhost"
         subject = format_subject(
             self.settings.subject,
             title=self.settings.title,
             number=number,
-            date=head.published.astimezone(self.settings.tz).strftime("%Y-%m-%d"),
-            count=head.entry_count,
+            date=published.astimezone(self.settings.tz).strftime("%Y-%m-%d"),
+            count=count,
         )
         return IssueMail(
             issue=number,
@@ -413,9 +422,14 @@ class IssueSender:
         date: datetime,
         eight_bit: bool,
         msgid: str | None = None,
+        extra_html_bytes: int = 0,
     ) -> WireMessage:
         """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
-        from digest.message import build_message, message_id  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+        from digest.message import (  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+            GMAIL_CLIP_BYTES,
+            build_message,
+            message_id,
+        )
         from digest.tokens import preferences_link, unsubscribe_link  # noqa: PLC0415 (lazy: itsdangerous only when used)
 
         return build_message(
@@ -428,12 +442,43 @@ class IssueSender:
             msgid=msgid or message_id(mail.issue, email_key(subscriber.email), mail.domain),
             eight_bit=eight_bit,
             dkim=dkim,
+            max_html_bytes=GMAIL_CLIP_BYTES + extra_html_bytes,
         )
 
     def _builder(
         self, mail: IssueMail, subscriber: Subscriber, secret: str, dkim: DkimKey | None, clock: Callable[[], datetime]
     ) -> Callable[[bool], WireMessage]:
         return lambda eight_bit: self._build(mail, subscriber, secret, dkim, clock(), eight_bit)
+
+    def html_bytes(self, mail: IssueMail) -> int:
+        """Octets of the HTML part of `mail` as sent to a subscriber (8bit, links filled in): what Gmail clips at.
+        DeliveryError (MessageTooLarge) when it is over the clip size: such an issue cannot be mailed."""
+        data = self._build(mail, Subscriber(email="size@example.org"), "size", None, self.clock(), True).message
+        parsed = email.message_from_bytes(data, policy=email.policy.SMTP)
+        for part in parsed.walk():
+            if part.get_content_type() == "text/html":
+                return len(part.as_bytes().partition(b"\r\n\r\n")[2])
+        return 0
+
+    def send_preview(
+        self,
+        mail: IssueMail,
+        to: Sequence[str],
+        *,
+        extra_html_bytes: int = 0,
+        messenger: Callable[[], Messenger] | None = None,
+    ) -> None:
+        """One copy of `mail` to each of `to` (the editor's preview), recorded nowhere; its personal links name no
+        subscription (id 0, no nonce), so they do nothing. `extra_html_bytes`: the preflight's share of the HTML,
+        allowed over the clip size (the issue's own size is checked by `html_bytes`)."""
+        from digest.transport import make_messenger  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+
+        secret = self.settings.require_secret_key()
+        dkim = self._dkim_key()
+        settings = self.settings
+        messenger = messenger or (lambda: make_messenger(settings))
+        for address in to:
+            self._send_test_copy(mail, address, secret, dkim, messenger(), self.clock, extra_html_bytes)
 
     def _send_test_copy(
         self,
@@ -443,6 +488,7 @@ class IssueSender:
         dkim: DkimKey | None,
         messenger: Messenger,
         clock: Callable[[], datetime],
+        extra_html_bytes: int = 0,
     ) -> None:
         """One copy to `to`, recorded nowhere; its Message-ID differs from the real one so that a mail client
         does not take the real delivery for a duplicate of the test."""
@@ -454,7 +500,9 @@ class IssueSender:
         msgid = message_id(mail.issue, f"test {address.lower()} {now.isoformat()}", mail.domain)
         messenger.open()
         try:
-            data = self._build(mail, Subscriber(email=address), secret, dkim, now, messenger.eight_bit, msgid)
+            data = self._build(
+                mail, Subscriber(email=address), secret, dkim, now, messenger.eight_bit, msgid, extra_html_bytes
+            )
             result = messenger.send(self._envelope_sender(secret), _smtp_recipient(address), data)
         finally:
             messenger.close()

@@ -9,6 +9,7 @@ import os
 import re
 import string
 import tomllib
+from datetime import timedelta
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any, Literal
@@ -216,6 +217,9 @@ class Settings(BaseSettings):
     misfire_grace_time: int = Field(default=86_400, ge=1)
     max_send_age: int = Field(default=3 * 86_400, ge=0)
     jobs_path: Path = Path("state/jobs.db")
+    # the editor's preview (`digest preview`, and `digest run` at each slot minus preview_lead); empty: no previews
+    editor_address: str | list[str] = []  # one address, several separated by commas, or a TOML list
+    preview_lead: str = "6h"  # how long before each slot `digest run` mails the preview: 90m, 6h, 1d, 1h30m, 45s
 
     # signup and web app
     confirm_token_max_age: int = Field(default=7 * 86_400, ge=60)  # seconds a confirmation link stays valid
@@ -245,6 +249,44 @@ class Settings(BaseSettings):
             if not ARXIV_CATEGORY.fullmatch(category):
                 raise ValueError(f"{category!r} is not an arXiv category (like cs.CL or hep-th)")
         return value
+
+    @field_validator("editor_address")
+    @classmethod
+    def _editor_address(cls, value: str | list[str]) -> list[str]:
+        from digest.subscribers import (  # noqa: PLC0415 (lazy: a cycle, digest.subscribers needs digest.store)
+            InvalidAddress,
+            normalize_address,
+        )
+
+        given = value.split(",") if isinstance(value, str) else value
+        found: list[str] = []
+        for address in (a.strip() for a in given):
+            if not address:
+                continue
+            try:
+                found.append(normalize_address(address))  # the subscriber list's own rules (no SMTPUTF8)
+            except InvalidAddress as exc:
+                raise ValueError(str(exc)) from None
+        return list(dict.fromkeys(found))
+
+    @field_validator("preview_lead")
+    @classmethod
+    def _preview_lead(cls, value: str) -> str:
+        parse_duration(value)
+        return value.strip()
+
+    @property
+    def editor_addresses(self) -> list[str]:
+        """The editor's addresses, normalized (the validator made `editor_address` a list)."""
+        value = self.editor_address
+        if isinstance(value, str):
+            return [value] if value else []
+        return list(value)
+
+    @property
+    def preview_lead_time(self) -> timedelta:
+        """`preview_lead` as a duration."""
+        return parse_duration(self.preview_lead)
 
     @field_validator("transport")
     @classmethod
@@ -415,6 +457,22 @@ def _mailbox(value: str, example: str) -> tuple[str, str]:
     if not _HOSTNAME.fullmatch(ascii_domain):
         raise ValueError(f"not a valid address: {address!r}: bad domain")
     return name, address
+
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`6h`, `90m`, `1d`, `1h30m`, `45s` as a timedelta; ValueError (naming the forms) for anything else or zero."""
+    compact = "".join(text.split()).lower()
+    match = _DURATION.fullmatch(compact)
+    if not compact or match is None:
+        raise ValueError(f"not a duration: {text!r} (use a number and a unit: 6h, 90m, 1d, 1h30m, 45s)")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    lead = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    if lead <= timedelta(0) or lead > timedelta(days=30):
+        raise ValueError(f"{text!r}: must be more than 0 and at most 30 days")
+    return lead
 
 
 def secret_key_weakness(key: str) -> str | None:

@@ -1,4 +1,4 @@
-"""The editor's commands: `draft`, `candidates`, `approve`, `hold` and `release`."""
+"""The editor's commands: `draft`, `candidates`, `approve`, `preview`, `hold` and `release`."""
 
 from __future__ import annotations
 
@@ -154,6 +154,37 @@ def hold(ctx: Context, until: str | None, reason: str, now: str | None) -> None:
         write_hold(store, record)
     when = f"until {end:%Y-%m-%d %H:%M %Z}" if end else "until `digest release`"
     _say(f"held {when}: the scheduler publishes and mails nothing; papers wait for the first slot after it")
+
+
+@main.command()
+@click.option("--to", "to", multiple=True, metavar="EMAIL", help="Mail it here instead of editor_address (repeatable).")
+@NOW_OPTION
+@pass_ctx
+@reports_errors
+def preview(ctx: Context, to: tuple[str, ...], now: str | None) -> None:
+    """Mail the coming issue to the editor (editor_address, or --to) exactly as subscribers will get it, marked
+    [Preview] in the subject, with a preflight above it: papers and topics, drafts still waiting, problems, the
+    email's size against Gmail's clip limit, subscribers, the last issue's deliveries and bounces, how to hold.
+    Records nothing: no issue number, no paper published, no file; its personal links do nothing.
+
+    Example: digest preview --to editor@example.org
+    """
+    from digest.preview import mail_preview  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+    from digest.subscribers import (  # noqa: PLC0415 (lazy: email-validator only when used)
+        InvalidAddress,
+        normalize_address,
+    )
+
+    addresses = []
+    for address in to:
+        try:
+            addresses.append(normalize_address(address))
+        except InvalidAddress as exc:
+            _fail(f"--to: {exc}", 2)
+    report = mail_preview(ctx.publisher(), ctx.now(now), to=addresses or None)
+    assert report is not None  # no claim: always mailed
+    what = f"issue {report.issue} ({counted(report.papers, 'paper')})" if report.issue else "nothing new to publish"
+    _say(f"preview of {what} mailed to {', '.join(report.to)}; nothing recorded")
 
 
 @main.command()
