@@ -9,12 +9,13 @@ import re
 import string
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -199,6 +200,8 @@ class Settings(BaseSettings):
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_key_file: Path | None = None
+    # who gets the report after each mailing (and the preview before it); "a@x.org, b@y.org" in the environment
+    editor_address: Annotated[tuple[str, ...], NoDecode] = ()
 
     # deliverability
     bounce_address: str = ""  # envelope sender; default: bounces@<domain of from_address>
@@ -315,6 +318,26 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be a bare address, without a display name or <>")
         return value
+
+    @field_validator("editor_address", mode="before")
+    @classmethod
+    def _editor_address(cls, value: Any) -> tuple[str, ...]:
+        from digest.subscribers import InvalidAddress, normalize_address
+
+        given = value.split(",") if isinstance(value, str) else list(value)
+        addresses: list[str] = []
+        for item in given:
+            if not isinstance(item, str):
+                raise ValueError(f"not an address: {item!r}")
+            if not item.strip():
+                continue
+            try:
+                address = normalize_address(item)
+            except InvalidAddress as exc:
+                raise ValueError(str(exc)) from None
+            if address not in addresses:
+                addresses.append(address)
+        return tuple(addresses)
 
     @field_validator("timezone")
     @classmethod
