@@ -109,15 +109,16 @@ def report_lines(report: MailingReport) -> list[tuple[str, str]]:
     c, r = report.counts, report.rates
     since = f"issue {report.previous}" if report.previous is not None else "the start"
     deferred, unknown = c[DeliveryStatus.DEFERRED], c[DeliveryStatus.UNKNOWN]
+    skipped = [("not mailed (no paper in their topics)", str(n))] if (n := c[DeliveryStatus.SKIPPED]) else []
     return [
         ("sent", str(report.sent)),
         ("failed", str(report.failed)),
         ("deferred", f"{deferred}" + (" (the next `digest send` tries them again)" if deferred else "")),
         ("unknown", f"{unknown}" + (" (may have been delivered: see `digest status`)" if unknown else "")),
-        ("not mailed (no paper in their topics)", str(c[DeliveryStatus.SKIPPED])),
+        *skipped,
         ("bounces so far", f"{r.hard} hard ({r.rate(r.hard):.2%}), {r.soft} soft ({r.rate(r.soft):.2%})"),
         ("complaints so far", f"{r.complained} ({r.rate(r.complained):.2%})"),
-        (f"subscribers since {since}", f"+{report.gained} joined, -{report.lost} left; {report.active} active now"),
+        (f"subscribers since {since}", f"+{report.gained} joined, {report.lost} left; {report.active} active now"),
         ("the issue", report.link),
         ("status page", f"attached ({ATTACHMENT}): charts of subscribers, delivery, bounces and topics"),
     ]

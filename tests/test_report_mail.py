@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from lxml import html as lxml_html
@@ -19,6 +20,7 @@ from tests.mail_util import MailServer, smtp_server_fixture  # noqa: F401  (the 
 from tests.test_run_cli import PERIOD, READERS, Runner, add_papers, issues, run_ws, runners, wait_for  # noqa: F401
 
 EDITORS = ("ed@example.org", "chief@example.org")
+ARTIFACTS = Path(__file__).resolve().parent / ".artifacts"
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def test_send_mails_each_editor_one_report_with_the_ledgers_counts(mail_ws: Work
         assert lines["unknown"] == "0"
         assert lines["bounces so far"].startswith("1 hard (25.00%), 0 soft")
         assert lines["complaints so far"] == "0 (0.00%)"
-        assert lines["subscribers since the start"] == "+5 joined, -2 left; 3 active now"  # one left, one bounced
+        assert lines["subscribers since the start"] == "+5 joined, 2 left; 3 active now"  # one left, one bounced
         assert lines["the issue"] == "https://digest.example.org/issues/1/"
         page = next(p for p in message.iter_attachments() if p.get_filename() == "status.html")
         tree = lxml_html.fromstring(page.get_content())
@@ -221,3 +223,20 @@ def test_the_scheduler_sends_one_report_per_mailing(
         "AI 论文周报: issue 1 mailed: 2 sent, 0 failed, 0 deferred, 0 unknown",
         "AI 论文周报: issue 2 mailed: 2 sent, 0 failed, 0 deferred, 0 unknown",
     ]
+
+
+@pytest.mark.slow
+def test_the_report_reads_on_a_phone(mail_ws: Workspace, smtp_server: MailServer, tmp_path: Path) -> None:
+    from tests.browser_util import measure_page
+
+    add_readers(mail_ws, 3)
+    mail_ws.run("send")
+    message = reports(smtp_server, EDITORS[1])[0]
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    page = tmp_path / "report.html"
+    page.write_text(str(part.get_content()), encoding="utf-8")
+    assert not lxml_html.fromstring(page.read_text(encoding="utf-8")).xpath("//script | //img | //link")
+    for width in (375, 800):
+        shot = ARTIFACTS / f"report-mail-{width}.png"
+        assert measure_page(page, width, shot, height=600) <= width, f"the report scrolls sideways at {width}px"

@@ -18,7 +18,7 @@ from digest.cli import (
     reports_errors,
 )
 from digest.cli.editing import _hold_status
-from digest.errors import DigestError, NoStateError, printable
+from digest.errors import NoStateError, printable
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -240,11 +240,8 @@ def status(ctx: Context, html_file: Path | None) -> None:
         from digest.output import write_atomic
 
         extra = {**schedule_status(ctx.settings, ctx.now(None)), **_hold_status(ctx)}
-        page = ctx.publisher().status_page(extra=extra)
-        try:
-            write_atomic(html_file, page.encode("utf-8"))
-        except OSError as exc:
-            raise DigestError(f"{html_file}: cannot write the status page: {exc.strerror}") from None
+        # It may name subscribers (deliveries in doubt): for the owner's eyes, like the state.
+        write_atomic(html_file, ctx.publisher().status_page(extra=extra).encode("utf-8"), mode=0o600)
     last = (
         f"issue {report.last_issue} published {report.last_published.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M %Z}"
         if report.last_issue is not None and report.last_published is not None

@@ -14,7 +14,8 @@ from datetime import datetime
 
 from digest.status import StatusHistory
 
-_WIDTH, _HEIGHT = 520, 340  # the viewBox: the SVG scales to the column, so labels are sized for a 375 px phone too
+_WIDTH, _HEIGHT = 520, 340  # the viewBox: the SVG scales to its column, so labels are sized for a 375 px phone too
+TOPIC_LABEL_CHARS = 22  # a longer topic name is cut (with "…"): pygal would give it the whole chart
 
 _CSS = """
 :root { color-scheme: light; }
@@ -72,6 +73,7 @@ def _charts(history: StatusHistory) -> list[tuple[str, str]]:
 
     growth = pygal.Line(_config(), x_title="issue", show_legend=False, **every)
     growth.x_labels = labels
+    growth.y_labels = _whole_numbers([p.subscribers for p in points])
     growth.add("subscribers", [p.subscribers for p in points])
     found.append(_section("Subscribers over issues", growth, bool(points)))
 
@@ -82,19 +84,34 @@ def _charts(history: StatusHistory) -> list[tuple[str, str]]:
     found.append(_section("Delivered per issue (% of mailed)", delivered, bool(mailed)))
 
     bounces = pygal.Line(
-        _config(), x_title="issue", y_title="%", legend_at_bottom=True, legend_at_bottom_columns=3, **every
+        _config(), max_scale=6, x_title="issue", y_title="%", legend_at_bottom=True, legend_at_bottom_columns=3, **every
     )
     bounces.x_labels = [str(p.issue) for p in mailed]
-    bounces.add("hard bounces", [round(100 * p.rates.rate(p.rates.hard), 2) for p in mailed])
-    bounces.add("soft bounces", [round(100 * p.rates.rate(p.rates.soft), 2) for p in mailed])
+    bounces.add("hard", [round(100 * p.rates.rate(p.rates.hard), 2) for p in mailed])
+    bounces.add("soft", [round(100 * p.rates.rate(p.rates.soft), 2) for p in mailed])
     bounces.add("complaints", [round(100 * p.rates.rate(p.rates.complained), 3) for p in mailed])
     found.append(_section("Bounces and complaints per issue (% of mailed)", bounces, bool(mailed)))
 
-    topics = pygal.HorizontalBar(_config(), show_legend=False, truncate_label=-1)
-    topics.x_labels = [t.name for t in history.topics]
-    topics.add("papers", [t.papers for t in history.topics])
+    topics = pygal.HorizontalBar(_config(), show_legend=False)
+    shown = history.topics[::-1]  # pygal draws the first bar at the bottom: the first topic goes on top
+    topics.x_labels = [_cut(t.name) for t in shown]
+    topics.add("papers", [t.papers for t in shown])
+    topics.y_labels = _whole_numbers([0, *(t.papers for t in shown)])
     found.append(_section("Papers per topic", topics, any(t.papers for t in history.topics)))
     return found
+
+
+def _cut(name: str) -> str:
+    return name if len(name) <= TOPIC_LABEL_CHARS else name[: TOPIC_LABEL_CHARS - 1].rstrip() + "…"
+
+
+def _whole_numbers(values: list[int]) -> list[int]:
+    """At most about six whole-number ticks covering `values` (pygal would put 4.2 subscribers on the axis)."""
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    step = max(1, -(-(high - low) // 6))
+    return list(range(low - low % step, high + step, step))
 
 
 def _section(heading: str, chart: object, drawn: bool) -> tuple[str, str]:
@@ -130,6 +147,8 @@ def _config() -> object:
         print_values=False,
         show_y_guides=True,
         margin=8,
+        margin_bottom=18,
+        truncate_label=-1,  # never cut a number; topic names are cut by _cut
         truncate_legend=-1,
     )
 
