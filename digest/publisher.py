@@ -475,7 +475,7 @@ class Publisher:
             self.settings,
             self.open_store,
             self.lock,
-            clock=lambda: datetime.now(self.settings.tz),
+            clock=self._now,
             render_topics=self.topic_email,
             render_missing=self._email_on_this_host,
             after_mailing=self._report_mailing,
@@ -490,20 +490,19 @@ class Publisher:
 
         if not self.settings.editor_address:
             return
-        clock = self.sender_clock
         try:
-            end_mailing(store, issue, clock())
+            end_mailing(store, issue, self._now())
             deliver_due_reports(
                 store,
                 self.settings,
-                clock,
+                self._now,
                 lambda to, data: deliver_notice(self.settings, to, data),
                 lambda: self.status_page(store),
             )
         except DigestError as exc:
             log.warning("the editor's report of issue %d: %s", issue, exc)
 
-    def sender_clock(self) -> datetime:
+    def _now(self) -> datetime:
         """Now, in the publication's time zone (deliveries and reports are stamped with it)."""
         return datetime.now(self.settings.tz)
 

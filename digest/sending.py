@@ -229,9 +229,9 @@ class IssueSender:
             finally:
                 pool.close()
             report.stopped = stop.is_set()
+            report.seconds = time.monotonic() - started  # the mailing's own time, without the editor's report
             if not report.stopped and self.after_mailing is not None:
                 self.after_mailing(store, mail.issue)
-        report.seconds = time.monotonic() - started
         return report
 
     def _commit_steps(

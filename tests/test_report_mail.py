@@ -240,3 +240,13 @@ def test_the_report_reads_on_a_phone(mail_ws: Workspace, smtp_server: MailServer
     for width in (375, 800):
         shot = ARTIFACTS / f"report-mail-{width}.png"
         assert measure_page(page, width, shot, height=600) <= width, f"the report scrolls sideways at {width}px"
+
+
+def test_editor_address_is_checked_like_a_subscribers(mail_ws: Workspace, smtp_server: MailServer) -> None:
+    add_readers(mail_ws, 1)
+    for bad in ("ed@example.org, nobody", "ed@example.org\r\nBcc: all@example.net", "=?utf-8?q?x?=@example.org"):
+        mail_ws.env["DIGEST_EDITOR_ADDRESS"] = bad
+        refused = mail_ws.run("send", check=False)
+        assert refused.returncode == 78 and "Traceback" not in refused.stderr
+        assert "DIGEST_EDITOR_ADDRESS (environment): editor_address:" in refused.stderr
+    assert smtp_server.received == []
