@@ -22,17 +22,18 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from digest.bounces.rates import IssueRates
 from digest.errors import DeliveryError
 from digest.headers import address_field, clean_header, message_id, sender_fields
 from digest.model import DeliveryStatus, SubscriberStatus
 from digest.status import REPORT_ADDRESS_KEY, REPORT_KEY, editor_report_states, issue_rates
+from digest.transport import Outcome, SendResult
 
 if TYPE_CHECKING:
     from digest.settings import Settings
     from digest.store import Store
-    from digest.transport import SendResult
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +191,6 @@ def deliver_due_reports(
 ) -> list[tuple[int, str, str]]:
     """Mail every report due (an ended mailing, an editor address with no outcome yet). Run under the writer lock.
     Returns (issue, address, outcome) of each report attempted or found unknown."""
-    from urllib.parse import urlsplit
-
-    from digest.transport import Outcome
-
     done: list[tuple[int, str, str]] = []
     prefix = REPORT_KEY.format(issue="")
     due = sorted(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from digest.checkup import schedule_problem, state_problem, template_problems
 from digest.cli import (
     NOW_OPTION,
     Context,
@@ -19,6 +20,10 @@ from digest.cli import (
 )
 from digest.cli.editing import _hold_status
 from digest.errors import NoStateError, printable
+from digest.output import write_atomic
+from digest.schedule import schedule_status
+from digest.starter import make_folder
+from digest.status import status_lines
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -115,7 +120,7 @@ def rebuild(ctx: Context, force: bool) -> None:
 
     Example: digest rebuild
     """
-    from rich.progress import Progress
+    from rich.progress import Progress  # noqa: PLC0415 (lazy: rich only when used)
 
     publisher = ctx.publisher()
     try:
@@ -138,7 +143,6 @@ def check(ctx: Context, now: str | None) -> None:
 
     Example: digest check
     """
-    from digest.checkup import schedule_problem, state_problem, template_problems
 
     settings = ctx.settings
     _warn_localhost_site(settings)
@@ -146,7 +150,7 @@ def check(ctx: Context, now: str | None) -> None:
     scan = publisher.scan_seeds()
     for problem in scan.problems:
         _say(f"{problem} [{problem.kind.value}]", err=True)
-    from digest.editor import glossary_report
+    from digest.editor import glossary_report  # noqa: PLC0415 (lazy: lxml and arxiv ... only when used)
 
     for line in glossary_report(settings, scan):  # advice on wording: reported, not a failure
         _say(line, err=True)
@@ -181,7 +185,6 @@ def init(folder: Path, templates: bool, force: bool) -> None:
 
     Example: digest init mynews --templates && cd mynews && digest render
     """
-    from digest.starter import make_folder
 
     written = make_folder(folder, templates=templates, force=force)
     shown = [name for name in written if not name.startswith("templates/")]
@@ -228,7 +231,6 @@ def status(ctx: Context, html_file: Path | None) -> None:
 
     Example: digest status --html status.html
     """
-    from digest.schedule import schedule_status
 
     try:
         report = ctx.publisher().status()
@@ -237,8 +239,6 @@ def status(ctx: Context, html_file: Path | None) -> None:
         _print_drafts(ctx)
         return
     if html_file is not None:
-        from digest.output import write_atomic
-
         extra = {**schedule_status(ctx.settings, ctx.now(None)), **_hold_status(ctx)}
         # It may name subscribers (deliveries in doubt): for the owner's eyes, like the state.
         write_atomic(html_file, ctx.publisher().status_page(extra=extra).encode("utf-8"), mode=0o600)
@@ -271,6 +271,4 @@ def _print_drafts(ctx: Context) -> None:
 def _status_lines(report: StatusReport) -> dict[str, str]:
     """The ledger, rate and late-issue lines of `digest status`, worded (by digest.status, which the status page
     and the editor's report share)."""
-    from digest.status import status_lines
-
     return status_lines(report)

@@ -12,6 +12,8 @@ import html
 from collections.abc import Mapping
 from datetime import datetime
 
+from lxml import etree  # type: ignore[import-untyped]
+
 from digest.status import StatusHistory
 
 _WIDTH, _HEIGHT = 520, 340  # the viewBox: the SVG scales to its column, so labels are sized for a 375 px phone too
@@ -64,7 +66,7 @@ def status_page(
 
 def _charts(history: StatusHistory) -> list[tuple[str, str]]:
     """(heading, inline SVG or "" when there is nothing to draw) of each chart."""
-    import pygal  # type: ignore[import-untyped]
+    import pygal  # type: ignore[import-untyped]  # noqa: PLC0415 (lazy: pygal only when a page is drawn)
 
     points = history.issues
     labels = [str(p.issue) for p in points]
@@ -120,8 +122,8 @@ def _section(heading: str, chart: object, drawn: bool) -> tuple[str, str]:
 
 def _config() -> object:
     """The settings every chart shares: no size on the SVG (it scales to its column), large labels, no script."""
-    import pygal
-    from pygal.style import Style  # type: ignore[import-untyped]
+    import pygal  # noqa: PLC0415 (lazy: pygal only when a page is drawn)
+    from pygal.style import Style  # type: ignore[import-untyped]  # noqa: PLC0415 (lazy, as above)
 
     style = Style(
         background="#ffffff",
@@ -156,8 +158,6 @@ def _config() -> object:
 def _svg(chart: object, heading: str) -> str:
     """The chart as an inline <svg> element with no script and no comment (pygal's tree, cleaned), its <title>
     (what a screen reader announces) the section's heading."""
-    from lxml import etree  # type: ignore[import-untyped]
-
     tree = chart.render_tree()  # type: ignore[attr-defined]
     for node in tree.xpath("//*[local-name() = 'script'] | //comment()"):
         node.getparent().remove(node)
