@@ -62,12 +62,15 @@ from digest.output import (
     write_bundle,
 )
 from digest.render import Bundle
+from digest.render.statuspage import status_page
+from digest.report import deliver_due_reports, end_mailing
 from digest.seedfiles import list_seed_files, listing_fingerprint
 from digest.sending import SendReport
 from digest.settings import Settings
-from digest.status import StatusReport, status_report
+from digest.status import StatusReport, status_history, status_lines, status_report
 from digest.store import Backend, Store, backend_for
 from digest.topics import topic_problems
+from digest.transport import deliver_notice
 
 log = logging.getLogger("digest.publisher")
 
@@ -446,6 +449,28 @@ class Publisher:
         with self.read_store() as store:
             return status_report(store, self.settings, self.backend.where, self.clock())
 
+    def status_page(self, store: Store | None = None, extra: Mapping[str, str] | None = None) -> str:
+        """The status page (`digest status --html`, the editor's report's attachment): `digest status`'s numbers
+        (and `extra` lines) with the charts, as of now."""
+        now = self.clock()
+        with nullcontext(store) if store is not None else self.read_store() as session:
+            report = status_report(session, self.settings, self.backend.where, now)
+            history = status_history(session, self.settings)
+        last = (
+            f"issue {report.last_issue}, published {report.last_published.astimezone(self.settings.tz):%Y-%m-%d %H:%M}"
+            if report.last_issue is not None and report.last_published is not None
+            else "none yet"
+        )
+        lines = {
+            "issues": f"{report.issues}; last: {last}",
+            "unpublished entries": str(report.unpublished),
+            **status_lines(report),
+            **(extra or {}),
+        }
+        return status_page(
+            title=self.settings.title, generated=now, lines=lines, history=history, link=self.settings.site_url
+        )
+
     # --- subscribers --------------------------------------------------------------------------
 
     def subscriber_records(self) -> list[SubscriberRecord]:
@@ -480,7 +505,26 @@ class Publisher:
             clock=self.clock,
             render_topics=self.topic_email,
             render_missing=self._email_on_this_host,
+            after_mailing=self._report_mailing,
         )
+
+    def _report_mailing(self, store: Store, issue: int) -> None:
+        """The mailing of `issue` has ended: record it, then mail every editor's report due (this one, and any a
+        crash left unsent). No `editor_address`: nothing is recorded. A report that cannot go out is a warning,
+        never a failed send."""
+        if not self.settings.editor_address:
+            return
+        try:
+            end_mailing(store, issue, self.clock())
+            deliver_due_reports(
+                store,
+                self.settings,
+                self.clock,
+                lambda to, data: deliver_notice(self.settings, to, data),
+                lambda: self.status_page(store),
+            )
+        except DigestError as exc:
+            log.warning("the editor's report of issue %d: %s", issue, exc)
 
     def topic_email(self, store: Store, issue: Issue, topics: frozenset[str]) -> RenderedEmail:
         """Issue `issue`'s email holding only the papers of `topics` (for the subscribers who chose them)."""

@@ -96,6 +96,7 @@ class IssueSender:
         clock: Callable[[], datetime],
         render_topics: TopicRenderer | None = None,
         render_missing: Callable[[int], None] | None = None,
+        after_mailing: Callable[[Store, int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.open_store = open_store
@@ -105,6 +106,8 @@ class IssueSender:
         # Writes an issue's email files from the state when this host has none (another host published it, or
         # the site was rendered by a digest that kept no mailer's copy); without it, a missing copy is an error.
         self.render_missing = render_missing
+        # Called under the writer lock when a mailing has run to its end (not stopped): the editor's report.
+        self.after_mailing = after_mailing
 
     def send(
         self,
@@ -186,6 +189,8 @@ class IssueSender:
                     for sub in left_out:
                         store.skip_delivery(mail.issue, sub.id, NO_PAPER_DETAIL, now)
             if not todo:
+                if self.after_mailing is not None:
+                    self.after_mailing(store, mail.issue)  # ended earlier, maybe before its report went out
                 return report
 
             first = messenger()
@@ -232,7 +237,9 @@ class IssueSender:
             finally:
                 pool.close()
             report.stopped = stop.is_set()
-        report.seconds = time.monotonic() - started
+            report.seconds = time.monotonic() - started  # the mailing's own time, without the editor's report
+            if not report.stopped and self.after_mailing is not None:
+                self.after_mailing(store, mail.issue)
         return report
 
     def _commit_steps(

@@ -12,12 +12,13 @@ import tomllib
 from datetime import timedelta
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -201,6 +202,8 @@ class Settings(BaseSettings):
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_key_file: Path | None = None
+    # who gets the preview before each slot and the report after each mailing; "a@x.org, b@y.org" in the environment
+    editor_address: Annotated[tuple[str, ...], NoDecode] = ()
 
     # deliverability
     bounce_address: str = ""  # envelope sender; default: bounces@<domain of from_address>
@@ -218,7 +221,6 @@ class Settings(BaseSettings):
     max_send_age: int = Field(default=3 * 86_400, ge=0)
     jobs_path: Path = Path("state/jobs.db")
     # the editor's preview (`digest preview`, and `digest run` at each slot minus preview_lead); empty: no previews
-    editor_address: str | list[str] = []  # one address, several separated by commas, or a TOML list
     preview_lead: str = "6h"  # how long before each slot `digest run` mails the preview: 90m, 6h, 1d, 1h30m, 45s
 
     # signup and web app
@@ -250,25 +252,6 @@ class Settings(BaseSettings):
                 raise ValueError(f"{category!r} is not an arXiv category (like cs.CL or hep-th)")
         return value
 
-    @field_validator("editor_address")
-    @classmethod
-    def _editor_address(cls, value: str | list[str]) -> list[str]:
-        from digest.subscribers import (  # noqa: PLC0415 (lazy: a cycle, digest.subscribers needs digest.store)
-            InvalidAddress,
-            normalize_address,
-        )
-
-        given = value.split(",") if isinstance(value, str) else value
-        found: list[str] = []
-        for address in (a.strip() for a in given):
-            if not address:
-                continue
-            try:
-                found.append(normalize_address(address))  # the subscriber list's own rules (no SMTPUTF8)
-            except InvalidAddress as exc:
-                raise ValueError(str(exc)) from None
-        return list(dict.fromkeys(found))
-
     @field_validator("preview_lead")
     @classmethod
     def _preview_lead(cls, value: str) -> str:
@@ -277,11 +260,8 @@ class Settings(BaseSettings):
 
     @property
     def editor_addresses(self) -> list[str]:
-        """The editor's addresses, normalized (the validator made `editor_address` a list)."""
-        value = self.editor_address
-        if isinstance(value, str):
-            return [value] if value else []
-        return list(value)
+        """The editor's addresses, normalized (the validator made `editor_address` a tuple)."""
+        return list(self.editor_address)
 
     @property
     def preview_lead_time(self) -> timedelta:
@@ -369,6 +349,26 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be a bare address, without a display name or <>")
         return value
+
+    @field_validator("editor_address", mode="before")
+    @classmethod
+    def _editor_address(cls, value: Any) -> tuple[str, ...]:
+        from digest.subscribers import InvalidAddress, normalize_address  # noqa: PLC0415 (it imports the store)
+
+        given = value.split(",") if isinstance(value, str) else list(value)
+        addresses: list[str] = []
+        for item in given:
+            if not isinstance(item, str):
+                raise ValueError(f"not an address: {item!r}")
+            if not item.strip():
+                continue
+            try:
+                address = normalize_address(item)
+            except InvalidAddress as exc:
+                raise ValueError(str(exc)) from None
+            if address not in addresses:
+                addresses.append(address)
+        return tuple(addresses)
 
     @field_validator("timezone")
     @classmethod

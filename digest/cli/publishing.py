@@ -20,8 +20,10 @@ from digest.cli import (
 )
 from digest.cli.editing import _hold_status
 from digest.errors import NoStateError, printable
+from digest.output import write_atomic
 from digest.schedule import schedule_status
 from digest.starter import make_folder
+from digest.status import status_lines
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -211,12 +213,23 @@ def backup(ctx: Context, file: Path) -> None:
 
 
 @main.command()
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Also write the status as one offline HTML page with charts (no script, nothing loaded from elsewhere).",
+)
 @pass_ctx
 @reports_errors
-def status(ctx: Context) -> None:
+def status(ctx: Context, html_file: Path | None) -> None:
     """Show unpublished entries, the last issue and where the outputs are.
 
-    Example: digest status
+    With --html, also write a page holding the same numbers and charts of subscribers over issues, delivery and
+    bounce rates per issue and papers per topic: open it in a browser, offline (the editor's report after each
+    mailing attaches the same page).
+
+    Example: digest status --html status.html
     """
 
     try:
@@ -225,6 +238,10 @@ def status(ctx: Context) -> None:
         _say(f"{exc} (the first `digest render` creates it)")
         _print_drafts(ctx)
         return
+    if html_file is not None:
+        extra = {**schedule_status(ctx.settings, ctx.now(None)), **_hold_status(ctx)}
+        # It may name subscribers (deliveries in doubt): for the owner's eyes, like the state.
+        write_atomic(html_file, ctx.publisher().status_page(extra=extra).encode("utf-8"), mode=0o600)
     last = (
         f"issue {report.last_issue} published {report.last_published.astimezone(ctx.settings.tz):%Y-%m-%d %H:%M %Z}"
         if report.last_issue is not None and report.last_published is not None
@@ -238,6 +255,8 @@ def status(ctx: Context) -> None:
     for key, value in lines.items():
         _say(f"{key}: {value}")
     _print_drafts(ctx)
+    if html_file is not None:
+        _say(f"status page written to {html_file}")
 
 
 def _print_drafts(ctx: Context) -> None:
@@ -250,24 +269,6 @@ def _print_drafts(ctx: Context) -> None:
 
 
 def _status_lines(report: StatusReport) -> dict[str, str]:
-    """The ledger, rate and late-issue lines of `digest status`, worded."""
-    lines: dict[str, str] = {}
-    if (mailed := report.deliveries) is not None:
-        lines[f"deliveries of issue {mailed.issue}"] = ", ".join(f"{n} {s.value}" for s, n in mailed.counts.items())
-        if mailed.unknown:
-            shown = ", ".join(mailed.unknown) + (" ..." if mailed.more_unknown else "")
-            lines["unknown (may have been delivered)"] = (
-                f"{shown}; after checking, re-send with `digest send --issue {mailed.issue} --retry-unknown`"
-            )
-    for issue in report.rates:
-        number = issue.rates.issue
-        lines[f"bounces of issue {number}"] = issue.rates.describe()
-        for i, problem in enumerate(issue.over):
-            lines[f"WARNING {number}.{i + 1}"] = problem + ": `digest send` will refuse the next issue (see --force)"
-    if (late := report.late) is not None:
-        lines[f"issue {late.issue} not mailed"] = (
-            f"{counted(late.missing, 'active subscriber has', 'active subscribers have')} not had it and it is older"
-            f" than max_send_age ({late.max_send_age}s), so `digest run` will not mail it; it stays on the site and"
-            f" in the feeds; send it by hand with `digest send --issue {late.issue}`"
-        )
-    return lines
+    """The ledger, rate and late-issue lines of `digest status`, worded (by digest.status, which the status page
+    and the editor's report share)."""
+    return status_lines(report)

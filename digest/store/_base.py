@@ -105,6 +105,13 @@ class StoreBase:
             (key, value),
         )
 
+    def meta_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every meta key starting with `prefix`, with its value (substr, not LIKE: `_` is no wildcard here)."""
+        rows = self._conn.execute(
+            "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key", (len(prefix), prefix)
+        ).fetchall()
+        return {str(r["key"]): str(r["value"]) for r in rows}
+
     def site_uuid(self) -> str:
         """A random id made when the state was created: the permanent base of feed ids."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'site_uuid'").fetchone()
