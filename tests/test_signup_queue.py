@@ -219,8 +219,9 @@ def test_two_serve_processes_on_one_state_send_each_confirmation_once(
 def test_sigterm_drains_or_leaves_the_rest_owed_for_the_next_process(
     tmp_path: Path, smtp_port: int, smtp: Callable[..., MailServer]
 ) -> None:
-    # 0.3 s per message: the 5 seconds a stop may drain cannot send 30, so some are left to the next process.
-    mail = smtp(smtp_port, delay=0.3)
+    # 0.6 s per message: the 5 seconds a stop may drain cannot send 30, even with a worker per core each draining
+    # its own queue (2 x 5 / 0.6 < 30), so some are left to the next process.
+    mail = smtp(smtp_port, delay=0.6)
     ws = signup_workspace(tmp_path / "work", tmp_path / "work" / "state" / "digest.db", smtp_port)
     server = start_server(ws, "first.log")
     addresses = [f"stop{i}@example.org" for i in range(30)]
