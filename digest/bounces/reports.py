@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from email.message import Message
 from enum import StrEnum
 
-from digest.bounces.classify import BounceKind, Verdict, classify, enhanced_code
+from digest.bounces.classify import BounceKind, Verdict, classify, classify_ses, enhanced_code
 from digest.bounces.verp import find_verp_ids
 from digest.message import clean_header
 
@@ -295,15 +295,6 @@ def _texts(msg: Message) -> list[str]:
     return texts
 
 
-#: Amazon SES bounce subtypes that are about the message or the sender, not the address (soft, like Sisimai).
-_SES_SOFT_PERMANENT = {
-    "mailboxfull": "mailboxfull",
-    "messagetoolarge": "mesgtoobig",
-    "contentrejected": "contenterror",
-    "attachmentrejected": "contenterror",
-}
-
-
 def _ses_notices(msg: Message) -> list[Notice] | None:
     """An Amazon SES notification (or the SNS envelope around one) mailed as JSON; None when it is not one."""
     if msg.is_multipart():
@@ -317,6 +308,12 @@ def _ses_notices(msg: Message) -> list[Notice] | None:
             doc = json.loads(doc["Message"])
     except ValueError:
         return None
+    return ses_notices(doc)
+
+
+def ses_notices(doc: object) -> list[Notice] | None:
+    """The notices of one Amazon SES notification (its JSON, parsed), mailed or posted to the webhook alike: Bounce
+    (each recipient classified by `classify_ses`), Complaint, Delivery; None when it is no SES notification."""
     if not isinstance(doc, dict):
         return None
     kind = str(doc.get("notificationType") or doc.get("eventType") or "")
@@ -325,27 +322,19 @@ def _ses_notices(msg: Message) -> list[Notice] | None:
     notices = []
     if kind == "Bounce":
         bounce = _dict(doc.get("bounce"))
-        permanent = bounce.get("bounceType") == "Permanent"
-        subtype = str(bounce.get("bounceSubType", "")).lower()
+        bounce_type = clean_header(str(bounce.get("bounceType", "")))[:40]
+        subtype = clean_header(str(bounce.get("bounceSubType", "")))[:40]
         for item in _list(bounce.get("bouncedRecipients")):
             rcpt = _dict(item)
-            diagnostic = clean_header(str(rcpt.get("diagnosticCode", "")))
-            status = clean_header(str(rcpt.get("status", "")))
+            diagnostic = clean_header(str(rcpt.get("diagnosticCode", "")))[:DETAIL_CHARS]
+            status = clean_header(str(rcpt.get("status", "")))[:40]
             code = enhanced_code(status) or enhanced_code(diagnostic)
-            if not permanent:
-                verdict = classify(code, diagnostic, permanent=False)
-                verdict = Verdict(BounceKind.SOFT, verdict.reason)
-            elif subtype in _SES_SOFT_PERMANENT:
-                verdict = Verdict(BounceKind.SOFT, _SES_SOFT_PERMANENT[subtype])
-            else:
-                verdict = classify(code, diagnostic, permanent=True)
-                if verdict.reason == "undefined" or (verdict.kind is BounceKind.SOFT and not diagnostic):
-                    verdict = Verdict(BounceKind.HARD, "userunknown" if subtype != "suppressed" else "suppressed")
-            detail = f"SES {bounce.get('bounceType')}/{bounce.get('bounceSubType')} {code or ''} {diagnostic}"
+            verdict = classify_ses(bounce_type, subtype, code, diagnostic)
+            detail = f"SES {bounce_type}/{subtype} {code or ''} {diagnostic}"
             notices.append(_bounce(verdict, clean_header(str(rcpt.get("emailAddress", ""))), detail, code or status))
     elif kind == "Complaint":
         complaint = _dict(doc.get("complaint"))
-        feedback = clean_header(str(complaint.get("complaintFeedbackType") or "abuse"))
+        feedback = clean_header(str(complaint.get("complaintFeedbackType") or "abuse"))[:40]
         for item in _list(complaint.get("complainedRecipients")):
             recipient = clean_header(str(_dict(item).get("emailAddress", "")))
             notices.append(
