@@ -362,7 +362,18 @@ class IssueSender:
             domain=domain,
             unsubscribe_mark=slots.unsubscribe,
             preferences_mark=slots.preferences,
+            providers=self._providers(),
         )
+
+    def _providers(self) -> tuple[str, ...]:
+        """The mail providers whose webhooks are set up: their own header carries each message's delivery id."""
+        s = self.settings
+        on = {
+            "mailgun": bool(s.mailgun_signing_key.get_secret_value()),
+            "postmark": bool(s.webhook_secret.get_secret_value()),
+            "sendgrid": bool(s.sendgrid_public_key),
+        }
+        return tuple(name for name, used in on.items() if used)
 
     def _dkim_key(self) -> DkimKey | None:
         """The DKIM key when selector, domain and key file are all set; SettingsError when only some are."""
@@ -418,7 +429,9 @@ class IssueSender:
         eight_bit: bool,
         msgid: str | None = None,
     ) -> WireMessage:
-        """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
+        """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself), carrying its
+        delivery's signed id in the header fields providers echo back (none for a test copy: no delivery)."""
+        from digest.bounces.verp import make_verp_id
         from digest.message import build_message, message_id
         from digest.store import email_key
         from digest.tokens import preferences_link, unsubscribe_link
@@ -433,6 +446,7 @@ class IssueSender:
             msgid=msgid or message_id(mail.issue, email_key(subscriber.email), mail.domain),
             eight_bit=eight_bit,
             dkim=dkim,
+            delivery_id=make_verp_id(secret, mail.issue, subscriber.id) if subscriber.id else "",
         )
 
     def _builder(

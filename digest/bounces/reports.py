@@ -380,12 +380,20 @@ def _verp_ids(msg: Message) -> list[str]:
     the report's own envelope fields first."""
     found: list[str] = []
     for part in msg.walk():
-        for _, value in part.items():
-            found.extend(find_verp_ids(str(value)))
+        for name, value in part.items():
+            found.extend(_ids_in(name, str(value)))
         if part.get_content_type() == "text/rfc822-headers":
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
                 headers = email.message_from_bytes(payload, policy=email.policy.compat32)
-                for _, value in headers.items():
-                    found.extend(find_verp_ids(str(value)))
+                for name, value in headers.items():
+                    found.extend(_ids_in(name, str(value)))
     return found
+
+
+def _ids_in(name: str, value: str) -> list[str]:
+    """VERP ids in one header field: in an address (`bounces+<id>@`), or the whole of an X-Digest-Delivery field
+    (a returned message's copy of it, when a provider replaced the return path)."""
+    if name.lower() == "x-digest-delivery":
+        return [value.strip().lower()]
+    return find_verp_ids(value)
