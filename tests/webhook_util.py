@@ -124,7 +124,7 @@ def start_fake_sns(folder: Path) -> tuple[FakeSns, ThreadingHTTPServer]:
     signing_pem = pem(self_signed(sns.signing_key, "sns.us-east-1.amazonaws.com"))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             sns.gets[self.path] += 1
             body = signing_pem if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
             self.send_response(200)
@@ -162,7 +162,10 @@ def ses_bounce(
     """An SES bounce notification as SES documents it; with the original headers when `delivery` is given."""
     mail: dict[str, Any] = {"messageId": "0100-ses-id", "destination": [recipient]}
     if delivery:
-        mail["headers"] = [{"name": "From", "value": "digest@example.org"}, {"name": "X-Digest-Delivery", "value": delivery}]
+        mail["headers"] = [
+            {"name": "From", "value": "digest@example.org"},
+            {"name": "X-Digest-Delivery", "value": delivery},
+        ]
     return {
         "notificationType": "Bounce",
         "bounce": {
@@ -179,11 +182,15 @@ def ses_bounce(
 # --- Mailgun and SendGrid, signed as they sign -------------------------------------------------------------
 
 
-def mailgun_post(event_data: dict[str, Any], *, token: str, timestamp: int | None = None, key: str = MAILGUN_KEY) -> bytes:
+def mailgun_post(
+    event_data: dict[str, Any], *, token: str, timestamp: int | None = None, key: str = MAILGUN_KEY
+) -> bytes:
     """A Mailgun webhook body: `signature` is the hex HMAC-SHA256 of timestamp + token with the signing key."""
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
-    return json.dumps({"signature": {"timestamp": stamp, "token": token, "signature": signature}, "event-data": event_data}).encode()
+    return json.dumps(
+        {"signature": {"timestamp": stamp, "token": token, "signature": signature}, "event-data": event_data}
+    ).encode()
 
 
 @dataclass
