@@ -224,8 +224,9 @@ def test_every_endpoint_is_404_until_its_setting_is_set(tmp_path: Path) -> None:
         assert client.post("/webhooks/bounce", content=b"{}", headers=bearer()).status_code == 404
 
 
-def test_soft_bounces_by_webhook_count_toward_the_streak_across_issues(tmp_path: Path) -> None:
-    for hooked in start_hooked(tmp_path, soft_limit=2):
+@pytest.mark.both_states
+def test_soft_bounces_by_webhook_count_toward_the_streak_across_issues(tmp_path: Path, state: Path | str) -> None:
+    for hooked in start_hooked(tmp_path, soft_limit=2, state=state):
         soft = json.dumps({"email": "reader30@example.org", "type": "soft", "source": "postal"}).encode()
         first = hooked.post("/webhooks/bounce", soft, bearer())
         assert first.status_code == 200 and hooked.status("reader30@example.org") == "active"
@@ -237,3 +238,10 @@ def test_soft_bounces_by_webhook_count_toward_the_streak_across_issues(tmp_path:
         assert hooked.post("/webhooks/bounce", second, bearer()).status_code == 200
         assert hooked.delivery("reader30@example.org", issue=2) == ("bounced", "soft")
         assert hooked.status("reader30@example.org") == "bounced"  # 2 soft bounces in a row, as `bounces import`
+        # A Mailgun complaint, then its replay, on this backend too.
+        complained = {"id": "mg-pg", "event": "complained", "recipient": "reader31@example.org"}
+        body = mailgun_post(complained, token="p" * 50)
+        assert hooked.post("/webhooks/mailgun", body).status_code == 200
+        before = hooked.state_dump()
+        assert hooked.post("/webhooks/mailgun", body).status_code == 403
+        assert hooked.state_dump() == before and hooked.status("reader31@example.org") == "complained"

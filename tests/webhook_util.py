@@ -261,14 +261,15 @@ class Hooked:
         ]
 
 
-def start_hooked(root: Path, *, soft_limit: int = 3) -> Iterator[Hooked]:
-    """Render issue 1, mail it to READERS through a real SMTP server, then `digest serve` with every webhook."""
+def start_hooked(root: Path, *, soft_limit: int = 3, state: Path | str | None = None) -> Iterator[Hooked]:
+    """Render issue 1, mail it to READERS through a real SMTP server, then `digest serve` with every webhook (the
+    state in PostgreSQL when `state` is its URL)."""
     smtp = MailServer(port=free_port())
     controller = Controller(smtp, hostname="127.0.0.1", port=smtp.port)
     controller.start()
     sns, httpd = start_fake_sns(root / "sns")
     sendgrid = SendGridSigner()
-    ws = make_workspace(root / "work")
+    ws = make_workspace(root / "work", state if isinstance(state, str) else None)
     ws.env.update(
         {
             "DIGEST_SITE_URL": "https://digest.example.org/",
