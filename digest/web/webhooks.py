@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import ssl
+import threading
 import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -60,7 +61,8 @@ def routes(web: Web) -> list[Route]:
     test_hosts = TEST_HOSTS if settings.sns_test_ca_file is not None else frozenset()
     if test_hosts:
         log.warning("sns_test_ca_file is set: /webhooks/ses trusts loopback hosts (for the test suite only)")
-    certificates: dict[str, bytes] = {}
+    certificates: dict[str, bytes] = {}  # SigningCertURL -> PEM, shared by the worker threads
+    certificates_lock = threading.Lock()
 
     async def read_body(request: Request) -> bytes:
         try:
@@ -162,12 +164,14 @@ def routes(web: Web) -> list[Route]:
         return data
 
     def certificate(url: str) -> bytes:
-        cached = certificates.get(url)
+        with certificates_lock:
+            cached = certificates.get(url)
         if cached is None:
             cached = fetch(url, _CERT_MAX_BYTES)
-            if len(certificates) >= _CERT_CACHE_SIZE:
-                certificates.pop(next(iter(certificates)))
-            certificates[url] = cached
+            with certificates_lock:
+                if len(certificates) >= _CERT_CACHE_SIZE:
+                    certificates.pop(next(iter(certificates)))
+                certificates[url] = cached
         return cached
 
     async def ses(request: Request) -> Response:
