@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from digest.bounces.reports import read_report
+from digest.bounces.verp import make_verp_id
 from digest.bounces.webhooks import ses_event, sns_host_ok
 from digest.settings import Settings
 from digest.web.webhooks import TEST_HOSTS
@@ -168,12 +169,16 @@ def test_only_https_on_sns_hosts_by_default(url: str, ok: bool) -> None:
 
 
 def test_mail_borne_and_webhook_ses_notifications_read_the_same() -> None:
-    ses = ses_bounce("a@example.org", "Permanent", "General", "smtp; 550 5.7.1 blocked using spamhaus", "5.7.1")
+    delivery = make_verp_id("test-secret-key-0123456789abcdef", 1, 2)
+    ses = ses_bounce(
+        "a@example.org", "Permanent", "General", "smtp; 550 5.7.1 blocked using spamhaus", "5.7.1", delivery
+    )
     mailed = read_report(
         b"From: MAILER-DAEMON@amazonses.com\r\nContent-Type: application/json\r\n\r\n" + json.dumps(ses).encode()
     )
     posted = ses_event({"MessageId": "m", "Message": json.dumps(ses)})
     assert posted is not None and mailed.format == "ses"
     assert posted.notices == mailed.notices
+    assert posted.delivery_id == delivery and delivery in mailed.verp_ids  # both name the delivery
     [notice] = posted.notices
     assert (notice.bounce, notice.reason) == ("soft", "blocked")  # SES says Permanent; a blocklist is no bad address

@@ -81,10 +81,12 @@ def read_report(data: bytes) -> Report:
         complaint = _part(msg, "message/feedback-report") or _text_arf(msg)
         if complaint is not None:
             return Report(key, verp_ids, (_complaint(complaint),), "arf")
-        ses = _ses_notices(msg)
+        ses_doc = _ses_doc(msg)
+        ses = ses_notices(ses_doc) if ses_doc is not None else None
         if ses is not None:
             notices, others = _split(ses)
-            return Report(key, verp_ids, notices, "ses", others=others)
+            delivery = ses_delivery_id(ses_doc)  # X-Digest-Delivery in the notification's copy of the headers
+            return Report(key, verp_ids + ((delivery,) if delivery else ()), notices, "ses", others=others)
         status = _part(msg, "message/delivery-status")
         dsn = _dsn_notices(status) if status is not None else []
         if dsn:
@@ -295,20 +297,33 @@ def _texts(msg: Message) -> list[str]:
     return texts
 
 
-def _ses_notices(msg: Message) -> list[Notice] | None:
-    """An Amazon SES notification (or the SNS envelope around one) mailed as JSON; None when it is not one."""
+def _ses_doc(msg: Message) -> object | None:
+    """The JSON of an Amazon SES notification (or of the SNS envelope around one) mailed as such; None when the
+    message holds no JSON."""
     if msg.is_multipart():
         return None
     payload = msg.get_payload(decode=True)
     if not isinstance(payload, bytes) or not payload.lstrip().startswith(b"{"):
         return None
     try:
-        doc = json.loads(payload[:1_000_000])
+        doc: object = json.loads(payload[:1_000_000])
         if isinstance(doc, dict) and isinstance(doc.get("Message"), str):  # the SNS envelope
             doc = json.loads(doc["Message"])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    return ses_notices(doc)
+    return doc
+
+
+def ses_delivery_id(doc: object) -> str:
+    """The X-Digest-Delivery value among an SES notification's original headers (present when the identity
+    includes them) or its `digest_delivery` message tag (event publishing), lower-cased; "" when there is none."""
+    mail = _dict(_dict(doc).get("mail"))
+    for header in _list(mail.get("headers")):
+        entry = _dict(header)
+        if str(entry.get("name", "")).lower() == "x-digest-delivery":
+            return clean_header(str(entry.get("value", "")))[:40].lower()
+    tags = _list(_dict(mail.get("tags")).get("digest_delivery"))
+    return clean_header(str(tags[0]))[:40].lower() if tags else ""
 
 
 def ses_notices(doc: object) -> list[Notice] | None:

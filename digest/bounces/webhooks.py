@@ -35,14 +35,12 @@ from urllib.parse import urlsplit
 
 from digest.bounces.classify import BounceKind, Verdict, classify_provider, enhanced_code
 from digest.bounces.importer import ProviderEvent
-from digest.bounces.reports import DETAIL_CHARS, Notice, NoticeKind, ses_notices
+from digest.bounces.reports import DETAIL_CHARS, Notice, NoticeKind, ses_delivery_id, ses_notices
 from digest.headers import clean_header
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
-#: The header every issue mail carries its delivery id in (see digest.headers.delivery_fields).
-DELIVERY_HEADER = "X-Digest-Delivery"
 #: The key of the same id in Mailgun variables, SendGrid custom args, SES tags and Postmark metadata.
 DELIVERY_VARIABLE = "digest_delivery"
 POSTMARK_METADATA = "digest-delivery"  # Postmark metadata names come from the header name X-PM-Metadata-<name>
@@ -252,16 +250,7 @@ def ses_event(doc: Mapping[str, object]) -> ProviderEvent | None:
     notices = ses_notices(ses)
     if notices is None:
         return None
-    mail = _dict(_dict(ses).get("mail"))
-    delivery = ""
-    headers = mail.get("headers")
-    for header in (
-        headers if isinstance(headers, list) else []
-    ):  # present when the identity includes the original headers
-        entry = _dict(header)
-        if str(entry.get("name", "")).lower() == DELIVERY_HEADER.lower():
-            delivery = _delivery_id(entry.get("value"))
-    delivery = delivery or _delivery_id(_dict(mail.get("tags")).get(DELIVERY_VARIABLE))
+    delivery = _delivery_id(ses_delivery_id(ses))
     return ProviderEvent(f"ses:{message_id}", tuple(notices), delivery)
 
 
