@@ -351,7 +351,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{arn!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)")
         return value
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "webhook_secret")
     @classmethod
     def _secret_key(cls, value: SecretStr) -> SecretStr:
         weakness = secret_key_weakness(value.get_secret_value())

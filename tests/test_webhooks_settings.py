@@ -15,12 +15,12 @@ from tests.webhook_util import SendGridSigner
 @pytest.mark.parametrize("name", ["webhook_secret", "mailgun_signing_key"])
 def test_a_webhook_secret_in_the_config_file_is_refused(tmp_path: Path, name: str) -> None:
     config = tmp_path / "digest.toml"
-    config.write_text(f'{name} = "s3cret-value-that-must-not-leak"\n', encoding="utf-8")
+    config.write_text(f'{name} = "s3cret-Value-that-must-not-leak-0123456789"\n', encoding="utf-8")
     with pytest.raises(SettingsError) as info:
         load_settings(config)
     message = str(info.value)
     assert f"{name} must not be stored in the config file" in message and f"DIGEST_{name.upper()}" in message
-    assert "s3cret-value-that-must-not-leak" not in message
+    assert "s3cret-Value-that-must-not-leak-0123456789" not in message
 
 
 def test_a_sendgrid_key_that_is_no_ec_public_key_stops_serve_with_exit_78(workspace: Workspace) -> None:
@@ -43,3 +43,12 @@ def test_the_keys_as_the_providers_show_them_are_accepted(tmp_path: Path) -> Non
     assert settings.sns_test_ca_file is None  # the test-only loopback allowance is off unless set
     with pytest.raises(SettingsError, match="ses_topic_arns"):
         load_settings(config, ses_topic_arns=["https://sns.example/not-an-arn"])
+
+
+def test_a_webhook_secret_that_can_be_guessed_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "digest.toml"
+    config.write_text("", encoding="utf-8")
+    with pytest.raises(SettingsError) as info:
+        load_settings(config, webhook_secret="postmark")
+    assert "webhook_secret" in str(info.value) and "it needs at least 32" in str(info.value)
+    assert "postmark" not in str(info.value).replace("DIGEST_WEBHOOK_SECRET", "")
