@@ -11,13 +11,14 @@ few functions that write (`rebuild_files`, `write_topic_pages`) are named for it
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ from digest.model import Issue, Site, Topic
 from digest.output import write_atomic, write_bundle
 from digest.render import ISSUES_FEED, JSON_FEED, TOPIC_FEED_FILES, Bundle, FeedFile, make_environment
 from digest.settings import Settings
+from digest.store import Store, backend_for
+from digest.topics import assign_topics
 
 if TYPE_CHECKING:
     import jinja2
@@ -134,7 +137,7 @@ def _feed_row(feed: FeedFile, scope: Scope) -> Output:
     """The row of a paper feed format, at the site root or in every topic's folder."""
 
     def render(b: Build, v: SiteView | TopicView) -> bytes:
-        from digest.render.feeds import FeedScope, paper_feed
+        from digest.render.feeds import FeedScope, paper_feed  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
 
         topic = FeedScope.of_topic(b.site, v.topic) if isinstance(v, TopicView) else None
         return paper_feed(feed)(b.site, v.feed_issues, topic)
@@ -146,7 +149,6 @@ def _feed_row(feed: FeedFile, scope: Scope) -> Output:
 
 def _r(module: str, name: str) -> Callable[..., Any]:
     """A renderer, imported when first used (commands that render nothing start faster)."""
-    import importlib
 
     return getattr(importlib.import_module(f"digest.render.{module}"), name)  # type: ignore[no-any-return]
 
@@ -227,7 +229,6 @@ def media_type(path: str) -> str | None:
 def site_of(settings: Settings, store: Store | None) -> Site:
     """The publication as renderers see it; its feed id comes from the state, not the URL (without a store, as
     `digest check` tries the templates: a placeholder id)."""
-    from dataclasses import replace
 
     s = settings
     site = Site(
@@ -277,7 +278,7 @@ class Build:
     def email(self, view: IssueView) -> tuple[RenderedEmail, str, str]:
         """The issue's email as mailed and the published copy's html and text (rendered once per view)."""
         if view.email is None:
-            from digest.render.email import published_copy, render_email
+            from digest.render.email import published_copy, render_email  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
             issue = view.issue
             options = self.email_options(issue.number)
@@ -298,14 +299,14 @@ class Build:
 
     def topic_email(self, issue: Issue, topics: frozenset[str]) -> RenderedEmail:
         """Issue `issue`'s email holding only the papers of `topics` (for the subscribers who chose them)."""
-        from digest.render.email import render_email
+        from digest.render.email import render_email  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         options = self.email_options(issue.number, topics)
         return render_email(self.site, issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options)
 
     def topic_files(self, store: Store, topic: Topic, loaded: dict[int, Issue]) -> Bundle:
         """A topic's index, last page and feeds, from its newest papers (loading the issues that hold them)."""
-        from digest.render.site import TopicPaper, topic_last_page
+        from digest.render.site import TopicPaper, topic_last_page  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
 
         size, max_items = self.page_size, self.settings.feed_max_items
         newest = store.newest_topic_papers(topic.slug, max(size, max_items))
@@ -334,7 +335,7 @@ class Build:
         site-wide file, the last archive page with its search shard, RFC 5005 archive document and sitemap, and
         those files of the archive pages of `revised` issues (and of the page before the last, when the last
         just started: its next-archive link appears)."""
-        from digest.render.site import archive_issue_numbers, archive_page_count, archive_page_number
+        from digest.render.site import archive_issue_numbers, archive_page_count, archive_page_number  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
 
         size = self.page_size
         page_set, email_set = set(pages), set(emails)
@@ -395,7 +396,7 @@ class Build:
 
     def write_topic_pages(self, store: Store) -> int:
         """Render and write every page of every topic (only `rebuild` needs the old, stable ones)."""
-        from digest.render.site import TopicPaper, pages_for
+        from digest.render.site import TopicPaper, pages_for  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
 
         changed = 0
         for topic in self.site.topics:
@@ -411,8 +412,8 @@ class Build:
 
 def email_options(settings: Settings, number: int, topics: frozenset[str] = frozenset()) -> EmailOptions:
     """See `Build.email_options` (the editor's note is read from the seeds folder)."""
-    from digest.render.email import EmailOptions
-    from digest.text import clean_text
+    from digest.render.email import EmailOptions  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+    from digest.text import clean_text  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
 
     note = ""
     for suffix in (".md", ".txt"):
@@ -477,7 +478,6 @@ def index_topics(store: Store, topics: tuple[Topic, ...], issue: Issue | None, r
 
 def _topic_rows(issue: Issue, topics: tuple[Topic, ...]) -> list[tuple[str, int]]:
     """(topic, position) for every paper of `issue` and each of its topics."""
-    from digest.topics import assign_topics
 
     return [(slug, position) for position, entry in enumerate(issue.entries) for slug in assign_topics(entry, topics)]
 
@@ -499,9 +499,8 @@ def rebuild_files(
     page: a worker renders a page's issue files, then the page with its search shard, RFC 5005 document and
     sitemap from the same papers. This process indexes the topics and renders the topic pages and feeds
     meanwhile. The caller holds the writer lock and removed the temp files a killed run left."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from digest.render.site import archive_pages_for
+    from digest.render.site import archive_pages_for  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
 
     settings = build.settings
     numbers = store.issue_numbers()
@@ -553,7 +552,6 @@ def _rebuild_issues(
     its extras; returns files changed.
 
     A worker process keeps its settings and templates across chunks, so its templates are compiled once."""
-    from digest.store import Store, backend_for
 
     key = json.dumps(settings_dump, sort_keys=True, default=str)
     if key not in _WORKER_ENVS:

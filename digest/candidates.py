@@ -19,6 +19,7 @@ from pathlib import Path
 
 from digest.arxiv_api import ArxivPaper, ArxivSource
 from digest.drafts import draft_marks, english_abstract, one_line
+from digest.editor import _guess_topics, _known_elsewhere
 from digest.errors import printable
 from digest.seedfiles import list_seed_files
 from digest.seeds import parse_seed
@@ -107,7 +108,7 @@ def _similarity(papers: Sequence[ArxivPaper], corpus: Sequence[Archived]) -> lis
     """For each paper: its best BM25 score against the corpus and the corpus paper that gave it."""
     if not corpus or not papers:
         return [(0.0, None) for _ in papers]
-    import bm25s  # type: ignore[import-untyped]  # numpy: imported only here
+    import bm25s  # type: ignore[import-untyped]  # noqa: PLC0415 (lazy: bm25s only when used)
 
     logging.getLogger("bm25s").setLevel(logging.INFO)  # the package sets DEBUG: its index steps are no news
 
@@ -127,7 +128,6 @@ def _similarity(papers: Sequence[ArxivPaper], corpus: Sequence[Archived]) -> lis
 
 def rank(settings: Settings, papers: Sequence[ArxivPaper], corpus: Sequence[Archived]) -> tuple[list[Candidate], int]:
     """The papers best first (score, then newest), and how many an excluded phrase dropped."""
-    from digest.editor import _guess_topics
 
     exclude = _phrases(settings.candidates_exclude)
     keywords = _phrases(settings.candidates_keywords)
@@ -158,7 +158,6 @@ def find_candidates(
     source: ArxivSource | None = None,
 ) -> Candidates:
     """List the categories' papers of the last `days` days, drop the known ones and rank the rest."""
-    from digest.editor import _known_elsewhere
 
     if source is None:
         contact = parseaddr(settings.from_address)[1] or settings.from_address

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -157,8 +158,6 @@ def _scans(
     fresh: Iterator[tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]] | None = None
     pool = None
     if parallel:
-        from concurrent.futures import ProcessPoolExecutor
-
         pool = ProcessPoolExecutor(max_workers=workers)
         fresh = pool.map(partial(_scan_file, limits=catalog.limits), stale, chunksize=64)
     try:

@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.errors import DigestError
+from digest.model import Issue
+from digest.schedule import settings_trigger
+from digest.store import SCHEMA_VERSION, backend_for
+from digest.store.sqlite import SqliteBackend
 
 if TYPE_CHECKING:
     from digest.model import Entry
@@ -32,12 +36,11 @@ EXAMPLE_SEED = """\
 def template_problems(publisher: Publisher, entries: tuple[Entry, ...], now: datetime) -> list[str]:
     """Every template compiled, then the email (HTML and text) and the issue page rendered once with a sample
     issue of up to three of `entries` (or the example entry): one line per problem."""
-    import jinja2
+    import jinja2  # noqa: PLC0415 (lazy: jinja2 and markupsafe only when used)
 
-    from digest.model import Issue
-    from digest.render import template_error_line
-    from digest.render.email import render_email
-    from digest.render.site import render_issue_page
+    from digest.render import template_error_line  # noqa: PLC0415 (lazy: markupsafe only when used)
+    from digest.render.email import render_email  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+    from digest.render.site import render_issue_page  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
 
     env = publisher.env
     problems = []
@@ -65,14 +68,13 @@ def template_problems(publisher: Publisher, entries: tuple[Entry, ...], now: dat
 
 
 def _example_entries() -> tuple[Entry, ...]:
-    from digest.seeds import parse_seed
+    from digest.seeds import parse_seed  # noqa: PLC0415 (lazy: linkify-it and pylatexenc ... only when used)
 
     return parse_seed(EXAMPLE_SEED, "example.md").entries
 
 
 def schedule_problem(settings: Settings) -> str | None:
     """Why the `schedule` line cannot be used, or None."""
-    from digest.schedule import settings_trigger
 
     try:
         settings_trigger(settings)
@@ -84,8 +86,6 @@ def schedule_problem(settings: Settings) -> str | None:
 def state_problem(settings: Settings) -> tuple[str, str | None]:
     """(what the state is, why it cannot be used or None). A SQLite state is opened read-only and never created;
     a PostgreSQL one is connected to and its schema version read."""
-    from digest.store import SCHEMA_VERSION, backend_for
-    from digest.store.sqlite import SqliteBackend
 
     backend = backend_for(settings.state_location)
     if isinstance(backend, SqliteBackend):

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import click
 
+from digest.cli import main as digest_cli
+
 # Help is wrapped at this width whatever the terminal, so the generated file is the same on every machine.
 HELP_WIDTH = 100
 REGENERATE = "python -m digest.clidoc > docs/cli.md"
@@ -48,7 +50,6 @@ def cli_reference(command: click.Command, name: str = "digest") -> str:
 
 def main() -> None:
     """Print the reference for `digest` on stdout."""
-    from digest.cli import main as digest_cli
 
     sys.stdout.write(cli_reference(digest_cli))
 

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest.arxiv_api import ArxivPaper, ArxivSource
-from digest.drafts import DraftText, approve_text, draft_entry, draft_marks, english_abstract
+from digest.drafts import DraftText, approve_text, draft_entry, draft_marks, english_abstract, parse_paper_id
 from digest.errors import DigestError, NoStateError
 from digest.glossary import Glossary, read_glossary
 from digest.model import Entry, ProblemKind, SeedScan
 from digest.output import write_atomic
+from digest.publisher import Publisher
+from digest.render import make_environment
 from digest.seedfiles import list_seed_files
 from digest.seeds import parse_seed
 from digest.settings import Settings
@@ -44,7 +46,6 @@ class DraftReport:
 
 def _known_elsewhere(settings: Settings, ids: Sequence[str]) -> dict[str, str]:
     """Why each of `ids` must not be drafted again: published in an issue, or present in a seed file."""
-    from digest.publisher import Publisher
 
     publisher = Publisher(settings)
     why: dict[str, str] = {}
@@ -124,9 +125,7 @@ def _translate(
     settings: Settings, papers: Sequence[ArxivPaper], say: Say, report: DraftReport, refresh: bool
 ) -> dict[str, ModelDraft]:
     """Ask the model for each paper's Chinese fields (cached answers are reused), saying how each went."""
-    from digest.llm import CACHE_PREFIX, Translator  # the openai package takes a second to import
-    from digest.publisher import Publisher
-    from digest.render import make_environment
+    from digest.llm import CACHE_PREFIX, Translator  # noqa: PLC0415 (lazy: jinja2 and openai only when used)
 
     if not settings.llm.model:
         raise DigestError("llm.model is empty: set DIGEST_LLM__MODEL (e.g. qwen2.5:7b) or leave llm.base_url empty")
@@ -200,7 +199,6 @@ class ApproveReport:
 
 def approve(settings: Settings, targets: Sequence[str], *, force: bool) -> ApproveReport:
     """Remove the draft mark from the drafts named by file or paper id that pass the checks (all with `force`)."""
-    from digest.drafts import parse_paper_id
 
     report = ApproveReport()
     glossary = load_glossary(settings.glossary_path)

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -150,8 +149,3 @@ def check_answer(answer: Answer, title_en: str, abstract_en: str, glossary: Glos
         why.append("links missing: " + ", ".join(lost[:3]))
     why += ["glossary: " + p for p in glossary.problems(f"{title_en}\n{abstract_en}", f"{answer.title_zh}\n{abstract}")]
     return why
-
-
-def glossary_terms(glossary: Glossary, texts: Sequence[str]) -> list[tuple[str, str]]:
-    """The terms to put into a prompt: only those occurring in the paper's English text."""
-    return glossary.in_text("\n".join(texts))

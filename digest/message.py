@@ -529,7 +529,7 @@ def build_notice_message(*, from_address: str, to: str, subject: str, body: str,
 
 def sign_dkim(data: bytes, key: DkimKey) -> bytes:
     """`data` with a DKIM-Signature header prepended, covering the headers receivers check for one-click."""
-    import dkim
+    import dkim  # noqa: PLC0415 (lazy: dkim only when used)
 
     headers = [
         b"from",

@@ -116,7 +116,7 @@ OUTPUT_SETTINGS = (
 def output_settings(settings: Settings) -> dict[str, str]:
     """A short hash of each setting that shapes the rendered files and of each template file (the user's
     templates folder, digest's own as one): what the pages were rendered with, so that a change is noticed."""
-    from digest.render import default_templates_dir
+    from digest.render import default_templates_dir  # noqa: PLC0415 (lazy: markupsafe only when used)
 
     values = settings.model_dump(mode="json", include=set(OUTPUT_SETTINGS))
     result = {name: _short_hash(json.dumps(value, sort_keys=True).encode("utf-8")) for name, value in values.items()}

@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from digest.sending import IssueSender
+from digest.websub import ping_hub
 
 if TYPE_CHECKING:
     import threading
@@ -111,8 +115,10 @@ class ScheduledRun:
 class Publisher:
     """Joins settings, state, renderers and output; the only place that decides when things happen."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
+        # The shells pass their clock in (the CLI's honours --now); standing alone, a publisher reads the wall clock.
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(settings.tz))
         self._env: jinja2.Environment | None = None
         self._lock_owner: int | None = None  # thread holding the writer lock through this publisher
         self._backend: Backend | None = None
@@ -147,8 +153,6 @@ class Publisher:
     def lock(self, what: str) -> AbstractContextManager[None]:
         """The writer lock: one process writes to a given state at a time. Re-entrant for the thread holding it
         (a scheduled run holds it across publishing and sending; a second flock in one process would deadlock)."""
-        import threading
-        from contextlib import nullcontext
 
         if self._lock_owner == threading.get_ident():
             return nullcontext()
@@ -156,7 +160,6 @@ class Publisher:
 
     @contextmanager
     def _holding(self, lock: AbstractContextManager[None]) -> Iterator[None]:
-        import threading
 
         with lock:
             self._lock_owner = threading.get_ident()
@@ -175,12 +178,12 @@ class Publisher:
 
     def scan_seeds(self) -> SeedScan:
         """Parse every seed file (pure parsing over one directory read)."""
-        from digest.seeds import read_seeds
+        from digest.seeds import read_seeds  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
 
         return read_seeds(self.settings.seeds_dir, limits=self._entry_limits())
 
     def _entry_limits(self) -> EntryLimits:
-        from digest.seeds import EntryLimits
+        from digest.seeds import EntryLimits  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
 
         return EntryLimits(entry=self.settings.entry_max_bytes, title=self.settings.title_max_bytes)
 
@@ -309,7 +312,7 @@ class Publisher:
         """Scan the seeds: only new and changed files when that is enough to decide, else every file (parsing
         the ones changed since the last run; all of them in a dry run, which lists every title). On a first
         import, `head` is called with the first papers as soon as they are known (see `build_catalog`)."""
-        from digest.catalog import build_catalog, build_incremental
+        from digest.catalog import build_catalog, build_incremental  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
 
         def record(entries: Sequence[EntryRef]) -> None:
             store.record_seen(entries, now)
@@ -399,13 +402,11 @@ class Publisher:
         """Ping the WebSub hub (if one is set) for every subscription feed this run changed; once the outputs
         are written and the state committed, so the hub fetches what subscribers should get. Failures are
         warnings (logged by `digest.websub`), never a failed render."""
-        from digest.render.feeds import is_subscription_feed
+        from digest.render.feeds import is_subscription_feed  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
 
         hub = self.settings.websub_hub
         feeds = [path for path in written if is_subscription_feed(path)]
         if hub and feeds:
-            from digest.websub import ping_hub
-
             site_url = self.settings.site_url
             ping_hub(hub, [site_url + path for path in feeds])
 
@@ -414,7 +415,7 @@ class Publisher:
     def status(self) -> StatusReport:
         """The report for `digest status`, as of now (read-only: no lock taken)."""
         with self.read_store() as store:
-            return status_report(store, self.settings, self.backend.where, datetime.now(self.settings.tz))
+            return status_report(store, self.settings, self.backend.where, self.clock())
 
     # --- subscribers --------------------------------------------------------------------------
 
@@ -429,7 +430,7 @@ class Publisher:
         """Apply bounce and complaint reports, one transaction per message (no writer lock: like an unsubscribe,
         a send in progress re-checks each subscriber just before mailing them). One import runs at a time: a
         second waits up to `lock_timeout` for the first, then stops with BusyError (exit 75)."""
-        from digest.bounces.importer import import_reports
+        from digest.bounces.importer import import_reports  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         s = self.settings
         secret = s.require_secret_key()
@@ -442,13 +443,12 @@ class Publisher:
 
     def sender(self) -> IssueSender:
         """What mails an issue (`digest send`, and the mailing half of a scheduled run)."""
-        from digest.sending import IssueSender
 
         return IssueSender(
             self.settings,
             self.open_store,
             self.lock,
-            clock=lambda: datetime.now(self.settings.tz),
+            clock=self.clock,
             render_topics=self.topic_email,
             render_missing=self._email_on_this_host,
         )
@@ -469,7 +469,6 @@ class Publisher:
         or a stop. Nothing is mailed when that issue is older than `max_send_age` (send it by hand with `digest
         send --issue N`) or when `stop` is set. The writer lock is held throughout, so a second scheduler or a
         manual render/send waits for the whole firing and then finds the slot done."""
-        from datetime import UTC, timedelta
 
         slot = slot_time.astimezone(UTC).isoformat()
         with self.lock("run"):
@@ -516,7 +515,7 @@ class Publisher:
         PostgreSQL state, the issue may have been published by another host, and a site rendered before the mailer
         kept its own copy (`.mail/`) has none (rendering is deterministic, so the copy is the same). Also when the
         copy was rendered without secret_key (its link markers could be guessed, so it is never mailed)."""
-        from digest.render.email import PersonalSlots
+        from digest.render.email import PersonalSlots  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         folder = self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER
         try:
@@ -592,6 +591,6 @@ class _Published:
 
 
 def _fresh_catalog(limits: EntryLimits) -> Catalog:
-    from digest.catalog import Catalog
+    from digest.catalog import Catalog  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
 
     return Catalog(limits=limits)

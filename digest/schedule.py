@@ -21,6 +21,7 @@ import logging
 import signal
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from digest.errors import BusyError, DigestError, SettingsError, StoreError
+from digest.hold import check_slot
 from digest.store import Store, backend_for
 from digest.wording import counted
 
@@ -145,8 +147,8 @@ def _day_number(token: str) -> int:
 
 def make_trigger(schedule: str, tz: tzinfo) -> Trigger:
     """The APScheduler trigger for a crontab line in time zone `tz`; SettingsError if the line is not valid."""
-    from apscheduler.triggers.combining import OrTrigger
-    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.combining import OrTrigger  # noqa: PLC0415 (lazy: apscheduler only when used)
+    from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 (lazy: apscheduler only when used)
 
     spec = parse_schedule(schedule)
     try:
@@ -200,8 +202,8 @@ def next_fire_time(trigger: Trigger, now: datetime) -> datetime | None:
 def run_job(config: str | None = None) -> None:
     """The scheduled job, stored in the job store by this name: one firing. Errors are logged, never raised
     (a raised error would only become a traceback in APScheduler's log)."""
-    from digest.render import template_error_line
-    from digest.settings import load_settings
+    from digest.render import template_error_line  # noqa: PLC0415 (lazy: markupsafe only when used)
+    from digest.settings import load_settings  # noqa: PLC0415 (lazy: pydantic-settings only when used)
 
     try:
         fire(load_settings(Path(config) if config else None))
@@ -218,7 +220,7 @@ def run_job(config: str | None = None) -> None:
 
 def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None:
     """Run the job for the latest slot at or before `now` (default: the clock) and log what it did."""
-    from digest.publisher import Publisher
+    from digest.publisher import Publisher  # noqa: PLC0415 (lazy: pydantic-settings and markupsafe only when used)
 
     trigger = settings_trigger(settings)
     now = now or datetime.now(settings.tz)
@@ -239,7 +241,6 @@ def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None
 
 def _held(publisher: Publisher, slot: datetime, now: datetime, following: datetime | None, settings: Settings) -> bool:
     """Whether `digest hold` skips this slot (then it is recorded in the hold and logged)."""
-    from digest.hold import check_slot
 
     with publisher.open_store() as store:
         hold = check_slot(store, slot.astimezone(UTC).isoformat(), now)
@@ -316,9 +317,8 @@ def _create_jobs_table(jobstore: Any, where: object, attempts: int = 5) -> None:
     """Create APScheduler's table before the scheduler starts. Two `digest run` processes starting together on a
     new PostgreSQL database both see no table and both create it; one gets a duplicate-key error from the catalog
     (CREATE TABLE IF NOT EXISTS is not safe against a concurrent CREATE). Trying again finds the other's table."""
-    import time
 
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError  # noqa: PLC0415 (lazy: sqlalchemy only when used)
 
     for attempt in range(attempts):
         try:
@@ -332,10 +332,10 @@ def _create_jobs_table(jobstore: Any, where: object, attempts: int = 5) -> None:
 
 def run_forever(settings: Settings, config: Path | None) -> None:
     """`digest run`: fire on the schedule until SIGTERM or Ctrl-C, then let the running job stop cleanly."""
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from sqlalchemy.exc import SQLAlchemyError
+    from apscheduler.executors.pool import ThreadPoolExecutor  # noqa: PLC0415 (lazy: apscheduler only when used)
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore  # noqa: PLC0415 (lazy: apscheduler and sqlalchemy only when used)
+    from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415 (lazy: apscheduler only when used)
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 (lazy: sqlalchemy only when used)
 
     trigger = settings_trigger(settings)  # a bad schedule stops here, before anything starts
     name = job_name(settings)

@@ -5,20 +5,31 @@ Publisher facade hands it the settings, the state opener and the writer lock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 import threading
+import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from digest.errors import DigestError
+from digest.bounces.classify import BounceKind, classify_reply
+from digest.bounces.rates import over_limits
+from digest.bounces.verp import make_verp_id, verp_address
+from digest.errors import DeliveryError, DigestError, SettingsError
+from digest.model import Delivery, DeliveryStatus, Subscriber
+from digest.optouts import OptOutJournal
 from digest.output import write_atomic
 from digest.settings import Settings
-from digest.store import Store
+from digest.status import issue_rates
+from digest.store import Store, email_key
+from digest.topics import papers_in_topics
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +69,7 @@ def check_slots(number: int, slots: PersonalSlots, html: str, text: str) -> None
     """DeliveryError unless the rendered parts hold each personal-link marker exactly at the template's own slots
     and the markers were made with secret_key: a marker in outside text (a note, a seed, a title, a topic name)
     would receive every subscriber's link, so that issue is not mailed at all."""
-    from digest.errors import DeliveryError
-    from digest.render.email import stray_marks
+    from digest.render.email import stray_marks  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     if not slots.keyed:
         raise DeliveryError(
@@ -118,15 +128,9 @@ class IssueSender:
         A mailing does not start while the previous issue's bounce or complaint rate is over its limit, unless
         `force`.
         """
-        import threading
-        import time
-        from contextlib import nullcontext
 
-        from digest.errors import DeliveryError
-        from digest.model import Delivery, DeliveryStatus
-        from digest.optouts import OptOutJournal
-        from digest.subscriptions import drain_optouts
-        from digest.transport import DeliveryPool, Job, RateLimiter, make_messenger
+        from digest.subscriptions import drain_optouts  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+        from digest.transport import DeliveryPool, Job, RateLimiter, make_messenger  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         secret = self.settings.require_secret_key()
         if not self.settings.unsubscribe_endpoint.startswith("https://"):
@@ -238,10 +242,8 @@ class IssueSender:
     ) -> list[bool]:
         """In ONE transaction (one fsync however many connections are waiting): record each connection's finished
         message and claim ('pending') its next one. Returns, per step, whether its next message may go out."""
-        from digest.bounces.classify import BounceKind
-        from digest.message import message_id
-        from digest.store import email_key
-        from digest.subscriptions import suppress_after_streak, suppress_for_hard_bounce
+        from digest.message import message_id  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+        from digest.subscriptions import suppress_after_streak, suppress_for_hard_bounce  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         claims: list[bool] = []
         with store.transaction():
@@ -270,10 +272,8 @@ class IssueSender:
     ) -> dict[int, IssueMail | None]:
         """subscriber id -> the mail they get: the whole issue, the issue's papers in their chosen topics (rendered
         once per distinct choice), or None when none of their topics has a paper in it."""
-        import dataclasses
 
-        from digest.message import format_subject
-        from digest.topics import papers_in_topics
+        from digest.message import format_subject  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         chosen = store.subscriber_topics() if self.render_topics is not None else {}
         topics = self.settings.topic_list
@@ -316,11 +316,9 @@ class IssueSender:
 
     def _issue_mail(self, store: Store, number: int | None) -> IssueMail:
         """The shared parts of one issue's email, read from the rendered email.html / email.txt."""
-        from urllib.parse import urlsplit
 
-        from digest.errors import DeliveryError
-        from digest.message import IssueMail, format_subject
-        from digest.render.email import PersonalSlots
+        from digest.message import IssueMail, format_subject  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+        from digest.render.email import PersonalSlots  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         if number is None:
             number = store.latest_issue_number()
@@ -377,8 +375,7 @@ class IssueSender:
 
     def _dkim_key(self) -> DkimKey | None:
         """The DKIM key when selector, domain and key file are all set; SettingsError when only some are."""
-        from digest.errors import SettingsError
-        from digest.message import DkimKey
+        from digest.message import DkimKey  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         s = self.settings
         given = [bool(s.dkim_selector), bool(s.dkim_domain), s.dkim_key_file is not None]
@@ -394,9 +391,6 @@ class IssueSender:
 
     def _check_rates(self, store: Store, issue: int) -> None:
         """DeliveryError when the last issue mailed before `issue` bounced or drew complaints over the limits."""
-        from digest.bounces.rates import over_limits
-        from digest.errors import DeliveryError
-        from digest.status import issue_rates
 
         previous = [n for n in store.mailed_issues(2) if n != issue][:1]
         if not previous:
@@ -411,8 +405,7 @@ class IssueSender:
 
     def _envelope_sender(self, secret: str, issue: int | None = None, subscriber_id: int | None = None) -> str:
         """The return path: the bounce mailbox, in VERP form naming the delivery when there is one."""
-        from digest.bounces.verp import make_verp_id, verp_address
-        from digest.message import smtp_address
+        from digest.message import smtp_address  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         mailbox = smtp_address(self.settings.bounce_mailbox)
         if issue is None or subscriber_id is None or not self.settings.verp:
@@ -431,10 +424,8 @@ class IssueSender:
     ) -> WireMessage:
         """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself), carrying its
         delivery's signed id in the header fields providers echo back (none for a test copy: no delivery)."""
-        from digest.bounces.verp import make_verp_id
-        from digest.message import build_message, message_id
-        from digest.store import email_key
-        from digest.tokens import preferences_link, unsubscribe_link
+        from digest.message import build_message, message_id  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+        from digest.tokens import preferences_link, unsubscribe_link  # noqa: PLC0415 (lazy: itsdangerous only when used)
 
         return build_message(
             mail,
@@ -465,10 +456,8 @@ class IssueSender:
     ) -> None:
         """One copy to `to`, recorded nowhere; its Message-ID differs from the real one so that a mail client
         does not take the real delivery for a duplicate of the test."""
-        from digest.errors import DeliveryError
-        from digest.message import message_id
-        from digest.model import Subscriber
-        from digest.transport import Outcome
+        from digest.message import message_id  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+        from digest.transport import Outcome  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
         address = _valid_address(to)
         now = clock()
@@ -492,7 +481,6 @@ class IssueSender:
         clock: Callable[[], datetime],
     ) -> None:
         """What a send would deliver, one .eml file per subscriber (8bit, as to a server offering 8BITMIME)."""
-        import re
 
         try:  # addresses and personal links: for the owner's eyes only, whatever the umask
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -510,9 +498,7 @@ class IssueSender:
 def _ledger_outcome(result: SendResult) -> tuple[DeliveryStatus, BounceKind | None]:
     """The ledger status of a finished message and, for a server's refusal, how bad it is for the address: a
     hard refusal is recorded as 'bounced', a soft one stays 'failed' and counts towards the soft-bounce streak."""
-    from digest.bounces.classify import BounceKind, classify_reply
-    from digest.model import DeliveryStatus
-    from digest.transport import Outcome
+    from digest.transport import Outcome  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     status = DeliveryStatus(result.outcome.value)
     if result.outcome is not Outcome.FAILED:
@@ -524,8 +510,7 @@ def _ledger_outcome(result: SendResult) -> tuple[DeliveryStatus, BounceKind | No
 def _valid_address(address: str) -> str:
     """The normalized address by the subscriber list's own rules (no internationalized local part: the mailer
     does not speak SMTPUTF8), or DeliveryError naming what is wrong with it."""
-    from digest.errors import DeliveryError
-    from digest.subscribers import InvalidAddress, normalize_address
+    from digest.subscribers import InvalidAddress, normalize_address  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     try:
         return normalize_address(address)
@@ -534,6 +519,6 @@ def _valid_address(address: str) -> str:
 
 
 def _smtp_recipient(address: str) -> str:
-    from digest.message import smtp_address
+    from digest.message import smtp_address  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     return smtp_address(address)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
 import re
 import string
 import tomllib
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -102,7 +104,6 @@ class TopicSetting(BaseModel):
     @field_validator("regexes")
     @classmethod
     def _regexes(cls, value: list[str]) -> list[str]:
-        import re
 
         for pattern in value:
             try:
@@ -338,7 +339,7 @@ class Settings(BaseSettings):
     @classmethod
     def _sendgrid_public_key(cls, value: str) -> str:
         if value.strip():
-            from digest.bounces.webhooks import sendgrid_key
+            from digest.bounces.webhooks import sendgrid_key  # noqa: PLC0415 (lazy: cryptography only when a key is set)
 
             sendgrid_key(value)  # ValueError: pydantic names the setting
         return value.strip()
@@ -362,7 +363,6 @@ class Settings(BaseSettings):
     @property
     def bounce_mailbox(self) -> str:
         """Where bounces go (the envelope sender before VERP): `bounce_address`, else bounces@<From domain>."""
-        from email.utils import parseaddr
 
         return self.bounce_address or "bounces@" + parseaddr(self.from_address)[1].rpartition("@")[2]
 
@@ -409,9 +409,8 @@ class Settings(BaseSettings):
 def _mailbox(value: str, example: str) -> tuple[str, str]:
     """(display name, address) of a `Name <address>` setting; ValueError unless it is exactly one valid address
     and nothing a mail header could be bent with (control characters, a second address, an encoded word)."""
-    from email.utils import getaddresses
 
-    from email_validator import EmailNotValidError, validate_email
+    from email_validator import EmailNotValidError, validate_email  # noqa: PLC0415 (lazy: email-validator only when used)
 
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters (CR, LF ...)")
@@ -511,7 +510,6 @@ def _explain(err: Any, path: Path) -> str:
 
 def _did_you_mean(loc: tuple[Any, ...]) -> str:
     """`; did you mean 'security'?` for a misspelt key, from the fields of the table it is in."""
-    import difflib
 
     model: Any = Settings
     for part in loc[:-1]:

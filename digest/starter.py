@@ -31,7 +31,7 @@ def default_config_text(name: str = "digest.toml") -> str:
 
 def starter_files(templates: bool) -> dict[str, str]:
     """The files `digest init` writes, by path relative to the folder (the .env is written apart: it is secret)."""
-    from digest.render import default_templates_dir
+    from digest.render import default_templates_dir  # noqa: PLC0415 (lazy: markupsafe only when used)
 
     files = {
         "seeds/example.md": EXAMPLE_SEED,

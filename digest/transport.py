@@ -23,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.utils import parseaddr
 from enum import StrEnum
 from typing import Protocol, cast
 
 from digest.errors import DeliveryError
-from digest.message import WireMessage
+from digest.message import WireMessage, smtp_address
 from digest.settings import TRANSPORTS, Settings
 
 
@@ -314,9 +315,6 @@ def deliver_notice(settings: Settings, recipient: str, message: bytes) -> SendRe
     """Mail one transactional message (signup confirmation, welcome, personal data) from `from_address` through
     the configured transport. The delivery ledger does not record it; DeliveryError when the transport cannot be
     used at all."""
-    from email.utils import parseaddr
-
-    from digest.message import smtp_address
 
     messenger = make_messenger(settings)
     messenger.open()

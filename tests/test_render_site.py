@@ -14,7 +14,7 @@ import pytest
 
 from digest.model import Entry, Issue, Site
 from digest.render import make_environment
-from digest.render.search import render_search
+from digest.render.search import MANIFEST, render_search_manifest, render_search_page, render_search_shard, shard_path
 from digest.render.site import (
     TopicPaper,
     archive_issue_numbers,
@@ -22,7 +22,6 @@ from digest.render.site import (
     archive_page_number,
     archive_page_path,
     archive_pages_for,
-    issue_page_path,
     pages_for,
     render_archive,
     render_archive_page,
@@ -169,7 +168,6 @@ def test_archive_pages_are_numbered_from_the_oldest_issue() -> None:
     assert archive_page_count(0) == 0
     assert archive_page_count(120) == 3
     assert archive_page_path(3) == "archive/page-3.html"
-    assert issue_page_path(7) == "issues/7/index.html"
     pages = archive_pages_for(range(1, 121))
     assert sorted(pages) == [1, 2, 3]
     assert pages[1] == tuple(range(50, 0, -1))
@@ -342,14 +340,16 @@ def write_site(root: Path, site: Site, issues: list[Issue], env: jinja2.Environm
         shutil.rmtree(root)
     files = render_archive(site, issues, len(issues), env)
     for issue in issues:
-        files[issue_page_path(issue.number)] = render_issue_page(site, issue, env, newest_number=len(issues))
+        files[f"issues/{issue.number}/index.html"] = render_issue_page(site, issue, env, newest_number=len(issues))
     counts = {}
     for topic in site.topics:
         papers = topic_papers(site, issues, topic.slug)
         counts[topic.slug] = len(papers)
         files.update(render_topic(site, topic, papers, len(papers), env))
     files["topics/index.html"] = render_topics_overview(site, counts, env)
-    files.update(render_search(site, 1, issues, 1, env))
+    files.update(render_search_page(site, env))
+    files[shard_path(1)] = render_search_shard(site, 1, issues)
+    files[MANIFEST] = render_search_manifest(1)
     for path, data in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(data)

@@ -251,7 +251,7 @@ _RETURNED = re.compile(
 def _flufl_notices(msg: Message) -> tuple[tuple[Notice, ...], tuple[Notice, ...]]:
     """Failures found by flufl.bounce in a non-standard bounce (permanent ones to apply; temporary ones are only
     warnings), each classified by the words next to its address in the bounce's own text."""
-    from flufl.bounce import all_failures
+    from flufl.bounce import all_failures  # noqa: PLC0415 (lazy: flufl only when used)
 
     try:
         temporary, permanent = all_failures(msg)

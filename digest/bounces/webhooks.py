@@ -30,16 +30,18 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from digest.bounces.classify import BounceKind, Verdict, classify_provider, enhanced_code
 from digest.bounces.importer import ProviderEvent
 from digest.bounces.reports import DETAIL_CHARS, Notice, NoticeKind, ses_delivery_id, ses_notices
 from digest.headers import clean_header
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 #: The key of the same id in Mailgun variables, SendGrid custom args, SES tags and Postmark metadata.
 DELIVERY_VARIABLE = "digest_delivery"
@@ -202,10 +204,6 @@ def sns_signing_cert_url(doc: Mapping[str, object], test_hosts: Collection[str] 
 def verify_sns(doc: Mapping[str, object], certificate_pem: bytes) -> None:
     """Check the message's signature with the certificate from its SigningCertURL; Refused(403) when it does not
     match (or the version is not 1 or 2)."""
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
     version = doc.get("SignatureVersion")
     algorithm: hashes.HashAlgorithm
@@ -356,9 +354,6 @@ def postmark_event(doc: object) -> ProviderEvent:
 def verify_sendgrid(public_key: str, timestamp: str, signature: str, body: bytes) -> None:
     """Check the Event Webhook's ECDSA signature over `timestamp + body` with the public key (base64 DER, as
     SendGrid shows it); Refused(403) otherwise."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
 
     if not timestamp or not signature:
         raise Refused(403, f"no {SENDGRID_SIGNATURE} or {SENDGRID_TIMESTAMP}")
@@ -369,10 +364,8 @@ def verify_sendgrid(public_key: str, timestamp: str, signature: str, body: bytes
         raise Refused(403, "the SendGrid signature does not match") from None
 
 
-def sendgrid_key(public_key: str) -> EllipticCurvePublicKey:
+def sendgrid_key(public_key: str) -> ec.EllipticCurvePublicKey:
     """The EC public key of `sendgrid_public_key` (base64 DER, or PEM); ValueError when it is none."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
     text = public_key.strip()
     try:

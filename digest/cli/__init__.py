@@ -48,7 +48,7 @@ def _warn(line: str) -> None:
 
 def _warn_localhost_site(settings: Settings) -> None:
     """Links in feeds and mails would point at this machine: say so while site_url is still the default."""
-    from digest.settings import Settings
+    from digest.settings import Settings  # noqa: PLC0415 (lazy: pydantic-settings only when used)
 
     if settings.site_url == Settings.model_fields["site_url"].default:
         _warn(f"site_url is still the default {settings.site_url}: set site_url (DIGEST_SITE_URL) to the public URL")
@@ -62,7 +62,7 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DigestError as exc:
-            from digest.render import template_error_line
+            from digest.render import template_error_line  # noqa: PLC0415 (lazy: markupsafe only when used)
 
             # A template error wrapped by a renderer: say where it is in the template (file:line).
             _fail(template_error_line(exc) or str(exc), exc.exit_code)
@@ -71,7 +71,7 @@ def reports_errors(func: F) -> F:
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:
-            from digest.render import template_error_line
+            from digest.render import template_error_line  # noqa: PLC0415 (lazy: markupsafe only when used)
 
             line = template_error_line(exc)  # a template error: one line, not the renderer's traceback
             if line is None:
@@ -91,15 +91,15 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from digest.settings import load_settings
+            from digest.settings import load_settings  # noqa: PLC0415 (lazy: pydantic-settings only when used)
 
             self._settings = load_settings(self.config)
         return self._settings
 
     def publisher(self) -> Publisher:
-        from digest.publisher import Publisher
+        from digest.publisher import Publisher  # noqa: PLC0415 (lazy: pydantic-settings and markupsafe only when used)
 
-        return Publisher(self.settings)
+        return Publisher(self.settings, clock=lambda: self.now(None))
 
     def now(self, override: str | None) -> datetime:
         """The clock, read here and only here (or pinned with the hidden --now for reproducible runs)."""

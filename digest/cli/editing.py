@@ -18,6 +18,7 @@ from digest.cli import (
     pass_ctx,
     reports_errors,
 )
+from digest.hold import Hold, clear_hold, hold_status, read_hold, write_hold
 from digest.wording import counted
 
 
@@ -40,8 +41,8 @@ def draft(
 
     Example: digest draft 2409.13346 https://arxiv.org/abs/2409.13592v2 --from ids.txt
     """
-    from digest.drafts import parse_paper_ids
-    from digest.editor import draft_papers
+    from digest.drafts import parse_paper_ids  # noqa: PLC0415 (lazy: lxml and arxiv ... only when used)
+    from digest.editor import draft_papers  # noqa: PLC0415 (lazy: lxml and arxiv ... only when used)
 
     lines = list(papers) + (from_file.read().splitlines() if from_file else [])
     ids, bad = parse_paper_ids(lines)
@@ -82,9 +83,9 @@ def candidates(
 
     Example: digest candidates --category cs.CL,cs.CV --days 7 --out ids.txt
     """
-    from digest.candidates import candidates_file, find_candidates
-    from digest.output import write_atomic
-    from digest.settings import ARXIV_CATEGORY
+    from digest.candidates import candidates_file, find_candidates  # noqa: PLC0415 (lazy: lxml and arxiv ... only when used)
+    from digest.output import write_atomic  # noqa: PLC0415 (lazy: pydantic-settings only when used)
+    from digest.settings import ARXIV_CATEGORY  # noqa: PLC0415 (lazy: pydantic-settings only when used)
 
     settings = ctx.settings
     categories = [c.strip() for c in category.split(",") if c.strip()] if category else settings.candidates_categories
@@ -113,7 +114,6 @@ def candidates(
 
 
 def _hold_status(ctx: Context) -> dict[str, str]:
-    from digest.hold import hold_status
 
     tz = ctx.settings.tz
     with ctx.publisher().read_store() as store:
@@ -133,8 +133,7 @@ def hold(ctx: Context, until: str | None, reason: str, now: str | None) -> None:
 
     Example: digest hold --until 2026-12-21 --reason "conference week"
     """
-    from digest.drafts import one_line
-    from digest.hold import Hold, read_hold, write_hold
+    from digest.drafts import one_line  # noqa: PLC0415 (lazy: lxml and arxiv ... only when used)
 
     settings = ctx.settings
     moment = ctx.now(now)
@@ -165,7 +164,6 @@ def release(ctx: Context) -> None:
 
     Example: digest release
     """
-    from digest.hold import clear_hold
 
     with ctx.publisher().open_store() as store:
         hold = clear_hold(store)
@@ -188,7 +186,7 @@ def approve(ctx: Context, targets: tuple[str, ...], force: bool) -> None:
 
     Example: digest approve seeds/draft-2026-12-07.md
     """
-    from digest.editor import approve as approve_drafts
+    from digest.editor import approve as approve_drafts  # noqa: PLC0415 (lazy: lxml and arxiv ... only when used)
 
     report = approve_drafts(ctx.settings, targets, force=force)
     for line in report.approved:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
+import threading
 from collections.abc import Iterable
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from digest.bounces.mailboxes import read_messages
 from digest.cli import (
     NOW_OPTION,
     Context,
@@ -19,6 +24,7 @@ from digest.cli import (
     reports_errors,
 )
 from digest.errors import printable
+from digest.model import Delivery
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -53,13 +59,9 @@ def send(
 
     Example: digest send --to me@example.org
     """
-    import signal
-    import threading
 
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from digest.model import Delivery
+    from rich.console import Console  # noqa: PLC0415 (lazy: rich only when used)
+    from rich.progress import Progress  # noqa: PLC0415 (lazy: rich only when used)
 
     _warn_sender(ctx.settings)
     stop = threading.Event()
@@ -130,7 +132,6 @@ def send(
 
 def _warn_sender(settings: Settings) -> None:
     """Mail that names no postal sender, or comes from @localhost, is what spam filters and the law dislike."""
-    from email.utils import parseaddr
 
     if not settings.sender_address.strip():
         _warn(
@@ -178,7 +179,6 @@ def bounces_import(ctx: Context, source: str, quiet: bool, dry_run: bool, as_jso
 
     Example: digest bounces import - < bounce.eml
     """
-    from digest.bounces.mailboxes import read_messages
 
     stdin = sys.stdin.buffer
     if as_json and not dry_run:
@@ -207,9 +207,8 @@ def bounces_import(ctx: Context, source: str, quiet: bool, dry_run: bool, as_jso
 
 
 def _classify_bounces(messages: Iterable[tuple[str, bytes]], as_json: bool) -> None:
-    import json
 
-    from digest.bounces.reports import classification, read_report
+    from digest.bounces.reports import classification, read_report  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     for name, data in messages:
         for row in classification(read_report(data)):

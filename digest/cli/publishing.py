@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from digest.checkup import schedule_problem, state_problem, template_problems
 from digest.cli import (
     NOW_OPTION,
     Context,
@@ -19,6 +20,8 @@ from digest.cli import (
 )
 from digest.cli.editing import _hold_status
 from digest.errors import NoStateError, printable
+from digest.schedule import schedule_status
+from digest.starter import make_folder
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -115,7 +118,7 @@ def rebuild(ctx: Context, force: bool) -> None:
 
     Example: digest rebuild
     """
-    from rich.progress import Progress
+    from rich.progress import Progress  # noqa: PLC0415 (lazy: rich only when used)
 
     publisher = ctx.publisher()
     try:
@@ -138,7 +141,6 @@ def check(ctx: Context, now: str | None) -> None:
 
     Example: digest check
     """
-    from digest.checkup import schedule_problem, state_problem, template_problems
 
     settings = ctx.settings
     _warn_localhost_site(settings)
@@ -146,7 +148,7 @@ def check(ctx: Context, now: str | None) -> None:
     scan = publisher.scan_seeds()
     for problem in scan.problems:
         _say(f"{problem} [{problem.kind.value}]", err=True)
-    from digest.editor import glossary_report
+    from digest.editor import glossary_report  # noqa: PLC0415 (lazy: lxml and arxiv ... only when used)
 
     for line in glossary_report(settings, scan):  # advice on wording: reported, not a failure
         _say(line, err=True)
@@ -181,7 +183,6 @@ def init(folder: Path, templates: bool, force: bool) -> None:
 
     Example: digest init mynews --templates && cd mynews && digest render
     """
-    from digest.starter import make_folder
 
     written = make_folder(folder, templates=templates, force=force)
     shown = [name for name in written if not name.startswith("templates/")]
@@ -217,7 +218,6 @@ def status(ctx: Context) -> None:
 
     Example: digest status
     """
-    from digest.schedule import schedule_status
 
     try:
         report = ctx.publisher().status()

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from digest import schedule
 from digest.cli import (
     NOW_OPTION,
     Context,
@@ -15,6 +16,8 @@ from digest.cli import (
     pass_ctx,
     reports_errors,
 )
+from digest.store import backend_for
+from digest.store.copy import copy_state
 from digest.wording import counted
 
 
@@ -32,8 +35,6 @@ def migrate_state(ctx: Context, target: str, source: str | None) -> None:
 
     Example: digest migrate-state --to postgresql://digest@db.example.org/digest
     """
-    from digest.store import backend_for
-    from digest.store.copy import copy_state
 
     def progress(table: str, done: int, total: int) -> None:
         _say(f"{table}: {done}/{counted(total, 'row')}", err=True)
@@ -71,7 +72,7 @@ def serve(ctx: Context, host: str, port: int, no_static: bool, now: str | None) 
 
     Example: digest serve --host 0.0.0.0 --port 8080
     """
-    from digest.web import serve as run_server
+    from digest.web import serve as run_server  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     _warn_localhost_site(ctx.settings)
     settings = ctx.settings.model_copy(update={"web_static": False}) if no_static else ctx.settings
@@ -95,7 +96,6 @@ def run(ctx: Context, once: bool, now: str | None) -> None:
 
     Example: DIGEST_SCHEDULE="0 8 * * mon" digest run
     """
-    from digest import schedule
 
     if once:
         _warn_localhost_site(ctx.settings)

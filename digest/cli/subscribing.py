@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,9 +59,8 @@ def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool, now:
 
     Example: digest subscribers add ada@example.org --name "Ada Lovelace"
     """
-    from email.utils import parseaddr
 
-    from digest.subscribers import InvalidAddress, SubscriberRow, clean_name, normalize_address
+    from digest.subscribers import InvalidAddress, SubscriberRow, clean_name, normalize_address  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     if "<" in email:  # "Ada Lovelace <ada@example.org>", as copied from a mail client
         display, address = parseaddr(email)
@@ -69,7 +70,7 @@ def subscribers_add(ctx: Context, email: str, name: str, resubscribe: bool, now:
     except InvalidAddress as exc:
         _fail(str(exc))
         return
-    from digest.subscriptions import add_subscribers
+    from digest.subscriptions import add_subscribers  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     with ctx.publisher().open_store() as store:
         [(_, outcome)] = add_subscribers(store, [row], ctx.now(now), resubscribe=resubscribe)
@@ -88,7 +89,7 @@ def subscribers_remove(ctx: Context, email: str, now: str | None) -> None:
 
     Example: digest subscribers remove ada@example.org
     """
-    from digest.subscriptions import unsubscribe_address
+    from digest.subscriptions import unsubscribe_address  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     with ctx.publisher().open_store() as store:
         found = unsubscribe_address(store, email, ctx.now(now))
@@ -115,7 +116,6 @@ def subscribers_list(ctx: Context) -> None:
         if record.status_since:  # "pending 2026-12-01": since when
             status += f" {record.status_since:%Y-%m-%d}"
         _say(f"{sub.email:<{width}}  {status:<23}  {record.source.value:<6}  {sub.name}".rstrip())
-    from collections import Counter
 
     counts = Counter(r.subscriber.status for r in records)
     others = "".join(
@@ -139,10 +139,9 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, now: str | N
 
     Example: digest subscribers import people.csv
     """
-    from collections import Counter
 
-    from digest.subscribers import parse_subscriber_csv
-    from digest.subscriptions import add_subscribers
+    from digest.subscribers import parse_subscriber_csv  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+    from digest.subscriptions import add_subscribers  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     try:
         text = file.read_text(encoding="utf-8")
@@ -176,7 +175,7 @@ def subscribers_export(ctx: Context) -> None:
 
     Example: digest subscribers export > subscribers.csv
     """
-    from digest.subscribers import export_csv
+    from digest.subscribers import export_csv  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
     click.echo(export_csv(_subscriber_records(ctx)), nl=False)
 

@@ -3,10 +3,13 @@ besides loading templates."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from markupsafe import Markup
+
+from digest.errors import DigestError
 
 if TYPE_CHECKING:
     import jinja2
@@ -50,7 +53,7 @@ def make_environment(templates_dir: Path | None = None) -> jinja2.Environment:
 
     A user's templates folder (when it exists) overrides the shipped templates file by file.
     """
-    import jinja2  # imported here: commands that render nothing start faster
+    import jinja2  # noqa: PLC0415 (lazy: jinja2 only when used)
 
     search = [str(templates_dir)] if templates_dir and templates_dir.is_dir() else []
     search.append(str(default_templates_dir()))
@@ -72,7 +75,6 @@ def make_environment(templates_dir: Path | None = None) -> jinja2.Environment:
 def json_for_script(value: object) -> Markup:
     """JSON safe inside an HTML `<script>` element (JSON-LD, search shards): `<`, `>` and `&` become `\\u003c`
     escapes, so seed text can never close the element or open a comment; U+2028/U+2029 are escaped for old JS."""
-    import json
 
     text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     for char, escaped in (
@@ -91,9 +93,7 @@ def template_error_line(error: BaseException) -> str | None:
     rendering (an undefined variable, a failed filter, a division by zero): the line comes from the innermost
     template frame of the traceback (a macro or an included template, if the error is there). None for an error
     that did not happen in a template."""
-    import jinja2
-
-    from digest.errors import DigestError
+    import jinja2  # noqa: PLC0415 (lazy: jinja2 only when used)
 
     if isinstance(error, DigestError):  # a renderer's error wrapping the template's own
         return template_error_line(error.__cause__) if error.__cause__ is not None else None

@@ -25,7 +25,7 @@ from markupsafe import Markup, escape
 from digest.errors import RenderError
 from digest.model import Entry, Issue, Site
 from digest.render.feeds import is_arxiv_id, paper_url, topic_sections
-from digest.text import first_sentence, linkify, split_bytes, truncate, wrap_text
+from digest.text import first_sentence, join_soft_lines, linkify, split_bytes, truncate, wrap_text
 from digest.topics import papers_in_topics
 
 #: Generic markers of the personal links (for hand-made mails in tests); a rendered issue uses `personal_slots`.
@@ -113,11 +113,6 @@ def stray_marks(slots: PersonalSlots, html: str, text: str) -> str | None:
             if count != wanted:
                 return f"{part} holds the {name} link marker {count} times but the template has {wanted} slot(s) for it"
     return None
-
-
-def web_copy(rendered: str, slots: PersonalSlots, link: str) -> str:
-    """A rendered part with the personal links replaced by one neutral `link` (the copy published on the site)."""
-    return rendered.replace(slots.unsubscribe, link).replace(slots.preferences, link)
 
 
 #: What the copy of the email published on the site says where the mail had the reader's own links.
@@ -393,7 +388,6 @@ def _largest_fitting(
 
 def note_paragraphs(note: str) -> tuple[str, ...]:
     """The editor's note as paragraphs (blank lines separate them; lines within one are joined)."""
-    from digest.text import join_soft_lines
 
     paragraphs: list[list[str]] = [[]]
     for line in note.replace("\r\n", "\n").split("\n"):

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import jinja2
 import nh3
 from feedgen.feed import FeedGenerator
+from lxml import etree  # type: ignore[import-untyped]
 from markupsafe import Markup, escape
 
 from digest.model import Entry, Issue, Site, Topic
@@ -238,7 +239,6 @@ class _LinksExtension:
 
 def lxml_sub(parent: Any, tag: str) -> Any:
     """A new child element (feedgen's extensions hand us lxml elements)."""
-    from lxml import etree  # type: ignore[import-untyped]
 
     return etree.SubElement(parent, tag)
 

@@ -86,13 +86,3 @@ def search_script(env: jinja2.Environment) -> bytes:
     assert env.loader is not None
     script, _, _ = env.loader.get_source(env, "search.js")
     return script.encode("utf-8")
-
-
-def render_search(
-    site: Site, page_number: int, page_issues: Sequence[Issue], shard_count: int, env: jinja2.Environment
-) -> Bundle:
-    """What a run that touched archive page `page_number` writes: its shard, the manifest, the page."""
-    bundle = render_search_page(site, env)
-    bundle[shard_path(page_number)] = render_search_shard(site, page_number, page_issues)
-    bundle[MANIFEST] = render_search_manifest(shard_count)
-    return bundle

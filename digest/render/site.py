@@ -37,16 +37,12 @@ from digest.render.feeds import (
     topic_folder,
 )
 from digest.text import truncate
+from digest.topics import assign_topics
 
 DEFAULT_PAGE_SIZE = 50
 
 
 # ----------------------------------------------------------------------------------- paths
-
-
-def issue_page_path(number: int) -> str:
-    """Output path of issue `number`'s page."""
-    return f"issues/{number}/index.html"
 
 
 def archive_page_path(page_number: int) -> str:
@@ -197,7 +193,6 @@ def render_issue_page(site: Site, issue: Issue, env: jinja2.Environment, *, newe
 
 def issue_json_ld(site: Site, issue: Issue, canonical: str, published_iso: str) -> dict[str, Any]:
     """schema.org data of an issue page: one `ScholarlyArticle` per paper, part of the issue."""
-    from digest.topics import assign_topics
 
     part_of = {
         "@type": "PublicationIssue",

@@ -15,6 +15,7 @@ from digest.errors import SettingsError
 from digest.store._issues import IssueSummary
 from digest.store._subscribers import SubscriberRecord, email_hash, email_key, new_token_nonce
 from digest.store.backend import SCHEMA_VERSION, TABLES, Backend
+from digest.store.sqlite import SqliteBackend
 from digest.store.store import Store
 
 __all__ = [
@@ -40,10 +41,9 @@ def is_postgresql_url(location: str) -> bool:
 def backend_for(location: Path | str) -> Backend:
     """The backend of a state location: `postgresql://user@host:port/db`, `sqlite:///path`, or a file path."""
     if isinstance(location, str) and is_postgresql_url(location):
-        from digest.store.postgresql import PostgresBackend  # psycopg is imported only for PostgreSQL
+        from digest.store.postgresql import PostgresBackend  # noqa: PLC0415 (lazy: psycopg only when used)
 
         return PostgresBackend(location)
-    from digest.store.sqlite import SqliteBackend
 
     text = str(location)
     if text.startswith("sqlite://"):

@@ -27,7 +27,7 @@ class StoreBase:
     @classmethod
     def open(cls, location: Backend | Path | str, *, busy_timeout: float = 60.0) -> Self:
         """Open (creating and migrating if needed) the state at `location`: a backend, a SQLite path, or a URL."""
-        from digest.store import backend_for
+        from digest.store import backend_for  # noqa: PLC0415 (the package imports this module: a cycle)
 
         backend = location if isinstance(location, Backend) else backend_for(location)
         store = cls(backend.connect(busy_timeout), backend)

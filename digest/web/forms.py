@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -23,6 +24,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digest.settings import Settings
 
 CSRF_COOKIE = "digest_csrf"
 CSRF_FIELD = "csrf"
@@ -118,3 +121,16 @@ def same_origin(request: Request, site_url: str) -> bool:
     site = urlsplit(site_url)
     own = f"{request.url.scheme}://{request.headers.get('host', '')}"
     return origin in (f"{site.scheme}://{site.netloc}", own)
+
+
+TOPIC_FIELD = "topic-"  # one checkbox per topic, `topic-<slug>=yes` (distinct names: a form field has one value)
+
+
+def topic_choices(settings: Settings, chosen: Sequence[str]) -> list[dict[str, Any]]:
+    """The topic checkboxes of a form (signup or preferences), the `chosen` ones ticked."""
+    return [{"slug": t.slug, "zh": t.name_zh, "en": t.name_en, "chosen": t.slug in chosen} for t in settings.topic_list]
+
+
+def chosen_topics(settings: Settings, form: Mapping[str, str]) -> list[str]:
+    """The configured topics ticked in a posted form (unknown slugs are ignored)."""
+    return [t.slug for t in settings.topic_list if form.get(TOPIC_FIELD + t.slug) == "yes"]

@@ -24,6 +24,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from digest.model import Site
 from digest.render.site import base_context
@@ -148,7 +149,6 @@ class ForwardedClient:
     _PEER = "digest.peer"
 
     def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str]) -> None:
-        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
         self.app = app
         self.proxy = ProxyHeadersMiddleware(self._checked, trusted_hosts=list(trusted_proxies))  # type: ignore[arg-type]

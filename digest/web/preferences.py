@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,32 +22,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest.model import NOT_ENDED, SUBSCRIBED, Subscriber, SubscriberStatus
-from digest.settings import Settings
 from digest.store import SubscriberRecord
 from digest.subscribers import clean_name
 from digest.subscriptions import Change, apply_change, erase, export_personal_data, subscription
 from digest.tokens import PERSONAL_DATA_MAX_AGE, BadToken, Purpose, TokenSubject, personal_data_link, read_token
-from digest.web.forms import CSRF_FIELD, csrf_ok, csrf_token, read_form
+from digest.web.forms import CSRF_FIELD, TOPIC_FIELD, chosen_topics, csrf_ok, csrf_token, read_form, topic_choices
 from digest.web.mails import Notice
 from digest.web.pages import Text, Web
+from digest.web.signup import send_notice
 
 log = logging.getLogger("digest.web")
 
 MAX_NAME = 100
 ACTIONS = ("name", "pause", "resume", "stop", "topics", "data-link")
-TOPIC_FIELD = "topic-"  # one checkbox per topic, `topic-<slug>=yes` (distinct names: a form field has one value)
-
-
-def topic_choices(settings: Settings, chosen: Sequence[str]) -> list[dict[str, Any]]:
-    """The topic checkboxes of a form (signup or preferences), the `chosen` ones ticked."""
-    return [{"slug": t.slug, "zh": t.name_zh, "en": t.name_en, "chosen": t.slug in chosen} for t in settings.topic_list]
-
-
-def chosen_topics(settings: Settings, form: Mapping[str, str]) -> list[str]:
-    """The configured topics ticked in a posted form (unknown slugs are ignored)."""
-    return [t.slug for t in settings.topic_list if form.get(TOPIC_FIELD + t.slug) == "yes"]
-
-
 _STATUS_TEXT = {
     SubscriberStatus.PENDING: Text("等待确认", "waiting for confirmation"),
     SubscriberStatus.ACTIVE: Text("正在接收邮件", "receiving the email"),
@@ -246,7 +233,6 @@ def routes(web: Web) -> list[Route]:
 def send_personal_data_link(web: Web, subscriber: Subscriber, now: datetime) -> None:
     """Mail the short-lived download-or-delete link (runs after the answer was sent), through the signup notices'
     path."""
-    from digest.web.signup import send_notice  # signup imports this module (the topic checkboxes)
 
     link = personal_data_link(web.settings.site_url, web.secret, subscriber, now)
     send_notice(web, Notice.PERSONAL_DATA, subscriber, now, personal_data_url=link)

@@ -257,9 +257,9 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime] | None = None) -> None:
     """Run the app under uvicorn until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both); `clock` pins
     the time (tests)."""
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 (lazy: uvicorn and click only when used)
 
-    from digest.web import create_app, serves_site
+    from digest.web import create_app, serves_site  # noqa: PLC0415 (the package imports this module: a cycle)
 
     output = Path(settings.output_dir)
     signup = bool(settings.secret_key.get_secret_value())

@@ -30,15 +30,17 @@ from digest.transport import deliver_notice
 from digest.web.forms import (
     CSRF_COOKIE,
     CSRF_FIELD,
+    TOPIC_FIELD,
+    chosen_topics,
     csrf_ok,
     csrf_token,
     new_csrf_cookie,
     read_form,
     same_origin,
+    topic_choices,
 )
 from digest.web.mails import Notice, build_notice, render_notice
 from digest.web.pages import Text, Web, client_ip
-from digest.web.preferences import TOPIC_FIELD, chosen_topics, topic_choices
 
 log = logging.getLogger("digest.web")
 
