@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402  (a sibling module, not a package)
+import hugo_bench  # noqa: E402
 
 # Clock for the synthetic archives: must match archive.py (not imported: it imports digest).
 FIRST_ISSUE = datetime.fromisoformat("2000-01-03T08:00:00+00:00")
@@ -46,6 +47,7 @@ class Sizes:
     huge_word: int = 2_000_000  # characters of the one-word abstract of scenario 6 (issue 12)
     backlog: tuple[int, int] = (1_000, 100_000)  # entries in the seeds, all but the first issue waiting
     pelican_entries: int = 2_000  # the same entries as a whole static site: digest rebuild vs Pelican
+    hugo_issues: int = 10_000  # scenario H (hugo_bench.py): the same papers as a Hugo site
 
 
 FULL = Sizes(
@@ -65,6 +67,7 @@ QUICK = Sizes(
     repeats=3,
     backlog=(1_000, 5_000),
     pelican_entries=200,
+    hugo_issues=20,
 )
 
 
@@ -701,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="digest benchmarks (issue 5): a report, not a test.")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): under a minute")
     parser.add_argument("--install-pelican", action="store_true", help="pip-install Pelican for scenario 8")
-    parser.add_argument("--only", default="123456789", help="which scenarios to run, e.g. --only 23 (default all)")
+    parser.add_argument("--only", default="123456789H", help="which scenarios to run, e.g. --only 23 (default all)")
     parser.add_argument("--workdir", type=Path, help="build corpora here and keep them (default: a temp folder)")
     parser.add_argument("--smtp-workers", type=int, default=2, help="SMTP connections / bare-loop workers")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -737,6 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("7", lambda: backlog(base, sizes, log)),
             ("8", lambda: pelican_baseline(base, sizes, log, args.install_pelican)),
             ("9", lambda: postgresql(base, sizes, log)),
+            ("H", lambda: hugo_bench.scenario(base, sizes, log, sys.modules[__name__])),
         ]
         for key, step in steps:
             if key not in args.only:

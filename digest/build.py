@@ -304,9 +304,16 @@ class Build:
         options = self.email_options(issue.number, topics)
         return render_email(self.site, issue, self.env, max_html_bytes=self.settings.email_max_bytes, options=options)
 
-    def topic_files(self, store: Store, topic: Topic, loaded: dict[int, Issue]) -> Bundle:
-        """A topic's index, last page and feeds, from its newest papers (loading the issues that hold them)."""
-        from digest.render.site import TopicPaper, topic_last_page  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
+    def topic_files(self, store: Store, topic: Topic, loaded: dict[int, Issue], fresh: Iterable[int] = ()) -> Bundle:
+        """A topic's index, last page and feeds, from its newest papers (loading the issues that hold them), and
+        every other page holding papers of the `fresh` issues (new or corrected): a week that fills the last
+        page and starts the next changes both."""
+        from digest.render.site import (  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
+            TopicPaper,
+            page_count,
+            page_number,
+            topic_last_page,
+        )
 
         size, max_items = self.page_size, self.settings.feed_max_items
         newest = store.newest_topic_papers(topic.slug, max(size, max_items))
@@ -320,6 +327,19 @@ class Build:
             last, on_last = topic_last_page(papers[:size], total, size)
             view = TopicPageView(topic, last, on_last)
             bundle.update(self.render(rows(Scope.TOPIC_PAGE), view, slug=topic.slug, page=last))
+        others: set[int] = set()
+        for number in sorted(set(fresh)):
+            before, through = (
+                store.topic_papers_before(topic.slug, number),
+                store.topic_papers_before(topic.slug, number + 1),
+            )
+            if through > before:
+                others.update(range(page_number(before + 1, size), page_number(through, size) + 1))
+        for page in sorted(others - {page_count(total, size)}):
+            on_page = store.topic_papers_from(topic.slug, (page - 1) * size, size)
+            loaded.update((i.number, i) for i in store.load_issues(sorted({n for n, _ in on_page} - loaded.keys())))
+            view = TopicPageView(topic, page, [TopicPaper(loaded[n], position) for n, position in on_page])
+            bundle.update(self.render(rows(Scope.TOPIC_PAGE), view, slug=topic.slug, page=page))
         return bundle
 
     def outputs(
@@ -330,8 +350,10 @@ class Build:
         emails: Iterable[int],
         topics: Iterable[str] = (),
         revised: Iterable[int] = (),
+        fresh: Iterable[int] = (),
     ) -> Bundle:
-        """Render issue pages and emails for the given issues, the pages and feeds of the given topics, plus every
+        """Render issue pages and emails for the given issues, the pages and feeds of the given topics (with every
+        topic page holding papers of the `fresh` issues: new or corrected), plus every
         site-wide file, the last archive page with its search shard, RFC 5005 archive document and sitemap, and
         those files of the archive pages of `revised` issues (and of the page before the last, when the last
         just started: its next-archive link appears)."""
@@ -362,7 +384,7 @@ class Build:
             bundle.update(self.page_files(k, page_issues, last_page, Refresh.CHANGED, *grown))
         configured = {t.slug: t for t in self.site.topics}
         for slug in sorted(set(topics) & configured.keys()):
-            bundle.update(self.topic_files(store, configured[slug], issues))
+            bundle.update(self.topic_files(store, configured[slug], issues, fresh))
         site_view = SiteView(
             total=total,
             last_page=last_page,
@@ -449,7 +471,8 @@ def changed_outputs(
             pages.add(issue.number - 1)  # its "next issue" link appears
     if not (pages or topics or repair):
         return {}
-    return build.outputs(store, pages=pages, emails=emails, topics=topics, revised=revised_issues)
+    fresh = revised_issues | emails
+    return build.outputs(store, pages=pages, emails=emails, topics=topics, revised=revised_issues, fresh=fresh)
 
 
 # ------------------------------------------------------------------------------- the topic index

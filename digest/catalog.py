@@ -18,12 +18,13 @@ First occurrences are handed to a `sink` (the publisher records them) thousands 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+
+import orjson
+import xxhash
 
 from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, PriorEntry, Problem, ProblemKind, SeedFile
 from digest.seedfiles import read_seed_file
@@ -33,6 +34,7 @@ Sink = Callable[[Sequence[EntryRef]], None]
 MAX_INCREMENTAL_FILES = 200
 PARALLEL_MIN_FILES = 500  # below this, starting worker processes costs more than it saves
 SINK_BATCH = 5_000  # first occurrences handed to the sink at a time
+FILE_DIGEST_PREFIX = "xxh3-128:"  # seed_files.sha256 rows without it are SHA-256 hex (written before 2026-12)
 
 
 @dataclass(frozen=True)
@@ -43,20 +45,21 @@ class FileScan:
     problems: tuple[Problem, ...]
 
     def encode(self) -> bytes:
-        """Compact JSON for the cache: refs as [id, hash, line], problems as [line, message, kind, id]."""
-        return json.dumps(
+        """Compact JSON for the cache: refs as [id, hash, line], problems as [line, message, kind, id].
+
+        orjson writes the same bytes as `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` did (a test
+        holds it to that), in half the time: a bulk import encodes 10,000 of these in its workers."""
+        return orjson.dumps(
             {
                 "refs": [[r.id, r.content_hash, r.line] for r in self.refs],
                 "problems": [[p.line, p.message, p.kind.value, p.entry_id] for p in self.problems],
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode("utf-8")
+            }
+        )
 
     @classmethod
     def decode(cls, source: str, data: bytes) -> FileScan:
         """Rebuild a cached scan of the file shown as `source`."""
-        raw = json.loads(data)
+        raw = orjson.loads(data)
         refs = tuple(EntryRef(i, h, source, line) for i, h, line in raw["refs"])
         problems = tuple(Problem(source, ln, msg, ProblemKind(k), eid) for ln, msg, k, eid in raw["problems"])
         return cls(refs, problems)
@@ -95,11 +98,18 @@ class Catalog:
                         self.parsed[entry.id] = entry
 
 
+def file_digest(data: bytes) -> str:
+    """The digest the seed cache records of a file's bytes: XXH3-128, prefixed so that it cannot be taken for the
+    SHA-256 hex digests older versions wrote in the same column (nothing compares them: a file is unchanged when
+    its size and mtime are). 5x cheaper than SHA-256 on a bulk import, and not a security boundary here."""
+    return FILE_DIGEST_PREFIX + xxhash.xxh3_128_hexdigest(data)
+
+
 def _parse(file: SeedFile, catalog: Catalog) -> tuple[FileScan, dict[str, Entry]]:
     data = read_seed_file(file)
     parsed = parse_seed(data, file.source, catalog.limits)
     scan = FileScan.of(parsed.entries, parsed.problems)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = file_digest(data)
     catalog.cache_updates.append((file.source, file.size, file.mtime_ns, digest, scan.encode()))
     return scan, {e.id: e for e in parsed.entries}
 
@@ -182,11 +192,11 @@ def _scans(
 
 def _scan_file(file: SeedFile, limits: EntryLimits) -> tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]:
     """Worker side of a bulk scan: the file's light scan (encoded for the cache, and as plain tuples, which cross
-    back cheaper than anything that must be decoded again) and its SHA-256; no text crosses back."""
+    back cheaper than anything that must be decoded again) and its digest; no text crosses back."""
     data = read_seed_file(file)
     refs, problems = scan_seed(data, file.source, limits)
     encoded = FileScan(tuple(refs), tuple(problems)).encode()
-    return encoded, hashlib.sha256(data).hexdigest(), [(r.id, r.content_hash, r.line) for r in refs], problems
+    return encoded, file_digest(data), [(r.id, r.content_hash, r.line) for r in refs], problems
 
 
 def build_incremental(

@@ -19,6 +19,7 @@ SCENARIOS = (
     "7 backlog",
     "8 ",
     "9 postgresql: ",
+    "H vs Hugo",
 )
 
 

@@ -9,6 +9,7 @@ Pure: model objects in, strings out; no clock, no files besides the templates th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -288,7 +289,9 @@ def render_email(
     if _size(html) > max_html_bytes:
         detail += f", over the limit of {max_html_bytes} (email_max_bytes)"
     text_template = _template(env, TEXT_TEMPLATE)
-    text = _render_text(text_template, context, whole, highlights)
+    # The probe below folds the same papers again: fold each text once (wrap_text is pure, and most of the cost).
+    wrap = functools.cache(wrap_text)
+    text = _render_text(text_template, context, whole, highlights, wrap)
     # Count the template's own slots by rendering the same email (same papers, same layout) with other markers:
     # outside text holding this issue's markers would raise the count in `html`/`text` but not here, and the
     # mailer refuses a mismatch.
@@ -297,7 +300,7 @@ def render_email(
     slots = replace(
         slots,
         html_slots=_count_slots(_render_html(html_template, probe_context, sections, highlights, layout), probe),
-        text_slots=_count_slots(_render_text(text_template, probe_context, whole, highlights), probe),
+        text_slots=_count_slots(_render_text(text_template, probe_context, whole, highlights, wrap), probe),
     )
     return RenderedEmail(
         html=html,
@@ -544,16 +547,20 @@ def _render_html(
 
 
 def _render_text(
-    template: jinja2.Template, context: dict[str, object], whole: Sequence[_Section], highlighted: Sequence[_Paper]
+    template: jinja2.Template,
+    context: dict[str, object],
+    whole: Sequence[_Section],
+    highlighted: Sequence[_Paper],
+    wrap: Callable[..., str] = wrap_text,
 ) -> str:
     """The plain-text part: the same structure as the HTML (highlights, contents, numbered papers), whole abstracts
-    (`whole`: the sections with every abstract in full)."""
+    (`whole`: the sections with every abstract in full); `wrap` folds long text (`wrap_text`, maybe cached)."""
     sections = [
         {"name_zh": s.name_zh, "name_en": s.name_en, "papers": [_text_paper(p) for p in s.papers]} for s in whole
     ]
     highlights = [_text_paper(p) for p in highlighted]
     try:
-        text = template.render(context, sections=sections, highlights=highlights, wrap=wrap_text)
+        text = template.render(context, sections=sections, highlights=highlights, wrap=wrap)
     except jinja2.TemplateError as error:
         raise RenderError(f"template {template.name}: {error}") from error
     # Whatever the template does, no line may reach the 998-octet limit of RFC 5322.

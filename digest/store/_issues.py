@@ -190,6 +190,21 @@ class IssuesMixin:
         )
         return [(int(r["issue"]), int(r["position"])) for r in rows]
 
+    def topic_papers_before(self, topic: str, issue: int) -> int:
+        """How many of `topic`'s papers issues before `issue` hold (the rank of its first paper there, minus one)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) AS n FROM paper_topics WHERE topic = ? AND issue < ?", (topic, issue)
+        ).fetchone()
+        return int(row["n"])
+
+    def topic_papers_from(self, topic: str, skip: int, limit: int) -> list[tuple[int, int]]:
+        """`limit` papers of `topic` after the oldest `skip`, as (issue, position), oldest first (one page)."""
+        rows = self._conn.execute(
+            "SELECT issue, position FROM paper_topics WHERE topic = ? ORDER BY issue, position LIMIT ? OFFSET ?",
+            (topic, limit, skip),
+        )
+        return [(int(r["issue"]), int(r["position"])) for r in rows]
+
     def topics_in_use(self) -> set[str]:
         """Every topic that has at least one paper."""
         return {r["topic"] for r in self._conn.execute("SELECT DISTINCT topic FROM paper_topics")}
