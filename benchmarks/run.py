@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402  (a sibling module, not a package)
 import hugo_bench  # noqa: E402
+import serve_bench  # noqa: E402
 
 # Clock for the synthetic archives: must match archive.py (not imported: it imports digest).
 FIRST_ISSUE = datetime.fromisoformat("2000-01-03T08:00:00+00:00")
@@ -704,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="digest benchmarks (issue 5): a report, not a test.")
     parser.add_argument("--quick", action="store_true", help="small sizes (CI): under a minute")
     parser.add_argument("--install-pelican", action="store_true", help="pip-install Pelican for scenario 8")
-    parser.add_argument("--only", default="123456789H", help="which scenarios to run, e.g. --only 23 (default all)")
+    parser.add_argument("--only", default="123456789Hw", help="which scenarios to run, e.g. --only 23 (default all)")
     parser.add_argument("--workdir", type=Path, help="build corpora here and keep them (default: a temp folder)")
     parser.add_argument("--smtp-workers", type=int, default=2, help="SMTP connections / bare-loop workers")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -741,6 +742,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("8", lambda: pelican_baseline(base, sizes, log, args.install_pelican)),
             ("9", lambda: postgresql(base, sizes, log)),
             ("H", lambda: hugo_bench.scenario(base, sizes, log, sys.modules[__name__])),
+            ("w", lambda: serve_bench.serve_rows(base, args.quick, log, Workspace, Row)),
         ]
         for key, step in steps:
             if key not in args.only:

@@ -140,16 +140,20 @@ def _addr_spec(address: str) -> str:
     return Address(username=local, domain=domain).addr_spec
 
 
-def sender_fields(from_address: str, to_field: bytes, subject: str, date: datetime) -> bytes:
-    """From, To, Subject and Date as 7-bit header bytes, written by this module and never parsed by the `email`
-    package: the head of every message digest sends, issue mail and signup notices alike."""
+def sender_fields(from_address: str, to_field: bytes, subject: str, date: datetime, reply_to: str = "") -> bytes:
+    """From, To, Subject, Date (and Reply-To when the setting `reply_to` is given) as 7-bit header bytes, written by
+    this module and never parsed by the `email` package: the head of every message digest sends, issue mail and
+    signup notices alike."""
     name, address = _from_parts(from_address)
-    return (
+    head = (
         address_field("From", name, address)
         + to_field
         + text_field("Subject", subject)
         + f"Date: {format_datetime(date)}\r\n".encode("ascii")
     )
+    if reply_to:
+        head += address_field("Reply-To", *_from_parts(reply_to))
+    return head
 
 
 def _from_parts(value: str) -> tuple[str, str]:

@@ -94,6 +94,7 @@ class IssueMail:
     # Where the rendered parts hold each subscriber's own links (per-issue markers that seed text cannot produce).
     unsubscribe_mark: str = UNSUBSCRIBE_PLACEHOLDER
     preferences_mark: str = PREFERENCES_PLACEHOLDER
+    reply_to: str = ""  # the setting `reply_to`: where replies go, when not to From
     # Mail providers whose webhooks need the delivery id in their own header too (headers.DELIVERY_PROVIDERS).
     providers: tuple[str, ...] = ()
 
@@ -499,7 +500,7 @@ def build_reference_message(
         msg.set_boundary(boundary)
 
     head, sep, body = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
-    head = sender_fields(mail.from_address, _to_field(subscriber), mail.subject, date) + head
+    head = sender_fields(mail.from_address, _to_field(subscriber), mail.subject, date, mail.reply_to) + head
     raw = [
         ("Message-ID", clean_header(msgid)),
         ("List-Id", _list_id_header(mail.list_id)),
@@ -515,13 +516,16 @@ def build_reference_message(
     return data
 
 
-def build_notice_message(*, from_address: str, to: str, subject: str, body: str, date: datetime, msgid: str) -> bytes:
+def build_notice_message(
+    *, from_address: str, to: str, subject: str, body: str, date: datetime, msgid: str, reply_to: str = ""
+) -> bytes:
     """A plain-text transactional message (the signup notices), its header written like an issue's
-    (`sender_fields`, To without a display name): `email` only encodes the body and writes the MIME fields."""
+    (`sender_fields`, To without a display name) and marked `Auto-Submitted: auto-generated` (RFC 3834: no
+    vacation replies to it): `email` only encodes the body and writes the MIME fields. `deliver_notice` signs it."""
     msg = EmailMessage(policy=_SMTP)
     msg.set_content(body, subtype="plain", charset="utf-8", cte=_text_cte(body, eight_bit=False))
     mime, sep, encoded = msg.as_bytes(policy=_SMTP).partition(b"\r\n\r\n")
-    head = sender_fields(from_address, address_field("To", "", to), subject, date) + (
+    head = sender_fields(from_address, address_field("To", "", to), subject, date, reply_to) + (
         f"Message-ID: {clean_header(msgid).replace(' ', '')}\r\nAuto-Submitted: auto-generated\r\n".encode("ascii")
     )
     return head + mime + sep + encoded
@@ -541,6 +545,8 @@ def sign_dkim(data: bytes, key: DkimKey) -> bytes:
         b"list-unsubscribe",
         b"list-unsubscribe-post",
         b"feedback-id",
+        b"reply-to",
+        b"auto-submitted",
         b"mime-version",
         b"content-type",
     ]

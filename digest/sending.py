@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from digest.bounces.classify import BounceKind, classify_reply
 from digest.bounces.rates import over_limits
 from digest.bounces.verp import make_verp_id, verp_address
-from digest.errors import DeliveryError, DigestError, SettingsError
+from digest.errors import DeliveryError, DigestError
 from digest.model import Delivery, DeliveryStatus, Subscriber
 from digest.optouts import OptOutJournal
 from digest.output import write_atomic
@@ -255,10 +255,13 @@ class IssueSender:
                     store.record_delivery(
                         mail.issue, done.key, status, detail, now, done.attempts, bounce=bounce and bounce.value
                     )
+                    source = f"send issue {mail.issue}"  # the server refused the message
                     if bounce is BounceKind.HARD:
-                        suppress_for_hard_bounce(store, done.key, detail, now)
+                        suppress_for_hard_bounce(store, done.key, detail, now, source=source)
                     elif bounce is BounceKind.SOFT:
-                        suppress_after_streak(store, done.key, self.settings.soft_bounce_limit, detail, now)
+                        suppress_after_streak(
+                            store, done.key, self.settings.soft_bounce_limit, detail, now, source=source
+                        )
                 if step.job is None:
                     claims.append(False)
                     continue
@@ -360,6 +363,7 @@ class IssueSender:
             domain=domain,
             unsubscribe_mark=slots.unsubscribe,
             preferences_mark=slots.preferences,
+            reply_to=self.settings.reply_to,
             providers=self._providers(),
         )
 
@@ -375,19 +379,9 @@ class IssueSender:
 
     def _dkim_key(self) -> DkimKey | None:
         """The DKIM key when selector, domain and key file are all set; SettingsError when only some are."""
-        from digest.message import DkimKey  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
+        from digest.transport import dkim_key  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
-        s = self.settings
-        given = [bool(s.dkim_selector), bool(s.dkim_domain), s.dkim_key_file is not None]
-        if not any(given):
-            return None
-        if not all(given) or s.dkim_key_file is None:
-            raise SettingsError("DKIM needs all of dkim_selector, dkim_domain and dkim_key_file (or none of them)")
-        try:
-            key = s.dkim_key_file.read_bytes()
-        except OSError as exc:
-            raise SettingsError(f"dkim_key_file: cannot read {s.dkim_key_file}: {exc.strerror}") from None
-        return DkimKey(s.dkim_selector, s.dkim_domain, key)
+        return dkim_key(self.settings)
 
     def _check_rates(self, store: Store, issue: int) -> None:
         """DeliveryError when the last issue mailed before `issue` bounced or drew complaints over the limits."""

@@ -203,6 +203,7 @@ class Settings(BaseSettings):
 
     # deliverability
     bounce_address: str = ""  # envelope sender; default: bounces@<domain of from_address>
+    reply_to: str = ""  # Reply-To of every mail (issues and notices); default: none, replies go to From
     verp: bool = True  # bounces+<signed delivery id>@domain, so that a bounce names its delivery
     soft_bounce_limit: int = Field(default=3, ge=1, le=100)  # soft bounces in a row (across issues) -> bounced
     bounce_max_bytes: int = Field(default=1_000_000, ge=10_000)  # `bounces import` reads at most this of a message
@@ -241,6 +242,7 @@ class Settings(BaseSettings):
     web_max_client_connections: int = Field(default=50, ge=0)  # per client address (0: no cap); then 503
     web_static: bool = True  # serve output_dir too (false: only signup, confirm, preferences, unsubscribe)
     web_db_wait: float = Field(default=2.0, ge=0, le=60)  # seconds a web write waits for a busy state
+    web_workers: int = Field(default=0, ge=0, le=64)  # `digest serve` processes on the port; 0: one per CPU core
     log_repeat_interval: float = Field(default=60.0, ge=0)  # the same error is logged once per interval
 
     @field_validator("candidates_categories")
@@ -314,6 +316,13 @@ class Settings(BaseSettings):
     @classmethod
     def _from_address(cls, value: str) -> str:
         _mailbox(value, "'Paper Digest <digest@example.org>'")
+        return value
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str) -> str:
+        if value:
+            _mailbox(value, "'Editors <editors@example.org>'")
         return value
 
     @field_validator("bounce_address", "unsubscribe_mailto")

@@ -14,6 +14,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -38,13 +39,25 @@ class InvalidAddress(ValueError):
 
 
 @dataclass(frozen=True)
+class Consent:
+    """What another platform's export says about a reader's consent: when and from where they opted in, when they
+    confirmed (None: it does not say)."""
+
+    created: datetime | None = None
+    signup_ip: str | None = None
+    confirmed: datetime | None = None
+
+
+@dataclass(frozen=True)
 class SubscriberRow:
-    """One subscriber read from a file: normalized address, cleaned name, and where it was."""
+    """One subscriber read from a file: normalized address, cleaned name, where it was, and (from a platform's
+    export) its consent record."""
 
     email: str
     name: str
     line: int
     status: SubscriberStatus = SubscriberStatus.ACTIVE
+    consent: Consent | None = None
 
 
 def normalize_address(address: str) -> str:

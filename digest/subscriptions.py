@@ -4,13 +4,17 @@ a complaint, and adding from the CLI or an import (which may restore a suppresse
 
 Decisions and store calls only: a store and `now` come in; no HTTP, no SMTP, no clock. The callers (web/, bounces/,
 sending.py, the CLI) answer the request, mail the notice or print the line. The status sets are digest.model's.
+
+Every change of status also writes a line of the subscriber's trail (`status_changes`), in the same transaction,
+naming its `source`: what made the change (SIGNUP, CONFIRM, PREFERENCES, UNSUBSCRIBE_LINK, LIST_UNSUBSCRIBE, CLI,
+`bounce_report(name)`, `webhook(provider, event_id)`, `import_source(format)`). `digest subscribers history` reads it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -26,13 +30,72 @@ from digest.model import (
 )
 from digest.optouts import OptOut, OptOutJournal
 from digest.settings import Settings
-from digest.store import Store, SubscriberRecord, email_hash
+from digest.store import StatusChange, Store, SubscriberRecord, email_hash
 from digest.subscribers import SubscriberRow
 from digest.tokens import TokenSubject
 
 log = logging.getLogger(__name__)
 
 IPV6_PREFIX = 64  # one subscriber line or host gets a whole /64: its addresses count as one client
+
+# --- the trail: what made a change ------------------------------------------------------------------------------
+
+SIGNUP = "signup"  # the signup form
+CONFIRM = "confirm"  # the confirmation link
+PREFERENCES = "preference page"
+UNSUBSCRIBE_LINK = "unsubscribe link"  # the link in a mail's footer, or its page's button
+LIST_UNSUBSCRIBE = "List-Unsubscribe"  # RFC 8058's one-click POST from a mail client
+JOURNALED_OPTOUT = "unsubscribe (journaled while the state was busy)"
+CLI = "cli"
+
+
+def bounce_report(name: str) -> str:
+    """The source of a change made by an imported bounce or complaint report (`name`: its file, or `-`)."""
+    return f"bounce report {name}"
+
+
+def webhook(provider: str, event_id: str) -> str:
+    """The source of a change made by a provider's webhook event."""
+    return f"webhook {provider} {event_id}"
+
+
+def import_source(fmt: str) -> str:
+    """The source of a change made by `subscribers import` of a file in `fmt` (csv, substack, mailchimp ...)."""
+    return f"import:{fmt}"
+
+
+def _trail(
+    store: Store, before: Subscriber | None, after: Subscriber | None, source: str, now: datetime, reason: str = ""
+) -> None:
+    """Write the trail line of a change seen as the subscriber before and after it (nothing when nothing changed).
+    A `before` of another row (the address was added anew) counts as no row."""
+    if after is None:
+        return
+    old = before.status if before is not None and before.id == after.id else None
+    if old is not after.status:
+        store.record_status_change(after.id, old, after.status, source, now, reason)
+
+
+def _move(
+    store: Store,
+    subscriber_id: int,
+    status: SubscriberStatus,
+    now: datetime,
+    *,
+    source: str,
+    detail: str = "",
+    only_from: Collection[SubscriberStatus] | None = None,
+) -> bool:
+    """Inside a transaction: move a subscriber to `status` (optionally only from some statuses) and write the trail
+    line; True if it changed. The subscriber's key is held so that the status read is the one changed."""
+    store.serialize(f"subscriber:{subscriber_id}")
+    before = store.subscriber_by_id(subscriber_id)
+    if before is None:
+        return False
+    if not store.set_subscriber_status(subscriber_id, status, now, detail=detail, only_from=only_from):
+        return False
+    store.record_status_change(subscriber_id, before.status, status, source, now, detail)
+    return True
 
 
 # --- signup and confirmation (the form) -------------------------------------------------------------------------
@@ -122,6 +185,7 @@ def record_signup(
                 signup_ip=ip if settings.keep_signup_ip else None,
             )
             joined = store.subscriber(email)
+            _trail(store, existing, joined, SIGNUP, now)
             if joined is not None:
                 store.set_subscriber_topics(joined.id, topics)
         elif existing.status is not SubscriberStatus.PENDING:
@@ -154,8 +218,12 @@ def check_confirmation(store: Store, subject: TokenSubject, write: bool, now: da
     if not write:
         return Confirmation(200, record.subscriber)
     with store.transaction():
+        store.serialize(f"subscriber:{subject.subscriber_id}")
         if not store.confirm_subscriber(subject.subscriber_id, now):
             return Confirmation(409)
+        store.record_status_change(
+            subject.subscriber_id, SubscriberStatus.PENDING, SubscriberStatus.ACTIVE, CONFIRM, now
+        )
         store.unsuppress(record.subscriber.email)
     log.info("confirmed subscriber %d", subject.subscriber_id)
     return Confirmation(200, record.subscriber)
@@ -174,9 +242,13 @@ def subscription(store: Store, subject: TokenSubject) -> tuple[SubscriberRecord,
 
 
 def personal_data(
-    record: SubscriberRecord, deliveries: list[tuple[Any, ...]], topics: Sequence[str] = ()
+    record: SubscriberRecord,
+    deliveries: list[tuple[Any, ...]],
+    topics: Sequence[str] = (),
+    history: Sequence[StatusChange] = (),
 ) -> dict[str, Any]:
-    """Everything the state holds about one subscriber, as `download my data` returns it."""
+    """Everything the state holds about one subscriber, as `download my data` returns it (its trail of status
+    changes included)."""
 
     def when(moment: datetime | None) -> str | None:
         return moment.isoformat() if moment else None
@@ -185,7 +257,7 @@ def personal_data(
     return {
         "subscriber": {"email": sub.email, "name": sub.name, "status": sub.status.value, "topics": list(topics)},
         "consent": {
-            "source": record.source.value,
+            "source": record.consent_source,
             "created": when(record.created),
             "signup_ip": record.signup_ip,
             "confirmed": when(record.confirmed),
@@ -196,6 +268,18 @@ def personal_data(
             {"issue": issue, "status": status.value, "attempts": attempts, "detail": detail, "updated": when(at)}
             for issue, status, attempts, detail, at in deliveries
         ],
+        "history": [history_item(change) for change in history],
+    }
+
+
+def history_item(change: StatusChange) -> dict[str, Any]:
+    """One trail line as data (the personal-data download, `subscribers history --json`)."""
+    return {
+        "from": change.old.value if change.old else None,
+        "to": change.new.value,
+        "source": change.source,
+        "at": change.at.isoformat(),
+        "reason": change.reason,
     }
 
 
@@ -205,7 +289,12 @@ def export_personal_data(store: Store, subject: TokenSubject) -> dict[str, Any] 
     if found is None:
         return None
     record, topics = found
-    return personal_data(record, list(store.subscriber_deliveries(subject.subscriber_id)), topics)
+    return personal_data(
+        record,
+        list(store.subscriber_deliveries(subject.subscriber_id)),
+        topics,
+        store.status_changes(subject.subscriber_id),
+    )
 
 
 @dataclass(frozen=True)
@@ -238,11 +327,11 @@ def apply_change(
         if action == "name":
             store.set_subscriber_name(sub_id, name)
         elif action == "pause":
-            store.set_subscriber_status(sub_id, SubscriberStatus.PAUSED, now, only_from=[SubscriberStatus.ACTIVE])
+            _move(store, sub_id, SubscriberStatus.PAUSED, now, source=PREFERENCES, only_from=[SubscriberStatus.ACTIVE])
         elif action == "resume":
-            store.set_subscriber_status(sub_id, SubscriberStatus.ACTIVE, now, only_from=[SubscriberStatus.PAUSED])
+            _move(store, sub_id, SubscriberStatus.ACTIVE, now, source=PREFERENCES, only_from=[SubscriberStatus.PAUSED])
         elif action == "stop":
-            store.set_subscriber_status(sub_id, SubscriberStatus.UNSUBSCRIBED, now, only_from=NOT_ENDED)
+            _move(store, sub_id, SubscriberStatus.UNSUBSCRIBED, now, source=PREFERENCES, only_from=NOT_ENDED)
         elif action == "topics":
             store.set_subscriber_topics(sub_id, topics)
         elif action == "data-link":
@@ -260,8 +349,8 @@ def apply_change(
 
 
 def erase(store: Store, subject: TokenSubject, now: datetime) -> bool:
-    """Delete the token's subscription and its deliveries, keeping a hash of the address in the suppression list;
-    False if the subscription no longer exists."""
+    """Delete the token's subscription, its deliveries and its trail of status changes, keeping only a hash of the
+    address in the suppression list; False if the subscription no longer exists."""
     with store.transaction():
         record = store.subscriber_record(subject.subscriber_id)
         if record is None or not subject.matches(record.subscriber):
@@ -275,20 +364,20 @@ def erase(store: Store, subject: TokenSubject, now: datetime) -> bool:
 # --- unsubscribe ------------------------------------------------------------------------------------------------
 
 
-def unsubscribe(store: Store, subscriber_id: int, now: datetime) -> bool:
+def unsubscribe(store: Store, subscriber_id: int, now: datetime, *, source: str = UNSUBSCRIBE_LINK) -> bool:
     """End a subscription that has not ended, in one transaction (StoreError when the state is busy); True if it
     changed."""
     with store.transaction():
-        return store.set_subscriber_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED, now, only_from=NOT_ENDED)
+        return _move(store, subscriber_id, SubscriberStatus.UNSUBSCRIBED, now, source=source, only_from=NOT_ENDED)
 
 
-def unsubscribe_address(store: Store, email: str, now: datetime) -> Subscriber | None:
+def unsubscribe_address(store: Store, email: str, now: datetime, *, source: str = CLI) -> Subscriber | None:
     """Unsubscribe an address (the row stays, so imports do not re-add it); the subscriber as it was before, None if
     the address is unknown."""
     with store.transaction():
         found = store.subscriber(email)
         if found is not None:
-            store.unsubscribe(email, now)
+            _move(store, found.id, SubscriberStatus.UNSUBSCRIBED, now, source=source, only_from=NOT_ENDED)
         return found
 
 
@@ -300,11 +389,17 @@ def apply_optouts(store: Store, optouts: Sequence[OptOut]) -> None:
             if optout.subscriber_id is not None:
                 record = store.subscriber_record(optout.subscriber_id)
                 if record is not None and TokenSubject(optout.subscriber_id, optout.nonce).matches(record.subscriber):
-                    store.set_subscriber_status(
-                        optout.subscriber_id, SubscriberStatus.UNSUBSCRIBED, optout.at, only_from=NOT_ENDED
+                    _move(
+                        store,
+                        optout.subscriber_id,
+                        SubscriberStatus.UNSUBSCRIBED,
+                        optout.at,
+                        source=JOURNALED_OPTOUT,
+                        only_from=NOT_ENDED,
                     )
-            elif optout.email:
-                store.unsubscribe(optout.email, optout.at)
+            elif optout.email and (found := store.subscriber(optout.email)) is not None:
+                unsubscribed = SubscriberStatus.UNSUBSCRIBED
+                _move(store, found.id, unsubscribed, optout.at, source=JOURNALED_OPTOUT, only_from=NOT_ENDED)
 
 
 def drain_optouts(store: Store, journal: OptOutJournal) -> int:
@@ -316,26 +411,85 @@ def drain_optouts(store: Store, journal: OptOutJournal) -> int:
 # --- bounces and complaints -------------------------------------------------------------------------------------
 
 
-def suppress_for_complaint(store: Store, subscriber_id: int, detail: str, now: datetime) -> bool:
-    """A reader marked an issue as spam: end the subscription (a bounced one too: the complaint says more)."""
-    return store.set_subscriber_status(
-        subscriber_id, SubscriberStatus.COMPLAINED, now, detail=detail, only_from=NOT_ENDED | {SubscriberStatus.BOUNCED}
+def suppress_for_complaint(store: Store, subscriber_id: int, detail: str, now: datetime, *, source: str) -> bool:
+    """A reader marked an issue as spam: end the subscription (a bounced one too: the complaint says more).
+    `source`: what reported it (`bounce_report(name)`, `webhook(provider, event_id)`), for the trail."""
+    return _move(
+        store,
+        subscriber_id,
+        SubscriberStatus.COMPLAINED,
+        now,
+        source=source,
+        detail=detail,
+        only_from=NOT_ENDED | {SubscriberStatus.BOUNCED},
     )
 
 
-def suppress_for_hard_bounce(store: Store, subscriber_id: int, detail: str, now: datetime) -> bool:
-    """The address does not exist: suppress the subscription unless it has ended already."""
-    return store.set_subscriber_status(subscriber_id, SubscriberStatus.BOUNCED, now, detail=detail, only_from=NOT_ENDED)
+def suppress_for_hard_bounce(store: Store, subscriber_id: int, detail: str, now: datetime, *, source: str) -> bool:
+    """The address does not exist: suppress the subscription unless it has ended already (`source` as above)."""
+    return _move(store, subscriber_id, SubscriberStatus.BOUNCED, now, source=source, detail=detail, only_from=NOT_ENDED)
 
 
-def suppress_after_streak(store: Store, subscriber_id: int, limit: int, detail: str, now: datetime) -> str:
+def suppress_after_streak(
+    store: Store, subscriber_id: int, limit: int, detail: str, now: datetime, *, source: str
+) -> str:
     """After a soft bounce: suppress the subscriber once `limit` of its latest deliveries in a row bounced soft."""
     store.serialize(f"subscriber:{subscriber_id}")  # the streak is read, then written
     streak = store.soft_bounce_streak(subscriber_id)
     if streak < limit:
         return f"{streak} of {limit} soft bounces in a row ({detail})"
-    suppress_for_hard_bounce(store, subscriber_id, f"{streak} soft bounces in a row; last: {detail}", now)
+    suppress_for_hard_bounce(
+        store, subscriber_id, f"{streak} soft bounces in a row; last: {detail}", now, source=source
+    )
     return f"{streak} soft bounces in a row: suppressed ({detail})"
+
+
+# --- the publisher's undo ---------------------------------------------------------------------------------------
+
+
+class Unsuppress(Enum):
+    """What `unsuppress` did, or why it refused."""
+
+    RESTORED = "restored"  # bounced or complained -> active
+    RESUBSCRIBED = "resubscribed"  # an erased address added back (with `resubscribe`)
+    UNKNOWN = "unknown"  # no such subscriber, and never erased
+    ERASED = "erased"  # deleted at its owner's request: only `resubscribe` adds it back
+    NOT_SUPPRESSED = "not suppressed"  # active, pending, paused or unsubscribed: nothing to undo
+
+
+def unsuppress(
+    store: Store, email: str, reason: str, now: datetime, *, resubscribe: bool = False, source: str = CLI
+) -> tuple[Unsuppress, Subscriber | None]:
+    """Return a bounced or complained address to active, in one transaction, the publisher's `reason` on its trail
+    (the mail system was wrong, or the reader fixed the mailbox). An address erased at its owner's request is
+    refused unless `resubscribe` (then it is added anew, active). An unsubscribed one is its reader's choice: not
+    this command's to undo."""
+    with store.transaction():
+        found = store.subscriber(email)
+        if found is None:
+            if store.suppression(email) is None:
+                return Unsuppress.UNKNOWN, None
+            if not resubscribe:
+                return Unsuppress.ERASED, None
+            store.unsuppress(email)
+            store.add_subscriber(email, "", now, status=SubscriberStatus.ACTIVE, source=SubscriberSource.CLI)
+            added = store.subscriber(email)
+            _trail(store, None, added, source, now, reason)
+            return Unsuppress.RESUBSCRIBED, added
+        if found.status not in SUPPRESSED:
+            return Unsuppress.NOT_SUPPRESSED, found
+        _move(store, found.id, SubscriberStatus.ACTIVE, now, source=source, detail=reason, only_from=SUPPRESSED)
+        store.unsuppress(email)
+        return Unsuppress.RESTORED, store.subscriber_by_id(found.id)
+
+
+def history(store: Store, email: str) -> tuple[Subscriber | None, list[StatusChange], bool]:
+    """An address's subscriber, its trail of status changes (oldest first), and whether it was erased at its
+    owner's request (then there is neither: erasure takes the trail too)."""
+    found = store.subscriber(email)
+    if found is None:
+        return None, [], store.suppression(email) is not None
+    return found, store.status_changes(found.id), False
 
 
 # --- the CLI and imports ----------------------------------------------------------------------------------------
@@ -348,21 +502,38 @@ def add_subscribers(
     *,
     resubscribe: bool = False,
     source: SubscriberSource = SubscriberSource.CLI,
+    trail: str = CLI,
+    platform: str = "",
 ) -> list[tuple[SubscriberRow, str]]:
     """Add validated rows in one transaction; each row's outcome is "added", "exists", "resubscribed",
     "unsubscribed" (an opt-out is kept unless `resubscribe`) or "suppressed" (the address was erased at its
     owner's request or suppressed; only `resubscribe` restores it). No writer lock: a send in progress re-checks
-    each subscriber just before mailing them."""
+    each subscriber just before mailing them. `trail`: the source written on the trail (CLI, `import_source(...)`);
+    `platform`: the platform whose export the rows come from (the consent record's "import:<platform>"), whose
+    consent columns (`row.consent`) replace the import's own time."""
     outcomes: list[tuple[SubscriberRow, str]] = []
     with store.transaction():
         for row in rows:
-            if store.suppression(row.email) is not None and store.subscriber(row.email) is None:
+            before = store.subscriber(row.email)
+            if store.suppression(row.email) is not None and before is None:
                 if not resubscribe:
                     outcomes.append((row, "suppressed"))
                     continue
                 store.unsuppress(row.email)
+            consent = row.consent
             outcome = store.add_subscriber(
-                row.email, row.name, now, resubscribe=resubscribe, status=row.status, source=source
+                row.email,
+                row.name,
+                now,
+                resubscribe=resubscribe,
+                status=row.status,
+                source=source,
+                signup_ip=consent.signup_ip if consent else None,
+                created=consent.created if consent else None,
+                confirmed=consent.confirmed if consent else None,
+                source_detail=platform,
             )
+            if outcome not in ("exists", "suppressed") and (before is None or outcome == "resubscribed"):
+                _trail(store, before, store.subscriber(row.email), trail, now)
             outcomes.append((row, outcome))
     return outcomes

@@ -23,12 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.utils import parseaddr
 from enum import StrEnum
 from typing import Protocol, cast
 
-from digest.errors import DeliveryError
-from digest.message import WireMessage, smtp_address
+from digest.errors import DeliveryError, SettingsError
+from digest.message import DkimKey, WireMessage, sign_dkim, smtp_address
 from digest.settings import TRANSPORTS, Settings
 
 
@@ -311,15 +310,33 @@ def make_messenger(settings: Settings) -> Messenger:
     return cast(Messenger, module.messenger(settings))
 
 
-def deliver_notice(settings: Settings, recipient: str, message: bytes) -> SendResult:
-    """Mail one transactional message (signup confirmation, welcome, personal data) from `from_address` through
-    the configured transport. The delivery ledger does not record it; DeliveryError when the transport cannot be
-    used at all."""
+def dkim_key(settings: Settings) -> DkimKey | None:
+    """The DKIM key when selector, domain and key file are all set (issues and notices alike are signed with it);
+    SettingsError when only some are."""
+    s = settings
+    given = [bool(s.dkim_selector), bool(s.dkim_domain), s.dkim_key_file is not None]
+    if not any(given):
+        return None
+    if not all(given) or s.dkim_key_file is None:
+        raise SettingsError("DKIM needs all of dkim_selector, dkim_domain and dkim_key_file (or none of them)")
+    try:
+        key = s.dkim_key_file.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"dkim_key_file: cannot read {s.dkim_key_file}: {exc.strerror}") from None
+    return DkimKey(s.dkim_selector, s.dkim_domain, key)
 
+
+def deliver_notice(settings: Settings, recipient: str, message: bytes) -> SendResult:
+    """Mail one transactional message (signup confirmation, welcome, personal data) through the configured
+    transport with an issue's hygiene: DKIM-signed when DKIM is configured, its own return path (`bounce_address`,
+    without VERP: no delivery to name) and the messenger's EHLO name. The delivery ledger does not record it;
+    DeliveryError when the transport cannot be used at all."""
+
+    key = dkim_key(settings)
+    data = sign_dkim(message, key) if key is not None else message
     messenger = make_messenger(settings)
     messenger.open()
     try:
-        sender = smtp_address(parseaddr(settings.from_address)[1])
-        return messenger.send(sender, smtp_address(recipient), message)
+        return messenger.send(smtp_address(settings.bounce_mailbox), smtp_address(recipient), data)
     finally:
         messenger.close()

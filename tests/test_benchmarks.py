@@ -20,6 +20,7 @@ SCENARIOS = (
     "8 ",
     "9 postgresql: ",
     "H vs Hugo",
+    "w serve: digest vs http.server",
 )
 
 

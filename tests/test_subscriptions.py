@@ -42,6 +42,7 @@ STATUS_WRITERS = {
     "erase_subscriber",
     "set_subscriber_topics",
     "set_subscriber_name",
+    "record_status_change",
 }
 
 
@@ -154,8 +155,8 @@ def test_suppressed_addresses_stay_so_until_the_publisher_restores_them(store: S
     subscriptions.add_subscribers(store, [SubscriberRow("bob@example.org", "", 0)], NOW)
     bob = _subject(store, "bob@example.org")
     with store.transaction():
-        assert subscriptions.suppress_for_hard_bounce(store, bob.subscriber_id, "5.1.1 no such user", NOW)
-        assert subscriptions.suppress_for_complaint(store, bob.subscriber_id, "abuse report", NOW)
+        assert subscriptions.suppress_for_hard_bounce(store, bob.subscriber_id, "5.1.1 no such user", NOW, source="cli")
+        assert subscriptions.suppress_for_complaint(store, bob.subscriber_id, "abuse report", NOW, source="cli")
     assert _status(store, "bob@example.org") is SubscriberStatus.COMPLAINED  # a complaint says more than a bounce
     signup = subscriptions.record_signup(store, settings, "bob@example.org", "", "192.0.2.2", NOW, [])
     assert signup.mail is None and _status(store, "bob@example.org") is SubscriberStatus.COMPLAINED
@@ -173,7 +174,7 @@ def test_a_bounce_does_not_reopen_or_relabel_an_unsubscribed_reader(store: Store
     assert subscriptions.unsubscribe_address(store, "cy@example.org", NOW) is not None
     cy = _subject(store, "cy@example.org")
     with store.transaction():
-        assert not subscriptions.suppress_for_hard_bounce(store, cy.subscriber_id, "5.1.1", NOW)
+        assert not subscriptions.suppress_for_hard_bounce(store, cy.subscriber_id, "5.1.1", NOW, source="cli")
     assert _status(store, "cy@example.org") is SubscriberStatus.UNSUBSCRIBED
     assert subscriptions.unsubscribe_address(store, "nobody@example.org", NOW) is None
 
@@ -187,7 +188,7 @@ def test_soft_bounces_suppress_after_the_streak(store: Store) -> None:
             store.record_issue(Issue(number=issue, published=NOW, entries=()), NOW)
             assert store.claim_delivery(issue, di, f"<{issue}@x>", NOW)
             store.record_delivery(issue, di, DeliveryStatus.FAILED, "452 mailbox full", NOW, 1, bounce="soft")
-            outcomes.append(subscriptions.suppress_after_streak(store, di, 2, "452 mailbox full", NOW))
+            outcomes.append(subscriptions.suppress_after_streak(store, di, 2, "452 mailbox full", NOW, source="cli"))
     assert outcomes[0].startswith("1 of 2") and outcomes[1].endswith("suppressed (452 mailbox full)")
     assert _status(store, "di@example.org") is SubscriberStatus.BOUNCED
 

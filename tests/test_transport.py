@@ -147,4 +147,5 @@ def test_a_second_transport_is_one_module_and_one_row(monkeypatch: pytest.Monkey
     assert deliver_notice(settings, "ada@example.org", b"Subject: hi\r\n\r\nhello\r\n") == SendResult(
         Outcome.SENT, "kept"
     )
-    assert OUTBOX.sent == [("digest@example.org", "ada@example.org", b"Subject: hi\r\n\r\nhello\r\n")]
+    # The return path is the bounce mailbox (bounces@ the From domain), never From itself.
+    assert OUTBOX.sent == [("bounces@example.org", "ada@example.org", b"Subject: hi\r\n\r\nhello\r\n")]

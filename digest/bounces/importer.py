@@ -22,7 +22,13 @@ from digest.bounces.reports import Notice, NoticeKind, Report, read_report, repo
 from digest.bounces.verp import DeliveryRef, read_verp_id
 from digest.model import DeliveryStatus
 from digest.store import Store
-from digest.subscriptions import suppress_after_streak, suppress_for_complaint, suppress_for_hard_bounce
+from digest.subscriptions import (
+    bounce_report,
+    suppress_after_streak,
+    suppress_for_complaint,
+    suppress_for_hard_bounce,
+    webhook,
+)
 
 #: How much of one message is read (setting `bounce_max_bytes`): real reports are a few KB.
 DEFAULT_MAX_BYTES = 1_000_000
@@ -68,12 +74,12 @@ def import_reports(
             if report.problem:
                 outcome, problem = report.problem, True
             else:
-                outcome, problem = _apply(store, report, secret, now, soft_limit)
+                outcome, problem = _apply(store, report, secret, now, soft_limit, bounce_report(name))
             store.record_report(report.key, outcome, now)
         yield ImportResult(name, outcome, problem)
 
 
-def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit: int) -> tuple[str, bool]:
+def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit: int, source: str) -> tuple[str, bool]:
     if not report.notices:
         return "nothing to do (a delay warning or a success notice)", False
     ref = _delivery(report, secret)
@@ -81,26 +87,28 @@ def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit:
     if ref is None:
         who = f" for {notice.recipient}" if notice.recipient else ""
         return f"unmatched {report.format} report{who}: no valid VERP id (not sent by this list?)", True
-    return apply_notice(store, ref, notice, now, soft_limit), False
+    return apply_notice(store, ref, notice, now, soft_limit, source), False
 
 
-def apply_notice(store: Store, ref: DeliveryRef, notice: Notice, now: datetime, soft_limit: int) -> str:
+def apply_notice(store: Store, ref: DeliveryRef, notice: Notice, now: datetime, soft_limit: int, source: str) -> str:
     """Apply one bounce or complaint to its delivery and subscriber, inside the caller's transaction: the one
-    suppression path of `bounces import` and the provider webhooks. Returns what it did, for one line of output."""
+    suppression path of `bounces import` and the provider webhooks; `source` goes on the subscriber's trail (the
+    report, or the provider and its event id). Returns what it did, for one line of output."""
     sub = store.subscriber_by_id(ref.subscriber_id)
     if sub is None:
         return f"issue {ref.issue}: subscriber {ref.subscriber_id} no longer exists"
     where = f"{sub.email}, issue {ref.issue}"
     if notice.kind is NoticeKind.COMPLAINT:
         store.record_bounce(ref.issue, sub.id, DeliveryStatus.COMPLAINED, None, notice.detail, now)
-        suppress_for_complaint(store, sub.id, notice.detail, now)
+        suppress_for_complaint(store, sub.id, notice.detail, now, source=source)
         return f"complaint: {where}: unsubscribed ({notice.detail})"
     kind = notice.bounce or BounceKind.SOFT
     store.record_bounce(ref.issue, sub.id, DeliveryStatus.BOUNCED, kind.value, notice.detail, now)
     if kind is BounceKind.HARD:
-        suppress_for_hard_bounce(store, sub.id, notice.detail, now)
+        suppress_for_hard_bounce(store, sub.id, notice.detail, now, source=source)
         return f"hard bounce: {where}: suppressed ({notice.detail})"
-    return f"soft bounce: {where}: {suppress_after_streak(store, sub.id, soft_limit, notice.detail, now)}"
+    streak = suppress_after_streak(store, sub.id, soft_limit, notice.detail, now, source=source)
+    return f"soft bounce: {where}: {streak}"
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ def apply_event(store: Store, event: ProviderEvent, *, secret: str, now: datetim
                 outcomes.append(ref)
                 problem = True
             else:
-                outcomes.append(apply_notice(store, ref, notice, now, soft_limit))
+                outcomes.append(apply_notice(store, ref, notice, now, soft_limit, webhook(*event.key.split(":", 1))))
         outcome = "; ".join(outcomes) or "nothing to do (no recipient)"
         store.record_report(event.key, outcome[:1000], now)
     return ImportResult(event.key, outcome, problem)

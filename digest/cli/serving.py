@@ -68,7 +68,8 @@ def serve(ctx: Context, host: str, port: int, no_static: bool, now: str | None) 
     Endpoints: /subscribe, /confirm/<token>, /preferences/<token>, /my-data/<token>, /unsubscribe?token=..., and
     the files of output_dir. Without the output folder (or with --no-static, or web_static = false) only the
     dynamic endpoints answer. Without secret_key only the site and feeds are served (signup answers "not set up").
-    Behind a reverse proxy, list it in trusted_proxies so the client IP comes from X-Forwarded-For.
+    Behind a reverse proxy, list it in trusted_proxies so the client IP comes from X-Forwarded-For. web_workers
+    processes share the port (default: one per CPU core; 1 for a single process).
 
     Example: digest serve --host 0.0.0.0 --port 8080
     """

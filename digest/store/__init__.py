@@ -13,7 +13,7 @@ from pathlib import Path
 
 from digest.errors import SettingsError
 from digest.store._issues import IssueSummary
-from digest.store._subscribers import SubscriberRecord, email_hash, email_key, new_token_nonce
+from digest.store._subscribers import StatusChange, SubscriberRecord, email_hash, email_key, new_token_nonce
 from digest.store.backend import SCHEMA_VERSION, TABLES, Backend
 from digest.store.sqlite import SqliteBackend
 from digest.store.store import Store
@@ -23,6 +23,7 @@ __all__ = [
     "TABLES",
     "Backend",
     "IssueSummary",
+    "StatusChange",
     "Store",
     "SubscriberRecord",
     "backend_for",

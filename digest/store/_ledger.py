@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from digest.model import Delivery, DeliveryStatus
+from digest.model import SUPPRESSED, Delivery, DeliveryStatus
 from digest.store._subscribers import subscriber_from_row
 from digest.store.backend import Connection
 
@@ -171,15 +171,24 @@ class LedgerMixin:
         return int(row["issue"]) if row is not None and row["issue"] is not None else None
 
     def soft_bounce_streak(self, subscriber_id: int) -> int:
-        """How many of the subscriber's latest finished deliveries in a row were soft bounces; the count is also
-        kept on the subscriber (`soft_bounces`)."""
+        """How many of the subscriber's latest finished deliveries in a row were soft bounces, counting none
+        recorded before the publisher last lifted a suppression (`subscribers unsuppress`: a fresh start); the
+        count is also kept on the subscriber (`soft_bounces`)."""
+        suppressed = sorted(s.value for s in SUPPRESSED)
+        lifted = self._conn.execute(
+            "SELECT at FROM status_changes WHERE subscriber = ? AND new_status = 'active'"
+            f" AND old_status IN ({', '.join('?' * len(suppressed))}) ORDER BY id DESC LIMIT 1",
+            (subscriber_id, *suppressed),
+        ).fetchone()
+        since = datetime.fromisoformat(lifted["at"]) if lifted else None
         rows = self._conn.execute(
-            f"SELECT bounce FROM deliveries WHERE subscriber = ? AND status IN ({_FINISHED}) ORDER BY issue DESC",
+            f"SELECT bounce, updated FROM deliveries WHERE subscriber = ? AND status IN ({_FINISHED})"
+            " ORDER BY issue DESC",
             (subscriber_id,),
         )
         streak = 0
         for r in rows:
-            if r["bounce"] != "soft":
+            if r["bounce"] != "soft" or (since is not None and datetime.fromisoformat(r["updated"]) <= since):
                 break
             streak += 1
         self._conn.execute("UPDATE subscribers SET soft_bounces = ? WHERE id = ?", (streak, subscriber_id))

@@ -28,6 +28,12 @@ class SubscriberRecord:
     source: SubscriberSource
     signup_ip: str | None
     confirmed: datetime | None
+    source_detail: str = ""  # an import's platform ("substack")
+
+    @property
+    def consent_source(self) -> str:
+        """How it joined, as the consent record says it: "form", "cli", "import" or "import:<platform>"."""
+        return f"{self.source.value}:{self.source_detail}" if self.source_detail else self.source.value
 
     @property
     def status_since(self) -> datetime | None:
@@ -43,7 +49,23 @@ class SubscriberRecord:
 
 #: The columns `subscriber_from_row` reads.
 SUBSCRIBER_COLUMNS = "id, email, name, status, token_nonce"
-_RECORD_COLUMNS = f"{SUBSCRIBER_COLUMNS}, created, status_changed, status_detail, source, signup_ip, confirmed"
+_RECORD_COLUMNS = (
+    f"{SUBSCRIBER_COLUMNS}, created, status_changed, status_detail, source, signup_ip, confirmed, source_detail"
+)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One line of a subscriber's trail: its status before (None: it had no row) and after, what made the change
+    ("signup", "confirm", "preferences", "unsubscribe link", "bounce report NAME", "webhook PROVIDER EVENT", "cli",
+    "import:FORMAT" ...), when, and the reason given (a bounce's diagnostic, the publisher's words)."""
+
+    subscriber_id: int
+    old: SubscriberStatus | None
+    new: SubscriberStatus
+    source: str
+    at: datetime
+    reason: str
 
 
 def email_key(email: str) -> str:
@@ -100,6 +122,7 @@ class SubscribersMixin:
             SubscriberSource(row["source"]),
             row["signup_ip"],
             _optional_time(row["confirmed"]),
+            row["source_detail"],
         )
 
     def subscriber(self, email: str) -> Subscriber | None:
@@ -141,9 +164,18 @@ class SubscribersMixin:
         status: SubscriberStatus = SubscriberStatus.ACTIVE,
         source: SubscriberSource = SubscriberSource.CLI,
         signup_ip: str | None = None,
+        created: datetime | None = None,
+        confirmed: datetime | None = None,
+        source_detail: str = "",
     ) -> str:
         """Add an address: "added", "exists", "resubscribed", or the status it keeps ("unsubscribed", "bounced"...)
-        unless `resubscribe`. A new or re-subscribed row gets a fresh token nonce, so old links die with it."""
+        unless `resubscribe`. A new or re-subscribed row gets a fresh token nonce, so old links die with it.
+
+        `created` and `confirmed` (an import's consent record: when the reader opted in and confirmed elsewhere)
+        replace `now`; with either given, `confirmed` is kept as given, even None (the export did not say)."""
+        joined = created or now
+        from_export = created is not None or confirmed is not None
+        confirmed_at = confirmed if from_export else (now if status is SubscriberStatus.ACTIVE else None)
         existing = self.subscriber(email)
         # ON CONFLICT: another session (a second web host) may add the same address between the read and the insert;
         # then its row is the existing one.
@@ -151,18 +183,20 @@ class SubscribersMixin:
             existing is None
             and self._conn.execute(
                 "INSERT INTO subscribers (email, email_key, name, status, created, status_changed, source, signup_ip,"
-                " confirmed, token_nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (email_key) DO NOTHING",
+                " confirmed, token_nonce, source_detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (email_key) DO NOTHING",
                 (
                     email.strip(),
                     email_key(email),
                     name,
                     status.value,
-                    now.isoformat(),
+                    joined.isoformat(),
                     now.isoformat(),
                     source.value,
                     signup_ip,
-                    now.isoformat() if status is SubscriberStatus.ACTIVE else None,
+                    confirmed_at.isoformat() if confirmed_at else None,
                     new_token_nonce(),
+                    source_detail,
                 ),
             ).rowcount
         ):
@@ -176,16 +210,17 @@ class SubscribersMixin:
             return existing.status.value
         self._conn.execute(
             "UPDATE subscribers SET status = ?, status_changed = ?, status_detail = '', soft_bounces = 0,"
-            " source = ?, signup_ip = ?, confirmed = ?, token_nonce = ?, name = COALESCE(NULLIF(?, ''), name)"
-            " WHERE id = ?",
+            " source = ?, signup_ip = ?, confirmed = ?, token_nonce = ?, name = COALESCE(NULLIF(?, ''), name),"
+            " source_detail = ? WHERE id = ?",
             (
                 status.value,
                 now.isoformat(),
                 source.value,
                 signup_ip,
-                now.isoformat() if status is SubscriberStatus.ACTIVE else None,
+                confirmed_at.isoformat() if confirmed_at else None,
                 new_token_nonce(),
                 name,
+                source_detail,
                 existing.id,
             ),
         )
@@ -248,6 +283,43 @@ class SubscribersMixin:
     def erase_subscriber(self, subscriber_id: int) -> bool:
         """Delete the row and its deliveries (ON DELETE CASCADE); True if there was one."""
         return self._conn.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,)).rowcount > 0
+
+    # --- the trail of status changes ---------------------------------------------------------
+
+    def record_status_change(
+        self,
+        subscriber_id: int,
+        old: SubscriberStatus | None,
+        new: SubscriberStatus,
+        source: str,
+        now: datetime,
+        reason: str = "",
+    ) -> None:
+        """Add one line to the subscriber's trail (in the transaction of the change itself)."""
+        self._conn.execute(
+            "INSERT INTO status_changes (subscriber, old_status, new_status, source, at, reason)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (subscriber_id, old.value if old else None, new.value, source, now.isoformat(), reason),
+        )
+
+    def status_changes(self, subscriber_id: int) -> list[StatusChange]:
+        """The subscriber's trail, oldest first (it is deleted with the subscriber)."""
+        rows = self._conn.execute(
+            "SELECT subscriber, old_status, new_status, source, at, reason FROM status_changes"
+            " WHERE subscriber = ? ORDER BY id",
+            (subscriber_id,),
+        ).fetchall()
+        return [
+            StatusChange(
+                int(r["subscriber"]),
+                SubscriberStatus(r["old_status"]) if r["old_status"] else None,
+                SubscriberStatus(r["new_status"]),
+                str(r["source"]),
+                datetime.fromisoformat(r["at"]),
+                str(r["reason"]),
+            )
+            for r in rows
+        ]
 
     # --- the suppression list -------------------------------------------------------------------
 

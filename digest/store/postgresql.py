@@ -176,6 +176,10 @@ class PostgresConnection(Connection):
             "SELECT setval(pg_get_serial_sequence('subscribers', 'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL)"
             " FROM subscribers"
         )
+        self.execute(
+            "SELECT setval(pg_get_serial_sequence('status_changes', 'id'), COALESCE(MAX(id), 1), MAX(id) IS NOT NULL)"
+            " FROM status_changes"
+        )
 
     def close(self) -> None:
         self._conn.close()

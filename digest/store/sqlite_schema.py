@@ -166,4 +166,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE seed_files DROP COLUMN settled;
     """,
+    # 11 (bounce): the trail of every subscriber status change (from, to, what made it, when, why), written in the
+    #    transaction of the change; it goes with its subscriber (erasure). `source_detail` names an import's
+    #    platform in the consent record ("substack" -> "import:substack").
+    """
+    CREATE TABLE status_changes (
+        id INTEGER PRIMARY KEY,
+        subscriber INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,
+        old_status TEXT,
+        new_status TEXT NOT NULL,
+        source TEXT NOT NULL,
+        at TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX status_changes_subscriber ON status_changes (subscriber, id);
+    ALTER TABLE subscribers ADD COLUMN source_detail TEXT NOT NULL DEFAULT '';
+    """,
 )

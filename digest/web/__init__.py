@@ -29,7 +29,7 @@ from digest.web import preferences, signup, unsubscribe, webhooks
 from digest.web.forms import BodyLimit
 from digest.web.pages import Clock, ForwardedClient, Text, Web
 from digest.web.server import serve
-from digest.web.static import SiteFiles
+from digest.web.static import FastSite, SiteFiles, SiteIndex, route_matcher
 
 __all__ = ["create_app", "serve"]
 
@@ -143,17 +143,24 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
         log.info("signup, confirmation, preferences and unsubscribe are off: secret_key is not set")
         routes = signup_not_set_up(web)
     routes.extend(webhooks.routes(web))
+    fast: list[Middleware] = []
+    site_index: SiteIndex | None = None
     if serves_site(settings):
         site_files = SiteFiles(directory=settings.output_dir, hub=settings.websub_hub, site_url=settings.site_url)
+        # The common request (a built file) is answered before the routes and middlewares; never an app path.
+        own = route_matcher([route.path_regex for route in routes if isinstance(route, Route)])
+        site_index = SiteIndex(settings.output_dir, hub=settings.websub_hub, site_url=settings.site_url, is_route=own)
+        fast.append(Middleware(FastSite, index=site_index))
         routes.append(Mount("/", app=site_files))
     else:
         log.info(
             "serving the dynamic endpoints only (no site files: web_static is off or %s is missing)",
             settings.output_dir,
         )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[
+            *fast,
             Middleware(ForwardedClient, trusted_proxies=settings.trusted_proxies),
             Middleware(
                 BodyLimit,
@@ -165,3 +172,5 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
         exception_handlers={HTTPException: error_page, StateBusy: error_page, Exception: error_page},
         lifespan=lifespan,
     )
+    app.state.site_index = site_index  # digest.web.server answers from it before the app (see static.answer)
+    return app

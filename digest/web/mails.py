@@ -35,8 +35,10 @@ def render_notice(env: jinja2.Environment, notice: Notice, **values: Any) -> tup
     return subject, body.lstrip("\n")
 
 
-def build_notice(*, from_address: str, to: str, subject: str, body: str, now: datetime, domain: str) -> bytes:
-    """One plain-text message, ready for SMTP."""
+def build_notice(
+    *, from_address: str, to: str, subject: str, body: str, now: datetime, domain: str, reply_to: str = ""
+) -> bytes:
+    """One plain-text message, ready for SMTP (`deliver_notice` signs it and gives it its return path)."""
     try:
         host = "".join(clean_header(domain).split()).encode("idna").decode("ascii")
     except UnicodeError:
@@ -48,4 +50,5 @@ def build_notice(*, from_address: str, to: str, subject: str, body: str, now: da
         body=body,
         date=now,
         msgid=make_msgid(domain=host or "localhost"),
+        reply_to=reply_to,
     )

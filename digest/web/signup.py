@@ -259,6 +259,7 @@ def send_notice(web: Web, notice: Notice, subscriber: Subscriber, now: datetime,
         body=body,
         now=now,
         domain=urlsplit(settings.site_url).hostname or "localhost",
+        reply_to=settings.reply_to,
     )
     try:
         result = deliver_notice(settings, subscriber.email, message)

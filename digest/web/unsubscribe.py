@@ -179,7 +179,9 @@ def routes(web: Web, journal: OptOutJournal | None) -> list[Route]:
             store.record_event(bucket, now)
             return found
 
-    def apply(token: TokenSubject | str, write: bool, now: datetime) -> tuple[Outcome, str]:
+    def apply(
+        token: TokenSubject | str, write: bool, now: datetime, source: str = subscriptions.UNSUBSCRIBE_LINK
+    ) -> tuple[Outcome, str]:
         """Look the subscription up and, for a POST, unsubscribe it (runs in a worker thread)."""
         with web.open_store() as store:
             found = find(store, token)
@@ -190,7 +192,7 @@ def routes(web: Web, journal: OptOutJournal | None) -> list[Route]:
             if not write:
                 return Outcome.CONFIRM, found.email
             try:
-                subscriptions.unsubscribe(store, found.id, now)
+                subscriptions.unsubscribe(store, found.id, now, source=source)
             except StoreError as exc:
                 if journal is None:
                     raise
@@ -223,7 +225,9 @@ def routes(web: Web, journal: OptOutJournal | None) -> list[Route]:
                     )
                 return response
             return page(Outcome.ENDED, token=token)
-        outcome, address = await web.in_thread(apply, subject, request.method == "POST", now)
+        one_click = form.get("List-Unsubscribe") == "One-Click"  # RFC 8058, from the mail client
+        source = subscriptions.LIST_UNSUBSCRIBE if one_click else subscriptions.UNSUBSCRIBE_LINK
+        outcome, address = await web.in_thread(apply, subject, request.method == "POST", now, source)
         if outcome is Outcome.ALREADY and request.method == "POST":
             log.info("already unsubscribed %s", address)
         return page(outcome, address, token)
