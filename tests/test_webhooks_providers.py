@@ -73,6 +73,12 @@ def test_mailgun_permanent_failure_suppresses_the_delivery_named_by_its_variable
     assert response.status_code == 200, response.text
     assert hooked.status("reader10@example.org") == "bounced"
     assert hooked.delivery("reader10@example.org") == ("bounced", "hard")
+    # The subscriber's trail names the provider and its event id as what made the change.
+    trail = hooked.ws.sql(
+        "SELECT c.source FROM status_changes c JOIN subscribers s ON s.id = c.subscriber"
+        " WHERE s.email = 'reader10@example.org' AND c.new_status = 'bounced'"
+    )
+    assert trail == [("webhook mailgun mg-1",)]
 
 
 def test_mailgun_replayed_stale_and_forged_signatures_change_nothing(hooked: Hooked) -> None:

@@ -7,6 +7,7 @@ suite only, off by default (then only https on sns.<region>.amazonaws.com is eve
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -74,7 +75,8 @@ def test_a_replayed_message_changes_nothing_and_the_certificate_is_fetched_once(
     response = hooked.post("/webhooks/ses", json.dumps(doc).encode())
     assert response.status_code == 200 and response.json()["already"] == 1
     assert hooked.state_dump() == before
-    assert hooked.sns.gets["/SimpleNotificationService-test.pem"] == 1  # cached across every test of the module
+    # Cached across every test of the module: fetched at most once by each `digest serve` process (one per core).
+    assert 1 <= hooked.sns.gets["/SimpleNotificationService-test.pem"] <= (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize(
