@@ -1,5 +1,6 @@
 """Header fields as 7-bit bytes, written here and never parsed back by the `email` package: From, To, Subject,
-Date, Message-ID, List-Unsubscribe, List-Id and Feedback-ID, for the issue mail and the signup notices alike.
+Date, Message-ID, List-Unsubscribe, List-Id, Feedback-ID and the delivery id the providers echo back, for the issue
+mail and the signup notices alike.
 
 Header values are cleaned here, before the `email` package sees them: Python 3.11.7 (CVE-2024-6923) can turn an
 encoded newline into a real header line, and it raises on a raw CR/LF, which would stop a batch half-way. Headers that
@@ -176,3 +177,25 @@ def _list_id_header(list_id: str) -> str:
     inner = value[value.find("<") + 1 : value.rfind(">")] if "<" in value and ">" in value else value
     inner = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "-", inner).strip(".-") or "digest.localhost"
     return f"<{inner}>"
+
+
+#: The mail providers whose bounce webhooks need the delivery id in a header of their own (digest.bounces.webhooks).
+DELIVERY_PROVIDERS = ("mailgun", "postmark", "sendgrid")
+_DELIVERY_ID = re.compile(r"[a-z2-7]{29}")
+
+
+def delivery_fields(delivery_id: str, providers: tuple[str, ...] = ()) -> bytes:
+    """The fields that carry a message's delivery id (the signed VERP id: letters and digits only, never text from
+    outside) so that a provider's bounce webhook names the delivery: `X-Digest-Delivery` (which SES echoes in a
+    notification's original headers), Mailgun's `X-Mailgun-Variables`, Postmark's `X-PM-Metadata-*` and SendGrid's
+    `X-SMTPAPI` unique_args for the `providers` in use. Nothing for an id of another shape (a test copy has none)."""
+    if not _DELIVERY_ID.fullmatch(delivery_id):
+        return b""
+    fields = [f"X-Digest-Delivery: {delivery_id}"]
+    if "mailgun" in providers:
+        fields.append(f'X-Mailgun-Variables: {{"digest_delivery": "{delivery_id}"}}')
+    if "postmark" in providers:
+        fields.append(f"X-PM-Metadata-digest-delivery: {delivery_id}")
+    if "sendgrid" in providers:
+        fields.append(f'X-SMTPAPI: {{"unique_args": {{"digest_delivery": "{delivery_id}"}}}}')
+    return "".join(f"{field}\r\n" for field in fields).encode("ascii")

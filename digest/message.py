@@ -23,7 +23,7 @@ from email.utils import format_datetime
 from digest.errors import DeliveryError, SettingsError
 from digest.headers import MAX_NAME_CHARS as MAX_NAME_CHARS
 from digest.headers import SUBJECT_FIELDS as SUBJECT_FIELDS
-from digest.headers import _list_id_header
+from digest.headers import _list_id_header, delivery_fields
 from digest.headers import address_field as address_field
 from digest.headers import clean_header as clean_header
 from digest.headers import feedback_id as feedback_id
@@ -95,6 +95,8 @@ class IssueMail:
     unsubscribe_mark: str = UNSUBSCRIBE_PLACEHOLDER
     preferences_mark: str = PREFERENCES_PLACEHOLDER
     reply_to: str = ""  # the setting `reply_to`: where replies go, when not to From
+    # Mail providers whose webhooks need the delivery id in their own header too (headers.DELIVERY_PROVIDERS).
+    providers: tuple[str, ...] = ()
 
     @property
     def marks(self) -> tuple[str, str]:
@@ -123,12 +125,14 @@ def build_message(
     eight_bit: bool = True,
     dkim: DkimKey | None = None,
     max_html_bytes: int = GMAIL_CLIP_BYTES,
+    delivery_id: str = "",
 ) -> WireMessage:
     """The message for one subscriber as SMTP's DATA carries it (`.message` is the message itself: CRLF line ends,
     headers 7-bit, HTML part within `max_html_bytes` as transmitted). Raises MessageTooLarge when the HTML cannot
     be made to fit.
 
-    Made from the issue's `MessageTemplate` (built once, then only the personal parts are filled in)."""
+    Made from the issue's `MessageTemplate` (built once, then only the personal parts are filled in). `delivery_id`
+    (the delivery's signed VERP id) goes into the header fields providers echo back (`headers.delivery_fields`)."""
     template = message_template(
         mail, eight_bit=eight_bit, unsubscribe_mailto=unsubscribe_mailto, max_html_bytes=max_html_bytes
     )
@@ -139,19 +143,23 @@ def build_message(
         date=date,
         msgid=msgid,
         dkim=dkim,
+        delivery_id=delivery_id,
     )
 
 
 #: Holes in a template: the fields and body pieces that differ per subscriber.
-_TO, _DATE, _MSGID, _UNSUB = "To", "Date", "Message-ID", "List-Unsubscribe"
+_TO, _DATE, _MSGID, _UNSUB, _DELIVERY = "To", "Date", "Message-ID", "List-Unsubscribe", "X-Digest-Delivery"
 #: The personal links in the body, in the order of `IssueMail.marks`; a literal part's hole is "<kind> <slot>".
 SLOTS = ("unsubscribe", "preferences")
 _TEXT_BODY, _HTML_BODY = "text body", "html body"
-_PERSONAL_FIELDS = (_TO, _DATE, _MSGID, _UNSUB)
+_PERSONAL_FIELDS = (_TO, _DATE, _MSGID, _UNSUB, _DELIVERY)
+#: The fields `delivery_fields` writes, one hole together (named _DELIVERY).
+_DELIVERY_FIELDS = frozenset({_DELIVERY, "X-Mailgun-Variables", "X-PM-Metadata-digest-delivery", "X-SMTPAPI"})
 Links = tuple[str, str]  # (unsubscribe URL, preferences URL)
 _MARK_SUBSCRIBER = Subscriber(email="template@template.invalid")
 _MARK_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 _MARK_MSGID = "<template@template.invalid>"
+_MARK_DELIVERY = "a" * 29
 
 
 @dataclass(frozen=True)
@@ -197,12 +205,13 @@ class MessageTemplate:
         date: datetime,
         msgid: str,
         dkim: DkimKey | None = None,
+        delivery_id: str = "",
     ) -> bytes:
         """The message for one subscriber (DKIM-signed when a key is given), the same bytes as
         `build_reference_message` with this template's boundary."""
         links = (unsubscribe_url, preferences_url)
-        values = self._values(subscriber, links, date, msgid)
-        return self._message(values, subscriber, links, date, msgid, dkim)
+        values = self._values(subscriber, links, date, msgid, delivery_id)
+        return self._message(values, subscriber, links, date, msgid, dkim, delivery_id)
 
     def render_wire(
         self,
@@ -213,15 +222,16 @@ class MessageTemplate:
         date: datetime,
         msgid: str,
         dkim: DkimKey | None = None,
+        delivery_id: str = "",
     ) -> WireMessage:
         """`render` as SMTP's DATA carries it. The template's own bytes are dot-stuffed once, when it is made, so
         a message is one join instead of passes over all of its ~70 KB (the send loop's largest cost per message)."""
         links = (unsubscribe_url, preferences_url)
-        values = self._values(subscriber, links, date, msgid)
+        values = self._values(subscriber, links, date, msgid, delivery_id)
         if values is not None and dkim is None and self.wire_pieces and all(map(_wire_safe, values.values())):
             data = _join(self.wire_pieces, values)
             return WireMessage(data, not data.isascii())
-        return wire_message(self._message(values, subscriber, links, date, msgid, dkim))
+        return wire_message(self._message(values, subscriber, links, date, msgid, dkim, delivery_id))
 
     def _message(
         self,
@@ -231,6 +241,7 @@ class MessageTemplate:
         date: datetime,
         msgid: str,
         dkim: DkimKey | None,
+        delivery_id: str = "",
     ) -> bytes:
         if values is not None:
             data = _join(self.pieces, values)
@@ -246,15 +257,20 @@ class MessageTemplate:
                 eight_bit=self.eight_bit,
                 max_html_bytes=self.max_html_bytes,
                 boundary=self.boundary,
+                delivery_id=delivery_id,
             )
         return sign_dkim(data, dkim) if dkim is not None else data
 
-    def _fill(self, subscriber: Subscriber, url: str, date: datetime, msgid: str, prefs: str = "") -> bytes | None:
+    def _fill(
+        self, subscriber: Subscriber, url: str, date: datetime, msgid: str, prefs: str = "", delivery_id: str = ""
+    ) -> bytes | None:
         """The template filled in, or None when this subscriber's values do not fit it exactly."""
-        values = self._values(subscriber, (url, prefs), date, msgid)
+        values = self._values(subscriber, (url, prefs), date, msgid, delivery_id)
         return None if values is None else _join(self.pieces, values)
 
-    def _values(self, subscriber: Subscriber, links: Links, date: datetime, msgid: str) -> dict[str, bytes] | None:
+    def _values(
+        self, subscriber: Subscriber, links: Links, date: datetime, msgid: str, delivery_id: str = ""
+    ) -> dict[str, bytes] | None:
         """What fills each hole for this subscriber, or None when their values do not fit the template exactly."""
         if not self.pieces or self.text is None or self.html is None:
             return None
@@ -287,6 +303,7 @@ class MessageTemplate:
         values[_MSGID] = f"Message-ID: {clean_header(msgid)}\r\n".encode("ascii")
         unsub = list_unsubscribe(links[0], self.unsubscribe_mailto).replace(", ", ",\r\n ")
         values[_UNSUB] = f"List-Unsubscribe: {unsub}\r\n".encode("ascii")
+        values[_DELIVERY] = delivery_fields(delivery_id, self.mail.providers)
         return values
 
 
@@ -351,12 +368,13 @@ def message_template(
             eight_bit=eight_bit,
             max_html_bytes=max_html_bytes,
             boundary=boundary,
+            delivery_id=_MARK_DELIVERY,
         )
         template = _cut_template(bare, reference, html_source)
     except (DeliveryError, ValueError):  # each message then says for itself what is wrong
         return bare
     # The template must give the reference's bytes, or it is not used at all; its wire form, the reference's.
-    values = template._values(_MARK_SUBSCRIBER, mail.marks, _MARK_DATE, _MARK_MSGID)
+    values = template._values(_MARK_SUBSCRIBER, mail.marks, _MARK_DATE, _MARK_MSGID, _MARK_DELIVERY)
     if values is None or _join(template.pieces, values) != reference:
         return bare
     wire = _wire_pieces(template.pieces)
@@ -386,7 +404,11 @@ def _cut_template(bare: MessageTemplate, reference: bytes, html_source: str) -> 
         if not field:
             continue
         name = field.split(b":", 1)[0].decode("ascii")
-        if name in _PERSONAL_FIELDS:
+        if name in _DELIVERY_FIELDS:  # the delivery id's fields, written together: one hole
+            if not seen or seen[-1] != _DELIVERY:
+                pieces.append(_DELIVERY)
+                seen.append(_DELIVERY)
+        elif name in _PERSONAL_FIELDS:
             pieces.append(name)
             seen.append(name)
         else:
@@ -459,6 +481,7 @@ def build_reference_message(
     dkim: DkimKey | None = None,
     max_html_bytes: int = GMAIL_CLIP_BYTES,
     boundary: str | None = None,
+    delivery_id: str = "",
 ) -> bytes:
     """The same bytes as `build_message(...).message`, built with the `email` package for this one subscriber:
     the reference that message templates are made from and checked against, and the way out for what a template
@@ -486,6 +509,7 @@ def build_reference_message(
         ("Feedback-ID", feedback_id(mail.issue, mail.list_id)),
     ]
     extra = b"".join(f"{name}: {value}\r\n".encode("ascii") for name, value in raw)
+    extra += delivery_fields(delivery_id, mail.providers)
     data = head + b"\r\n" + extra.rstrip(b"\r\n") + sep + body
     if dkim is not None:
         data = sign_dkim(data, dkim)

@@ -389,7 +389,18 @@ class IssueSender:
             unsubscribe_mark=slots.unsubscribe,
             preferences_mark=slots.preferences,
             reply_to=self.settings.reply_to,
+            providers=self._providers(),
         )
+
+    def _providers(self) -> tuple[str, ...]:
+        """The mail providers whose webhooks are set up: their own header carries each message's delivery id."""
+        s = self.settings
+        on = {
+            "mailgun": bool(s.mailgun_signing_key.get_secret_value()),
+            "postmark": bool(s.webhook_secret.get_secret_value()),
+            "sendgrid": bool(s.sendgrid_public_key),
+        }
+        return tuple(name for name, used in on.items() if used)
 
     def _dkim_key(self) -> DkimKey | None:
         """The DKIM key when selector, domain and key file are all set; SettingsError when only some are."""
@@ -431,7 +442,8 @@ class IssueSender:
         msgid: str | None = None,
         extra_html_bytes: int = 0,
     ) -> WireMessage:
-        """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself)."""
+        """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself), carrying its
+        delivery's signed id in the header fields providers echo back (none for a test copy: no delivery)."""
         from digest.message import (  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
             GMAIL_CLIP_BYTES,
             build_message,
@@ -450,6 +462,7 @@ class IssueSender:
             eight_bit=eight_bit,
             dkim=dkim,
             max_html_bytes=GMAIL_CLIP_BYTES + extra_html_bytes,
+            delivery_id=make_verp_id(secret, mail.issue, subscriber.id) if subscriber.id else "",
         )
 
     def _builder(

@@ -214,6 +214,15 @@ class Settings(BaseSettings):
     max_hard_bounce_rate: float = Field(default=0.01, ge=0, le=1)  # send refuses above it (unless --force)
     max_complaint_rate: float = Field(default=0.001, ge=0, le=1)  # send refuses above it (unless --force)
     rate_issues: int = Field(default=3, ge=1, le=100)  # issues whose rates `digest status` shows
+    # provider webhooks on `digest serve` (docs/bounces.md); each endpoint answers 404 until its setting is set
+    webhook_secret: SecretStr = SecretStr("")  # /webhooks/bounce (Bearer) and /webhooks/postmark (HTTP Basic)
+    mailgun_signing_key: SecretStr = SecretStr("")  # /webhooks/mailgun: Mailgun's HTTP webhook signing key
+    sendgrid_public_key: str = ""  # /webhooks/sendgrid: the signed Event Webhook's verification key (base64)
+    ses_topic_arns: list[str] = []  # /webhooks/ses: the SNS topics SES publishes to (arn:aws:sns:...)
+    webhook_max_body_bytes: int = Field(default=1_000_000, ge=16_384, le=10_000_000)
+    # TEST ONLY, never in production: a CA file that makes /webhooks/ses accept a SigningCertURL or SubscribeURL
+    # on a loopback host served with a certificate of that CA (the test suite's fake SNS); empty: off
+    sns_test_ca_file: Path | None = None
 
     # scheduler
     schedule: str = "0 8 * * mon"
@@ -379,7 +388,24 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from exc
         return value
 
-    @field_validator("secret_key")
+    @field_validator("sendgrid_public_key")
+    @classmethod
+    def _sendgrid_public_key(cls, value: str) -> str:
+        if value.strip():
+            from digest.bounces.webhooks import sendgrid_key  # noqa: PLC0415 (lazy: cryptography only when a key is set)
+
+            sendgrid_key(value)  # ValueError: pydantic names the setting
+        return value.strip()
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _ses_topic_arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}", arn):
+                raise ValueError(f"{arn!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)")
+        return value
+
+    @field_validator("secret_key", "webhook_secret")
     @classmethod
     def _secret_key(cls, value: SecretStr) -> SecretStr:
         weakness = secret_key_weakness(value.get_secret_value())
@@ -630,6 +656,14 @@ def _refuse_password_in_toml(path: Path) -> None:
             f"{path}: smtp.password must not be stored in the config file; "
             "set DIGEST_SMTP__PASSWORD or smtp.password_file instead"
         )
+    for name, variable in (
+        ("webhook_secret", "DIGEST_WEBHOOK_SECRET"),
+        ("mailgun_signing_key", "DIGEST_MAILGUN_SIGNING_KEY"),
+    ):
+        if data.get(name):
+            raise SettingsError(
+                f"{path}: {name} must not be stored in the config file; set {variable} in the environment or .env"
+            )
     llm = data.get("llm", {})
     if isinstance(llm, dict) and llm.get("api_key"):
         raise SettingsError(

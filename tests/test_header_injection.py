@@ -27,6 +27,7 @@ EXPECTED_FIELDS = [
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "Feedback-ID",
+    "X-Digest-Delivery",  # the signed delivery id providers echo back to their webhooks
 ]
 
 

@@ -317,3 +317,41 @@ def classify_reply(detail: str) -> BounceKind | None:
     if basic is None or not basic.group(1).startswith("5"):
         return None
     return classify_code(enhanced_code(detail), detail)
+
+
+def classify_provider(code: str | None, text: str, *, hard: bool) -> Verdict:
+    """The verdict on a bounce a mail provider reports with its own judgement (SES Permanent/Transient, Postmark
+    HardBounce/SoftBounce, SendGrid bounce/blocked, a generic webhook's hard/soft). The words decide as for a DSN,
+    so a blocklist refusal the provider calls permanent stays soft; when they name no reason (or there is no
+    diagnostic at all), the provider's `hard` stands. A provider's soft is never made hard."""
+    verdict = classify(code, text, permanent=hard)
+    if not hard:
+        return Verdict(BounceKind.SOFT, verdict.reason)
+    if verdict.reason == "undefined" or (verdict.kind is BounceKind.SOFT and not text.strip()):
+        return Verdict(BounceKind.HARD, "userunknown")
+    return verdict
+
+
+#: Amazon SES bounce subtypes (https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html) that are about
+#: the message or the sender, not the address: soft even under bounceType Permanent, as Sisimai reads them.
+SES_SOFT_SUBTYPES: dict[str, str] = {
+    "mailboxfull": "mailboxfull",
+    "messagetoolarge": "mesgtoobig",
+    "contentrejected": "contenterror",
+    "attachmentrejected": "contenterror",
+}
+
+
+def classify_ses(bounce_type: str, subtype: str, code: str | None, diagnostic: str) -> Verdict:
+    """One bounced recipient of an SES notification (by mail or webhook alike): `bounceType` Permanent is hard
+    unless its subtype or the diagnostic's words say otherwise (`classify_provider`); Transient and Undetermined
+    are soft; the subtype `Suppressed` (the address is on SES's suppression list) is hard."""
+    sub = subtype.lower()
+    if bounce_type != "Permanent":
+        return classify_provider(code, diagnostic, hard=False)
+    if sub in SES_SOFT_SUBTYPES:
+        return Verdict(BounceKind.SOFT, SES_SOFT_SUBTYPES[sub])
+    verdict = classify(code, diagnostic, permanent=True)
+    if verdict.reason == "undefined" or (verdict.kind is BounceKind.SOFT and not diagnostic.strip()):
+        return Verdict(BounceKind.HARD, "suppressed" if sub == "suppressed" else "userunknown")
+    return verdict

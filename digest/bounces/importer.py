@@ -27,6 +27,7 @@ from digest.subscriptions import (
     suppress_after_streak,
     suppress_for_complaint,
     suppress_for_hard_bounce,
+    webhook,
 )
 
 #: How much of one message is read (setting `bounce_max_bytes`): real reports are a few KB.
@@ -86,21 +87,87 @@ def _apply(store: Store, report: Report, secret: str, now: datetime, soft_limit:
     if ref is None:
         who = f" for {notice.recipient}" if notice.recipient else ""
         return f"unmatched {report.format} report{who}: no valid VERP id (not sent by this list?)", True
+    return apply_notice(store, ref, notice, now, soft_limit, source), False
+
+
+def apply_notice(store: Store, ref: DeliveryRef, notice: Notice, now: datetime, soft_limit: int, source: str) -> str:
+    """Apply one bounce or complaint to its delivery and subscriber, inside the caller's transaction: the one
+    suppression path of `bounces import` and the provider webhooks; `source` goes on the subscriber's trail (the
+    report, or the provider and its event id). Returns what it did, for one line of output."""
     sub = store.subscriber_by_id(ref.subscriber_id)
     if sub is None:
-        return f"issue {ref.issue}: subscriber {ref.subscriber_id} no longer exists", False
+        return f"issue {ref.issue}: subscriber {ref.subscriber_id} no longer exists"
     where = f"{sub.email}, issue {ref.issue}"
     if notice.kind is NoticeKind.COMPLAINT:
         store.record_bounce(ref.issue, sub.id, DeliveryStatus.COMPLAINED, None, notice.detail, now)
         suppress_for_complaint(store, sub.id, notice.detail, now, source=source)
-        return f"complaint: {where}: unsubscribed ({notice.detail})", False
+        return f"complaint: {where}: unsubscribed ({notice.detail})"
     kind = notice.bounce or BounceKind.SOFT
     store.record_bounce(ref.issue, sub.id, DeliveryStatus.BOUNCED, kind.value, notice.detail, now)
     if kind is BounceKind.HARD:
         suppress_for_hard_bounce(store, sub.id, notice.detail, now, source=source)
-        return f"hard bounce: {where}: suppressed ({notice.detail})", False
+        return f"hard bounce: {where}: suppressed ({notice.detail})"
     streak = suppress_after_streak(store, sub.id, soft_limit, notice.detail, now, source=source)
-    return f"soft bounce: {where}: {streak}", False
+    return f"soft bounce: {where}: {streak}"
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """One authenticated event of a mail provider's webhook, as its notices: `key` is its identity (provider and
+    the provider's event id: applying it twice changes nothing), `delivery_id` the signed id the message carried
+    (X-Digest-Delivery, echoed back) or "" when the provider names only the address; `nonce` a value the
+    provider's signature covers that must never be seen twice (Mailgun's token), or ""."""
+
+    key: str
+    notices: tuple[Notice, ...]
+    delivery_id: str = ""
+    nonce: str = ""
+
+
+def apply_event(store: Store, event: ProviderEvent, *, secret: str, now: datetime, soft_limit: int) -> ImportResult:
+    """Apply one provider event in one transaction with the record of its key (like one report of `bounces
+    import`). A delivery id decides the delivery; without one, each notice's address names its subscriber and that
+    subscriber's latest delivery. A replayed `nonce` changes nothing and comes back as a problem that is
+    `repeated`. StoreError when the state is busy (the provider retries)."""
+    with store.transaction():
+        store.serialize(f"bounce-report:{event.key}")
+        if event.nonce:
+            store.serialize(f"bounce-report:{event.nonce}")
+            if store.report_outcome(event.nonce) is not None:
+                return ImportResult(event.key, "refused: its signature was used before (a replay)", True, True)
+            store.record_report(event.nonce, f"signature of {event.key}"[:1000], now)
+        before = store.report_outcome(event.key)
+        if before is not None:
+            return ImportResult(event.key, f"already applied ({before})", repeated=True)
+        outcomes = []
+        problem = False
+        for notice in event.notices:
+            if notice.kind not in (NoticeKind.BOUNCE, NoticeKind.COMPLAINT):
+                outcomes.append(f"nothing to do ({notice.kind.value})")
+                continue
+            ref = _event_delivery(store, event.delivery_id, notice.recipient, secret)
+            if isinstance(ref, str):
+                outcomes.append(ref)
+                problem = True
+            else:
+                outcomes.append(apply_notice(store, ref, notice, now, soft_limit, webhook(*event.key.split(":", 1))))
+        outcome = "; ".join(outcomes) or "nothing to do (no recipient)"
+        store.record_report(event.key, outcome[:1000], now)
+    return ImportResult(event.key, outcome, problem)
+
+
+def _event_delivery(store: Store, delivery_id: str, recipient: str, secret: str) -> DeliveryRef | str:
+    """The delivery an event is about, or why none is known (nothing is changed then)."""
+    if delivery_id:
+        ref = read_verp_id(secret, delivery_id)
+        return ref if ref is not None else "unmatched: the delivery id is not one of this list's"
+    sub = store.subscriber(recipient) if recipient else None
+    if sub is None:
+        return "unmatched: the address is not on the list"
+    issue = store.latest_delivery(sub.id)
+    if issue is None:
+        return f"unmatched: nothing was mailed to {sub.email}"
+    return DeliveryRef(issue, sub.id)
 
 
 def _delivery(report: Report, secret: str) -> DeliveryRef | None:

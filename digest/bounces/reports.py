@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from email.message import Message
 from enum import StrEnum
 
-from digest.bounces.classify import BounceKind, Verdict, classify, enhanced_code
+from digest.bounces.classify import BounceKind, Verdict, classify, classify_ses, enhanced_code
 from digest.bounces.verp import find_verp_ids
 from digest.message import clean_header
 
@@ -81,10 +81,12 @@ def read_report(data: bytes) -> Report:
         complaint = _part(msg, "message/feedback-report") or _text_arf(msg)
         if complaint is not None:
             return Report(key, verp_ids, (_complaint(complaint),), "arf")
-        ses = _ses_notices(msg)
+        ses_doc = _ses_doc(msg)
+        ses = ses_notices(ses_doc) if ses_doc is not None else None
         if ses is not None:
             notices, others = _split(ses)
-            return Report(key, verp_ids, notices, "ses", others=others)
+            delivery = ses_delivery_id(ses_doc)  # X-Digest-Delivery in the notification's copy of the headers
+            return Report(key, verp_ids + ((delivery,) if delivery else ()), notices, "ses", others=others)
         status = _part(msg, "message/delivery-status")
         dsn = _dsn_notices(status) if status is not None else []
         if dsn:
@@ -295,28 +297,38 @@ def _texts(msg: Message) -> list[str]:
     return texts
 
 
-#: Amazon SES bounce subtypes that are about the message or the sender, not the address (soft, like Sisimai).
-_SES_SOFT_PERMANENT = {
-    "mailboxfull": "mailboxfull",
-    "messagetoolarge": "mesgtoobig",
-    "contentrejected": "contenterror",
-    "attachmentrejected": "contenterror",
-}
-
-
-def _ses_notices(msg: Message) -> list[Notice] | None:
-    """An Amazon SES notification (or the SNS envelope around one) mailed as JSON; None when it is not one."""
+def _ses_doc(msg: Message) -> object | None:
+    """The JSON of an Amazon SES notification (or of the SNS envelope around one) mailed as such; None when the
+    message holds no JSON."""
     if msg.is_multipart():
         return None
     payload = msg.get_payload(decode=True)
     if not isinstance(payload, bytes) or not payload.lstrip().startswith(b"{"):
         return None
     try:
-        doc = json.loads(payload[:1_000_000])
+        doc: object = json.loads(payload[:1_000_000])
         if isinstance(doc, dict) and isinstance(doc.get("Message"), str):  # the SNS envelope
             doc = json.loads(doc["Message"])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+    return doc
+
+
+def ses_delivery_id(doc: object) -> str:
+    """The X-Digest-Delivery value among an SES notification's original headers (present when the identity
+    includes them) or its `digest_delivery` message tag (event publishing), lower-cased; "" when there is none."""
+    mail = _dict(_dict(doc).get("mail"))
+    for header in _list(mail.get("headers")):
+        entry = _dict(header)
+        if str(entry.get("name", "")).lower() == "x-digest-delivery":
+            return clean_header(str(entry.get("value", "")))[:40].lower()
+    tags = _list(_dict(mail.get("tags")).get("digest_delivery"))
+    return clean_header(str(tags[0]))[:40].lower() if tags else ""
+
+
+def ses_notices(doc: object) -> list[Notice] | None:
+    """The notices of one Amazon SES notification (its JSON, parsed), mailed or posted to the webhook alike: Bounce
+    (each recipient classified by `classify_ses`), Complaint, Delivery; None when it is no SES notification."""
     if not isinstance(doc, dict):
         return None
     kind = str(doc.get("notificationType") or doc.get("eventType") or "")
@@ -325,27 +337,19 @@ def _ses_notices(msg: Message) -> list[Notice] | None:
     notices = []
     if kind == "Bounce":
         bounce = _dict(doc.get("bounce"))
-        permanent = bounce.get("bounceType") == "Permanent"
-        subtype = str(bounce.get("bounceSubType", "")).lower()
+        bounce_type = clean_header(str(bounce.get("bounceType", "")))[:40]
+        subtype = clean_header(str(bounce.get("bounceSubType", "")))[:40]
         for item in _list(bounce.get("bouncedRecipients")):
             rcpt = _dict(item)
-            diagnostic = clean_header(str(rcpt.get("diagnosticCode", "")))
-            status = clean_header(str(rcpt.get("status", "")))
+            diagnostic = clean_header(str(rcpt.get("diagnosticCode", "")))[:DETAIL_CHARS]
+            status = clean_header(str(rcpt.get("status", "")))[:40]
             code = enhanced_code(status) or enhanced_code(diagnostic)
-            if not permanent:
-                verdict = classify(code, diagnostic, permanent=False)
-                verdict = Verdict(BounceKind.SOFT, verdict.reason)
-            elif subtype in _SES_SOFT_PERMANENT:
-                verdict = Verdict(BounceKind.SOFT, _SES_SOFT_PERMANENT[subtype])
-            else:
-                verdict = classify(code, diagnostic, permanent=True)
-                if verdict.reason == "undefined" or (verdict.kind is BounceKind.SOFT and not diagnostic):
-                    verdict = Verdict(BounceKind.HARD, "userunknown" if subtype != "suppressed" else "suppressed")
-            detail = f"SES {bounce.get('bounceType')}/{bounce.get('bounceSubType')} {code or ''} {diagnostic}"
+            verdict = classify_ses(bounce_type, subtype, code, diagnostic)
+            detail = f"SES {bounce_type}/{subtype} {code or ''} {diagnostic}"
             notices.append(_bounce(verdict, clean_header(str(rcpt.get("emailAddress", ""))), detail, code or status))
     elif kind == "Complaint":
         complaint = _dict(doc.get("complaint"))
-        feedback = clean_header(str(complaint.get("complaintFeedbackType") or "abuse"))
+        feedback = clean_header(str(complaint.get("complaintFeedbackType") or "abuse"))[:40]
         for item in _list(complaint.get("complainedRecipients")):
             recipient = clean_header(str(_dict(item).get("emailAddress", "")))
             notices.append(
@@ -391,12 +395,20 @@ def _verp_ids(msg: Message) -> list[str]:
     the report's own envelope fields first."""
     found: list[str] = []
     for part in msg.walk():
-        for _, value in part.items():
-            found.extend(find_verp_ids(str(value)))
+        for name, value in part.items():
+            found.extend(_ids_in(name, str(value)))
         if part.get_content_type() == "text/rfc822-headers":
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
                 headers = email.message_from_bytes(payload, policy=email.policy.compat32)
-                for _, value in headers.items():
-                    found.extend(find_verp_ids(str(value)))
+                for name, value in headers.items():
+                    found.extend(_ids_in(name, str(value)))
     return found
+
+
+def _ids_in(name: str, value: str) -> list[str]:
+    """VERP ids in one header field: in an address (`bounces+<id>@`), or the whole of an X-Digest-Delivery field
+    (a returned message's copy of it, when a provider replaced the return path)."""
+    if name.lower() == "x-digest-delivery":
+        return [value.strip().lower()]
+    return find_verp_ids(value)

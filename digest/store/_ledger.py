@@ -161,6 +161,15 @@ class LedgerMixin:
         ).fetchone()
         return row is not None
 
+    def latest_delivery(self, subscriber_id: int) -> int | None:
+        """The newest issue mailed to a subscriber (a message that went out, or may have): what a provider's event
+        naming only the address is about."""
+        row = self._conn.execute(
+            f"SELECT MAX(issue) AS issue FROM deliveries WHERE subscriber = ? AND status IN ({_FINISHED}, 'unknown')",
+            (subscriber_id,),
+        ).fetchone()
+        return int(row["issue"]) if row is not None and row["issue"] is not None else None
+
     def soft_bounce_streak(self, subscriber_id: int) -> int:
         """How many of the subscriber's latest finished deliveries in a row were soft bounces, counting none
         recorded before the publisher last lifted a suppression (`subscribers unsuppress`: a fresh start); the

@@ -1,6 +1,7 @@
 """The public web app behind `digest serve`: the site and feeds (static.py), signup with double opt-in
-(signup.py), the preference page (preferences.py) and one-click unsubscribe (unsubscribe.py), on shared page
-helpers (pages.py) and form handling (forms.py); server.py runs it under uvicorn.
+(signup.py), the preference page (preferences.py), one-click unsubscribe (unsubscribe.py) and the mail providers'
+bounce webhooks (webhooks.py), on shared page helpers (pages.py) and form handling (forms.py); server.py runs it
+under uvicorn.
 
 Every error is a bilingual page with its 4xx/5xx status; a traceback only ever goes to the log.
 """
@@ -25,7 +26,7 @@ from digest.errors import StateBusy
 from digest.optouts import OptOutJournal
 from digest.render import make_environment
 from digest.settings import Settings
-from digest.web import preferences, signup, unsubscribe
+from digest.web import preferences, signup, unsubscribe, webhooks
 from digest.web.forms import BodyLimit
 from digest.web.pages import Clock, ForwardedClient, Text, Web
 from digest.web.server import serve
@@ -147,6 +148,7 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
     else:
         log.info("signup, confirmation, preferences and unsubscribe are off: secret_key is not set")
         routes = signup_not_set_up(web)
+    routes.extend(webhooks.routes(web))
     fast: list[Middleware] = []
     site_index: SiteIndex | None = None
     if serves_site(settings):
@@ -166,7 +168,11 @@ def create_app(settings: Settings, now: Clock | None = None) -> Starlette:
         middleware=[
             *fast,
             Middleware(ForwardedClient, trusted_proxies=settings.trusted_proxies),
-            Middleware(BodyLimit, max_bytes=settings.web_max_body_bytes),
+            Middleware(
+                BodyLimit,
+                max_bytes=settings.web_max_body_bytes,
+                larger={"/webhooks/": max(settings.webhook_max_body_bytes, settings.web_max_body_bytes)},
+            ),
         ],
         # StateBusy by name: Starlette's handler for Exception answers, then re-raises into the server's log.
         exception_handlers={HTTPException: error_page, StateBusy: error_page, Exception: error_page},

@@ -35,26 +35,30 @@ MAX_FIELDS = 20
 
 class BodyLimit:
     """ASGI middleware: a request body larger than `max_bytes` (declared or as it arrives) is refused with 413
-    the moment the handler reads it; nothing is buffered beyond the limit."""
+    the moment the handler reads it; nothing is buffered beyond the limit. `larger` gives paths starting with a
+    prefix another limit (the providers' webhooks post batches of JSON larger than any form)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length", b"0")
+        path = str(scope.get("path", ""))
+        cap = next((n for prefix, n in self.larger.items() if path.startswith(prefix)), self.max_bytes)
         received = 0
 
         async def limited() -> Message:
             nonlocal received
-            if not declared.isdigit() or int(declared) > self.max_bytes:
+            if not declared.isdigit() or int(declared) > cap:
                 raise HTTPException(status_code=413)
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > cap:
                 raise HTTPException(status_code=413)
             return message
 
