@@ -203,8 +203,10 @@ def test_run_once_in_the_lead_mails_the_preview_once_then_publishes_at_the_slot(
     ws.run("run", "--once", "--now", "2026-12-07T08:00:05+08:00")
     assert [n for n, _, _ in issues(ws)] == [1, 2]
     subjects = [str(m.message["Subject"]) for m in smtp_server.received]
-    assert subjects[0].startswith("[Preview] ") and len(subjects) == 1 + 3
-    assert all("第 2 期" in s and not s.startswith("[Preview]") for s in subjects[1:])
+    # The preview, the issue to its 3 subscribers, then the editor's report of the mailing (issue 22's last part).
+    assert subjects[0].startswith("[Preview] ") and len(subjects) == 1 + 3 + 1
+    assert all("第 2 期" in s and not s.startswith("[Preview]") for s in subjects[1:4])
+    assert "issue 2 mailed: 3 sent" in subjects[4]
 
 
 @pytest.mark.slow

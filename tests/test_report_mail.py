@@ -51,7 +51,8 @@ def add_readers(ws: Workspace, count: int) -> list[str]:
 
 
 def reports(server: MailServer, editor: str) -> list[EmailMessage]:
-    return [r.message for r in server.to(editor)]
+    """The reports the editor got (not the previews `digest run` also mails them before each slot)."""
+    return [r.message for r in server.to(editor) if not str(r.message["Subject"]).startswith("[Preview]")]
 
 
 def body(message: EmailMessage) -> str:
@@ -159,7 +160,9 @@ def test_kill_9_during_the_send_then_a_restart_gives_one_report(mail_ws: Workspa
     text = body(reports(smtp_server, EDITORS[0])[0])
     lines = dict(report_lines(text))
     sent, unknown = int(lines["sent"]), int(lines["unknown"].split()[0])
-    assert sent + unknown == 40 and unknown <= 2  # at most the messages in flight at the kill
+    # At most the messages in flight at the kill: two per connection (each claims its next message ahead; see
+    # docs/mailing.md), and the send uses two connections.
+    assert sent + unknown == 40 and unknown <= 4
 
 
 def test_a_report_whose_outcome_is_unknown_after_a_kill_is_not_sent_again(mail_ws: Workspace, smtp_server: MailServer):
