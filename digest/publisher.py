@@ -5,6 +5,10 @@ transaction, record the issue inside it, render every output from that (uncommit
 atomically and durably, and only then COMMIT. A crash before COMMIT records nothing (the next run builds the
 same issue again and overwrites the files); a crash after it is done. `site/.digest-build.json` is written after
 the commit; when it does not match the state, the next run re-renders the shared pages (feeds, index).
+
+Just over 600 lines: the site build (build.py), sending (sending.py), status (status.py), subscriptions and the
+preview's preflight (preview.py) live elsewhere; what stays is the wiring and the steps that must share one lock and
+one transaction (publish, rebuild, the coming issue of a preview, a scheduled run).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 
 from digest.store import Store, email_hash
 from digest.tokens import PERSONAL_DATA_MAX_AGE, Purpose, make_token
-from digest.web.server import redact
+from digest.web.logs import redact
 from tests.mail_util import MailServer, smtp_server_fixture  # noqa: F401  (fixture)
 from tests.test_signup import confirmed, csrf_of, mails_to, personal_data_url, serve_with_mail, status_of
 from tests.test_web import SECRET, Server

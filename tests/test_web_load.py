@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from digest.lock import writer_lock
-from digest.web.server import RepeatFilter, redact
+from digest.web.logs import RepeatFilter, redact
 from tests.test_web import NOW, Server, add_subscriber, make_workspace, one_click, start_server
 from tests.test_web import current_token as unsubscribe_token
 
