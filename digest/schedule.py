@@ -22,7 +22,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -204,20 +204,25 @@ def next_fire_time(trigger: Trigger, now: datetime) -> datetime | None:
 def run_job(config: str | None = None) -> None:
     """The scheduled job, stored in the job store by this name: one firing. Errors are logged, never raised
     (a raised error would only become a traceback in APScheduler's log)."""
+    _logged_firing("firing", "; the next firing (or `digest send`) finishes the work", config, fire)
+
+
+def _logged_firing(what: str, when_busy: str, config: str | None, job: Callable[[Settings], object]) -> None:
+    """Run `job` with freshly read settings; log its failure as one line (a template's error as its file:line)."""
     from digest.render import template_error_line  # noqa: PLC0415 (lazy: markupsafe only when used)
     from digest.settings import load_settings  # noqa: PLC0415 (lazy: pydantic-settings only when used)
 
     try:
-        fire(load_settings(Path(config) if config else None))
+        job(load_settings(Path(config) if config else None))
     except BusyError as exc:
-        log.warning("firing skipped: %s; the next firing (or `digest send`) finishes the work", exc)
+        log.warning("%s skipped: %s%s", what, exc, when_busy)
     except DigestError as exc:
-        log.error("firing failed: %s", template_error_line(exc) or exc)
+        log.error("%s failed: %s", what, template_error_line(exc) or exc)
     except Exception as exc:  # a template's own error (an undefined variable ...): its file:line, not a traceback
         line = template_error_line(exc)
         if line is None:
             raise
-        log.error("firing failed: %s", line)
+        log.error("%s failed: %s", what, line)
 
 
 def fire(settings: Settings, now: datetime | None = None) -> ScheduledRun | None:
@@ -264,20 +269,7 @@ def _held(publisher: Publisher, slot: datetime, now: datetime, following: dateti
 
 def run_preview_job(config: str | None = None) -> None:
     """The preview job (`preview_lead` before each slot): one firing; errors are logged, never raised."""
-    from digest.render import template_error_line  # noqa: PLC0415 (lazy: markupsafe only when used)
-    from digest.settings import load_settings  # noqa: PLC0415 (lazy: pydantic-settings only when used)
-
-    try:
-        fire_preview(load_settings(Path(config) if config else None))
-    except BusyError as exc:
-        log.warning("preview skipped: %s", exc)
-    except DigestError as exc:
-        log.error("preview failed: %s", template_error_line(exc) or exc)
-    except Exception as exc:  # a template's own error: its file:line, not a traceback
-        line = template_error_line(exc)
-        if line is None:
-            raise
-        log.error("preview failed: %s", line)
+    _logged_firing("preview", "", config, fire_preview)
 
 
 def preview_slot(settings: Settings, now: datetime) -> datetime | None:
