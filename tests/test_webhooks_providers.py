@@ -198,6 +198,32 @@ def test_generic_webhook_by_address_or_delivery_id(hooked: Hooked) -> None:
     assert hooked.post("/webhooks/bounce", b'{"type": "hard"}', bearer()).status_code == 400
 
 
+def test_a_bounced_or_reported_notice_ends_an_address_no_issue_went_to(hooked: Hooked) -> None:
+    # Confirmation and welcome mails go through the provider too and carry no delivery: its events name only the
+    # address. A hard bounce or a complaint ends the address as after an issue; a soft one counts nothing.
+    for email in ("notice-hard@example.org", "notice-spam@example.org", "notice-soft@example.org"):
+        hooked.ws.run("subscribers", "add", email)
+    answers = [
+        hooked.post(
+            "/webhooks/bounce", json.dumps({"email": email, "type": kind, "id": f"n-{kind}"}).encode(), bearer()
+        )
+        for email, kind in (
+            ("notice-hard@example.org", "hard"),
+            ("notice-spam@example.org", "complaint"),
+            ("notice-soft@example.org", "soft"),
+        )
+    ]
+    assert [a.json()["applied"] for a in answers] == [1, 1, 1]
+    assert hooked.status("notice-hard@example.org") == "bounced"
+    assert hooked.status("notice-spam@example.org") == "complained"
+    assert hooked.status("notice-soft@example.org") == "active"
+    trail = hooked.ws.run("subscribers", "history", "notice-hard@example.org").stdout
+    assert "active -> bounced" in trail and "webhook bounce n-hard" in trail
+    stranger = json.dumps({"email": "nobody-here@example.org", "type": "hard"}).encode()
+    answer = hooked.post("/webhooks/bounce", stranger, bearer()).json()
+    assert (answer["applied"], answer["unmatched"]) == (0, 1)  # authenticated, but not on the list: said so
+
+
 def test_bodies_are_capped_and_nothing_from_them_reaches_the_log_raw(hooked: Hooked) -> None:
     big = json.dumps({"email": "reader26@example.org", "type": "hard", "meta": {"x": "y" * 70_000}}).encode()
     assert hooked.post("/webhooks/bounce", big, bearer()).status_code == 413

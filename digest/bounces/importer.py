@@ -20,7 +20,7 @@ from datetime import datetime
 from digest.bounces.classify import BounceKind
 from digest.bounces.reports import Notice, NoticeKind, Report, read_report, report_key
 from digest.bounces.verp import DeliveryRef, read_verp_id
-from digest.model import DeliveryStatus
+from digest.model import DeliveryStatus, Subscriber
 from digest.store import Store
 from digest.subscriptions import (
     bounce_report,
@@ -145,19 +145,36 @@ def apply_event(store: Store, event: ProviderEvent, *, secret: str, now: datetim
             if notice.kind not in (NoticeKind.BOUNCE, NoticeKind.COMPLAINT):
                 outcomes.append(f"nothing to do ({notice.kind.value})")
                 continue
+            source = webhook(*event.key.split(":", 1))
             ref = _event_delivery(store, event.delivery_id, notice.recipient, secret)
-            if isinstance(ref, str):
+            if isinstance(ref, Subscriber):
+                outcomes.append(_apply_unmailed(store, ref, notice, now, source))
+            elif isinstance(ref, str):
                 outcomes.append(ref)
                 problem = True
             else:
-                outcomes.append(apply_notice(store, ref, notice, now, soft_limit, webhook(*event.key.split(":", 1))))
+                outcomes.append(apply_notice(store, ref, notice, now, soft_limit, source))
         outcome = "; ".join(outcomes) or "nothing to do (no recipient)"
         store.record_report(event.key, outcome[:1000], now)
     return ImportResult(event.key, outcome, problem)
 
 
-def _event_delivery(store: Store, delivery_id: str, recipient: str, secret: str) -> DeliveryRef | str:
-    """The delivery an event is about, or why none is known (nothing is changed then)."""
+def _apply_unmailed(store: Store, sub: Subscriber, notice: Notice, now: datetime, source: str) -> str:
+    """A provider's bounce or complaint for an address no issue went to: a signup notice (confirmation, welcome)
+    went through the provider and came back. A complaint or a hard bounce ends the address as it would after an
+    issue; a soft bounce of a notice counts toward nothing (the streak counts issues)."""
+    if notice.kind is NoticeKind.COMPLAINT:
+        suppress_for_complaint(store, sub.id, notice.detail, now, source=source)
+        return f"complaint: {sub.email}, a notice: unsubscribed ({notice.detail})"
+    if notice.bounce is BounceKind.HARD:
+        suppress_for_hard_bounce(store, sub.id, notice.detail, now, source=source)
+        return f"hard bounce: {sub.email}, a notice: suppressed ({notice.detail})"
+    return f"soft bounce: {sub.email}, a notice: nothing to do (no issue was mailed)"
+
+
+def _event_delivery(store: Store, delivery_id: str, recipient: str, secret: str) -> DeliveryRef | Subscriber | str:
+    """The delivery an event is about; the subscriber, when it names an address no issue was mailed to; or why
+    neither is known (nothing is changed then)."""
     if delivery_id:
         ref = read_verp_id(secret, delivery_id)
         return ref if ref is not None else "unmatched: the delivery id is not one of this list's"
@@ -165,9 +182,7 @@ def _event_delivery(store: Store, delivery_id: str, recipient: str, secret: str)
     if sub is None:
         return "unmatched: the address is not on the list"
     issue = store.latest_delivery(sub.id)
-    if issue is None:
-        return f"unmatched: nothing was mailed to {sub.email}"
-    return DeliveryRef(issue, sub.id)
+    return sub if issue is None else DeliveryRef(issue, sub.id)
 
 
 def _delivery(report: Report, secret: str) -> DeliveryRef | None:

@@ -84,8 +84,10 @@ def routes(web: Web) -> list[Route]:
             log.info("webhook %s: %s: %s", provider, printable(result.name[:120]), printable(result.outcome[:300]))
         if any(r.problem and r.repeated for r in results):
             return _answer(403, "refused: a replayed signature")
-        done = [r for r in results if not r.repeated]
-        return _answer(200, "ok", applied=len(done), already=len(results) - len(done))
+        done = [r for r in results if not r.repeated and not r.problem]
+        unmatched = [r for r in results if not r.repeated and r.problem]
+        already = len(results) - len(done) - len(unmatched)
+        return _answer(200, "ok", applied=len(done), unmatched=len(unmatched), already=already)
 
     def guarded(provider: str, on: bool, handle: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
