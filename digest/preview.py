@@ -137,7 +137,7 @@ def mail_preview(
     right before the mail goes; when it answers False nothing is mailed (None). SettingsError when there is
     nobody to mail."""
     settings = publisher.settings
-    recipients = tuple(to or settings.editor_addresses)
+    recipients = tuple(to or settings.editor_address)
     if not recipients:
         raise SettingsError("editor_address is not set: set it (DIGEST_EDITOR_ADDRESS), or give --to")
     if slot_time is None:

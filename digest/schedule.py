@@ -287,7 +287,7 @@ def fire_preview(settings: Settings, now: datetime | None = None) -> PreviewRepo
     from digest.publisher import Publisher  # noqa: PLC0415 (lazy: pydantic-settings and markupsafe only when used)
 
     now = now or datetime.now(settings.tz)
-    if not settings.editor_addresses or (slot_time := preview_slot(settings, now)) is None:
+    if not settings.editor_address or (slot_time := preview_slot(settings, now)) is None:
         return None
     slot = slot_time.astimezone(UTC).isoformat()
     publisher = Publisher(settings)
@@ -476,7 +476,7 @@ def _add_preview_job(scheduler: Any, trigger: Trigger, settings: Settings, confi
     preview is due now (a restart inside the lead; the state says whether it went already)."""
     from apscheduler.triggers.base import BaseTrigger  # noqa: PLC0415 (lazy: apscheduler only when used)
 
-    if not settings.editor_addresses:
+    if not settings.editor_address:
         return
 
     class _Lead(LeadTrigger, BaseTrigger):  # type: ignore[misc]  # add_job takes only its own trigger class
@@ -496,7 +496,7 @@ def _add_preview_job(scheduler: Any, trigger: Trigger, settings: Settings, confi
         replace_existing=True,
         **({"next_run_time": now} if due else {}),
     )
-    log.info("preview to %s %s before each slot; next %s", ", ".join(settings.editor_addresses),
+    log.info("preview to %s %s before each slot; next %s", ", ".join(settings.editor_address),
              settings.preview_lead, _when(job.next_run_time, settings))  # fmt: skip
 
 

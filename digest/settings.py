@@ -271,11 +271,6 @@ class Settings(BaseSettings):
         return value.strip()
 
     @property
-    def editor_addresses(self) -> list[str]:
-        """The editor's addresses, normalized (the validator made `editor_address` a tuple)."""
-        return list(self.editor_address)
-
-    @property
     def preview_lead_time(self) -> timedelta:
         """`preview_lead` as a duration."""
         return parse_duration(self.preview_lead)
