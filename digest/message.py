@@ -39,7 +39,7 @@ from digest.mimebody import MessageTooLarge as MessageTooLarge
 from digest.mimebody import _encoded_body, _folded_template, _html_encoding, _text_cte
 from digest.mimebody import fold_html as fold_html
 from digest.model import Subscriber
-from digest.render.email import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
+from digest.slots import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 
 #: Gmail clips a message whose HTML is larger than 102 KB; counted on the HTML part as transmitted.
 GMAIL_CLIP_BYTES = 102_000

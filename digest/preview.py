@@ -32,8 +32,8 @@ from digest.errors import DeliveryError, SettingsError
 from digest.hold import read_hold
 from digest.message import GMAIL_CLIP_BYTES, MessageTooLarge, build_notice_message
 from digest.model import ProblemKind
-from digest.render.email import PersonalSlots
 from digest.schedule import next_fire_time, settings_trigger
+from digest.slots import PersonalSlots
 from digest.status import delivery_status, issue_rates
 from digest.topics import assign_topics
 from digest.transport import Outcome, SendResult, deliver_notice

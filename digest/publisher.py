@@ -71,6 +71,7 @@ from digest.report import deliver_due_reports, end_mailing
 from digest.seedfiles import list_seed_files, listing_fingerprint
 from digest.sending import SendReport
 from digest.settings import Settings
+from digest.slots import PersonalSlots
 from digest.status import StatusReport, status_history, status_lines, status_report
 from digest.store import Backend, Store, backend_for
 from digest.topics import topic_problems
@@ -592,8 +593,6 @@ class Publisher:
         PostgreSQL state, the issue may have been published by another host, and a site rendered before the mailer
         kept its own copy (`.mail/`) has none (rendering is deterministic, so the copy is the same). Also when the
         copy was rendered without secret_key (its link markers could be guessed, so it is never mailed)."""
-        from digest.render.email import PersonalSlots  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
-
         folder = self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER
         try:
             if PersonalSlots.from_json(json.loads((folder / "slots.json").read_text(encoding="utf-8"))).keyed:

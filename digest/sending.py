@@ -29,6 +29,7 @@ from digest.model import Delivery, DeliveryStatus, Subscriber
 from digest.optouts import OptOutJournal
 from digest.output import write_atomic
 from digest.settings import Settings
+from digest.slots import PersonalSlots, stray_marks
 from digest.status import issue_rates
 from digest.store import Store, email_key
 from digest.topics import papers_in_topics
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from digest.bounces.classify import BounceKind
     from digest.message import DkimKey, IssueMail, WireMessage
     from digest.model import Delivery, Issue, Subscriber
-    from digest.render.email import PersonalSlots, RenderedEmail
+    from digest.render.email import RenderedEmail
     from digest.transport import Messenger, SendResult, Step
 
 #: Renders an issue's email holding only the papers of some topics (the publisher's renderer).
@@ -71,8 +72,6 @@ def check_slots(number: int, slots: PersonalSlots, html: str, text: str) -> None
     """DeliveryError unless the rendered parts hold each personal-link marker exactly at the template's own slots
     and the markers were made with secret_key: a marker in outside text (a note, a seed, a title, a topic name)
     would receive every subscriber's link, so that issue is not mailed at all."""
-    from digest.render.email import stray_marks  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
-
     if not slots.keyed:
         raise DeliveryError(
             f"issue {number}: its email was rendered without secret_key (guessable link markers); run `digest rebuild`"
@@ -337,8 +336,6 @@ class IssueSender:
 
     def _issue_mail(self, store: Store, number: int | None) -> IssueMail:
         """The shared parts of one issue's email, read from the rendered email.html / email.txt."""
-        from digest.render.email import PersonalSlots  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
-
         if number is None:
             number = store.latest_issue_number()
             if number is None:
