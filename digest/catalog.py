@@ -31,6 +31,8 @@ from digest.seedfiles import read_seed_file
 from digest.seeds import DEFAULT_LIMITS, EntryLimits, deduplicate, duplicate_problem, parse_seed, scan_seed
 
 Sink = Callable[[Sequence[EntryRef]], None]
+#: Takes rows for the seed-file cache (path, size, mtime_ns, digest, encoded scan), as `Store.cache_scans` does.
+CacheSink = Callable[[Sequence[tuple[str, int, int, str, bytes]]], None]
 MAX_INCREMENTAL_FILES = 200
 PARALLEL_MIN_FILES = 500  # below this, starting worker processes costs more than it saves
 SINK_BATCH = 5_000  # first occurrences handed to the sink at a time
@@ -123,13 +125,16 @@ def build_catalog(
     workers: int = 1,
     head: tuple[int, Callable[[Sequence[EntryRef]], None]] | None = None,
     limits: EntryLimits = DEFAULT_LIMITS,
+    cache_sink: CacheSink | None = None,
 ) -> Catalog:
     """Every seed file's entries, parsing only files that changed since their cached scan (the reference path).
 
     A bulk of files to parse is spread over `workers` processes, which send back light scans only. Every first
     occurrence goes to `sink`, also from unchanged files (a removed or edited file may have moved one there).
     `head` = (n, call): `call` gets the first n first occurrences (all of them, when there are fewer) once they
-    are known and sunk, while the workers go on parsing the rest. The sink gets first occurrences in batches.
+    are known and sunk, while the workers go on parsing the rest. The sink gets first occurrences in batches;
+    `cache_sink`, when given, gets the cache rows gathered so far with each batch (so a bulk import writes them
+    while the workers parse, not after), and `cache_updates` keeps only the rows it has not had.
     """
     catalog = Catalog(limits=limits)
     seen: dict[str, Located] = {}
@@ -148,6 +153,9 @@ def build_catalog(
         if sink and (due or len(catalog.refs) - sunk >= SINK_BATCH):
             sink(catalog.refs[sunk:])
             sunk = len(catalog.refs)
+            if cache_sink is not None and catalog.cache_updates:
+                cache_sink(catalog.cache_updates)
+                catalog.cache_updates.clear()
         if on_head is not None and due:
             on_head(catalog.refs[:wanted])
             on_head = None

@@ -380,6 +380,7 @@ class Publisher:
             workers=os.cpu_count() or 1,
             head=None if reconcile or dry_run else head,
             limits=limits,
+            cache_sink=store.cache_scans,
         )
         if reconcile:
             store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})

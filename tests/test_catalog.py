@@ -251,3 +251,24 @@ def test_a_bulk_scan_in_worker_processes_matches_the_sequential_scan(
     assert parallel.problems == sequential.problems
     assert parallel.cache_updates == sequential.cache_updates
     assert recorded == [r.id for r in sequential.refs]
+
+
+def test_a_bulk_scan_hands_its_cache_rows_over_with_each_batch(seeds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first import writes the seed-file cache while the workers parse (with each batch of first occurrences),
+    not all at the end: every row reaches the cache sink once, in file order, and nothing is left for after."""
+    import digest.catalog
+
+    for n in range(6):  # new papers in every file: each file fills a batch of its own
+        paper = f"## Paper {n}\n[论文 {n}](https://arxiv.org/abs/2501.{n:05d})\n\n摘要 {n}。\n"
+        (seeds / f"new_{n}.txt").write_text(paper, encoding="utf-8")
+    files = list_seed_files(seeds)
+    sequential = build_catalog(files, {})
+    monkeypatch.setattr(digest.catalog, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(digest.catalog, "SINK_BATCH", 1)
+    batches: list[list[str]] = []
+    parallel = build_catalog(
+        files, {}, workers=2, sink=lambda refs: None, cache_sink=lambda rows: batches.append([r[0] for r in rows])
+    )
+    assert len(batches) > 1
+    assert [path for batch in batches for path in batch] == [row[0] for row in sequential.cache_updates]
+    assert parallel.cache_updates == []
