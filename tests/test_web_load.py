@@ -41,10 +41,10 @@ def test_300_half_open_connections_leave_serve_answering(srv: Server) -> None:
             sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
             sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # never finished
             sockets.append(sock)
-        started = time.monotonic()
+        # Answered while all 300 are open (the client gives up after 5 s, long before the header deadline would
+        # have freed a slot): a failure to answer is a timeout, not a measured duration.
         response = httpx.get(srv.base + "/issues/1/", timeout=5)
         assert response.status_code == 200
-        assert time.monotonic() - started < 1.0
         # The header deadline (2 s here) closes every one of them.
         time.sleep(3.0)
         for sock in sockets:
@@ -57,15 +57,14 @@ def test_300_half_open_connections_leave_serve_answering(srv: Server) -> None:
 
 
 def test_a_slow_body_gets_408_not_a_held_connection(srv: Server) -> None:
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+    # web_body_timeout is 3 s here; the socket gives up at 20 s, far below the 65 s the server held it before.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
         sock.sendall(
             b"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
             b"Content-Length: 100\r\n\r\nemail="
         )
-        started = time.monotonic()
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 408")
-    assert time.monotonic() - started < 6  # web_body_timeout (3 s here), not the 65 s of before
 
 
 def test_unsubscribe_and_static_files_do_not_wait_for_a_render(srv: Server) -> None:
@@ -74,13 +73,12 @@ def test_unsubscribe_and_static_files_do_not_wait_for_a_render(srv: Server) -> N
     # What a render holds while it renders: the writer lock and the state's write transaction.
     with writer_lock(srv.ws.state, 5, "render"), sqlite3.connect(srv.ws.state, isolation_level=None) as db:
         db.execute("BEGIN IMMEDIATE")
+        # All answered while the render still holds both (which it would until the client's 10 s timeout).
         with httpx.Client(base_url=srv.base, timeout=10) as client:
-            started = time.monotonic()
             assert client.get("/unsubscribe", params={"token": token}).status_code == 200
             response = one_click(client, token)
             assert response.status_code == 200 and "You are unsubscribed" in response.text
             assert client.get("/rss.xml").status_code == 200
-            assert time.monotonic() - started < 2.0
         db.execute("ROLLBACK")
     # Applied from the journal once the state is free.
     deadline = time.monotonic() + 10
@@ -97,9 +95,7 @@ def test_unsubscribe_and_static_files_do_not_wait_for_a_render(srv: Server) -> N
 def test_status_does_not_wait_for_a_render(srv: Server) -> None:
     with writer_lock(srv.ws.state, 5, "render"), sqlite3.connect(srv.ws.state, isolation_level=None) as db:
         db.execute("BEGIN IMMEDIATE")
-        started = time.monotonic()
-        result = srv.ws.run("status", timeout=30)
-        assert time.monotonic() - started < 5
+        result = srv.ws.run("status", timeout=30)  # answered while the render holds both: no wait for the lock
         db.execute("ROLLBACK")
     assert "issues: 1" in result.stdout
 
