@@ -227,7 +227,7 @@ def test_sigterm_drains_or_leaves_the_rest_owed_for_the_next_process(
     addresses = [f"stop{i}@example.org" for i in range(30)]
     with ThreadPoolExecutor(max_workers=10) as pool:
         list(pool.map(lambda a: sign_up(server, a), addresses))
-    assert server.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its clean shutdown
+    assert server.stop() == 0
     assert re.search(r"stopped with \d+ signup mails owed", server.log())
     left = owed(ws)
     assert left and all(" claimed " not in value for value in left)  # nothing left claimed by the stopped one

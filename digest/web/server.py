@@ -38,7 +38,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -412,14 +412,37 @@ def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime
     log.info("serving %s on http://%s:%d/%s", ", ".join(what), shown_host, port, many)
     try:
         if workers == 1:
-            # uvicorn re-raises the captured SIGINT after a clean shutdown; a stop by Ctrl-C is not an error.
-            with contextlib.suppress(KeyboardInterrupt):
+            with _stop_signals_end_the_run():
                 _run_worker(settings, sockets[0], clock, ClientCounts(), 1)
         else:
             Workers(settings, sockets, clock, workers).run()
     finally:
         access.flush()
     log.info("stopped")
+
+
+class _StopSignal(Exception):
+    """SIGTERM or SIGINT reached the one-process server outside uvicorn's own handlers."""
+
+
+@contextlib.contextmanager
+def _stop_signals_end_the_run() -> Iterator[None]:
+    """uvicorn handles SIGTERM and SIGINT while it runs, then raises the one it caught again after its clean
+    shutdown, which killed the process by that signal (exit -15) before the batched access log was flushed and
+    "stopped" logged. Here that signal, or one that comes before uvicorn's handlers are in place, ends the run
+    normally: the caller flushes the log and the exit code is 0, as with several workers."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise _StopSignal(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except (_StopSignal, KeyboardInterrupt):
+        pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_worker(
