@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 #: The schema version this digest writes. Both backends reach it: SQLite through its numbered migrations from 1,
 #: PostgreSQL from its consolidated schema (which is version 7) and the same numbered steps after it.
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: Every table of the state, parents before children (the order a copy inserts them), with its primary key.
 TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (

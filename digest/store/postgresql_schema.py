@@ -127,4 +127,8 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX status_changes_subscriber ON status_changes (subscriber, id);
     ALTER TABLE subscribers ADD COLUMN source_detail TEXT NOT NULL DEFAULT '';
     """,
+    # 12: pruning old rate-limit events (`at < ?`, every signup batch) reads an index, not the whole table
+    12: """
+    CREATE INDEX rate_events_at ON rate_events (at);
+    """,
 }
