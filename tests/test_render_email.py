@@ -18,20 +18,24 @@ import lxml.html
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from markupsafe import escape
 
 from digest.errors import RenderError
 from digest.model import Entry, Issue, Site
 from digest.render import make_environment
 from digest.render.email import (
+    PUBLISHED_NOTE,
     STEPS,
     UNSUBSCRIBE_PLACEHOLDER,
     EmailOptions,
     RenderedEmail,
     _largest_fitting,
+    published_copy,
     render_email,
 )
 from digest.render.feeds import topic_sections
 from digest.seeds import read_seeds
+from digest.slots import PersonalSlots
 from digest.topics import DEFAULT_TOPICS, assign_topics
 from tests import browser_util
 from tests.conftest import REPO, SAMPLE_SEEDS
@@ -441,3 +445,44 @@ def test_email_fits_phone_and_desktop_widths(
     page.write_text(sample_email.html, encoding="utf-8")
     shot = ARTIFACTS / f"email-{width}-{scheme}.png"
     assert browser_util.measure_page(page, width, shot, color_scheme=scheme) == width
+
+
+def _published_copy_by_regex(rendered: RenderedEmail, subscribe_url: str) -> tuple[str, str]:
+    """`published_copy` as it was written before it stopped compiling patterns per marker: the reference."""
+    slots, (zh, en) = rendered.slots, PUBLISHED_NOTE
+    html = re.sub(
+        f'<a href="{re.escape(slots.preferences)}"([^>]*)>[^<]*</a>',
+        lambda m: f'<a href="{escape(subscribe_url)}"{m.group(1)}>订阅 / Subscribe</a>',
+        rendered.html,
+    )
+    html = re.sub(
+        f'<a href="{re.escape(slots.unsubscribe)}"[^>]*>[^<]*</a>', f'{zh} <span lang="en">/ {en}</span>', html
+    )
+    text = re.sub(
+        f"^.*{re.escape(slots.preferences)}.*$", f"订阅 / Subscribe: {subscribe_url}", rendered.text, flags=re.M
+    )
+    text = re.sub(f"^.*{re.escape(slots.unsubscribe)}.*$", f"{zh}\n{en}", text, flags=re.M)
+    return html, text
+
+
+_MARKS = PersonalSlots("%%UNSUBSCRIBE-0a1b%%", "%%PREFERENCES-0a1b%%")
+_PIECES = st.sampled_from(
+    [_MARKS.unsubscribe, _MARKS.preferences, '<a href="', '<a href="%%PREFERENCES-0a1b%%"', '"', ">", "<", "</a>",
+     ' class="x"', "\n", "\r", "a", "退订", " "]
+)  # fmt: skip
+
+
+@given(
+    st.lists(_PIECES, max_size=40).map("".join),
+    st.lists(_PIECES, max_size=40).map("".join),
+    st.sampled_from(["https://d.example/subscribe", "https://d.example/a&b", "https://d.example/\\1\\n"]),
+)
+def test_published_copy_replaces_what_the_regexes_did(html: str, text: str, subscribe_url: str) -> None:
+    rendered = RenderedEmail(html=html, text=text, detail="", slots=_MARKS)
+    try:
+        expected = _published_copy_by_regex(rendered, subscribe_url)
+    except re.error:
+        with pytest.raises(re.error):
+            published_copy(rendered, subscribe_url)
+        return
+    assert published_copy(rendered, subscribe_url) == expected
