@@ -156,8 +156,12 @@ def linkify_text(text: str) -> list[tuple[str, str | None]]:
     return segments
 
 
+@lru_cache(maxsize=4096, typed=True)  # typed: a Markup argument is not escaped again, a str with its text is
 def linkify(text: str) -> Markup:
-    """HTML-escape text and turn its http(s) URLs into links: safe to put into a template as is."""
+    """HTML-escape text and turn its http(s) URLs into links: safe to put into a template as is.
+
+    Cached: `rebuild` links every abstract paragraph four times (issue page, email, `issues.xml` archive, JSON
+    archive), 1.1 s of CPU for 1,000 issues; a worker's archive page holds ~650 paragraphs."""
     html = []
     for segment, href in linkify_text(text):
         if href is None:
