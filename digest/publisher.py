@@ -6,9 +6,10 @@ atomically and durably, and only then COMMIT. A crash before COMMIT records noth
 same issue again and overwrites the files); a crash after it is done. `site/.digest-build.json` is written after
 the commit; when it does not match the state, the next run re-renders the shared pages (feeds, index).
 
-Just over 600 lines: the site build (build.py), sending (sending.py), status (status.py), subscriptions and the
-preview's preflight (preview.py) live elsewhere; what stays is the wiring and the steps that must share one lock and
-one transaction (publish, rebuild, the coming issue of a preview, a scheduled run).
+About 670 lines, over the 650 a module should stay under, on purpose: the site build (build.py), sending
+(sending.py), status (status.py), subscriptions and the preview's preflight (preview.py) live elsewhere already;
+what stays is the wiring and the steps that must share one writer lock and one transaction (publish, rebuild, the
+coming issue of a preview, a scheduled run). Split further, a step and the lock it relies on would part.
 """
 
 from __future__ import annotations

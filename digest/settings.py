@@ -1,7 +1,8 @@
 """Settings, read once: defaults < config/digest.toml (or --config) < .env < DIGEST_* environment variables.
 
-Over 600 lines on purpose: one class lists every setting with its default and its check, so that the settings,
-config/digest.toml and docs/settings.md can be read side by side; split, the one list would be several."""
+About 670 lines, over the 650 a module should stay under, on purpose: one class lists every setting with its
+default and its check, so that the settings, config/digest.toml and docs/settings.md can be read side by side;
+split, the one list would be several."""
 
 from __future__ import annotations
 
