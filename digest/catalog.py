@@ -33,6 +33,7 @@ from digest.seeds import DEFAULT_LIMITS, EntryLimits, deduplicate, duplicate_pro
 Sink = Callable[[Sequence[EntryRef]], None]
 #: Takes rows for the seed-file cache (path, size, mtime_ns, digest, encoded scan), as `Store.cache_scans` does.
 CacheSink = Callable[[Sequence[tuple[str, int, int, str, bytes]]], None]
+BulkProgress = Callable[[int], Callable[[int], None]]  # told how many files a bulk parse reads; returns the ticker
 MAX_INCREMENTAL_FILES = 200
 PARALLEL_MIN_FILES = 500  # below this, starting worker processes costs more than it saves
 SINK_BATCH = 5_000  # first occurrences handed to the sink at a time
@@ -126,6 +127,7 @@ def build_catalog(
     head: tuple[int, Callable[[Sequence[EntryRef]], None]] | None = None,
     limits: EntryLimits = DEFAULT_LIMITS,
     cache_sink: CacheSink | None = None,
+    progress: BulkProgress | None = None,
 ) -> Catalog:
     """Every seed file's entries, parsing only files that changed since their cached scan (the reference path).
 
@@ -134,13 +136,15 @@ def build_catalog(
     `head` = (n, call): `call` gets the first n first occurrences (all of them, when there are fewer) once they
     are known and sunk, while the workers go on parsing the rest. The sink gets first occurrences in batches;
     `cache_sink`, when given, gets the cache rows gathered so far with each batch (so a bulk import writes them
-    while the workers parse, not after), and `cache_updates` keeps only the rows it has not had.
+    while the workers parse, not after), and `cache_updates` keeps only the rows it has not had. When files are
+    parsed in workers (a bulk import, seconds to minutes), `progress` is called with how many, and what it
+    returns is told of each file parsed.
     """
     catalog = Catalog(limits=limits)
     seen: dict[str, Located] = {}
     wanted, on_head = head if head is not None else (0, None)
     sunk = 0  # catalog.refs[:sunk] went to the sink: it gets thousands at a time (one COPY, not one per file)
-    for file, scan, parsed in _scans(files, cached, catalog, keep_parsed, workers):
+    for file, scan, parsed in _scans(files, cached, catalog, keep_parsed, workers, progress):
         found = list(scan.problems)
         kept = deduplicate(scan.refs, seen, found)
         catalog.refs.extend(kept)
@@ -168,16 +172,23 @@ def build_catalog(
 
 
 def _scans(
-    files: Sequence[SeedFile], cached: Mapping[str, CachedFile], catalog: Catalog, keep_parsed: bool, workers: int
+    files: Sequence[SeedFile],
+    cached: Mapping[str, CachedFile],
+    catalog: Catalog,
+    keep_parsed: bool,
+    workers: int,
+    progress: BulkProgress | None = None,
 ) -> Iterator[tuple[SeedFile, FileScan, dict[str, Entry]]]:
     """(file, scan, parsed entries) in file order: cached scans, or parsed here or in workers."""
     stale = [f for f in files if (hit := cached.get(f.source)) is None or hit.scan is None or not hit.matches(f)]
     parallel = workers > 1 and not keep_parsed and len(stale) >= PARALLEL_MIN_FILES
     fresh: Iterator[tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]] | None = None
     pool = None
+    advance = None
     if parallel:
         pool = ProcessPoolExecutor(max_workers=workers)
         fresh = pool.map(partial(_scan_file, limits=catalog.limits), stale, chunksize=64)
+        advance = progress(len(stale)) if progress is not None else None
     try:
         stale_sources = {f.source for f in stale}
         for file in files:
@@ -187,6 +198,8 @@ def _scans(
                 yield file, FileScan.decode(file.source, data), {}
             elif fresh is not None:
                 encoded, digest, rows, problems = next(fresh)
+                if advance is not None:
+                    advance(1)
                 catalog.cache_updates.append((file.source, file.size, file.mtime_ns, digest, encoded))
                 source = file.source
                 yield file, FileScan(tuple([EntryRef(i, h, source, line) for i, h, line in rows]), tuple(problems)), {}

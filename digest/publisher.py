@@ -6,7 +6,7 @@ atomically and durably, and only then COMMIT. A crash before COMMIT records noth
 same issue again and overwrites the files); a crash after it is done. `site/.digest-build.json` is written after
 the commit; when it does not match the state, the next run re-renders the shared pages (feeds, index).
 
-About 670 lines, over the 650 a module should stay under, on purpose: the site build (build.py), sending
+About 690 lines, over the 650 a module should stay under, on purpose: the site build (build.py), sending
 (sending.py), status (status.py), subscriptions and the preview's preflight (preview.py) live elsewhere already;
 what stays is the wiring and the steps that must share one writer lock and one transaction (publish, rebuild, the
 coming issue of a preview, a scheduled run). Split further, a step and the lock it relies on would part.
@@ -87,6 +87,8 @@ SEEDS_KEY = "seed_listing_of_last_run"
 ENTRIES_KEY = "entries_match_seeds"  # "1" once a full scan recorded every paper where the seeds have it
 LIMITS_KEY = "seed_entry_limits"  # the entry size limits the cached scans were made with
 Progress = Callable[[int], None]
+#: Starts a stretch of long work someone may be watching: its label and size in, the callback that advances it out.
+Phase = Callable[[str, int], Progress]
 
 
 @dataclass(frozen=True)
@@ -209,20 +211,28 @@ class Publisher:
     # --- publishing ---------------------------------------------------------------------------
 
     def publish_next_issue(
-        self, now: datetime, *, slot: str | None = None, dry_run: bool = False, force: bool = False
+        self,
+        now: datetime,
+        *,
+        slot: str | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+        phase: Phase | None = None,
     ) -> PublishResult:
         """Build the next issue from unpublished entries, write every output, record it; or do nothing.
 
         First, when a setting or template that shapes the pages changed since the outputs were rendered, every
         page is rendered again (`rebuild`). ForeignSiteError when the output folder was built from another state,
-        unless `force`."""
+        unless `force`. `phase` is told of the long stretches (every page rendered again, a bulk of seed files
+        read), for a progress bar."""
         out_dir = self.settings.preview_dir if dry_run else self.settings.output_dir
         with self.lock("render"), self._owned_store(force, check=not dry_run) as store:
             shaping = self.output_settings()
             rerendered, rebuilt = "", 0
             if not dry_run and (rerendered := self._rerender_reason(store, shaping)):
                 # Scheduled: one worker, no fork from the scheduler's threaded process.
-                rebuilt = self.rebuild(force=force, workers=1 if slot is not None else None)
+                progress = phase("rendering every page again", store.issue_count()) if phase else None
+                rebuilt = self.rebuild(progress, force=force, workers=1 if slot is not None else None)
             if slot is not None and (existing := store.issue_for_slot(slot)) is not None:
                 return PublishResult(None, (), 0, 0, out_dir, rebuilt, existing_issue=existing, rerendered=rerendered)
             files = list_seed_files(self.settings.seeds_dir)
@@ -241,7 +251,9 @@ class Publisher:
                     plan = plan_next_issue(head, {}, limit)
                     early = self._publish(store, _fresh_catalog(self._entry_limits()), files, plan, now, slot, dry_run)
 
-                catalog = self._catalog(store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head))
+                catalog = self._catalog(
+                    store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head), phase=phase
+                )
                 known: Mapping[str, KnownEntry] = {}
                 if early is not None:
                     done = early
@@ -346,6 +358,7 @@ class Publisher:
         *,
         dry_run: bool,
         head: tuple[int, Callable[[Sequence[EntryRef]], None]] | None = None,
+        phase: Phase | None = None,
     ) -> Catalog:
         """Scan the seeds: only new and changed files when that is enough to decide, else every file (parsing
         the ones changed since the last run; all of them in a dry run, which lists every title). On a first
@@ -382,6 +395,7 @@ class Publisher:
             head=None if reconcile or dry_run else head,
             limits=limits,
             cache_sink=store.cache_scans,
+            progress=(lambda files: phase("reading seed files", files)) if phase else None,
         )
         if reconcile:
             store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})

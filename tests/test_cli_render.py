@@ -8,6 +8,7 @@ import os
 import pty
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,6 +143,37 @@ def on_a_terminal(ws: Workspace, *args: str) -> str:
         proc.wait(timeout=60)
     os.close(controller)
     return shown.decode("utf-8").replace("\r\n", "\n")
+
+
+def test_a_bulk_first_import_shows_its_progress_to_someone_watching_and_nothing_to_a_pipe(
+    workspace: Workspace,
+) -> None:
+    """Reading thousands of seed files takes seconds to minutes: a terminal gets a bar, cron's log stays plain."""
+    for n in range(600):  # over PARALLEL_MIN_FILES: the files are read in worker processes
+        workspace.add_seed(
+            f"bulk_{n:04d}.md", paper(f"Bulk Paper {n}", f"论文{n}", f"https://arxiv.org/abs/2502.{n:05d}")
+        )
+
+    piped = workspace.run("render", "--now", NOW)
+    shutil.rmtree(workspace.site)
+    shutil.rmtree(workspace.root / "state")  # a first import again, now watched
+    watched = on_a_terminal(workspace, "render", "--now", NOW)
+
+    assert "published issue 1" in piped.stdout
+    assert "reading seed files" not in piped.stdout + piped.stderr
+    assert "\x1b" not in piped.stdout + piped.stderr
+    assert "reading seed files" in watched
+    assert "published issue 1" in watched
+
+
+def test_a_render_that_renders_every_page_again_shows_its_progress_on_a_terminal(workspace: Workspace) -> None:
+    workspace.run("render", "--now", NOW)
+    workspace.env["DIGEST_SITE_URL"] = "https://elsewhere.example.org/"
+
+    watched = on_a_terminal(workspace, "render", "--now", NEXT_WEEK)
+
+    assert "rendering every page again" in watched
+    assert "settings changed (site_url): re-rendering all pages" in watched
 
 
 def test_control_characters_in_file_names_and_titles_reach_the_terminal_escaped(workspace: Workspace) -> None:

@@ -12,6 +12,7 @@ from digest.checkup import schedule_problem, state_problem, template_problems
 from digest.cli import (
     NOW_OPTION,
     Context,
+    ProgressBars,
     _say,
     _warn_localhost_site,
     main,
@@ -64,12 +65,14 @@ def render(ctx: Context, dry_run: bool, force: bool, now: str | None) -> None:
     """Build the next issue from unpublished entries, write all outputs and record it.
 
     When a setting or template that shapes the pages changed since the last render, every page is rendered again
-    first. Refuses (exit 73) to write over an output folder built from another state, unless --force.
+    first. Refuses (exit 73) to write over an output folder built from another state, unless --force. On a terminal,
+    the long stretches (every page rendered again, a bulk of seed files read) show a progress bar on stderr.
 
     Example: digest render --dry-run
     """
     _warn_localhost_site(ctx.settings)
-    result = ctx.publisher().publish_next_issue(ctx.now(now), dry_run=dry_run, force=force)
+    with ProgressBars() as bars:
+        result = ctx.publisher().publish_next_issue(ctx.now(now), dry_run=dry_run, force=force, phase=bars.phase)
     if result.rerendered:
         _say(result.rerendered)
     _print_problems(result)
@@ -120,16 +123,13 @@ def rebuild(ctx: Context, force: bool) -> None:
 
     Example: digest rebuild
     """
-    from rich.progress import Progress  # noqa: PLC0415 (lazy: rich only when used)
-
     publisher = ctx.publisher()
     try:
         total = publisher.status().issues
     except NoStateError:
         total = 0  # the rebuild itself refuses a site whose state is lost
-    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("rendering issues", total=total)
-        changed = publisher.rebuild(progress=lambda n: bar.advance(task, n), force=force)
+    with ProgressBars() as bars:
+        changed = publisher.rebuild(progress=bars.phase("rendering issues", total) if bars.phase else None, force=force)
     _say(f"rebuilt {counted(total, 'issue')}: {counted(changed, 'file')} changed in {publisher.settings.output_dir}/")
 
 
