@@ -25,6 +25,16 @@ class Located(Protocol):
     def content_hash(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class EntryLimits:
+    """How large one seed entry may be, in UTF-8 bytes (settings `entry_max_bytes` and `title_max_bytes`): the
+    whole entry, from its heading to the next one, and each of its two titles. A larger entry is a problem at its
+    line and is not published (one 50 MB abstract made a 53 MB mail per subscriber)."""
+
+    entry: int = 64 * 1024
+    title: int = 1024
+
+
 class EntryRef(NamedTuple):
     """A seed entry without its text: enough to decide what is new without re-reading unchanged files.
 

@@ -25,26 +25,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digest.sending import IssueSender
-from digest.websub import ping_hub
-
 if TYPE_CHECKING:
     import threading
 
     import jinja2
 
     from digest.bounces.importer import ImportResult
+    from digest.build import Build
     from digest.catalog import Catalog
+    from digest.render import Bundle
     from digest.render.email import RenderedEmail
-    from digest.seeds import EntryLimits
-    from digest.sending import IssueSender
+    from digest.sending import IssueSender, SendReport
+    from digest.status import StatusReport
     from digest.store import SubscriberRecord
 
-from digest.build import MAIL_FOLDER, Build, changed_outputs, environment, index_topics, rebuild_files, site_of
 from digest.compose import EntryReport, IssuePlan, describe, plan_from_queue, plan_next_issue
 from digest.errors import BusyError, DigestError, ForeignSiteError, NoStateError
 from digest.model import (
     Entry,
+    EntryLimits,
     EntryRef,
     Issue,
     KnownEntry,
@@ -66,17 +65,11 @@ from digest.output import (
     write_build_marker,
     write_bundle,
 )
-from digest.render import Bundle
-from digest.render.statuspage import status_page
-from digest.report import deliver_due_reports, end_mailing
 from digest.seedfiles import list_seed_files, listing_fingerprint
-from digest.sending import SendReport
 from digest.settings import Settings
 from digest.slots import PersonalSlots
-from digest.status import StatusReport, status_history, status_lines, status_report
 from digest.store import Backend, Store, backend_for
 from digest.topics import topic_problems
-from digest.transport import deliver_notice
 
 log = logging.getLogger("digest.publisher")
 
@@ -150,6 +143,8 @@ class Publisher:
     def env(self) -> jinja2.Environment:
         """The template environment (user templates folder first, shipped templates as fallback)."""
         if self._env is None:
+            from digest.build import environment  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
             self._env = environment(self.settings)
         return self._env
 
@@ -191,10 +186,14 @@ class Publisher:
 
     def site(self, store: Store | None) -> Site:
         """The publication as renderers see it (see `digest.build.site_of`)."""
+        from digest.build import site_of  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
         return site_of(self.settings, store)
 
     def build(self, store: Store | None) -> Build:
         """The renderer of every output (`digest.build.OUTPUTS`) for this site."""
+        from digest.build import Build  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
         return Build(self.settings, self.env, self.site(store))
 
     def scan_seeds(self) -> SeedScan:
@@ -204,8 +203,6 @@ class Publisher:
         return read_seeds(self.settings.seeds_dir, limits=self._entry_limits())
 
     def _entry_limits(self) -> EntryLimits:
-        from digest.seeds import EntryLimits  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
-
         return EntryLimits(entry=self.settings.entry_max_bytes, title=self.settings.title_max_bytes)
 
     # --- publishing ---------------------------------------------------------------------------
@@ -335,6 +332,8 @@ class Publisher:
             issue = Issue(number=number, published=now, entries=tuple(entries[r.id] for r in plan.new), slot=slot)
             store.record_issue(issue, now)
         revised_issues = store.issues_of_entries(r.id for r in plan.revised)
+        from digest.build import changed_outputs, index_topics  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
         with_topics = index_topics(store, self.settings.topic_list, issue, revised_issues)
         repair = not dry_run and not self._build_marker_matches(store)
         bundle = changed_outputs(self.build(store), store, revised_issues, issue, with_topics, repair)
@@ -444,6 +443,8 @@ class Publisher:
             # a leftover of a killed run, so the leftovers go now, and every write below leaves temp files alone.
             remove_stale_temp_files(self.settings.output_dir, below=True)
             written: list[str] = []
+            from digest.build import rebuild_files  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
             changed = rebuild_files(self.build(store), store, progress, chunk, workers, written)
             with store.transaction():
                 store.set_meta(OUTPUT_SETTINGS_KEY, json.dumps(shaping, sort_keys=True))
@@ -461,6 +462,8 @@ class Publisher:
         feeds = [path for path in written if is_subscription_feed(path)]
         if hub and feeds:
             site_url = self.settings.site_url
+            from digest.websub import ping_hub  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
             ping_hub(hub, [site_url + path for path in feeds])
 
     # --- status -------------------------------------------------------------------------------
@@ -468,6 +471,8 @@ class Publisher:
     def status(self) -> StatusReport:
         """The report for `digest status`, as of now (read-only: no lock taken)."""
         with self.read_store() as store:
+            from digest.status import status_report  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
             return status_report(store, self.settings, self.backend.where, self.clock())
 
     def status_page(self, store: Store | None = None, extra: Mapping[str, str] | None = None) -> str:
@@ -475,6 +480,9 @@ class Publisher:
         (and `extra` lines) with the charts, as of now."""
         now = self.clock()
         with nullcontext(store) if store is not None else self.read_store() as session:
+            from digest.render.statuspage import status_page  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+            from digest.status import status_history, status_lines, status_report  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
             report = status_report(session, self.settings, self.backend.where, now)
             history = status_history(session, self.settings)
         last = (
@@ -519,6 +527,8 @@ class Publisher:
     def sender(self) -> IssueSender:
         """What mails an issue (`digest send`, and the mailing half of a scheduled run)."""
 
+        from digest.sending import IssueSender  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
         return IssueSender(
             self.settings,
             self.open_store,
@@ -536,6 +546,9 @@ class Publisher:
         if not self.settings.editor_address:
             return
         try:
+            from digest.report import deliver_due_reports, end_mailing  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+            from digest.transport import deliver_notice  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
             end_mailing(store, issue, self.clock())
             deliver_due_reports(
                 store,
@@ -609,6 +622,8 @@ class Publisher:
         PostgreSQL state, the issue may have been published by another host, and a site rendered before the mailer
         kept its own copy (`.mail/`) has none (rendering is deterministic, so the copy is the same). Also when the
         copy was rendered without secret_key (its link markers could be guessed, so it is never mailed)."""
+        from digest.build import MAIL_FOLDER  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+
         folder = self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER
         try:
             if PersonalSlots.from_json(json.loads((folder / "slots.json").read_text(encoding="utf-8"))).keyed:

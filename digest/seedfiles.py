@@ -16,7 +16,7 @@ from digest.errors import DigestError, printable
 from digest.model import SeedFile
 
 if TYPE_CHECKING:
-    from digest.seeds import EntryLimits
+    from digest.model import EntryLimits
 
 SEED_SUFFIXES = (".md", ".txt")
 log = logging.getLogger(__name__)

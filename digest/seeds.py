@@ -22,12 +22,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from digest.model import Entry, EntryRef, Located, Problem, ProblemKind, SeedScan
+from digest.model import Entry, EntryLimits, EntryRef, Located, Problem, ProblemKind, SeedScan
 from digest.seedfiles import list_seed_files, read_seed_file
 from digest.text import DROPPED, join_soft_lines, remove_xml_illegal, resolve_latex_accents
 
@@ -84,16 +83,6 @@ _FAST_ENTRY = re.compile(
     r"\((https?://(?:(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/(\d{4}\.\d{4,5})(?:v\d+)?(?:\.pdf)?/?(?=\))"
     r"|[^\s/?#\\:@()<>\"][^\s()<>\"\\]*))\)[ \t]*\n+"
 )
-
-
-@dataclass(frozen=True)
-class EntryLimits:
-    """How large one seed entry may be, in UTF-8 bytes (settings `entry_max_bytes` and `title_max_bytes`): the
-    whole entry, from its heading to the next one, and each of its two titles. A larger entry is a problem at its
-    line and is not published (one 50 MB abstract made a 53 MB mail per subscriber)."""
-
-    entry: int = 64 * 1024
-    title: int = 1024
 
 
 DEFAULT_LIMITS = EntryLimits()

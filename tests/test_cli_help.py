@@ -6,12 +6,15 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from digest.cli import main
+from digest.cli import COMMAND_MODULES, main
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = [prefix]
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # as --help lists them: every command module loaded
+        command = group.get_command(ctx, name)
+        assert command is not None
         if isinstance(command, click.Group):
             found.extend(all_commands(command, (*prefix, name)))
         else:
@@ -20,6 +23,14 @@ def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple
 
 
 COMMANDS = all_commands(main)
+
+
+def test_each_command_is_found_in_the_module_the_lazy_table_names() -> None:
+    """`digest X` imports only COMMAND_MODULES[X]: a command missing there, or named with the wrong module, would
+    not be found (or would load the wrong code)."""
+    defined = {name: command.callback.__module__ if command.callback else "" for name, command in main.commands.items()}
+    assert sorted(main.commands) == sorted(COMMAND_MODULES)
+    assert defined == {name: f"digest.cli.{module}" for name, module in COMMAND_MODULES.items()}
 
 
 def test_the_cli_has_the_commands_of_the_issues() -> None:

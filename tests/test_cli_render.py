@@ -145,6 +145,27 @@ def on_a_terminal(ws: Workspace, *args: str) -> str:
     return shown.decode("utf-8").replace("\r\n", "\n")
 
 
+def test_a_render_with_nothing_new_loads_no_renderer_parser_mail_or_web_code(workspace: Workspace) -> None:
+    """The weekly cron run that finds nothing new costs its start-up only (each module below is 10-80 ms)."""
+    workspace.run("render", "--now", NOW)
+    not_needed = {"digest.build", "digest.seeds", "digest.sending", "digest.transport", "digest.report"}
+    not_needed |= {"digest.subscribers", "digest.cli.mailing", "digest.cli.serving", "digest.cli.subscribing"}
+    not_needed |= {"jinja2", "mjml", "feedgen", "rich"}
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['digest', 'render', '--now', {NEXT_WEEK!r}]\n"
+        "try:\n    runpy.run_module('digest', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        f"print('loaded:', sorted(m for m in sys.modules if m in {sorted(not_needed)!r} or m == 'digest.publisher'))"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=workspace.root, env=workspace.env, capture_output=True, text=True, timeout=60
+    )
+
+    assert "nothing new" in result.stdout, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded: ['digest.publisher']"  # and none of the others
+
+
 def test_a_bulk_first_import_shows_its_progress_to_someone_watching_and_nothing_to_a_pipe(
     workspace: Workspace,
 ) -> None:

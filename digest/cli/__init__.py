@@ -5,11 +5,13 @@ Heavy modules (renderers, SMTP, the scheduler) are imported inside the commands 
 
 This module holds the group (`main`) and what every command shares (`Context`, `reports_errors`, `_say`,
 `NOW_OPTION`); the commands live by concern in publishing.py, editing.py, subscribing.py, mailing.py and
-serving.py, and register themselves on `main` when they are imported at the end of this module.
+serving.py, and register themselves on `main` when their module is imported: only the one a command needs
+(COMMAND_MODULES).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sqlite3
 import sys
@@ -151,7 +153,46 @@ pass_ctx = click.make_pass_decorator(Context)
 NOW_OPTION = click.option("--now", hidden=True, help="Pretend the current time is this ISO 8601 time.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+#: Which module of this package defines each command: a command's module is imported only when it runs (or when
+#: `--help` lists them all), so `digest render` does not load the mail, web and editing commands' imports.
+#: tests/test_cli_help.py holds this table to the commands the modules define.
+COMMAND_MODULES = {
+    "approve": "editing",
+    "candidates": "editing",
+    "draft": "editing",
+    "hold": "editing",
+    "preview": "editing",
+    "release": "editing",
+    "backup": "publishing",
+    "check": "publishing",
+    "init": "publishing",
+    "rebuild": "publishing",
+    "render": "publishing",
+    "status": "publishing",
+    "bounces": "mailing",
+    "send": "mailing",
+    "migrate-state": "serving",
+    "run": "serving",
+    "serve": "serving",
+    "subscribers": "subscribing",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands register themselves when their module (COMMAND_MODULES) is imported."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in sorted(set(COMMAND_MODULES.values())):
+            importlib.import_module(f"digest.cli.{module}")
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"digest.cli.{COMMAND_MODULES[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--config",
     "config",
@@ -190,6 +231,3 @@ def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
 
 #: Third-party loggers kept to errors unless `--verbose`.
 QUIET_LOGGERS = ("arxiv", "httpx", "httpx2", "httpcore", "httpcore2", "openai")
-
-# The commands register themselves on `main` when their modules are imported, after `main` and the helpers above.
-from digest.cli import editing, mailing, publishing, serving, subscribing  # noqa: E402, F401

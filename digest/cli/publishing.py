@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from digest.checkup import schedule_problem, state_problem, template_problems
 from digest.cli import (
     NOW_OPTION,
     Context,
@@ -19,12 +18,8 @@ from digest.cli import (
     pass_ctx,
     reports_errors,
 )
-from digest.cli.editing import _hold_status
 from digest.errors import NoStateError, printable
 from digest.output import write_atomic
-from digest.schedule import schedule_status
-from digest.starter import make_folder
-from digest.status import status_lines
 from digest.wording import counted
 
 if TYPE_CHECKING:
@@ -154,6 +149,8 @@ def check(ctx: Context, now: str | None) -> None:
 
     for line in glossary_report(settings, scan):  # advice on wording: reported, not a failure
         _say(line, err=True)
+    from digest.checkup import schedule_problem, state_problem, template_problems  # noqa: PLC0415 (lazy: not loaded by render)
+
     templates = template_problems(publisher, scan.entries, ctx.now(now))
     schedule = schedule_problem(settings)
     state, state_error = state_problem(settings)
@@ -185,6 +182,8 @@ def init(folder: Path, templates: bool, force: bool) -> None:
 
     Example: digest init mynews --templates && cd mynews && digest render
     """
+
+    from digest.starter import make_folder  # noqa: PLC0415 (lazy: not loaded by render)
 
     written = make_folder(folder, templates=templates, force=force)
     shown = [name for name in written if not name.startswith("templates/")]
@@ -231,6 +230,8 @@ def status(ctx: Context, html_file: Path | None) -> None:
 
     Example: digest status --html status.html
     """
+    from digest.cli.editing import _hold_status  # noqa: PLC0415 (lazy: not loaded by render)
+    from digest.schedule import schedule_status  # noqa: PLC0415 (lazy: not loaded by render)
 
     try:
         report = ctx.publisher().status()
@@ -271,4 +272,6 @@ def _print_drafts(ctx: Context) -> None:
 def _status_lines(report: StatusReport) -> dict[str, str]:
     """The ledger, rate and late-issue lines of `digest status`, worded (by digest.status, which the status page
     and the editor's report share)."""
+    from digest.status import status_lines  # noqa: PLC0415 (lazy: not loaded by render)
+
     return status_lines(report)
