@@ -269,6 +269,7 @@ def test_read_only_commands_create_no_state_in_an_empty_folder(workspace: Worksp
         (3, "entry", "3 entries"),
         (2, "delivery", "2 deliveries"),
         (5, "day", "5 days"),
+        (99_389, "paper", "99,389 papers"),  # a first import of a large backlog reads at a glance
     ],
 )
 def test_counted(count: int, noun: str, expected: str) -> None:

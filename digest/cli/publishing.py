@@ -93,7 +93,7 @@ def _summary(result: PublishResult) -> str:
         head = "[dry run] nothing new" if result.dry_run else "nothing new"
     parts = [head]
     if result.waiting:
-        parts.append(f"{result.waiting} waiting for the next issue")
+        parts.append(f"{result.waiting:,} waiting for the next issue")
     if result.revised:
         parts.append(f"{result.revised} corrected")
     parts.append(f"{invalid} invalid, {duplicates} duplicate" + (f", {drafts} draft" if drafts else ""))
