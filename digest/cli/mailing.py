@@ -116,10 +116,10 @@ def send(
         return
     rate = f", {report.sent / report.seconds:.1f} messages/s" if report.seconds > 0 and report.sent else ""
     click.echo(
-        f"issue {report.issue}: {report.sent} sent, {report.failed} failed, {report.deferred} deferred,"
-        f" {report.unknown} unknown, {report.not_due} skipped"
-        + (f", {report.bounced} bounced (suppressed)" if report.bounced else "")
-        + (f", {report.no_paper} not mailed (no paper in their topics)" if report.no_paper else "")
+        f"issue {report.issue}: {report.sent:,} sent, {report.failed:,} failed, {report.deferred:,} deferred,"
+        f" {report.unknown:,} unknown, {report.not_due:,} skipped"
+        + (f", {report.bounced:,} bounced (suppressed)" if report.bounced else "")
+        + (f", {report.no_paper:,} not mailed (no paper in their topics)" if report.no_paper else "")
         + f" ({report.seconds:.1f} s{rate})"
     )
     if report.expired:
@@ -225,8 +225,8 @@ def bounces_import(ctx: Context, source: str, quiet: bool, dry_run: bool, as_jso
         if not quiet:
             _say(f"{result.name}: {result.outcome}")
     click.echo(
-        f"{counted(counts['applied'], 'report')} applied, {counts['repeated']} already imported,"
-        f" {counts['problems']} skipped",
+        f"{counted(counts['applied'], 'report')} applied, {counts['repeated']:,} already imported,"
+        f" {counts['problems']:,} skipped",
         err=True,
     )
     if counts["problems"]:

@@ -120,9 +120,9 @@ def subscribers_list(ctx: Context) -> None:
 
     counts = Counter(r.subscriber.status for r in records)
     others = "".join(
-        f", {counts[s]} {s.value}" for s in SubscriberStatus if s is not SubscriberStatus.ACTIVE and counts[s]
+        f", {counts[s]:,} {s.value}" for s in SubscriberStatus if s is not SubscriberStatus.ACTIVE and counts[s]
     )
-    click.echo(f"{counted(len(records), 'subscriber')}: {counts[SubscriberStatus.ACTIVE]} active{others}", err=True)
+    click.echo(f"{counted(len(records), 'subscriber')}: {counts[SubscriberStatus.ACTIVE]:,} active{others}", err=True)
 
 
 @subscribers.command("import")
@@ -186,11 +186,11 @@ def subscribers_import(ctx: Context, file: Path, resubscribe: bool, fmt: str, no
         )
     outcomes = Counter(outcome if outcome in _OUTCOME_TEXT else "kept" for _, outcome in added)
     read = Counter(row.status.value for row in rows)
-    shape = f" (the file: {', '.join(f'{n} {s}' for s, n in sorted(read.items()))})" if fmt != "csv" else ""
-    gone = f", {len(skipped)} skipped" if skipped else ""
+    shape = f" (the file: {', '.join(f'{n:,} {s}' for s, n in sorted(read.items()))})" if fmt != "csv" else ""
+    gone = f", {len(skipped):,} skipped" if skipped else ""
     _say(
-        f"{file}: {outcomes['added']} added, {outcomes['exists']} already subscribed,"
-        f" {outcomes['resubscribed']} subscribed again, {outcomes['kept']} kept unsubscribed or suppressed,"
+        f"{file}: {outcomes['added']:,} added, {outcomes['exists']:,} already subscribed,"
+        f" {outcomes['resubscribed']:,} subscribed again, {outcomes['kept']:,} kept unsubscribed or suppressed,"
         f" {counted(len(problems), 'bad row')}{gone}{shape}"
     )
     if problems:
