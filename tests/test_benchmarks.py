@@ -41,3 +41,22 @@ def test_quick_benchmarks_run_and_report_every_scenario() -> None:
     for scenario in SCENARIOS:
         assert any(line.startswith(scenario) for line in table), f"no row for {scenario!r}:\n{result.stdout}"
     assert "CRASHED" not in result.stdout
+
+
+@pytest.mark.bench
+def test_the_first_publish_timeline_reports_each_phase(tmp_path: Path) -> None:
+    """benchmarks/first_publish_timeline.py wraps private names of digest: it must fail, not mismeasure, when they
+    change, and it must keep running while they do not."""
+    script = REPO / "benchmarks" / "first_publish_timeline.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--entries", "5000", "--runs", "1", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    phases = ("start", "window", "tail", "main cpu in window", "issue 1 (in window)", "workers cpu")
+    for phase in phases:
+        assert f"\n  {phase} " in result.stdout, result.stdout
+    assert "this process was busy" in result.stdout
