@@ -472,3 +472,32 @@ def test_serve_logs_its_url_and_stops_cleanly_on_a_signal(tmp_path: Path, sig: s
     assert srv.log().count('"GET /rss.xml HTTP/1.1" 200') == 3, srv.log()
     assert "Finished server process" in srv.log() and srv.log().rstrip().endswith("digest.web: stopped")
     assert "Traceback" not in srv.log()
+
+
+def test_a_web_worker_stopped_before_uvicorn_listens_for_signals_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM that reaches a forked worker while it still builds the app (before uvicorn's own handlers) ends it.
+    It used to be ignored there: the worker went on serving and the parent waited for it forever, so a stop right
+    after `digest serve` started hung (1 run in 12 of a stop right after the first log line)."""
+    from digest.settings import Settings
+    from digest.web import server
+
+    def building_the_app(*args: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # the stop lands here, before uvicorn.run
+        time.sleep(30)  # a worker that did not hear it: still here when the test gives up
+
+    monkeypatch.setattr(server, "_run_worker", building_the_app)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        workers = server.Workers(Settings(state_path=tmp_path / "digest.db"), [sock], None, 1)
+        workers._start(0)
+        (pid,) = workers.pids
+        deadline = time.monotonic() + 10
+        while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if done == (0, 0):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert done != (0, 0), "the worker did not stop"
+    assert os.waitstatus_to_exitcode(done[1]) == 0

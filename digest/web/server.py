@@ -430,7 +430,8 @@ def _stop_signals_end_the_run() -> Iterator[None]:
     """uvicorn handles SIGTERM and SIGINT while it runs, then raises the one it caught again after its clean
     shutdown, which killed the process by that signal (exit -15) before the batched access log was flushed and
     "stopped" logged. Here that signal, or one that comes before uvicorn's handlers are in place, ends the run
-    normally: the caller flushes the log and the exit code is 0, as with several workers."""
+    normally: the caller flushes the log and the exit code is 0. The one process and each forked worker run
+    inside it."""
 
     def stop(signum: int, frame: object) -> None:
         raise _StopSignal(signum)
@@ -554,12 +555,13 @@ class Workers:
         code = 0
         try:
             _die_with(parent)
-            # uvicorn handles both signals itself while it runs, then raises the one it caught again: let that
-            # be harmless here, so the worker ends through os._exit below with its logs flushed.
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: None)
-            self.counts.take_row(number)
-            _run_worker(self.settings, self.sockets[number], self.clock, self.counts, self.count)
+            # A stop that comes before uvicorn's own handlers are in place (while the app is built) must end this
+            # worker too: ignored, it left the worker serving and the parent waiting for it forever. The one
+            # uvicorn raises again after its clean shutdown ends it the same way, through os._exit below with
+            # its logs flushed.
+            with _stop_signals_end_the_run():
+                self.counts.take_row(number)
+                _run_worker(self.settings, self.sockets[number], self.clock, self.counts, self.count)
         except BaseException:
             log.exception("web worker %d failed", number)
             code = 1
