@@ -474,24 +474,36 @@ def test_serve_logs_its_url_and_stops_cleanly_on_a_signal(tmp_path: Path, sig: s
     assert "Traceback" not in srv.log()
 
 
+@pytest.mark.parametrize("moment", ["right after the fork", "while it builds the app"])
 def test_a_web_worker_stopped_before_uvicorn_listens_for_signals_exits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
-    """A SIGTERM that reaches a forked worker while it still builds the app (before uvicorn's own handlers) ends it.
-    It used to be ignored there: the worker went on serving and the parent waited for it forever, so a stop right
-    after `digest serve` started hung (1 run in 12 of a stop right after the first log line)."""
+    """A SIGTERM that reaches a forked worker before uvicorn's own handlers are in place ends it. It used to be
+    ignored there (or, right after the fork, handled by the parent's handler): the worker went on serving and the
+    parent waited for it forever, so a stop right after `digest serve` started hung (1 run in 12 of a stop right
+    after the first log line)."""
     from digest.settings import Settings
     from digest.web import server
 
-    def building_the_app(*args: object) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)  # the stop lands here, before uvicorn.run
-        time.sleep(30)  # a worker that did not hear it: still here when the test gives up
+    def stop_here(*args: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(server, "_run_worker", building_the_app)
+    def serve(*args: object) -> None:
+        if moment == "while it builds the app":
+            stop_here()
+        time.sleep(30)  # a worker that did not hear the stop: still here when the test gives up
+
+    monkeypatch.setattr(server, "_run_worker", serve)
+    if moment == "right after the fork":
+        monkeypatch.setattr(server, "_die_with", stop_here)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         workers = server.Workers(Settings(state_path=tmp_path / "digest.db"), [sock], None, 1)
-        workers._start(0)
+        previous = signal.signal(signal.SIGTERM, workers._stop)  # the parent's handler, as Workers.run sets it
+        try:
+            workers._start(0)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         (pid,) = workers.pids
         deadline = time.monotonic() + 10
         while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:

@@ -421,6 +421,9 @@ def serve(settings: Settings, host: str, port: int, clock: Callable[[], datetime
     log.info("stopped")
 
 
+_STOPS = {signal.SIGTERM, signal.SIGINT}
+
+
 class _StopSignal(Exception):
     """SIGTERM or SIGINT reached the one-process server outside uvicorn's own handlers."""
 
@@ -436,7 +439,7 @@ def _stop_signals_end_the_run() -> Iterator[None]:
     def stop(signum: int, frame: object) -> None:
         raise _StopSignal(signum)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, stop) for sig in _STOPS}
     try:
         yield
     except (_StopSignal, KeyboardInterrupt):
@@ -546,10 +549,14 @@ class Workers:
 
     def _start(self, number: int) -> None:
         parent = os.getpid()
+        # Stops are held across the fork: the child must not run the parent's handler (it would go on serving),
+        # and each process takes a stop that came meanwhile once its own handling is in place.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
         pid = os.fork()
         if pid:
             self.pids[pid] = number
-            if self.stopping:  # the stop came between the fork and the line above: this one must hear it too
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
+            if self.stopping:  # stopped before this worker was started: it must hear it too
                 self._stop(signal.SIGTERM, None)
             return
         code = 0
@@ -560,6 +567,7 @@ class Workers:
             # uvicorn raises again after its clean shutdown ends it the same way, through os._exit below with
             # its logs flushed.
             with _stop_signals_end_the_run():
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
                 self.counts.take_row(number)
                 _run_worker(self.settings, self.sockets[number], self.clock, self.counts, self.count)
         except BaseException:
