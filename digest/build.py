@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from digest.errors import DigestError
 from digest.model import Issue, Site, Topic
-from digest.output import write_atomic, write_bundle
+from digest.output import MAIL_FOLDER, write_atomic, write_bundle
 from digest.render import ISSUES_FEED, JSON_FEED, TOPIC_FEED_FILES, Bundle, FeedFile, make_environment
 from digest.settings import Settings
 from digest.store import Store, backend_for
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("digest.build")
 
 NOTES_FOLDER = "_notes"  # in the seeds folder: `<number>.md`, the editor's note of that issue's email
-MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
 TOPIC_RULES_KEY = "topic_rules_of_index"
 
 

@@ -15,6 +15,7 @@ from digest.errors import DigestError
 from digest.settings import Settings
 
 BUILD_MARKER = ".digest-build.json"
+MAIL_FOLDER = ".mail"  # per issue: the email as the mailer fills it in (a dot folder: `digest serve` hides it)
 STATE_CLAIM = ".digest-state"  # in the output folder: the id of the state it was built from (hidden when served)
 
 

@@ -6,10 +6,13 @@ atomically and durably, and only then COMMIT. A crash before COMMIT records noth
 same issue again and overwrites the files); a crash after it is done. `site/.digest-build.json` is written after
 the commit; when it does not match the state, the next run re-renders the shared pages (feeds, index).
 
-About 690 lines, over the 650 a module should stay under, on purpose: the site build (build.py), sending
+About 700 lines, over the 650 a module should stay under, on purpose: the site build (build.py), sending
 (sending.py), status (status.py), subscriptions and the preview's preflight (preview.py) live elsewhere already;
 what stays is the wiring and the steps that must share one writer lock and one transaction (publish, rebuild, the
 coming issue of a preview, a scheduled run). Split further, a step and the lock it relies on would part.
+
+The modules only some steps need (the site build, sending, reports, status, WebSub) are imported inside those
+steps, so that a render finding nothing new loads none of them (tests/test_cli_render.py holds it so).
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import threading
-
     import jinja2
 
     from digest.bounces.importer import ImportResult
@@ -55,6 +56,7 @@ from digest.model import (
     encode_problems,
 )
 from digest.output import (
+    MAIL_FOLDER,
     STATE_CLAIM,
     build_marker_matches,
     output_settings,
@@ -143,7 +145,7 @@ class Publisher:
     def env(self) -> jinja2.Environment:
         """The template environment (user templates folder first, shipped templates as fallback)."""
         if self._env is None:
-            from digest.build import environment  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+            from digest.build import environment  # noqa: PLC0415 (lazy: see the module doc)
 
             self._env = environment(self.settings)
         return self._env
@@ -186,13 +188,13 @@ class Publisher:
 
     def site(self, store: Store | None) -> Site:
         """The publication as renderers see it (see `digest.build.site_of`)."""
-        from digest.build import site_of  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+        from digest.build import site_of  # noqa: PLC0415 (lazy: see the module doc)
 
         return site_of(self.settings, store)
 
     def build(self, store: Store | None) -> Build:
         """The renderer of every output (`digest.build.OUTPUTS`) for this site."""
-        from digest.build import Build  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+        from digest.build import Build  # noqa: PLC0415 (lazy: see the module doc)
 
         return Build(self.settings, self.env, self.site(store))
 
@@ -332,7 +334,7 @@ class Publisher:
             issue = Issue(number=number, published=now, entries=tuple(entries[r.id] for r in plan.new), slot=slot)
             store.record_issue(issue, now)
         revised_issues = store.issues_of_entries(r.id for r in plan.revised)
-        from digest.build import changed_outputs, index_topics  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+        from digest.build import changed_outputs, index_topics  # noqa: PLC0415 (lazy: see the module doc)
 
         with_topics = index_topics(store, self.settings.topic_list, issue, revised_issues)
         repair = not dry_run and not self._build_marker_matches(store)
@@ -443,7 +445,7 @@ class Publisher:
             # a leftover of a killed run, so the leftovers go now, and every write below leaves temp files alone.
             remove_stale_temp_files(self.settings.output_dir, below=True)
             written: list[str] = []
-            from digest.build import rebuild_files  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+            from digest.build import rebuild_files  # noqa: PLC0415 (lazy: see the module doc)
 
             changed = rebuild_files(self.build(store), store, progress, chunk, workers, written)
             with store.transaction():
@@ -462,7 +464,7 @@ class Publisher:
         feeds = [path for path in written if is_subscription_feed(path)]
         if hub and feeds:
             site_url = self.settings.site_url
-            from digest.websub import ping_hub  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+            from digest.websub import ping_hub  # noqa: PLC0415 (lazy: see the module doc)
 
             ping_hub(hub, [site_url + path for path in feeds])
 
@@ -471,7 +473,7 @@ class Publisher:
     def status(self) -> StatusReport:
         """The report for `digest status`, as of now (read-only: no lock taken)."""
         with self.read_store() as store:
-            from digest.status import status_report  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+            from digest.status import status_report  # noqa: PLC0415 (lazy: see the module doc)
 
             return status_report(store, self.settings, self.backend.where, self.clock())
 
@@ -480,8 +482,8 @@ class Publisher:
         (and `extra` lines) with the charts, as of now."""
         now = self.clock()
         with nullcontext(store) if store is not None else self.read_store() as session:
-            from digest.render.statuspage import status_page  # noqa: PLC0415 (lazy: a no-op render needs none of it)
-            from digest.status import status_history, status_lines, status_report  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+            from digest.render.statuspage import status_page  # noqa: PLC0415 (lazy: see the module doc)
+            from digest.status import status_history, status_lines, status_report  # noqa: PLC0415 (lazy: see the module doc)
 
             report = status_report(session, self.settings, self.backend.where, now)
             history = status_history(session, self.settings)
@@ -527,7 +529,7 @@ class Publisher:
     def sender(self) -> IssueSender:
         """What mails an issue (`digest send`, and the mailing half of a scheduled run)."""
 
-        from digest.sending import IssueSender  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+        from digest.sending import IssueSender  # noqa: PLC0415 (lazy: see the module doc)
 
         return IssueSender(
             self.settings,
@@ -546,8 +548,8 @@ class Publisher:
         if not self.settings.editor_address:
             return
         try:
-            from digest.report import deliver_due_reports, end_mailing  # noqa: PLC0415 (lazy: a no-op render needs none of it)
-            from digest.transport import deliver_notice  # noqa: PLC0415 (lazy: a no-op render needs none of it)
+            from digest.report import deliver_due_reports, end_mailing  # noqa: PLC0415 (lazy: see the module doc)
+            from digest.transport import deliver_notice  # noqa: PLC0415 (lazy: see the module doc)
 
             end_mailing(store, issue, self.clock())
             deliver_due_reports(
@@ -622,8 +624,6 @@ class Publisher:
         PostgreSQL state, the issue may have been published by another host, and a site rendered before the mailer
         kept its own copy (`.mail/`) has none (rendering is deterministic, so the copy is the same). Also when the
         copy was rendered without secret_key (its link markers could be guessed, so it is never mailed)."""
-        from digest.build import MAIL_FOLDER  # noqa: PLC0415 (lazy: a no-op render needs none of it)
-
         folder = self.settings.output_dir / "issues" / str(number) / MAIL_FOLDER
         try:
             if PersonalSlots.from_json(json.loads((folder / "slots.json").read_text(encoding="utf-8"))).keyed:
