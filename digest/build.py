@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from functools import cache
@@ -31,6 +31,7 @@ from digest.render import ISSUES_FEED, JSON_FEED, TOPIC_FEED_FILES, Bundle, Feed
 from digest.settings import Settings
 from digest.store import Store, backend_for
 from digest.topics import assign_topics
+from digest.workers import worker_pool
 
 if TYPE_CHECKING:
     import jinja2
@@ -537,7 +538,7 @@ def rebuild_files(
         tasks.extend((part, (page, page_numbers) if part is parts[-1] else None) for part in parts)
     jobs = workers if workers is not None else min(os.cpu_count() or 1, max(1, len(tasks)))
     changed = 0
-    with ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(tasks) > 1 else _InProcess() as pool:
+    with worker_pool(jobs) if jobs > 1 and len(tasks) > 1 else _InProcess() as pool:
         dump = settings.model_dump()
         futures = {
             pool.submit(_rebuild_issues, dump, part, newest, page, len(pages)): len(part) for part, page in tasks

@@ -14,14 +14,17 @@ file, line, content hash), so that it always describes the seeds as of the last 
   falls back to `build_catalog`.
 
 First occurrences are handed to a `sink` (the publisher records them) thousands at a time, as files are read.
+A first import on a backend that takes packed rows (SQLite) goes through `import_catalog` instead: the workers
+pack what they parse, the state keeps the first occurrences and reports the repeats, and no paper passes
+through this process one by one (tests hold it to the reference path's state and problems).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 import orjson
 import xxhash
@@ -29,14 +32,21 @@ import xxhash
 from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, PriorEntry, Problem, ProblemKind, SeedFile
 from digest.seedfiles import read_seed_file
 from digest.seeds import DEFAULT_LIMITS, EntryLimits, deduplicate, duplicate_problem, parse_seed, scan_seed
+from digest.workers import worker_pool
+
+if TYPE_CHECKING:
+    from digest.store.backend import Packer  # the state's packed-rows format (a type only: no store code here)
 
 Sink = Callable[[Sequence[EntryRef]], None]
+#: Records a packed bulk (`Store.record_packed`); returns the rows it did not record: (source, line, first).
+PackedSink = Callable[[bytes], Sequence[tuple[str, int, EntryRef]]]
 #: Takes rows for the seed-file cache (path, size, mtime_ns, digest, encoded scan), as `Store.cache_scans` does.
 CacheSink = Callable[[Sequence[tuple[str, int, int, str, bytes]]], None]
 BulkProgress = Callable[[int], Callable[[int], None]]  # told how many files a bulk parse reads; returns the ticker
 MAX_INCREMENTAL_FILES = 200
 PARALLEL_MIN_FILES = 500  # below this, starting worker processes costs more than it saves
 SINK_BATCH = 5_000  # first occurrences handed to the sink at a time
+CHUNK_FILES = 64  # files a worker of `import_catalog` scans and packs at a time (about 640 papers)
 FILE_DIGEST_PREFIX = "xxh3-128:"  # seed_files.sha256 rows without it are SHA-256 hex (written before 2026-12)
 
 
@@ -89,6 +99,12 @@ class Catalog:
     scanned: list[str] = field(default_factory=list)
     known: dict[str, KnownEntry] | None = None
     limits: EntryLimits = DEFAULT_LIMITS
+    packed: int = 0  # first occurrences the state recorded from packed scans (`import_catalog`): not in `refs`
+
+    @property
+    def first_occurrences(self) -> int:
+        """How many papers the seeds hold (each counted where it first occurs)."""
+        return len(self.refs) + self.packed
 
     def reparse(self, refs: Sequence[EntryRef], files: Sequence[SeedFile]) -> None:
         """Parse the files holding these refs (their text is not in the state) and keep the entries they name."""
@@ -186,7 +202,7 @@ def _scans(
     pool = None
     advance = None
     if parallel:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = worker_pool(workers)
         fresh = pool.map(partial(_scan_file, limits=catalog.limits), stale, chunksize=64)
         advance = progress(len(stale)) if progress is not None else None
     try:
@@ -218,6 +234,68 @@ def _scan_file(file: SeedFile, limits: EntryLimits) -> tuple[bytes, str, list[tu
     refs, problems = scan_seed(data, file.source, limits)
     encoded = FileScan(tuple(refs), tuple(problems)).encode()
     return encoded, file_digest(data), [(r.id, r.content_hash, r.line) for r in refs], problems
+
+
+def import_catalog(
+    files: Sequence[SeedFile],
+    *,
+    pack: Packer,
+    record: PackedSink,
+    first: Callable[[int], Sequence[EntryRef]],
+    head: tuple[int, Callable[[Sequence[EntryRef]], None]] | None = None,
+    workers: int,
+    limits: EntryLimits = DEFAULT_LIMITS,
+    progress: BulkProgress | None = None,
+) -> Catalog:
+    """A first import, in worker processes that also `pack` their scans: the state records each bulk (`record`)
+    and says which rows repeat a paper, which become DUPLICATE problems here. `first(n)` reads back the first n
+    papers recorded (in seed order), for `head` as in `build_catalog`. The catalog lists no refs, only their
+    count (`packed`): a first import needs nothing else of them, and 100,000 tuples cost this process more than
+    everything else it does meanwhile. For a state with no paper and no cached scan (else `build_catalog`)."""
+    catalog = Catalog(limits=limits)
+    wanted, on_head = head if head is not None else (0, None)
+    chunks = [files[start : start + CHUNK_FILES] for start in range(0, len(files), CHUNK_FILES)]
+    pool = worker_pool(workers)
+    try:
+        scans = pool.map(partial(_scan_chunk, limits=limits, pack=pack), chunks)
+        advance = progress(len(files)) if progress is not None else None
+        for chunk, (packed, rows, own_problems) in zip(chunks, scans, strict=True):
+            repeats: dict[str, list[Problem]] = {}
+            skipped = record(packed)
+            for source, line, earlier in skipped:
+                repeats.setdefault(source, []).append(duplicate_problem(source, line, earlier))
+            catalog.packed += rows - len(skipped)
+            for file, found in zip(chunk, own_problems, strict=True):
+                problems = [*found, *repeats.get(file.source, ())]
+                problems.sort(key=lambda p: p.line)
+                catalog.problems.extend(problems)
+                catalog.scanned.append(file.source)
+            if advance is not None:
+                advance(len(chunk))
+            if on_head is not None and catalog.packed >= wanted:
+                on_head(list(first(wanted)))
+                on_head = None
+    finally:
+        pool.shutdown(cancel_futures=True)
+    if on_head is not None:
+        on_head(list(first(wanted)))
+    return catalog
+
+
+def _scan_chunk(files: Sequence[SeedFile], limits: EntryLimits, pack: Packer) -> tuple[bytes, int, list[list[Problem]]]:
+    """Worker side of `import_catalog`: these files' entries (each file's first occurrences) and cache rows,
+    packed, how many entries, and each file's own problems. No text and no paper crosses back one by one."""
+    entries: list[EntryRef] = []
+    cache: list[tuple[str, int, int, str, bytes]] = []
+    problems = []
+    for file in files:
+        data = read_seed_file(file)
+        refs, found = scan_seed(data, file.source, limits)
+        entries.extend(refs)
+        encoded = FileScan(tuple(refs), tuple(found)).encode()
+        cache.append((file.source, file.size, file.mtime_ns, file_digest(data), encoded))
+        problems.append(found)
+    return pack([entries, cache]), len(entries), problems
 
 
 def build_incremental(

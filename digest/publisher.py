@@ -256,7 +256,7 @@ class Publisher:
                 known: Mapping[str, KnownEntry] = {}
                 if early is not None:
                     done = early
-                    plan = replace(done.plan, waiting=len(catalog.refs) - len(done.plan.new))
+                    plan = replace(done.plan, waiting=catalog.first_occurrences - len(done.plan.new))
                 else:
                     if catalog.known is not None:  # only changed files were read: the rest is what the state says
                         known = catalog.known
@@ -364,7 +364,7 @@ class Publisher:
         """Scan the seeds: only new and changed files when that is enough to decide, else every file (parsing
         the ones changed since the last run; all of them in a dry run, which lists every title). On a first
         import, `head` is called with the first papers as soon as they are known (see `build_catalog`)."""
-        from digest.catalog import build_catalog, build_incremental  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
+        from digest.catalog import PARALLEL_MIN_FILES, build_catalog, build_incremental, import_catalog  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
 
         def record(entries: Sequence[EntryRef]) -> None:
             store.record_seen(entries, now)
@@ -386,18 +386,33 @@ class Publisher:
             store.record_new(entries, now)  # the refs are first occurrences: no id comes twice
 
         with_scans = {} if dry_run or not same_limits else store.cached_files(with_scans=True)
-        sink = record if reconcile else record_new
-        catalog = build_catalog(
-            files,
-            with_scans,
-            sink=sink,
-            keep_parsed=dry_run,
-            workers=os.cpu_count() or 1,
-            head=None if reconcile or dry_run else head,
-            limits=limits,
-            cache_sink=store.cache_scans,
-            progress=(lambda files: phase("reading seed files", files)) if phase else None,
-        )
+        workers = os.cpu_count() or 1
+        bulk = (lambda files: phase("reading seed files", files)) if phase else None
+        packer = store.packer
+        if packer and not (reconcile or dry_run or with_scans) and workers > 1 and len(files) >= PARALLEL_MIN_FILES:
+            # A first import of many files on SQLite: the workers pack their scans and the state takes them whole.
+            catalog = import_catalog(
+                files,
+                pack=packer,
+                record=lambda packed: store.record_packed(packed, now),
+                first=store.waiting_entries,
+                head=head,
+                workers=workers,
+                limits=limits,
+                progress=bulk,
+            )
+        else:
+            catalog = build_catalog(
+                files,
+                with_scans,
+                sink=record if reconcile else record_new,
+                keep_parsed=dry_run,
+                workers=workers,
+                head=None if reconcile or dry_run else head,
+                limits=limits,
+                cache_sink=store.cache_scans,
+                progress=bulk,
+            )
         if reconcile:
             store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})
         store.set_meta(ENTRIES_KEY, "1")

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, PriorEntry
-from digest.store.backend import Connection
+from digest.store.backend import Connection, Packer
 
 _PUBLISHED = "EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id)"
 
@@ -92,6 +92,45 @@ class EntriesMixin:
             ("id", "source", "line", "content_hash", "data", "first_seen"),
             ((e.id, e.source, e.line, e.content_hash, "", seen) for e in entries),
         )
+
+    @property
+    def packer(self) -> Packer | None:
+        """What packs scanned seed files in worker processes for `record_packed` (None: this backend takes tuples)."""
+        return self._conn.packer()
+
+    def record_packed(self, packed: bytes, now: datetime) -> list[tuple[str, int, EntryRef]]:
+        """`record_new` and `cache_scans` for a bulk packed by `packer`, on a state that holds no paper yet.
+
+        Each paper's first row in the bulk's order is recorded, unless an earlier bulk had it. Returns the rows
+        that were not recorded, as (source, line, the paper's first occurrence), in the bulk's order: the
+        duplicates across files, found only when the number inserted says there are some (rarely)."""
+        schema = self._conn.attach_packed(packed)
+        # WHERE true: SQLite's documented way to keep the upsert's ON from being read as a join constraint.
+        inserted = self._conn.execute(
+            "INSERT INTO entries (id, source, line, content_hash, data, first_seen)"
+            f" SELECT id, source, line, content_hash, '', ? FROM {schema}.entries WHERE true ORDER BY rowid"
+            " ON CONFLICT (id) DO NOTHING",
+            (now.isoformat(),),
+        ).rowcount
+        self._conn.execute(
+            "INSERT INTO seed_files (path, size, mtime_ns, sha256, scan)"
+            f" SELECT path, size, mtime_ns, sha256, scan FROM {schema}.seed_files WHERE true"
+            " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
+            " sha256 = excluded.sha256, scan = excluded.scan"
+        )
+        # fetchall: a statement left open on the bulk must not outlive it (the next bulk replaces it in place).
+        total = int(self._conn.execute(f"SELECT COUNT(*) AS n FROM {schema}.entries").fetchall()[0]["n"])
+        if inserted == total:
+            return []
+        rows = self._conn.execute(
+            "SELECT p.source AS at_source, p.line AS at_line, e.id, e.content_hash, e.source, e.line"
+            f" FROM {schema}.entries p JOIN entries e ON e.id = p.id"
+            " WHERE e.source != p.source OR e.line != p.line ORDER BY p.rowid"
+        )
+        return [
+            (r["at_source"], int(r["at_line"]), EntryRef(r["id"], r["content_hash"], r["source"], int(r["line"])))
+            for r in rows
+        ]
 
     def load_entries(self, ids: Sequence[str]) -> dict[str, Entry]:
         """The recorded text of these entries, by id (absent: never seen, or not published yet)."""

@@ -10,7 +10,7 @@ driver needs, hands out rows that read by name and by position (sqlite3.Row on b
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +35,16 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rate_events", ("bucket", "at")),
 )
 
+#: The tables of a packed bulk of scanned seed files (see `Connection.packer`), with their columns, in the order
+#: the packer takes their rows: every file's entries (first occurrences within the file, in seed order) and its
+#: parse-cache row.
+PACKED_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("entries", ("id", "content_hash", "source", "line")),
+    ("seed_files", ("path", "size", "mtime_ns", "sha256", "scan")),
+)
+#: Packs rows of PACKED_TABLES (one sequence of rows per table) into bytes, in a worker process.
+Packer = Callable[[Sequence[Sequence[Sequence[object]]]], bytes]
+
 
 class Cursor(Protocol):
     """What the queries read from a statement: rows and how many rows a write changed. A row reads by column name
@@ -52,6 +62,16 @@ class Cursor(Protocol):
 
 class Connection(ABC):
     """One session with the state database, in autocommit mode outside `begin()` ... `commit()`."""
+
+    def packer(self) -> Packer | None:
+        """A module-level function (it is pickled to worker processes) that packs rows for `attach_packed`, or
+        None when this backend takes rows only as Python tuples. A bulk import's workers pack what they parsed,
+        so that the database reads it in one statement instead of binding 100,000 rows one by one here."""
+        return None
+
+    def attach_packed(self, packed: bytes) -> str:
+        """Make a packed bulk (see `packer`) readable as `<schema>.<table>` until the next one; returns the schema."""
+        raise NotImplementedError(f"{type(self).__name__} takes no packed rows")
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[object] = ()) -> Cursor:

@@ -13,10 +13,32 @@ from typing import Any, NoReturn
 
 from digest.errors import StateBusy, StoreConflict, StoreError
 from digest.lock import lock_path_for, writer_lock
-from digest.store.backend import SCHEMA_VERSION, Backend, Connection, Cursor
+from digest.store.backend import PACKED_TABLES, SCHEMA_VERSION, Backend, Connection, Cursor, Packer
 from digest.store.sqlite_schema import MIGRATIONS
 
-__all__ = ["MIGRATIONS", "SqliteBackend", "SqliteConnection", "create_private"]
+__all__ = ["MIGRATIONS", "SqliteBackend", "SqliteConnection", "create_private", "pack_rows"]
+
+_PACKED = "packed"  # the schema a packed bulk is attached as
+
+
+def pack_rows(tables: Sequence[Sequence[Sequence[object]]]) -> bytes:
+    """Rows of PACKED_TABLES as a serialized in-memory SQLite database, which `attach_packed` reads.
+
+    Runs in a bulk import's worker processes: there the rows are bound one by one, in parallel, and the process
+    that owns the transaction inserts them all with one INSERT ... SELECT, about 3x cheaper than executemany."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        # Every table before any row: each bulk then has the same schema at the same root pages, which the
+        # reading session's cached statements rely on (its schema cookie is the same from one bulk to the next).
+        for table, columns in PACKED_TABLES:
+            db.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+        for (table, columns), rows in zip(PACKED_TABLES, tables, strict=True):
+            db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
+        db.execute("COMMIT")
+        return db.serialize()
+    finally:
+        db.close()
 
 
 class _Rows:
@@ -58,6 +80,7 @@ class SqliteConnection(Connection):
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self._path = path
+        self._attached = False
 
     def _fail(self, exc: sqlite3.Error) -> NoReturn:
         if isinstance(exc, sqlite3.IntegrityError):
@@ -81,6 +104,21 @@ class SqliteConnection(Connection):
     def insert_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
         marks = ", ".join("?" * len(columns))
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def packer(self) -> Packer:
+        return pack_rows
+
+    def attach_packed(self, packed: bytes) -> str:
+        # An in-memory schema, attached once per session (ATTACH works inside a transaction, DETACH does not) and
+        # replaced by each bulk; nothing of it is ever on disk, so a kill leaves nothing behind.
+        try:
+            if not self._attached:
+                self._conn.execute(f"ATTACH DATABASE ':memory:' AS {_PACKED}")
+                self._attached = True
+            self._conn.deserialize(packed, name=_PACKED)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        return _PACKED
 
     def begin(self) -> None:
         # IMMEDIATE: take the write lock now (waiting up to the busy timeout), not at the first write, so two
