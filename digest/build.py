@@ -5,8 +5,8 @@ what it belongs to (an issue, an archive page, a topic, a topic page, the whole 
 it again, and the function that renders it. Rendering, `rebuild`, "which files does this week change"
 (`changed_outputs`), `digest serve`'s content types (`media_type`) and the tests read the table; adding a feed
 format or a per-issue file is one renderer and one row. Rendering is pure (model objects in, bytes out); the
-few functions that write (`rebuild_files`, `write_topic_pages`) are named for it. The publisher decides when.
-Just over 600 lines: the table and the renderers it names read best in one file.
+few functions that write (`write_topic_pages`; `digest.parallel_build.rebuild_files`) are named for it. The
+publisher decides when; `digest.parallel_build` decides in which processes.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ import hashlib
 import importlib
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from functools import cache
@@ -26,12 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from digest.errors import DigestError
 from digest.model import Issue, Site, Topic
-from digest.output import MAIL_FOLDER, write_atomic, write_bundle
+from digest.output import MAIL_FOLDER, write_atomic
 from digest.render import ISSUES_FEED, JSON_FEED, TOPIC_FEED_FILES, Bundle, FeedFile, make_environment
 from digest.settings import Settings
-from digest.store import Store, backend_for
+from digest.store import Store
 from digest.topics import assign_topics
-from digest.workers import worker_pool
 
 if TYPE_CHECKING:
     import jinja2
@@ -506,102 +503,7 @@ def _topic_rows(issue: Issue, topics: tuple[Topic, ...]) -> list[tuple[str, int]
     return [(slug, position) for position, entry in enumerate(issue.entries) for slug in assign_topics(entry, topics)]
 
 
-# ------------------------------------------------------------------------------- rebuild
-
-
-def rebuild_files(
-    build: Build,
-    store: Store,
-    progress: Callable[[int], None] | None,
-    chunk: int,
-    workers: int | None,
-    written: list[str],
-) -> int:
-    """Write every output from the state; returns files changed (and the shared files written, in `written`).
-
-    The issues are rendered on every core (each worker opens the state read-only), archive page by archive
-    page: a worker renders a page's issue files, then the page with its search shard, RFC 5005 document and
-    sitemap from the same papers. This process indexes the topics and renders the topic pages and feeds
-    meanwhile. The caller holds the writer lock and removed the temp files a killed run left."""
-
-    from digest.render.site import archive_pages_for  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
-
-    settings = build.settings
-    numbers = store.issue_numbers()
-    newest = numbers[-1] if numbers else None
-    pages = archive_pages_for(numbers, settings.archive_page_size)
-    # (issues, and after the last part of a page: the page and all its issues)
-    tasks: list[tuple[list[int], tuple[int, Sequence[int]] | None]] = []
-    for page, page_numbers in pages.items():
-        ordered = sorted(page_numbers)
-        parts = [ordered[i : i + chunk] for i in range(0, len(ordered), chunk)]
-        tasks.extend((part, (page, page_numbers) if part is parts[-1] else None) for part in parts)
-    jobs = workers if workers is not None else min(os.cpu_count() or 1, max(1, len(tasks)))
-    changed = 0
-    with worker_pool(jobs) if jobs > 1 and len(tasks) > 1 else _InProcess() as pool:
-        dump = settings.model_dump()
-        futures = {
-            pool.submit(_rebuild_issues, dump, part, newest, page, len(pages)): len(part) for part, page in tasks
-        }
-        store.set_meta(TOPIC_RULES_KEY, "")  # re-derive every paper's topics from the current rules
-        with store.transaction():
-            touched = index_topics(store, settings.topic_list, None, set())
-        changed += build.write_topic_pages(store)
-        shared = build.outputs(store, pages=(), emails=(), topics=touched)
-        changed += write_bundle(settings.output_dir, shared, written=written, clean=False)
-        for future in as_completed(futures):
-            changed += future.result()
-            if progress:
-                progress(futures[future])
-    return changed
-
-
-_WORKER_ENVS: dict[str, tuple[Settings, jinja2.Environment]] = {}
-
-
 def environment(settings: Settings) -> jinja2.Environment:
     """The template environment (user templates folder first, shipped templates as fallback)."""
     folder = settings.templates_dir
     return make_environment(folder if folder.is_dir() else None)
-
-
-def _rebuild_issues(
-    settings_dump: dict[str, object],
-    numbers: list[int],
-    newest: int | None,
-    page: tuple[int, Sequence[int]] | None,
-    last_page: int,
-) -> int:
-    """Worker of `rebuild`: render and write the files of some issues, then archive page `page` (when given) with
-    its extras; returns files changed.
-
-    A worker process keeps its settings and templates across chunks, so its templates are compiled once."""
-
-    key = json.dumps(settings_dump, sort_keys=True, default=str)
-    if key not in _WORKER_ENVS:
-        settings = Settings.model_validate(settings_dump)
-        _WORKER_ENVS[key] = (settings, environment(settings))
-    settings, env = _WORKER_ENVS[key]
-    backend = backend_for(settings.state_location)
-    with Store.open(backend, busy_timeout=max(settings.lock_timeout, 5.0)) as store:
-        build = Build(settings, env, site_of(settings, store))
-        loaded: list[Issue] = []
-        bundle = build.issues_files(store, numbers, newest, loaded)
-        if page is not None:
-            bundle.update(build.archive_files(store, *page, last_page, loaded))
-    return write_bundle(settings.output_dir, bundle, clean=False)  # `rebuild` removed the leftovers
-
-
-class _InProcess:
-    """A stand-in for a process pool when one core (or one chunk) makes forking not worth it."""
-
-    def __enter__(self) -> _InProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Callable[..., int], *args: object) -> Future[int]:
-        future: Future[int] = Future()
-        future.set_result(fn(*args))
-        return future

@@ -248,7 +248,11 @@ class Publisher:
                     # files are written below, once the whole scan went well, as on the other paths).
                     nonlocal early
                     plan = plan_next_issue(head, {}, limit)
-                    early = self._publish(store, _fresh_catalog(self._entry_limits()), files, plan, now, slot, dry_run)
+                    from digest.catalog import PARALLEL_MIN_FILES  # noqa: PLC0415 (lazy: see the module doc)
+
+                    bulk = len(files) >= PARALLEL_MIN_FILES  # else the scan ends before a worker could start
+                    fresh = _fresh_catalog(self._entry_limits())
+                    early = self._publish(store, fresh, files, plan, now, slot, dry_run, elsewhere=bulk)
 
                 catalog = self._catalog(
                     store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head), phase=phase
@@ -275,7 +279,7 @@ class Publisher:
                 store.set_meta(PROBLEMS_KEY, encode_problems(catalog.problems))
                 store.set_meta(OUTPUT_SETTINGS_KEY, json.dumps(shaping, sort_keys=True))  # what the pages follow
                 written: list[str] = []
-                changed = write_bundle(out_dir, done.bundle, written=written)
+                changed = write_bundle(out_dir, done.files(), written=written)
                 reports: tuple[EntryReport, ...] = ()
                 if dry_run:
                     titles = {i: e.title_en for i, e in catalog.parsed.items()}
@@ -324,8 +328,11 @@ class Publisher:
         now: datetime,
         slot: str | None,
         dry_run: bool,
+        *,
+        elsewhere: bool = False,
     ) -> _Published:
-        """Record the plan's issue and corrections in the open transaction and render every output they change."""
+        """Record the plan's issue and corrections in the open transaction and render every output they change
+        (`elsewhere`: in a worker process, while this one goes on; `_Published.files` waits for them)."""
         number = store.next_issue_number()
         entries = self._materialize(store, catalog, files, [*plan.new, *plan.revised])
         store.record_revisions([entries[r.id] for r in plan.revised], now)
@@ -338,8 +345,12 @@ class Publisher:
 
         with_topics = index_topics(store, self.settings.topic_list, issue, revised_issues)
         repair = not dry_run and not self._build_marker_matches(store)
-        bundle = changed_outputs(self.build(store), store, revised_issues, issue, with_topics, repair)
-        return _Published(plan, number, entries, issue, bundle)
+        changes = (revised_issues, issue, with_topics, repair)
+        if elsewhere:  # see render_elsewhere
+            from digest.parallel_build import render_elsewhere  # noqa: PLC0415 (lazy: see the module doc)
+
+            return _Published(plan, number, entries, issue, {}, render_elsewhere(self.build(store), store, *changes))
+        return _Published(plan, number, entries, issue, changed_outputs(self.build(store), store, *changes))
 
     def _nothing_changed(self, store: Store, fingerprint: str) -> tuple[Problem, ...] | None:
         """The fast no-op: the seed listing (names, sizes, mtimes) is the one the last run scanned, nothing
@@ -460,7 +471,7 @@ class Publisher:
             # a leftover of a killed run, so the leftovers go now, and every write below leaves temp files alone.
             remove_stale_temp_files(self.settings.output_dir, below=True)
             written: list[str] = []
-            from digest.build import rebuild_files  # noqa: PLC0415 (lazy: see the module doc)
+            from digest.parallel_build import rebuild_files  # noqa: PLC0415 (lazy: see the module doc)
 
             changed = rebuild_files(self.build(store), store, progress, chunk, workers, written)
             with store.transaction():
@@ -710,6 +721,11 @@ class _Published:
     entries: dict[str, Entry]
     issue: Issue | None
     bundle: Bundle
+    pending: Callable[[], Bundle] | None = None  # the bundle, rendered elsewhere: waits for it
+
+    def files(self) -> Bundle:
+        """The files to write (once they are rendered)."""
+        return self.pending() if self.pending is not None else self.bundle
 
 
 def _fresh_catalog(limits: EntryLimits) -> Catalog:

@@ -16,8 +16,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+import digest.build
 import digest.catalog
+import digest.parallel_build
 from digest.publisher import Publisher, PublishResult
+from digest.render import default_templates_dir, template_error_line
 from digest.settings import load_settings
 from digest.store.sqlite import SqliteConnection
 from tests.conftest import Workspace, run_sql
@@ -108,11 +111,17 @@ def test_a_packed_first_import_ends_where_the_one_by_one_import_ends(
     bulk: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_files: int
 ) -> None:
     monkeypatch.setattr(digest.catalog, "CHUNK_FILES", chunk_files)
+    rendered_here: list[str] = []  # calls in this process (a worker's calls stay in the worker)
+    render = digest.build.changed_outputs
+    for module in (digest.build, digest.parallel_build):
+        monkeypatch.setattr(module, "changed_outputs", lambda *a: rendered_here.append("here") or render(*a))
     packed_first = _publisher(tmp_path, "packed").publish_next_issue(WEEK_1)
+    assert rendered_here == []  # issue 1 was rendered in a worker, from a copy of the state
     with monkeypatch.context() as off:
         off.setattr(SqliteConnection, "packer", lambda self: None)  # the backend takes no packed rows
+        off.setattr(SqliteConnection, "snapshot", lambda self: None)  # nor copies of itself
         reference_first = _publisher(tmp_path, "reference").publish_next_issue(WEEK_1)
-    assert bulk == ["packed", "reference"]
+    assert bulk == ["packed", "reference"] and rendered_here == ["here"]
 
     assert _comparable(packed_first) == _comparable(reference_first)
     duplicates = [p for p in packed_first.problems if p.kind.value == "duplicate"]
@@ -215,3 +224,21 @@ def test_a_packed_first_import_killed_at_any_moment_leaves_nothing_half_recorded
     assert published and len(published) == len(set(published))
     numbers = [row[0] for row in workspace.sql("SELECT number FROM issues ORDER BY number")]
     assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_a_template_error_in_the_worker_is_reported_as_one_rendered_here(bulk: list[str], tmp_path: Path) -> None:
+    """The worker's failure is not the message: the files are rendered again in this process, whose error names
+    the template's file and line as every other render does; nothing is recorded."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    shipped = (default_templates_dir() / "issue.html.j2").read_text(encoding="utf-8")
+    (templates / "issue.html.j2").write_text(shipped.replace("{{ title }}", "{{ titel }}", 1), encoding="utf-8")
+    line = shipped[: shipped.index("{{ title }}")].count("\n") + 1
+    publisher = Publisher(load_settings(templates_dir=templates, state_path=tmp_path / "state" / "digest.db"))
+
+    with pytest.raises(Exception) as failed:
+        publisher.publish_next_issue(WEEK_1)
+
+    assert bulk == ["packed"]
+    assert template_error_line(failed.value) == f"templates/issue.html.j2:{line}: 'titel' is undefined"
+    assert run_sql(tmp_path / "state" / "digest.db", "SELECT COUNT(*) FROM entries") == [(0,)]

@@ -38,6 +38,16 @@ class StoreBase:
             raise
         return store
 
+    @classmethod
+    def from_snapshot(cls, backend: Backend, data: bytes) -> Self:
+        """A store on a copy of the state made by `snapshot` (in another process): reads see the state as it was
+        then, writes go nowhere."""
+        return cls(backend.open_snapshot(data), backend)
+
+    def snapshot(self) -> bytes | None:
+        """The state as this session sees it, open transaction included (None: the backend makes no copies)."""
+        return self._conn.snapshot()
+
     def close(self) -> None:
         """Close the connection."""
         self._conn.close()

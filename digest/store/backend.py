@@ -69,6 +69,11 @@ class Connection(ABC):
         so that the database reads it in one statement instead of binding 100,000 rows one by one here."""
         return None
 
+    def snapshot(self) -> bytes | None:
+        """This session's view of the database, its open transaction included, as bytes that
+        `Backend.open_snapshot` opens in another process; None when this backend cannot copy itself so."""
+        return None
+
     def attach_packed(self, packed: bytes) -> str:
         """Make a packed bulk (see `packer`) readable as `<schema>.<table>` until the next one; returns the schema."""
         raise NotImplementedError(f"{type(self).__name__} takes no packed rows")
@@ -139,6 +144,10 @@ class Backend(ABC):
     @abstractmethod
     def connect(self, busy_timeout: float) -> Connection:
         """A new session; `busy_timeout` is how long a statement waits for a lock held by another writer."""
+
+    def open_snapshot(self, data: bytes) -> Connection:
+        """A private, in-memory session on a copy made by `Connection.snapshot` (whatever it writes stays there)."""
+        raise NotImplementedError(f"{type(self).__name__} makes no snapshots")
 
     @abstractmethod
     def writer_lock(self, timeout: float, what: str, name: str = "") -> AbstractContextManager[None]:

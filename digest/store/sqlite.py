@@ -105,6 +105,12 @@ class SqliteConnection(Connection):
         marks = ", ".join("?" * len(columns))
         self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
+    def snapshot(self) -> bytes:
+        # sqlite3_serialize reads the pages through this session's pager: the open transaction is in the copy.
+        data = bytearray(self._conn.serialize())
+        data[18:20] = b"\x01\x01"  # a rollback journal, not WAL, in the header: an in-memory copy has no WAL
+        return bytes(data)
+
     def packer(self) -> Packer:
         return pack_rows
 
@@ -217,6 +223,16 @@ class SqliteBackend(Backend):
             raise StoreError(
                 f"{self.path}: cannot open the state database: {exc}{_what_to_do(self.path, exc)}"
             ) from exc
+        return SqliteConnection(conn, self.path)
+
+    def open_snapshot(self, data: bytes) -> Connection:
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            conn.deserialize(data)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"{self.path}: cannot open a copy of the state: {exc}") from exc
+        conn.row_factory = sqlite3.Row
         return SqliteConnection(conn, self.path)
 
     @contextlib.contextmanager
