@@ -5,9 +5,10 @@
 
 Runs each `digest render` in a child process on a fresh state, with timers around the phases that matter to the question
 "is the main process on the critical path?": the start (until the parse workers are given the files), the window
-while they parse (what this process does meanwhile: recording the papers, rendering issue 1), and the tail after
+while they parse (what this process does meanwhile: recording the papers and issue 1, whose files a worker renders
+from a copy of the state; "issue 1 here" is this process's share), and the tail after
 the last file (writing the files, the commit). Prints one line per run and the medians. It wraps private names
-of digest (`Publisher._publish`, `build_catalog`'s pool): when they change, it fails loudly rather than
+of digest (`Publisher._publish`, the parse pool's `map`): when they change, it fails loudly rather than
 measuring something else. A report, not a test; `tests/test_benchmarks.py` runs it small so that it cannot rot.
 """
 
@@ -102,7 +103,7 @@ def one_run() -> dict[str, float]:
         "wall in python": end,
         "main cpu": times.user + times.system,
         "main cpu in window": line.cpu["last file parsed"] - line.cpu["workers given the files"],
-        "issue 1 (in window)": line.spans.get("issue 1", 0.0),
+        "issue 1 here (in window)": line.spans.get("issue 1", 0.0),
         "workers cpu": times.children_user + times.children_system,
     }
 
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {key:<22} {medians[key]:7.3f} s")
     share = medians["main cpu in window"] / medians["window"] if medians["window"] else 0.0
     print(f"  this process was busy {share:.0%} of the window (the rest it waited for the workers)")
+    cap = args.entries / medians["main cpu"] if medians["main cpu"] else 0.0
+    print(f"  its own CPU caps a first import at {cap:,.0f} entries/s, however many workers parse")
     return 0
 
 

@@ -117,7 +117,13 @@ class _InProcess:
 
 
 def render_elsewhere(
-    build: Build, store: Store, revised_issues: set[int], issue: Issue | None, topics: set[str], repair: bool
+    settings: Settings,
+    store: Store,
+    build: Callable[[], Build],
+    revised_issues: set[int],
+    issue: Issue | None,
+    topics: set[str],
+    repair: bool,
 ) -> Callable[[], Bundle]:
     """`changed_outputs`, rendered in a worker process from a copy of the state as this session sees it now (its
     open transaction included); returns what waits for the files. A first import renders issue 1 so while this
@@ -125,14 +131,15 @@ def render_elsewhere(
 
     The worker reads a copy, so it renders what this process would render here and now. Where the backend makes
     no copies (PostgreSQL), on one core, or when the worker fails (a template error, a lost process), the files
-    are rendered here, so that errors read as they always do."""
+    are rendered here (by `build()`: this process needs no template engine otherwise), so that errors read as
+    they always do."""
     changes = (revised_issues, issue, topics, repair)
     snapshot = store.snapshot() if (os.cpu_count() or 1) > 1 else None
     if snapshot is None:
-        bundle = changed_outputs(build, store, *changes)
+        bundle = changed_outputs(build(), store, *changes)
         return lambda: bundle
     pool = worker_pool(1)
-    future = pool.submit(_render_snapshot, build.settings.model_dump(), snapshot, *changes)
+    future = pool.submit(_render_snapshot, settings.model_dump(), snapshot, *changes)
     done: list[Bundle] = []
 
     def wait() -> Bundle:
@@ -141,7 +148,7 @@ def render_elsewhere(
                 done.append(future.result())
             except Exception as exc:  # rendered again here, where any error is reported as usual
                 log.debug("rendering in a worker failed (%s): rendering here", type(exc).__name__)
-                done.append(changed_outputs(build, store, *changes))
+                done.append(changed_outputs(build(), store, *changes))
             finally:
                 pool.shutdown()
         return done[0]

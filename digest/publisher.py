@@ -349,7 +349,8 @@ class Publisher:
         if elsewhere:  # see render_elsewhere
             from digest.parallel_build import render_elsewhere  # noqa: PLC0415 (lazy: see the module doc)
 
-            return _Published(plan, number, entries, issue, {}, render_elsewhere(self.build(store), store, *changes))
+            pending = render_elsewhere(self.settings, store, lambda: self.build(store), *changes)
+            return _Published(plan, number, entries, issue, {}, pending)
         return _Published(plan, number, entries, issue, changed_outputs(self.build(store), store, *changes))
 
     def _nothing_changed(self, store: Store, fingerprint: str) -> tuple[Problem, ...] | None:
@@ -484,11 +485,13 @@ class Publisher:
         """Ping the WebSub hub (if one is set) for every subscription feed this run changed; once the outputs
         are written and the state committed, so the hub fetches what subscribers should get. Failures are
         warnings (logged by `digest.websub`), never a failed render."""
+        hub = self.settings.websub_hub
+        if not hub:
+            return  # without a hub, nothing to load: the feeds module brings feedgen, lxml and jinja2 (~0.1 s)
         from digest.render.feeds import is_subscription_feed  # noqa: PLC0415 (lazy: feedgen and jinja2 ... only when used)
 
-        hub = self.settings.websub_hub
         feeds = [path for path in written if is_subscription_feed(path)]
-        if hub and feeds:
+        if feeds:
             site_url = self.settings.site_url
             from digest.websub import ping_hub  # noqa: PLC0415 (lazy: see the module doc)
 

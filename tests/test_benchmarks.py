@@ -56,7 +56,7 @@ def test_the_first_publish_timeline_reports_each_phase(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    phases = ("start", "window", "tail", "main cpu in window", "issue 1 (in window)", "workers cpu")
+    phases = ("start", "window", "tail", "main cpu in window", "issue 1 here (in window)", "workers cpu")
     for phase in phases:
         assert f"\n  {phase} " in result.stdout, result.stdout
-    assert "this process was busy" in result.stdout
+    assert "this process was busy" in result.stdout and "caps a first import at" in result.stdout
