@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -200,6 +202,7 @@ def test_bulks_of_any_size_follow_one_another_in_one_transaction(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no worker processes")
 def test_a_packed_first_import_killed_at_any_moment_leaves_nothing_half_recorded(workspace: Workspace) -> None:
     """kill -9 while the workers pack and the state takes their bulks (or later): each render either recorded the
     whole import with its issue or nothing of it (the bulks only ever lived in memory), its parse workers end
@@ -242,3 +245,31 @@ def test_a_template_error_in_the_worker_is_reported_as_one_rendered_here(bulk: l
     assert bulk == ["packed"]
     assert template_error_line(failed.value) == f"templates/issue.html.j2:{line}: 'titel' is undefined"
     assert run_sql(tmp_path / "state" / "digest.db", "SELECT COUNT(*) FROM entries") == [(0,)]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: the files are parsed and rendered in this process")
+def test_a_bulk_first_import_leaves_the_templates_to_a_worker(workspace: Workspace) -> None:
+    """This process records the papers the parse workers send; issue 1's pages, feeds and email are rendered in a
+    worker, so no template engine, feed writer or MJML compiler loads here (each costs this process 0.1 s)."""
+    for n in range(600):  # over PARALLEL_MIN_FILES: the packed path
+        workspace.add_seed(f"bulk_{n:04d}.md", _paper(n))
+    not_needed = ["feedgen", "jinja2", "lxml", "mjml"]
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['digest', 'render', '--now', '2026-11-23T08:00:00+08:00']\n"
+        "try:\n    runpy.run_module('digest', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        f"print('loaded:', sorted(m for m in sys.modules if m in {not_needed!r} or m == 'digest.parallel_build'))"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=workspace.root,
+        env=workspace.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert "published issue 1" in result.stdout, result.stderr
+    assert result.stdout.splitlines()[-1] == "loaded: ['digest.parallel_build']"  # and none of the others
+    assert (workspace.site / "issues" / "1" / "index.html").is_file()
