@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from digest.store.backend import Packer  # the state's packed-rows format (a type only: no store code here)
 
 Sink = Callable[[Sequence[EntryRef]], None]
-#: Records a packed bulk (`Store.record_packed`); returns the rows it did not record: (source, line, first).
-PackedSink = Callable[[bytes], Sequence[tuple[str, int, EntryRef]]]
+#: Records a packed bulk of n rows (`Store.record_packed`); returns the rows it did not record: (source, line, first).
+PackedSink = Callable[[bytes, int], Sequence[tuple[str, int, EntryRef]]]
 #: Takes rows for the seed-file cache (path, size, mtime_ns, digest, encoded scan), as `Store.cache_scans` does.
 CacheSink = Callable[[Sequence[tuple[str, int, int, str, bytes]]], None]
 BulkProgress = Callable[[int], Callable[[int], None]]  # told how many files a bulk parse reads; returns the ticker
@@ -87,8 +87,7 @@ class FileScan:
 class Catalog:
     """Seed entries in publication order (first occurrence of each paper) and every problem found.
 
-    `scanned` names the files whose refs are all in `refs` (every file on the full path, the changed ones on
-    the incremental path); `known` is filled by the incremental path with what the state knows of `refs`.
+    `known` is filled by the incremental path with what the state knows of `refs`.
     """
 
     refs: list[EntryRef] = field(default_factory=list)
@@ -96,7 +95,6 @@ class Catalog:
     parsed: dict[str, Entry] = field(default_factory=dict)
     cache_updates: list[tuple[str, int, int, str, bytes]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    scanned: list[str] = field(default_factory=list)
     known: dict[str, KnownEntry] | None = None
     limits: EntryLimits = DEFAULT_LIMITS
     packed: int = 0  # first occurrences the state recorded from packed scans (`import_catalog`): not in `refs`
@@ -160,13 +158,12 @@ def build_catalog(
     seen: dict[str, Located] = {}
     wanted, on_head = head if head is not None else (0, None)
     sunk = 0  # catalog.refs[:sunk] went to the sink: it gets thousands at a time (one COPY, not one per file)
-    for file, scan, parsed in _scans(files, cached, catalog, keep_parsed, workers, progress):
+    for scan, parsed in _scans(files, cached, catalog, keep_parsed, workers, progress):
         found = list(scan.problems)
         kept = deduplicate(scan.refs, seen, found)
         catalog.refs.extend(kept)
         found.sort(key=lambda p: p.line)
         catalog.problems.extend(found)
-        catalog.scanned.append(file.source)
         if keep_parsed:
             catalog.parsed.update((r.id, parsed[r.id]) for r in kept if r.id in parsed)
         due = on_head is not None and len(catalog.refs) >= wanted
@@ -194,8 +191,8 @@ def _scans(
     keep_parsed: bool,
     workers: int,
     progress: BulkProgress | None = None,
-) -> Iterator[tuple[SeedFile, FileScan, dict[str, Entry]]]:
-    """(file, scan, parsed entries) in file order: cached scans, or parsed here or in workers."""
+) -> Iterator[tuple[FileScan, dict[str, Entry]]]:
+    """(scan, parsed entries) of each file, in file order: cached scans, or parsed here or in workers."""
     stale = [f for f in files if (hit := cached.get(f.source)) is None or hit.scan is None or not hit.matches(f)]
     parallel = workers > 1 and not keep_parsed and len(stale) >= PARALLEL_MIN_FILES
     fresh: Iterator[tuple[bytes, str, list[tuple[str, str, int]], list[Problem]]] | None = None
@@ -211,17 +208,17 @@ def _scans(
             if file.source not in stale_sources:
                 data = cached[file.source].scan
                 assert data is not None
-                yield file, FileScan.decode(file.source, data), {}
+                yield FileScan.decode(file.source, data), {}
             elif fresh is not None:
                 encoded, digest, rows, problems = next(fresh)
                 if advance is not None:
                     advance(1)
                 catalog.cache_updates.append((file.source, file.size, file.mtime_ns, digest, encoded))
                 source = file.source
-                yield file, FileScan(tuple([EntryRef(i, h, source, line) for i, h, line in rows]), tuple(problems)), {}
+                yield FileScan(tuple([EntryRef(i, h, source, line) for i, h, line in rows]), tuple(problems)), {}
             else:
                 scan, parsed = _parse(file, catalog)
-                yield file, scan, parsed
+                yield scan, parsed
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -261,7 +258,7 @@ def import_catalog(
         advance = progress(len(files)) if progress is not None else None
         for chunk, (packed, rows, own_problems) in zip(chunks, scans, strict=True):
             repeats: dict[str, list[Problem]] = {}
-            skipped = record(packed)
+            skipped = record(packed, rows)
             for source, line, earlier in skipped:
                 repeats.setdefault(source, []).append(duplicate_problem(source, line, earlier))
             catalog.packed += rows - len(skipped)
@@ -269,7 +266,6 @@ def import_catalog(
                 problems = [*found, *repeats.get(file.source, ())]
                 problems.sort(key=lambda p: p.line)
                 catalog.problems.extend(problems)
-                catalog.scanned.append(file.source)
             if advance is not None:
                 advance(len(chunk))
             if on_head is not None and catalog.packed >= wanted:
@@ -347,7 +343,6 @@ def build_incremental(
         catalog.refs.extend(kept)
         found.sort(key=lambda p: p.line)
         catalog.problems.extend(found)
-        catalog.scanned.append(file.source)
         catalog.parsed.update((r.id, parsed[r.id]) for r in kept)
     if firsts_before - new_firsts.keys():
         return None  # a paper left a changed file: a duplicate elsewhere may now be its first occurrence

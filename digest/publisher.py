@@ -406,7 +406,7 @@ class Publisher:
             catalog = import_catalog(
                 files,
                 pack=packer,
-                record=lambda packed: store.record_packed(packed, now),
+                record=lambda packed, rows: store.record_packed(packed, rows, now),
                 first=store.waiting_entries,
                 head=head,
                 workers=workers,

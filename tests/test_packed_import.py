@@ -186,10 +186,10 @@ def test_bulks_of_any_size_follow_one_another_in_one_transaction(tmp_path: Path)
 
     with Store.open(tmp_path / "digest.db") as store, store.transaction():
         repeats = [
-            store.record_packed(bulk("a", 3000, 40), WEEK_1),
-            store.record_packed(bulk("b", 2, 1), WEEK_1),
-            store.record_packed(bulk("c", 1500, 7), WEEK_1),
-            store.record_packed(bulk("a", 10, 2, "seeds/z.md"), WEEK_1),
+            store.record_packed(bulk("a", 3000, 40), 3000, WEEK_1),
+            store.record_packed(bulk("b", 2, 1), 2, WEEK_1),
+            store.record_packed(bulk("c", 1500, 7), 1500, WEEK_1),
+            store.record_packed(bulk("a", 10, 2, "seeds/z.md"), 10, WEEK_1),
         ]
     entries = run_sql(tmp_path / "digest.db", "SELECT source, COUNT(*) FROM entries GROUP BY source ORDER BY source")
     files = run_sql(tmp_path / "digest.db", "SELECT COUNT(*), SUM(LENGTH(scan)) FROM seed_files")

@@ -15,6 +15,11 @@ from digest.model import CachedFile, Entry, EntryRef, KnownEntry, Located, Prior
 from digest.store.backend import Connection, Packer
 
 _PUBLISHED = "EXISTS (SELECT 1 FROM issue_entries ie WHERE ie.entry_id = entries.id)"
+#: A seed-file cache row replaces the one of the same path (one row per file, whoever writes it).
+_CACHE_UPSERT = (
+    " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
+    " sha256 = excluded.sha256, scan = excluded.scan"
+)
 
 # An entry's text as one string: fields separated by \x1e, abstract paragraphs by \x1f. Both are illegal in
 # XML and removed from seed text, so the format is unambiguous (and several times cheaper than JSON).
@@ -98,8 +103,9 @@ class EntriesMixin:
         """What packs scanned seed files in worker processes for `record_packed` (None: this backend takes tuples)."""
         return self._conn.packer()
 
-    def record_packed(self, packed: bytes, now: datetime) -> list[tuple[str, int, EntryRef]]:
-        """`record_new` and `cache_scans` for a bulk packed by `packer`, on a state that holds no paper yet.
+    def record_packed(self, packed: bytes, rows: int, now: datetime) -> list[tuple[str, int, EntryRef]]:
+        """`record_new` and `cache_scans` for a bulk of `rows` papers packed by `packer`, on a state that holds no
+        paper yet.
 
         Each paper's first row in the bulk's order is recorded, unless an earlier bulk had it. Returns the rows
         that were not recorded, as (source, line, the paper's first occurrence), in the bulk's order: the
@@ -114,22 +120,18 @@ class EntriesMixin:
         ).rowcount
         self._conn.execute(
             "INSERT INTO seed_files (path, size, mtime_ns, sha256, scan)"
-            f" SELECT path, size, mtime_ns, sha256, scan FROM {schema}.seed_files WHERE true"
-            " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
-            " sha256 = excluded.sha256, scan = excluded.scan"
+            f" SELECT path, size, mtime_ns, sha256, scan FROM {schema}.seed_files WHERE true" + _CACHE_UPSERT
         )
-        # fetchall: a statement left open on the bulk must not outlive it (the next bulk replaces it in place).
-        total = int(self._conn.execute(f"SELECT COUNT(*) AS n FROM {schema}.entries").fetchall()[0]["n"])
-        if inserted == total:
+        if inserted == rows:
             return []
-        rows = self._conn.execute(
+        repeats = self._conn.execute(
             "SELECT p.source AS at_source, p.line AS at_line, e.id, e.content_hash, e.source, e.line"
             f" FROM {schema}.entries p JOIN entries e ON e.id = p.id"
             " WHERE e.source != p.source OR e.line != p.line ORDER BY p.rowid"
         )
         return [
             (r["at_source"], int(r["at_line"]), EntryRef(r["id"], r["content_hash"], r["source"], int(r["line"])))
-            for r in rows
+            for r in repeats
         ]
 
     def load_entries(self, ids: Sequence[str]) -> dict[str, Entry]:
@@ -230,9 +232,7 @@ class EntriesMixin:
     def cache_scans(self, rows: Iterable[tuple[str, int, int, str, bytes]]) -> None:
         """Remember parsed seed files so unchanged files are not parsed again."""
         self._conn.executemany(
-            "INSERT INTO seed_files (path, size, mtime_ns, sha256, scan) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,"
-            " sha256 = excluded.sha256, scan = excluded.scan",
+            "INSERT INTO seed_files (path, size, mtime_ns, sha256, scan) VALUES (?, ?, ?, ?, ?)" + _CACHE_UPSERT,
             rows,
         )
 
