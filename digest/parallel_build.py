@@ -130,11 +130,11 @@ def render_elsewhere(
     process records the papers the parse workers send: rendering is the largest share of its own work.
 
     The worker reads a copy, so it renders what this process would render here and now. Where the backend makes
-    no copies (PostgreSQL), on one core, or when the worker fails (a template error, a lost process), the files
+    no copies (PostgreSQL) or when the worker fails (a template error, a lost process), the files
     are rendered here (by `build()`: this process needs no template engine otherwise), so that errors read as
     they always do."""
     changes = (revised_issues, issue, topics, repair)
-    snapshot = store.snapshot() if (os.cpu_count() or 1) > 1 else None
+    snapshot = store.snapshot()
     if snapshot is None:
         bundle = changed_outputs(build(), store, *changes)
         return lambda: bundle

@@ -6,10 +6,10 @@ atomically and durably, and only then COMMIT. A crash before COMMIT records noth
 same issue again and overwrites the files); a crash after it is done. `site/.digest-build.json` is written after
 the commit; when it does not match the state, the next run re-renders the shared pages (feeds, index).
 
-About 700 lines, over the 650 a module should stay under, on purpose: the site build (build.py), sending
-(sending.py), status (status.py), subscriptions and the preview's preflight (preview.py) live elsewhere already;
-what stays is the wiring and the steps that must share one writer lock and one transaction (publish, rebuild, the
-coming issue of a preview, a scheduled run). Split further, a step and the lock it relies on would part.
+The site build (build.py, parallel_build.py), reading the seeds against the state (intake.py), sending
+(sending.py), status (status.py), subscriptions and the preview's preflight (preview.py) live elsewhere; what stays
+is the wiring and the steps that must share one writer lock and one transaction (publish, rebuild, the coming issue
+of a preview, a scheduled run).
 
 The modules only some steps need (the site build, sending, reports, status, WebSub) are imported inside those
 steps, so that a render finding nothing new loads none of them (tests/test_cli_render.py holds it so).
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -42,6 +41,7 @@ if TYPE_CHECKING:
 
 from digest.compose import EntryReport, IssuePlan, describe, plan_from_queue, plan_next_issue
 from digest.errors import BusyError, DigestError, ForeignSiteError, NoStateError
+from digest.intake import PROBLEMS_KEY, SEEDS_KEY, empty_catalog, materialize, scan
 from digest.model import (
     Entry,
     EntryLimits,
@@ -77,10 +77,6 @@ log = logging.getLogger("digest.publisher")
 
 OUTPUT_SETTINGS_KEY = "output_settings_of_site"  # a hash per page-shaping setting and template the site follows
 BACKLOG_KEY = "unpublished_after_last_run"
-PROBLEMS_KEY = "problems_of_last_run"
-SEEDS_KEY = "seed_listing_of_last_run"
-ENTRIES_KEY = "entries_match_seeds"  # "1" once a full scan recorded every paper where the seeds have it
-LIMITS_KEY = "seed_entry_limits"  # the entry size limits the cached scans were made with
 Progress = Callable[[int], None]
 #: Starts a stretch of long work someone may be watching: its label and size in, the callback that advances it out.
 Phase = Callable[[str, int], Progress]
@@ -239,24 +235,21 @@ class Publisher:
             if not dry_run and (quiet := self._nothing_changed(store, fingerprint)) is not None:
                 return PublishResult(None, quiet, 0, 0, out_dir, rebuilt, rerendered=rerendered)
             with store.transaction(commit=not dry_run):
-                limit = self.settings.max_entries_per_issue
+                limit, limits = self.settings.max_entries_per_issue, self._entry_limits()
                 early: _Published | None = None
 
-                def publish_head(head: Sequence[EntryRef]) -> None:
+                def publish_head(head: Sequence[EntryRef], *, elsewhere: bool = False) -> None:
                     # A first import: nothing is published yet, so the issue is the first papers of the seeds,
                     # known long before the rest is read. Render it now, while the workers parse the rest (its
                     # files are written below, once the whole scan went well, as on the other paths).
                     nonlocal early
                     plan = plan_next_issue(head, {}, limit)
-                    from digest.catalog import PARALLEL_MIN_FILES  # noqa: PLC0415 (lazy: see the module doc)
+                    fresh = empty_catalog(limits)
+                    early = self._publish(store, fresh, files, plan, now, slot, dry_run, elsewhere=elsewhere)
 
-                    bulk = len(files) >= PARALLEL_MIN_FILES  # else the scan ends before a worker could start
-                    fresh = _fresh_catalog(self._entry_limits())
-                    early = self._publish(store, fresh, files, plan, now, slot, dry_run, elsewhere=bulk)
-
-                catalog = self._catalog(
-                    store, now, files, fingerprint, dry_run=dry_run, head=(limit, publish_head), phase=phase
-                )
+                bulk = (lambda files: phase("reading seed files", files)) if phase else None
+                head = (limit, publish_head)
+                catalog = scan(store, now, files, fingerprint, limits, dry_run=dry_run, head=head, progress=bulk)
                 known: Mapping[str, KnownEntry] = {}
                 if early is not None:
                     done = early
@@ -308,12 +301,12 @@ class Publisher:
             files = list_seed_files(self.settings.seeds_dir)
             fingerprint = listing_fingerprint(files, self._entry_limits())
             with store.transaction(commit=False):
-                catalog = self._catalog(store, now, files, fingerprint, dry_run=True)
+                catalog = scan(store, now, files, fingerprint, self._entry_limits(), dry_run=True)
                 plan = plan_next_issue(catalog.refs, store.published_entries(), limit)
                 problems = tuple(catalog.problems)
                 if not plan.has_issue:
                     return ComingIssue(None, {}, plan.waiting, problems)
-                entries = self._materialize(store, catalog, files, plan.new)
+                entries = materialize(store, catalog, files, plan.new)
                 papers = tuple(entries[r.id] for r in plan.new)
                 issue = Issue(number=store.next_issue_number(), published=published, entries=papers, slot=slot)
                 bundle = self.build(store).email_files(issue)
@@ -334,7 +327,7 @@ class Publisher:
         """Record the plan's issue and corrections in the open transaction and render every output they change
         (`elsewhere`: in a worker process, while this one goes on; `_Published.files` waits for them)."""
         number = store.next_issue_number()
-        entries = self._materialize(store, catalog, files, [*plan.new, *plan.revised])
+        entries = materialize(store, catalog, files, [*plan.new, *plan.revised])
         store.record_revisions([entries[r.id] for r in plan.revised], now)
         issue = None
         if plan.has_issue:
@@ -361,96 +354,6 @@ class Publisher:
         if not self._build_marker_matches(store):
             return None
         return decode_problems(store.meta(PROBLEMS_KEY) or "[]")
-
-    def _catalog(
-        self,
-        store: Store,
-        now: datetime,
-        files: Sequence[SeedFile],
-        fingerprint: str,
-        *,
-        dry_run: bool,
-        head: tuple[int, Callable[[Sequence[EntryRef]], None]] | None = None,
-        phase: Phase | None = None,
-    ) -> Catalog:
-        """Scan the seeds: only new and changed files when that is enough to decide, else every file (parsing
-        the ones changed since the last run; all of them in a dry run, which lists every title). On a first
-        import, `head` is called with the first papers as soon as they are known (see `build_catalog`)."""
-        from digest.catalog import PARALLEL_MIN_FILES, build_catalog, build_incremental, import_catalog  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
-
-        def record(entries: Sequence[EntryRef]) -> None:
-            store.record_seen(entries, now)
-
-        limits = self._entry_limits()
-        same_limits = store.meta(LIMITS_KEY) == repr(limits)  # else every cached scan is stale: parse every file
-        if not dry_run and same_limits and store.meta(ENTRIES_KEY) == "1":
-            problems = decode_problems(store.meta(PROBLEMS_KEY) or "[]")
-            same_listing = store.meta(SEEDS_KEY) == fingerprint  # then no file needs comparing with its cache row
-            cached = None if same_listing else store.cached_files(with_scans=False)
-            catalog = build_incremental(
-                files, cached, problems, store.prior_entries, store.entry_ids_from, sink=record, limits=limits
-            )
-            if catalog is not None:
-                return catalog
-        reconcile = store.has_entries()  # a first import has no recorded paper that could have left the seeds
-
-        def record_new(entries: Sequence[EntryRef]) -> None:
-            store.record_new(entries, now)  # the refs are first occurrences: no id comes twice
-
-        with_scans = {} if dry_run or not same_limits else store.cached_files(with_scans=True)
-        workers = os.cpu_count() or 1
-        bulk = (lambda files: phase("reading seed files", files)) if phase else None
-        packer = store.packer
-        if packer and not (reconcile or dry_run or with_scans) and workers > 1 and len(files) >= PARALLEL_MIN_FILES:
-            # A first import of many files on SQLite: the workers pack their scans and the state takes them whole.
-            catalog = import_catalog(
-                files,
-                pack=packer,
-                record=lambda packed, rows: store.record_packed(packed, rows, now),
-                first=store.waiting_entries,
-                head=head,
-                workers=workers,
-                limits=limits,
-                progress=bulk,
-            )
-        else:
-            catalog = build_catalog(
-                files,
-                with_scans,
-                sink=record if reconcile else record_new,
-                keep_parsed=dry_run,
-                workers=workers,
-                head=None if reconcile or dry_run else head,
-                limits=limits,
-                cache_sink=store.cache_scans,
-                progress=bulk,
-            )
-        if reconcile:
-            store.forget_absent(store.present_entry_ids() - {r.id for r in catalog.refs})
-        store.set_meta(ENTRIES_KEY, "1")
-        if not dry_run:
-            store.set_meta(LIMITS_KEY, repr(limits))
-        return catalog
-
-    def _materialize(
-        self, store: Store, catalog: Catalog, files: Sequence[SeedFile], refs: Sequence[EntryRef]
-    ) -> dict[str, Entry]:
-        """Full entries for these refs: parsed this run, else recorded when they were published, else parsed now
-        from the few files that hold them (a waiting paper's text is not stored)."""
-        found = {r.id: catalog.parsed[r.id] for r in refs if r.id in catalog.parsed}
-        missing = [r for r in refs if r.id not in found]
-        if missing:
-            recorded = store.load_entries([r.id for r in missing])
-            stale = [r for r in missing if r.id not in recorded or recorded[r.id].content_hash != r.content_hash]
-            if stale:
-                catalog.reparse(stale, files)
-            reread = {r.id for r in stale}
-            for ref in missing:
-                entry = catalog.parsed.get(ref.id) if ref.id in reread else recorded[ref.id]
-                if entry is None:
-                    raise DigestError(f"{ref.source} changed while digest was reading it: run again")
-                found[ref.id] = entry
-        return found
 
     # --- rebuild ------------------------------------------------------------------------------
 
@@ -729,9 +632,3 @@ class _Published:
     def files(self) -> Bundle:
         """The files to write (once they are rendered)."""
         return self.pending() if self.pending is not None else self.bundle
-
-
-def _fresh_catalog(limits: EntryLimits) -> Catalog:
-    from digest.catalog import Catalog  # noqa: PLC0415 (lazy: linkify-it and pylatexenc only when used)
-
-    return Catalog(limits=limits)
