@@ -78,7 +78,7 @@ def postfix_send(base: Path, sizes: run.Sizes, log: Callable[[str], None], worke
             shutil.rmtree(ws.root / "state")
             shutil.copytree(fresh, ws.root / "state")
             sent = ws.digest(*send_args)
-            if f"issue 1: {n} sent," not in sent.stdout:
+            if f"issue 1: {n:,} sent," not in sent.stdout:  # the counts are printed with separators
                 raise run.ScenarioError(f"digest send did not send {n} messages: {sent.stdout}{sent.stderr[-2000:]}")
             results["digest"].append(sent)
             results["again"].append(ws.digest(*send_args))  # nothing to do: start-up and ledger reads
