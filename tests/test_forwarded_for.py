@@ -58,6 +58,8 @@ def test_only_an_ip_address_is_taken_from_x_forwarded_for(proxied: Server) -> No
     assert {rows[f"forged{n}@example.org"] for n in range(len(FORGED))} == {"127.0.0.1"}
     assert rows["real@example.org"] == "198.51.100.20"
     assert rows["mapped@example.org"] == "::ffff:c633:6415"  # the canonical text of the address it names
+    assert proxied.stop() == 0  # the access log is written once a second; a stop writes the rest
+    assert proxied.log().count('"POST /subscribe HTTP/1.1" 200') == len(FORGED) + 2
     assert "\x1b" not in proxied.log() and "<script>" not in proxied.log()
 
 
