@@ -3,9 +3,14 @@
 
 import re
 
-# C0 and C1 controls, DEL, bidirectional marks and overrides ("Trojan Source"), line and paragraph separators, and
-# lone surrogates (bytes of a file name that were not UTF-8).
-_CONTROLS = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+# Unicode's Bidi_Control characters (ALM, LRM, RLM, the embeddings and overrides U+202A-U+202E, the isolates
+# U+2066-U+2069), as a regex class body: invisible, and they reorder the text around them, so a title, name or note
+# could show something other than what it says ("Trojan Source", CVE-2021-42574). Here, not in text.py, because
+# headers and settings refuse them too and must not load text.py's parsers (linkify-it, pylatexenc) to do so.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# C0 and C1 controls, DEL, bidi controls, line and paragraph separators, and lone surrogates (bytes of a file name
+# that were not UTF-8).
+_CONTROLS = f"\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}\ud800-\udfff"
 _UNPRINTABLE = re.compile(f"[\x00-\x1f{_CONTROLS}]")
 _UNPRINTABLE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_CONTROLS}]")
 

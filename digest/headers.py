@@ -22,8 +22,7 @@ from urllib.parse import quote
 
 import idna
 
-from digest.errors import SettingsError
-from digest.text import BIDI_CONTROLS
+from digest.errors import BIDI_CONTROLS, SettingsError
 
 _CRLF = "\r\n"
 _SMTP_LINE: int = policy.SMTP.max_line_length or 78  # where `email` folds headers

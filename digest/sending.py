@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from digest.bounces.classify import BounceKind, classify_reply
 from digest.bounces.rates import over_limits
 from digest.bounces.verp import make_verp_id, verp_address
 from digest.errors import DeliveryError, DigestError
@@ -277,6 +277,7 @@ class IssueSender:
         self, store: Store, subscriber_id: int, bounce: BounceKind, detail: str, now: datetime, *, source: str
     ) -> None:
         """A hard refusal suppresses the address at once, soft ones after a streak (the trail names the issue)."""
+        from digest.bounces.classify import BounceKind  # noqa: PLC0415 (lazy: its patterns only when a server refuses)
         from digest.subscriptions import (  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
             suppress_after_streak,
             suppress_for_hard_bounce,
@@ -419,14 +420,19 @@ class IssueSender:
                 " the list (see `digest subscribers list`), then run `digest send --force`"
             )
 
-    def _envelope_sender(self, secret: str, issue: int | None = None, subscriber_id: int | None = None) -> str:
-        """The return path: the bounce mailbox, in VERP form naming the delivery when there is one."""
+    @cached_property
+    def _bounce_mailbox(self) -> str:
+        """The bounce mailbox as SMTP needs it, worked out once: parsing the setting cost more than signing the
+        VERP id, for every message of a send."""
         from digest.message import smtp_address  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
-        mailbox = smtp_address(self.settings.bounce_mailbox)
+        return smtp_address(self.settings.bounce_mailbox)
+
+    def _envelope_sender(self, secret: str, issue: int | None = None, subscriber_id: int | None = None) -> str:
+        """The return path: the bounce mailbox, in VERP form naming the delivery when there is one."""
         if issue is None or subscriber_id is None or not self.settings.verp:
-            return mailbox
-        return verp_address(mailbox, make_verp_id(secret, issue, subscriber_id))
+            return self._bounce_mailbox
+        return verp_address(self._bounce_mailbox, make_verp_id(secret, issue, subscriber_id))
 
     def _build(
         self,
@@ -556,6 +562,8 @@ def _ledger_outcome(result: SendResult) -> tuple[DeliveryStatus, BounceKind | No
     status = DeliveryStatus(result.outcome.value)
     if status is not DeliveryStatus.FAILED:
         return status, None
+    from digest.bounces.classify import BounceKind, classify_reply  # noqa: PLC0415 (lazy: see _after_refusal)
+
     bounce = classify_reply(result.detail)
     return (DeliveryStatus.BOUNCED if bounce is BounceKind.HARD else status), bounce
 

@@ -26,7 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from digest.errors import SettingsError
+from digest.errors import BIDI_CONTROLS, SettingsError
 from digest.model import Topic
 from digest.settings_errors import explain
 from digest.topics import DEFAULT_TOPICS
@@ -35,7 +35,7 @@ DEFAULT_CONFIG = Path("config/digest.toml")
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # + bidi
+_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{BIDI_CONTROLS}]")
 ARXIV_CATEGORY = re.compile(r"[a-z][a-z\-]*(?:\.[A-Za-z][A-Za-z\-]*)?")  # cs.CL, hep-th, q-bio.NC
 _ENCODED_WORD = re.compile(r"=\?.*\?=")  # RFC 2047; `email` on Python 3.11.7 decodes one into a header line
 MAKE_SECRET_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'

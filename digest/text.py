@@ -12,8 +12,9 @@ from linkify_it import LinkifyIt
 from markupsafe import Markup, escape
 from pylatexenc.latex2text import LatexNodes2Text
 
+from digest.errors import BIDI_CONTROLS
+
 __all__ = [
-    "BIDI_CONTROLS",
     "DROPPED",
     "XML_ILLEGAL",
     "clean_text",
@@ -57,11 +58,8 @@ _URL_STOP = re.compile(f"[{_CJK_CLASS}\u2018\u2019\u201c\u201d\u2014\u2026\u00b7
 
 # XML 1.0 forbids these (they make lxml/feedgen and mjml-python fail); DEL and lone surrogates too.
 XML_ILLEGAL = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]"
-# Unicode's Bidi_Control characters (ALM, LRM, RLM, the embeddings and overrides U+202A-U+202E, the isolates
-# U+2066-U+2069): invisible, and they reorder the text around them, so a title, name or note could show something
-# other than what it says ("Trojan Source", CVE-2021-42574). Dropped with the XML-illegal ones, from every text.
-BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-#: What is dropped from seed text before it reaches any output: XML-illegal characters and bidi controls.
+#: What is dropped from seed text before it reaches any output: XML-illegal characters and bidi controls
+#: (errors.BIDI_CONTROLS: invisible, they reorder the text around them).
 DROPPED = XML_ILLEGAL[:-1] + BIDI_CONTROLS + "]"
 _XML_ILLEGAL = re.compile(DROPPED)
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from digest.bounces.mailboxes import read_messages
 from digest.cli import (
     NOW_OPTION,
     Context,
@@ -206,6 +205,8 @@ def bounces_import(ctx: Context, source: str, quiet: bool, dry_run: bool, as_jso
 
     Example: digest bounces import - < bounce.eml
     """
+
+    from digest.bounces.mailboxes import read_messages  # noqa: PLC0415 (lazy: `send` shares this module)
 
     stdin = sys.stdin.buffer
     if as_json and not dry_run:
