@@ -7,6 +7,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,17 +67,41 @@ def test_notices_and_issue_mail_share_the_configured_messenger(smtp_server: Mail
 
 
 def count_tls_contexts(monkeypatch: pytest.MonkeyPatch) -> list[ssl.SSLContext]:
-    """Every TLS context built from now on (the real ones, recorded)."""
+    """Every TLS context built from now on (real ones, recorded), by create_default_context() or directly."""
     built: list[ssl.SSLContext] = []
-    real = ssl.create_default_context
+    real = ssl.SSLContext.__new__
 
-    def recording(*args: object, **kwargs: object) -> ssl.SSLContext:
-        context = real(*args, **kwargs)  # type: ignore[arg-type]
+    def recording(cls: type[ssl.SSLContext], *args: Any, **kwargs: Any) -> ssl.SSLContext:
+        context = real(cls, *args, **kwargs)
         built.append(context)
         return context
 
-    monkeypatch.setattr(ssl, "create_default_context", recording)
+    monkeypatch.setattr(ssl.SSLContext, "__new__", recording)
     return built
+
+
+def test_an_unverified_tls_context_loads_no_ca_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify_tls = false never reads the CA bundle, so building one does not pay ~20 ms to load it."""
+    from digest import mailer
+
+    loaded: list[bool] = []
+    real = ssl.SSLContext.load_default_certs
+
+    def recording(self: ssl.SSLContext, *args: Any) -> None:
+        loaded.append(self.verify_mode == ssl.CERT_REQUIRED)
+        real(self, *args)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_default_certs", recording)
+    mailer.tls_context.cache_clear()
+    unverified = mailer.tls_context(False)
+    assert loaded == []
+    verified = mailer.tls_context(True)
+    assert loaded == [True]
+    mailer.tls_context.cache_clear()  # the next test builds its own, unrecorded
+    assert (unverified.verify_mode, unverified.check_hostname) == (ssl.CERT_NONE, False)
+    assert (verified.verify_mode, verified.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert unverified.minimum_version == verified.minimum_version
+    assert unverified.options == verified.options
 
 
 def test_no_tls_context_is_built_for_a_plain_connection(
