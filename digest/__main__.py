@@ -1,6 +1,6 @@
 """`python -m digest` runs the same CLI as the `digest` console script."""
 
-from digest.cli import main
+from digest.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()
