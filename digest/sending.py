@@ -135,6 +135,7 @@ class IssueSender:
         `force`.
         """
 
+        from digest.message import message_id  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
         from digest.subscriptions import drain_optouts  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
         from digest.transport import DeliveryPool, Job, RateLimiter, make_messenger  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
 
@@ -215,15 +216,17 @@ class IssueSender:
                 stop,
             )
             by_id = {s.id: s for s in todo}
+            msgids: dict[int, str] = {}  # the claim records the Message-ID the message carries
             for sub in todo:
-                build = self._builder(mails[sub.id] or mail, sub, secret, dkim, clock)
-                sender = self._envelope_sender(secret, mail.issue, sub.id)
-                pool.submit(Job(sub.id, sender, _smtp_recipient(sub.email), build))
+                msgids[sub.id] = msgid = message_id(mail.issue, email_key(sub.email), mail.domain)
+                delivery_id = make_verp_id(secret, mail.issue, sub.id)  # signed once, for the return path and headers
+                build = self._builder(mails[sub.id] or mail, sub, secret, dkim, clock, msgid, delivery_id)
+                pool.submit(Job(sub.id, self._envelope_sender(delivery_id), _smtp_recipient(sub.email), build))
             pool.finish()
             try:
                 while pool.running:
                     steps = pool.next_steps()
-                    claims = self._commit_steps(store, mail, steps, by_id, clock(), retry_unknown)
+                    claims = self._commit_steps(store, mail, steps, msgids, clock(), retry_unknown)
                     for step, claimed in zip(steps, claims, strict=True):
                         step.answer(claimed)  # only now may that connection send the message data
                         report.not_due += step.job is not None and not claimed  # unsubscribed meanwhile
@@ -246,14 +249,13 @@ class IssueSender:
         store: Store,
         mail: IssueMail,
         steps: Sequence[Step],
-        subscribers: dict[int, Subscriber],
+        msgids: dict[int, str],
         now: datetime,
         retry_unknown: bool,
     ) -> list[bool]:
         """In ONE transaction (one fsync however many connections are waiting): record each connection's finished
-        message and claim ('pending') its next one. Returns, per step, whether its next message may go out."""
-        from digest.message import message_id  # noqa: PLC0415 (lazy: mjml and feedgen ... only when used)
-
+        message and claim ('pending') its next one, under the Message-ID it carries (`msgids`, by subscriber id).
+        Returns, per step, whether its next message may go out."""
         claims: list[bool] = []
         with store.transaction():
             for step in steps:
@@ -268,9 +270,8 @@ class IssueSender:
                 if step.job is None:
                     claims.append(False)
                     continue
-                sub = subscribers[step.job.key]
-                msgid = message_id(mail.issue, email_key(sub.email), mail.domain)
-                claims.append(store.claim_delivery(mail.issue, sub.id, msgid, now, retry_unknown=retry_unknown))
+                key = step.job.key
+                claims.append(store.claim_delivery(mail.issue, key, msgids[key], now, retry_unknown=retry_unknown))
         return claims
 
     def _after_refusal(
@@ -428,11 +429,11 @@ class IssueSender:
 
         return smtp_address(self.settings.bounce_mailbox)
 
-    def _envelope_sender(self, secret: str, issue: int | None = None, subscriber_id: int | None = None) -> str:
-        """The return path: the bounce mailbox, in VERP form naming the delivery when there is one."""
-        if issue is None or subscriber_id is None or not self.settings.verp:
+    def _envelope_sender(self, delivery_id: str = "") -> str:
+        """The return path: the bounce mailbox, in VERP form naming the delivery (its signed id) when there is one."""
+        if not delivery_id or not self.settings.verp:
             return self._bounce_mailbox
-        return verp_address(self._bounce_mailbox, make_verp_id(secret, issue, subscriber_id))
+        return verp_address(self._bounce_mailbox, delivery_id)
 
     def _build(
         self,
@@ -444,6 +445,7 @@ class IssueSender:
         eight_bit: bool,
         msgid: str | None = None,
         extra_html_bytes: int = 0,
+        delivery_id: str | None = None,
     ) -> WireMessage:
         """One subscriber's message, ready for SMTP's DATA (`.message` is the message itself), carrying its
         delivery's signed id in the header fields providers echo back (none for a test copy: no delivery)."""
@@ -465,13 +467,27 @@ class IssueSender:
             eight_bit=eight_bit,
             dkim=dkim,
             max_html_bytes=GMAIL_CLIP_BYTES + extra_html_bytes,
-            delivery_id=make_verp_id(secret, mail.issue, subscriber.id) if subscriber.id else "",
+            delivery_id=delivery_id if delivery_id is not None else self._delivery_id(secret, mail.issue, subscriber),
         )
 
+    @staticmethod
+    def _delivery_id(secret: str, issue: int, subscriber: Subscriber) -> str:
+        """The delivery's signed id (VERP and the providers' headers); none for a copy that is no delivery."""
+        return make_verp_id(secret, issue, subscriber.id) if subscriber.id else ""
+
     def _builder(
-        self, mail: IssueMail, subscriber: Subscriber, secret: str, dkim: DkimKey | None, clock: Callable[[], datetime]
+        self,
+        mail: IssueMail,
+        subscriber: Subscriber,
+        secret: str,
+        dkim: DkimKey | None,
+        clock: Callable[[], datetime],
+        msgid: str,
+        delivery_id: str,
     ) -> Callable[[bool], WireMessage]:
-        return lambda eight_bit: self._build(mail, subscriber, secret, dkim, clock(), eight_bit)
+        return lambda eight_bit: self._build(
+            mail, subscriber, secret, dkim, clock(), eight_bit, msgid, delivery_id=delivery_id
+        )
 
     def html_bytes(self, mail: IssueMail) -> int:
         """Octets of the HTML part of `mail` as sent to a subscriber (8bit, links filled in): what Gmail clips at.
@@ -526,7 +542,7 @@ class IssueSender:
             data = self._build(
                 mail, Subscriber(email=address), secret, dkim, now, messenger.eight_bit, msgid, extra_html_bytes
             )
-            result = messenger.send(self._envelope_sender(secret), _smtp_recipient(address), data)
+            result = messenger.send(self._envelope_sender(), _smtp_recipient(address), data)
         finally:
             messenger.close()
         if result.outcome is not Outcome.SENT:
