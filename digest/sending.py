@@ -217,13 +217,15 @@ class IssueSender:
             )
             by_id = {s.id: s for s in todo}
             msgids: dict[int, str] = {}  # the claim records the Message-ID the message carries
-            for sub in todo:
+
+            def job(sub: Subscriber) -> Job:
                 msgids[sub.id] = msgid = message_id(mail.issue, email_key(sub.email), mail.domain)
                 delivery_id = make_verp_id(secret, mail.issue, sub.id)  # signed once, for the return path and headers
                 build = self._builder(mails[sub.id] or mail, sub, secret, dkim, clock, msgid, delivery_id)
-                pool.submit(Job(sub.id, self._envelope_sender(delivery_id), _smtp_recipient(sub.email), build))
-            pool.finish()
+                return Job(sub.id, self._envelope_sender(delivery_id), _smtp_recipient(sub.email), build)
+
             try:
+                pool.feed(job(sub) for sub in todo)  # each made shortly before a connection needs it
                 while pool.running:
                     steps = pool.next_steps()
                     claims = self._commit_steps(store, mail, steps, msgids, clock(), retry_unknown)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
@@ -98,13 +98,11 @@ def test_rate_limiter_spaces_events_evenly() -> None:
     assert slept == [0.25, 0.25, 0.25, 0.25]
 
 
-def run_pool(pool: DeliveryPool, jobs: list[Job], answer: Callable[[Step], bool]) -> list[Step]:
+def run_pool(pool: DeliveryPool, jobs: Iterable[Job], answer: Callable[[Step], bool]) -> list[Step]:
     """Feed the pool as the publisher does, answering each step with `answer(step)`; every step, in order."""
-    for job in jobs:
-        pool.submit(job)
-    pool.finish()
     steps: list[Step] = []
     try:
+        pool.feed(jobs)
         while pool.running:
             for step in pool.next_steps():
                 step.answer(step.job is not None and answer(step))
@@ -212,3 +210,21 @@ def test_a_message_that_cannot_be_built_fails_alone(smtp_server: MailServer) -> 
     assert [results[k].outcome for k in range(3)] == [Outcome.SENT, Outcome.FAILED, Outcome.SENT]
     assert "bad subscriber data" in results[1].detail
     assert sorted(smtp_server.recipients()) == ["r0@example.org", "r2@example.org"]
+
+
+def test_pool_makes_jobs_as_the_connections_need_them(smtp_server: MailServer) -> None:
+    """A big list does not wait for all its jobs to be made: the first messages are out before the last job is
+    made, a few jobs at most are queued ahead, and every job goes out once."""
+    received_when_made: list[int] = []
+
+    def jobs() -> Iterator[Job]:
+        for n in range(60):
+            received_when_made.append(len(smtp_server.received))
+            yield Job(n, "a@example.org", f"r{n}@example.org", lambda eight_bit: MESSAGE)
+
+    pool = DeliveryPool([messenger(smtp_server), messenger(smtp_server)], RateLimiter(10_000), [], threading.Event())
+    steps = run_pool(pool, jobs(), lambda step: True)
+    # Made ahead of what the server has: at most 6 queued, 2 per connection taken (one out, one claimed), 1 late.
+    assert all(n - received <= 11 for n, received in enumerate(received_when_made))
+    assert sorted(d.key for s in steps for d in s.done) == list(range(60))
+    assert smtp_server.recipients() == {f"r{n}@example.org": 1 for n in range(60)}
