@@ -458,6 +458,8 @@ class IssueSender:
         )
         from digest.tokens import preferences_link, unsubscribe_link  # noqa: PLC0415 (lazy: itsdangerous only when used)
 
+        if delivery_id is None:  # signed here unless the send did it already; none for a copy that is no delivery
+            delivery_id = make_verp_id(secret, mail.issue, subscriber.id) if subscriber.id else ""
         return build_message(
             mail,
             subscriber,
@@ -469,13 +471,8 @@ class IssueSender:
             eight_bit=eight_bit,
             dkim=dkim,
             max_html_bytes=GMAIL_CLIP_BYTES + extra_html_bytes,
-            delivery_id=delivery_id if delivery_id is not None else self._delivery_id(secret, mail.issue, subscriber),
+            delivery_id=delivery_id,
         )
-
-    @staticmethod
-    def _delivery_id(secret: str, issue: int, subscriber: Subscriber) -> str:
-        """The delivery's signed id (VERP and the providers' headers); none for a copy that is no delivery."""
-        return make_verp_id(secret, issue, subscriber.id) if subscriber.id else ""
 
     def _builder(
         self,

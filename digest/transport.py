@@ -224,7 +224,7 @@ class DeliveryPool:
         """Whether some thread may still hand over a step."""
         return self._open_lanes > 0
 
-    def finish(self) -> None:
+    def _finish(self) -> None:
         """No more jobs: each thread hands over its last outcome and stops once the queue is empty."""
         for _ in self._threads:
             self._jobs.put(None)
@@ -244,7 +244,7 @@ class DeliveryPool:
             job = next(self._feed, None)
             if job is None:
                 self._feed = None
-                self.finish()
+                self._finish()
             else:
                 self._jobs.put(job)
 
@@ -262,7 +262,7 @@ class DeliveryPool:
         """End the threads: unanswered steps are refused (nothing more goes out), connections are closed."""
         if self.running:
             self._closing.set()
-            self.finish()
+            self._finish()
         for thread in self._threads:
             thread.join()
 

@@ -243,7 +243,7 @@ def run() -> None:
     """The `digest` program (console script and `python -m digest`): `main`, with the heap settled once the
     settings are read. gc.freeze() hides what start-up built (pydantic's schemas, the modules: ~40,000 objects)
     from the garbage collector for good, and again at exit, where the last collection would walk everything:
-    together about 50 ms of a 4 s send of 2,000 messages (docs/performance.md). Only cycles made before a
+    together about 40 ms of a 4 s send of 2,000 messages (docs/performance.md). Only cycles made before a
     freeze go uncollected, which a one-shot command never misses; tests that invoke `main` in their own process
     keep their collector as it is."""
     Context.settle_heap = True
